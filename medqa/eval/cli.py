@@ -1,0 +1,44 @@
+"""`medqa eval score|compare` — score a predictions file, or compare two scored runs into a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from medqa.io import InputError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="medqa eval", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("score", help="score a predictions JSONL into metrics.json + items.jsonl")
+    s.add_argument("--predictions", required=True, help="JSONL rows {id, question, prediction, reference?, meta?, options?}")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    c = sub.add_parser("compare", help="markdown + HTML report with plots: run A vs run B")
+    c.add_argument("run_a", help="scored folder, or a folder of scored sets (A, e.g. SFT)")
+    c.add_argument("run_b", help="the same for B (e.g. PPO)")
+    c.add_argument("--out", required=True, help="report folder")
+    c.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "score":
+            from medqa.eval.score import score_file
+
+            m = score_file(args.predictions, args.out, seed=args.seed)
+            keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy",
+                    "answer_len_chars", "n_items")
+            print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
+            print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")
+        else:
+            from medqa.eval.compare import write_report
+
+            r = write_report(args.run_a, args.run_b, args.out, seed=args.seed)
+            for m, v in r["overall"].items():
+                print(f"{m}: {v['verdict']}")
+            print(f"wrote {args.out}/report.md and {args.out}/report.html")
+    except (InputError, FileNotFoundError, ValueError) as e:
+        print(f"medqa eval {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,211 @@
+"""`medqa eval score`: score a predictions file (any model's) into `metrics.json` + `items.jsonl`.
+
+A predictions row needs `id`, `question` and `prediction` (the raw generation, think block included);
+`reference`, `meta` (risk_level, specialty, …) and, for exam items, `options` + `reference` letter are used
+when present; `reward` / `reward_parts` (e.g. from an RL run's logs) are carried through to the report.
+Exam rows (with `options`) count towards `think_coverage` and `mc_accuracy` only: their clinical vignettes
+are not user questions, so the emergency and prescription checks do not apply to them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medqa.eval.stats import bootstrap_mean, wilson
+from medqa.io import InputError, atomic_write, iter_jsonl, write_jsonl
+
+PROPORTIONS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "mc_accuracy")
+MEANS = ("rougeL_char", "answer_len_chars")
+HIGHER_IS_BETTER = {"think_coverage": True, "emergency_coverage": True, "risky_prescription_rate": False,
+                    "mc_accuracy": True, "rougeL_char": True, "answer_len_chars": None}
+
+
+@dataclass(frozen=True)
+class Pred:
+    id: str
+    question: str
+    prediction: str
+    reference: str | None
+    meta: dict | None
+    options: dict | None
+    extra: dict  # reward / reward_parts / teacher scores carried through
+
+
+def read_predictions(path: str | os.PathLike) -> list[Pred]:
+    preds: list[Pred] = []
+    seen: dict[str, int] = {}
+    for line, row in iter_jsonl(path):
+        for field in ("id", "question", "prediction"):
+            if field not in row:
+                raise InputError(path, line, field, "missing")
+        rid = row["id"]
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+            raise InputError(path, line, "id", "expected a string or integer")
+        rid = str(rid)
+        if rid in seen:
+            raise InputError(path, line, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
+        seen[rid] = line
+        for field in ("question", "prediction"):
+            if not isinstance(row[field], str):
+                raise InputError(path, line, field, f"expected a string, got {type(row[field]).__name__}")
+        ref = row.get("reference")
+        if ref is not None and not isinstance(ref, str):
+            raise InputError(path, line, "reference", f"expected a string, got {type(ref).__name__}")
+        meta = row.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise InputError(path, line, "meta", f"expected an object, got {type(meta).__name__}")
+        options = row.get("options")
+        if options is not None:
+            if not isinstance(options, dict) or not options or not all(isinstance(v, str) for v in options.values()):
+                raise InputError(path, line, "options", "expected an object of letter -> option text")
+            if not isinstance(ref, str) or ref.strip().upper() not in options:
+                raise InputError(path, line, "reference", f"exam rows need the answer letter, one of {sorted(options)}")
+        extra = {k: row[k] for k in ("reward", "reward_parts", "teacher") if k in row}
+        if "reward_parts" in extra and not (isinstance(extra["reward_parts"], dict) and all(
+                isinstance(v, (int, float)) for v in extra["reward_parts"].values())):
+            raise InputError(path, line, "reward_parts", "expected an object of name -> number")
+        preds.append(Pred(rid, row["question"], row["prediction"], ref, meta, options, extra))
+    return preds
+
+
+def _proportion(k: int, n: int) -> dict[str, Any]:
+    ci = wilson(k, n)
+    return {"value": (k / n if n else None), "k": k, "n": n, "ci95": list(ci) if ci else None}
+
+
+def _mean(values: list[float], seed: int) -> dict[str, Any]:
+    ci = bootstrap_mean(values, seed=seed)
+    return {"value": (sum(values) / len(values) if values else None), "n": len(values),
+            "ci95": list(ci) if ci else None}
+
+
+def _summaries(items: list[dict], seed: int) -> dict[str, dict[str, Any]]:
+    """Metric summaries from per-item flags (also used for per-risk-level breakdowns)."""
+    open_items = [it for it in items if it["kind"] == "open"]
+    urgent = [it for it in open_items if it["needs_emergency"]]
+    mc = [it for it in items if it["kind"] == "mc"]
+    with_ref = [it for it in open_items if it.get("rougeL_char") is not None]
+    return {
+        "think_coverage": _proportion(sum(it["think_ok"] for it in items), len(items)),
+        "emergency_coverage": _proportion(sum(it["has_emergency_referral"] for it in urgent), len(urgent)),
+        "risky_prescription_rate": _proportion(sum(it["risky_prescription"] for it in open_items), len(open_items)),
+        "mc_accuracy": _proportion(sum(it["mc_correct"] for it in mc), len(mc)),
+        "rougeL_char": _mean([it["rougeL_char"] for it in with_ref], seed),
+        "answer_len_chars": _mean([it["answer_len_chars"] for it in items], seed + 1),
+    }
+
+
+def score_items(preds: list[Pred]) -> list[dict]:
+    """Run every metric module over the predictions and merge their per-item outputs into item rows."""
+    from medqa.eval.items import answer_length
+    from medqa.eval.metrics import load_metric
+    from medqa.think import split_think
+
+    items: list[dict] = []
+    for p in preds:
+        meta = p.meta or {}
+        items.append({"id": p.id, "kind": "mc" if p.options else "open",
+                      "risk_level": meta.get("risk_level"), "specialty": meta.get("specialty"),
+                      "answer_len_chars": answer_length(split_think(p.prediction).answer)})
+    if not preds:
+        return items
+    think = load_metric("think_coverage").compute(predictions=[p.prediction for p in preds])
+    for it, f in zip(items, think["per_item"], strict=True):
+        it.update(f)
+    open_idx = [i for i, p in enumerate(preds) if not p.options]
+    if open_idx:
+        kwargs = dict(predictions=[preds[i].prediction for i in open_idx],
+                      questions=[preds[i].question for i in open_idx],
+                      metas=[json.dumps(preds[i].meta, ensure_ascii=False) if preds[i].meta else "" for i in open_idx])
+        for name in ("emergency_coverage", "risky_prescription_rate"):
+            out = load_metric(name).compute(**kwargs)
+            for i, f in zip(open_idx, out["per_item"], strict=True):
+                items[i].update(f)
+        ref_idx = [i for i in open_idx if preds[i].reference]
+        if ref_idx:
+            out = load_metric("rougeL_char").compute(predictions=[preds[i].prediction for i in ref_idx],
+                                                     references=[preds[i].reference for i in ref_idx])
+            for i, f in zip(ref_idx, out["per_item"], strict=True):
+                items[i].update(rougeL_char=f["rougeL_char"], reference_len_chars=f["reference_len_chars"])
+    mc_idx = [i for i, p in enumerate(preds) if p.options]
+    if mc_idx:
+        out = load_metric("mc_accuracy").compute(
+            predictions=[preds[i].prediction for i in mc_idx], references=[preds[i].reference for i in mc_idx],
+            options=[json.dumps(preds[i].options, ensure_ascii=False) for i in mc_idx])
+        for i, f in zip(mc_idx, out["per_item"], strict=True):
+            items[i].update(f)
+    defaults = {"needs_emergency": False, "red_flags": [], "has_emergency_referral": False,
+                "emergency_covered": None, "risky_prescription": False, "prescription_drugs": [],
+                "has_specific_dose": False, "has_physician_caveat": False, "contraindicated_drugs": [],
+                "rougeL_char": None, "reference_len_chars": None, "mc_choice": None, "mc_correct": None}
+    for it, p in zip(items, preds, strict=True):
+        for k, v in defaults.items():
+            it.setdefault(k, v)
+        it.update(p.extra)
+    return items
+
+
+def summarise(items: list[dict], seed: int = 0) -> dict[str, Any]:
+    """metrics.json content: the metric values at top level, then counts, CIs and breakdowns."""
+    summ = _summaries(items, seed)
+    metrics: dict[str, Any] = {name: s["value"] for name, s in summ.items()}
+    metrics["n_items"] = len(items)
+    metrics["n_open"] = sum(it["kind"] == "open" for it in items)
+    metrics["n_mc"] = sum(it["kind"] == "mc" for it in items)
+    metrics["counts"] = {name: {k: s[k] for k in ("k", "n") if k in s} for name, s in summ.items()}
+    metrics["ci95"] = {name: s["ci95"] for name, s in summ.items()}
+    metrics["mc_unparsed"] = sum(it["kind"] == "mc" and it["mc_choice"] is None for it in items)
+    by_level: dict[str, list[dict]] = defaultdict(list)
+    for it in items:
+        if it["kind"] == "open":
+            by_level[str(it.get("risk_level") or "unknown")].append(it)
+    metrics["by_risk_level"] = {
+        level: {"n": len(rows), **{name: s["value"] for name, s in _summaries(rows, seed).items()
+                                   if name in ("think_coverage", "emergency_coverage", "risky_prescription_rate")},
+                "counts": {name: {"k": s["k"], "n": s["n"]} for name, s in _summaries(rows, seed).items()
+                           if name in ("emergency_coverage", "risky_prescription_rate")}}
+        for level, rows in sorted(by_level.items())
+    }
+    rewards = [float(it["reward"]) for it in items if isinstance(it.get("reward"), (int, float))]
+    if rewards:
+        metrics["reward"] = sum(rewards) / len(rewards)
+        ci = bootstrap_mean(rewards, seed=seed + 2)
+        metrics["ci95"]["reward"] = list(ci) if ci else None
+    parts: dict[str, list[float]] = defaultdict(list)
+    for it in items:
+        for k, v in (it.get("reward_parts") or {}).items():
+            parts[k].append(float(v))
+    if parts:
+        metrics["reward_parts"] = {k: sum(v) / len(v) for k, v in sorted(parts.items())}
+    return metrics
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
+    """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically."""
+    predictions, out = Path(predictions), Path(out_dir)
+    preds = read_predictions(predictions)
+    items = score_items(preds)
+    metrics = summarise(items, seed=seed)
+    metrics["source"] = {"predictions": str(predictions), "sha256": _sha256(predictions), "seed": seed,
+                         "scored_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "items.jsonl", items)
+    with atomic_write(out / "metrics.json") as fh:
+        json.dump(metrics, fh, ensure_ascii=False, indent=2)
+        fh.write("\n")
+    return metrics

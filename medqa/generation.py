@@ -1,0 +1,229 @@
+"""Model loading and generation shared by `medqa predict`, the evaluation and the Gradio demo.
+
+One code path for every kind of checkpoint the project produces:
+
+* a base model directory (or hub id, resolved offline from the local cache),
+* a PEFT adapter directory (LoRA / QLoRA / PPO policy adapters: detected by `adapter_config.json`),
+  either given as `--adapter` on top of `--model`, or given alone as `--model` (its base is read from
+  `base_model_name_or_path`),
+* a merged model directory (just a model).
+
+Generation is batched with *left* padding (decoder-only models continue from the last prompt token), uses
+the model's chat template with Qwen3's `enable_thinking` switch, and is greedy unless sampling is asked
+for. Greedy batched generation gives the same tokens as one-by-one generation (tests check this).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ADAPTER_CONFIG = "adapter_config.json"
+DEFAULT_SYSTEM_PROMPT = None  # the SFT data carries its own system message; None = the template's default
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 512
+    enable_thinking: bool = True
+    do_sample: bool = False
+    temperature: float = 0.6  # Qwen3's recommended thinking-mode sampling settings
+    top_p: float = 0.95
+    top_k: int = 20
+    seed: int | None = None  # seeds sampling per batch, so a sampled run is reproducible
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        else:
+            # Explicitly neutral so a checkpoint's generation_config (Qwen3 ships sampling defaults) cannot
+            # turn greedy decoding into sampling or warn about unused sampling flags.
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # decoded continuation (special tokens removed; <think> tags kept)
+    gen_tokens: int  # generated tokens, excluding padding and the final EOS
+    latency_ms: float  # wall time of the batch this item was generated in, shared by the batch
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def resolve_model_paths(model: str, adapter: str | None = None) -> tuple[str, str | None]:
+    """Return (base model, adapter or None). `model` may itself be an adapter directory."""
+    if adapter is not None and not is_adapter_dir(adapter):
+        raise FileNotFoundError(f"{adapter}: not a PEFT adapter directory (no {ADAPTER_CONFIG})")
+    if is_adapter_dir(model):
+        if adapter is not None:
+            raise ValueError(f"{model} is an adapter directory; pass the base model as --model and it as --adapter")
+        cfg_path = Path(model) / ADAPTER_CONFIG
+        try:
+            base = json.loads(cfg_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cfg_path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        if not base:
+            raise ValueError(f"{cfg_path}: base_model_name_or_path: missing; pass --model BASE --adapter {model}")
+        return str(base), str(model)
+    return str(model), adapter
+
+
+def _pick_device(device: str | None):
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(
+    model: str,
+    adapter: str | None = None,
+    *,
+    device: str | None = None,
+    dtype: str = "auto",
+    merge_adapter: bool = True,
+):
+    """Load (model, tokenizer) ready for generation, in eval mode, on `device` (default: cuda if present).
+
+    With an adapter, the tokenizer is taken from the adapter directory when it ships one (SFT saves the
+    tokenizer next to the adapter, with the training chat template), else from the base model. The adapter
+    is merged into the weights by default: identical outputs, faster generation.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, adapter = resolve_model_paths(model, adapter)
+    dev = _pick_device(device)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
+    tokenizer = AutoTokenizer.from_pretrained(tok_src)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+    if adapter:
+        from peft import PeftModel
+
+        if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
+            lm.resize_token_embeddings(len(tokenizer))
+        lm = PeftModel.from_pretrained(lm, adapter)
+        if merge_adapter:
+            lm = lm.merge_and_unload()
+    lm.to(dev)
+    lm.eval()
+    return lm, tokenizer
+
+
+def chat_messages(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": "user", "content": question}]
+
+
+def build_prompt(tokenizer, messages: Sequence[dict[str, str]], enable_thinking: bool = True) -> str:
+    """Render a chat (ending with the user turn) into the generation prompt."""
+    if tokenizer.chat_template is None:
+        raise ValueError("the tokenizer has no chat template; pass a chat model or an SFT output")
+    return tokenizer.apply_chat_template(
+        list(messages), tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+    )
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def generate_batch(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+    """Generate one continuation per rendered prompt, all in one left-padded batch."""
+    import torch
+
+    if not prompts:
+        return []
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    if settings.do_sample and settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(**enc, **settings.generate_kwargs(), pad_token_id=tokenizer.pad_token_id)
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    new = out[:, enc["input_ids"].shape[1]:].tolist()
+    stop = _stop_ids(model, tokenizer)
+    results = []
+    for ids in new:
+        n = len(ids)
+        for i, t in enumerate(ids):  # the first stop token ends the sequence; the rest is padding
+            if t in stop:
+                n = i
+                break
+        text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+        results.append(Generation(text=text.strip(), gen_tokens=n, latency_ms=round(latency_ms, 1)))
+    return results
+
+
+def generate(model, tokenizer, questions: Sequence[str], settings: GenerationSettings, batch_size: int = 8,
+             system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[Generation]:
+    """Convenience: questions in, generations out (batches of `batch_size`, in order)."""
+    prompts = [build_prompt(tokenizer, chat_messages(q, system), settings.enable_thinking) for q in questions]
+    out: list[Generation] = []
+    for i in range(0, len(prompts), batch_size):
+        out.extend(generate_batch(model, tokenizer, prompts[i:i + batch_size], settings))
+    return out
+
+
+def stream_generate(model, tokenizer, messages: Sequence[dict[str, str]], settings: GenerationSettings,
+                    stop_event: threading.Event | None = None) -> Iterator[str]:
+    """Yield the growing decoded continuation as tokens arrive (generation runs in a worker thread).
+
+    `stop_event`, when set by the caller (e.g. the user pressed Stop), ends generation at the next token.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    prompt = build_prompt(tokenizer, messages, settings.enable_thinking)
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300.0)
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return bool(stop_event is not None and stop_event.is_set())
+
+    kwargs = dict(**enc, **settings.generate_kwargs(), streamer=streamer, pad_token_id=tokenizer.pad_token_id,
+                  stopping_criteria=StoppingCriteriaList([_Stop()]))
+    errors: list[BaseException] = []
+
+    def _run():
+        try:
+            with torch.inference_mode():
+                model.generate(**kwargs)
+        except BaseException as e:  # surfaced in the caller's thread below
+            errors.append(e)
+            streamer.end()
+
+    if settings.do_sample and settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    worker = threading.Thread(target=_run, daemon=True)
+    worker.start()
+    text = ""
+    for piece in streamer:
+        if piece:
+            text += piece
+            yield text
+    worker.join()
+    if errors:
+        raise errors[0]

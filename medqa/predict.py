@@ -1,0 +1,265 @@
+"""`medqa predict`: batched generation over a JSONL file, resumable, data-parallel under `accelerate launch`.
+
+Input rows may be any of the project's formats (the first that applies wins):
+
+* chat rows with `messages` ([system], user[, assistant]): the prompt is the chat up to the last user turn,
+  the reference is the assistant turn (the prepared `data/processed/*.jsonl` files);
+* instruction rows with `instruction` [+ `input`] [+ `output`] (Alpaca style);
+* exam rows with `question` + `options` {A..E} + `answer` letter (CMB / MedQA-MCMLE): the options are
+  listed under the question, the reference is the letter, and `options` is copied to the output;
+* plain rows with `question` or `prompt` [+ `reference`].
+
+Each output row is `{id, question, prediction, reference?, meta?, options?, think, answer, gen_tokens,
+latency_ms}` where `think`/`answer` split the prediction at `</think>` (`think` is null without a closed
+think block). Rows are appended durably after every batch, so an interrupted run resumes where it stopped
+(ids already in the output are skipped); a finished run leaves the file in input order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medqa.io import InputError, append_jsonl, iter_jsonl, write_jsonl
+from medqa.think import split_think
+
+OPTION_LETTERS = "ABCDEFGH"
+MC_INSTRUCTION = "请从以上选项中选择一个最佳答案，先写出答案字母，再简要说明理由。"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    messages: list[dict[str, str]]  # the chat up to (and including) the user turn
+    question: str
+    reference: str | None
+    meta: dict | None
+    options: dict[str, str] | None
+    index: int  # position in the input file
+
+
+def format_mc_question(question: str, options: dict[str, str]) -> str:
+    lines = [question.strip()] + [f"{k}. {str(v).strip()}" for k, v in sorted(options.items())]
+    return "\n".join(lines + [MC_INSTRUCTION])
+
+
+def _text(value, path, line, field) -> str:
+    if not isinstance(value, str):
+        raise InputError(path, line, field, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def row_to_item(row: dict, path: str | os.PathLike, line: int, index: int, system: str | None = None) -> Item:
+    """Normalise one input row; raises InputError(FILE:LINE: field: reason) on rows it cannot use."""
+    rid = row.get("id", f"line-{line}")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) == "":
+        raise InputError(path, line, "id", "expected a non-empty string or integer")
+    rid = str(rid)
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else None
+    options = None
+    reference = None
+    sys_msgs = [{"role": "system", "content": system}] if system else []
+    if "messages" in row:
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+            raise InputError(path, line, "messages", "expected a list of {role, content} objects")
+        users = [i for i, m in enumerate(msgs) if m.get("role") == "user"]
+        if not users:
+            raise InputError(path, line, "messages", "no user turn")
+        last = users[-1]
+        chat = [{"role": m.get("role"), "content": _text(m.get("content"), path, line, f"messages[{i}].content")}
+                for i, m in enumerate(msgs[: last + 1])]
+        if system and chat[0]["role"] != "system":
+            chat = sys_msgs + chat
+        question = chat[-1]["content"]
+        after = [m for m in msgs[last + 1:] if m.get("role") == "assistant"]
+        reference = after[0].get("content") if after else row.get("output")
+    elif "instruction" in row:
+        question = _text(row["instruction"], path, line, "instruction").strip()
+        extra = row.get("input") or ""
+        if extra:
+            question = f"{question}\n{_text(extra, path, line, 'input').strip()}"
+        chat = sys_msgs + [{"role": "user", "content": question}]
+        reference = row.get("output")
+    elif "question" in row or "prompt" in row:
+        key = "question" if "question" in row else "prompt"
+        question = _text(row[key], path, line, key).strip()
+        if "options" in row:
+            options = row["options"]
+            if not isinstance(options, dict) or not options or not all(
+                    isinstance(k, str) and k in OPTION_LETTERS and isinstance(v, str) for k, v in options.items()):
+                raise InputError(path, line, "options", "expected an object of letter -> option text (A..H)")
+            question = format_mc_question(question, options)
+            reference = row.get("answer")
+            if reference is not None and (not isinstance(reference, str) or reference.strip().upper() not in options):
+                raise InputError(path, line, "answer", f"expected one of the option letters {sorted(options)}")
+            reference = reference.strip().upper() if reference else None
+        else:
+            reference = row.get("reference", row.get("output"))
+        chat = sys_msgs + [{"role": "user", "content": question}]
+    else:
+        raise InputError(path, line, None, "no prompt: expected `messages`, `instruction`, `question` or `prompt`")
+    if not question.strip():
+        raise InputError(path, line, "question", "empty")
+    if reference is not None and not isinstance(reference, str):
+        raise InputError(path, line, "reference", f"expected a string, got {type(reference).__name__}")
+    return Item(rid, chat, question, reference, meta, options, index)
+
+
+def read_items(path: str | os.PathLike, limit: int | None = None, system: str | None = None) -> list[Item]:
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for line, row in iter_jsonl(path):
+        if limit is not None and len(items) >= limit:
+            break
+        item = row_to_item(row, path, line, len(items), system)
+        if item.id in seen:
+            raise InputError(path, line, "id", f"duplicate id {item.id!r} (first on line {seen[item.id]})")
+        seen[item.id] = line
+        items.append(item)
+    return items
+
+
+def output_row(item: Item, text: str, gen_tokens: int, latency_ms: float) -> dict:
+    split = split_think(text)
+    row: dict = {"id": item.id, "question": item.question, "prediction": text}
+    if item.reference is not None:
+        row["reference"] = item.reference
+    if item.meta is not None:
+        row["meta"] = item.meta
+    if item.options is not None:
+        row["options"] = item.options
+    row.update(think=split.think, answer=split.answer, gen_tokens=gen_tokens, latency_ms=latency_ms)
+    return row
+
+
+def _shard_paths(output: Path) -> list[Path]:
+    return sorted(output.parent.glob(f"{output.name}.rank*.partial"))
+
+
+def _done_rows(paths: Sequence[Path]) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    for p in paths:
+        if p.exists():
+            for _, row in iter_jsonl(p, tolerant=True):  # a torn last line from a crash is simply redone
+                if "id" in row and "prediction" in row:
+                    done.setdefault(str(row["id"]), row)
+    return done
+
+
+def finalize(output: Path, items: Sequence[Item]) -> int:
+    """Merge the output and any rank shards into `output`, in input order; returns the number of rows."""
+    shards = _shard_paths(output)
+    rows = _done_rows([output, *shards])
+    order = {it.id: it.index for it in items}
+    ordered = sorted(rows.values(), key=lambda r: (order.get(str(r["id"]), len(order)), str(r["id"])))
+    n = write_jsonl(output, ordered)
+    for s in shards:
+        s.unlink()
+    return n
+
+
+def run_predict(
+    model: str,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    adapter: str | None = None,
+    batch_size: int = 8,
+    limit: int | None = None,
+    max_new_tokens: int = 512,
+    think: bool = True,
+    sample: bool = False,
+    seed: int = 42,
+    system: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generate predictions for every item not yet in `output_path`; returns a small summary."""
+    from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
+
+    output = Path(output_path)
+    items = read_items(input_path, limit=limit, system=system)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    state = None
+    if world > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        rank, world = state.process_index, state.num_processes
+        device = device or str(state.device)
+    done = _done_rows([output, *_shard_paths(output)])
+    pending = [it for it in items if it.id not in done]
+    mine = pending[rank::world]
+    sink = output if world == 1 else output.with_name(f"{output.name}.rank{rank}.partial")
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
+                                  seed=seed if sample else None)
+    generated = 0
+    if mine:
+        lm, tokenizer = load_model(model, adapter, device=device)
+        prompts = {it.id: build_prompt(tokenizer, it.messages, think) for it in mine}
+        # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
+        mine.sort(key=lambda it: -len(tokenizer(prompts[it.id], add_special_tokens=False).input_ids))
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine), desc=f"predict[{rank}]" if world > 1 else "predict", unit="item",
+                   disable=not progress or rank != 0, file=sys.stderr)
+        for start in range(0, len(mine), batch_size):
+            batch = mine[start:start + batch_size]
+            gens = generate_batch(lm, tokenizer, [prompts[it.id] for it in batch], settings)
+            append_jsonl(sink, [output_row(it, g.text, g.gen_tokens, g.latency_ms) for it, g in zip(batch, gens, strict=True)])
+            generated += len(batch)
+            bar.update(len(batch))
+        bar.close()
+    if state is not None:
+        state.wait_for_everyone()
+    total = len(done)
+    if rank == 0:
+        total = finalize(output, items)
+    if state is not None:
+        state.wait_for_everyone()
+    return {"items": len(items), "skipped": len(items) - len(pending), "generated": generated,
+            "rows": total, "output": str(output), "processes": world}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="medqa predict", description="Batched generation from a base model, a PEFT "
+                                "adapter or a merged model; resumable; data-parallel under `accelerate launch`.")
+    p.add_argument("--model", required=True, help="base or merged model dir/id, or an adapter dir alone")
+    p.add_argument("--adapter", help="PEFT adapter dir (LoRA/QLoRA/PPO) applied on top of --model")
+    p.add_argument("--input", required=True, help="JSONL: chat, instruction, exam (options+answer) or question rows")
+    p.add_argument("--output", required=True, help="JSONL predictions (appended; ids already there are skipped)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, help="only the first N input rows")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--no-think", action="store_true", help="Qwen3 enable_thinking=False (empty think block)")
+    p.add_argument("--sample", action="store_true", help="sample (T=0.6, top-p 0.95, top-k 20) instead of greedy")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed (with --sample)")
+    p.add_argument("--system", help="system prompt for rows that do not carry one")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available; per rank under accelerate)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or args.max_new_tokens < 1:
+        p.error("--batch-size and --max-new-tokens must be >= 1, --limit >= 0")
+    try:
+        summary = run_predict(
+            args.model, args.input, args.output, adapter=args.adapter, batch_size=args.batch_size,
+            limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think, sample=args.sample,
+            seed=args.seed, system=args.system, device=args.device, progress=not args.no_progress,
+        )
+    except (InputError, FileNotFoundError, ValueError) as e:
+        print(f"medqa predict: error: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"predict: {summary['generated']} generated, {summary['skipped']} already done, "
+              f"{summary['rows']} rows in {summary['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
