@@ -1,0 +1,42 @@
+"""The `<think>…</think>` answer format, parsed in one place for data checks, rewards, metrics and the demo."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_THINK_RE = re.compile(r"^\s*<think>(.*?)</think>(.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class ThinkSplit:
+    think: str | None  # reasoning inside the tags (stripped), None when there is no closed think block
+    answer: str  # the text after </think> (stripped); the whole text when there is no think block
+    well_formed: bool  # exactly one leading <think>…</think> followed by a non-empty answer
+
+    @property
+    def has_think(self) -> bool:
+        return bool(self.think)
+
+
+def split_think(text: str) -> ThinkSplit:
+    """Split a model output or reference into reasoning and answer.
+
+    Well-formed means: the text starts (after whitespace) with `<think>`, has exactly one open and one
+    close tag, non-empty reasoning, and a non-empty answer after `</think>`.
+    """
+    text = text or ""
+    m = _THINK_RE.match(text)
+    if not m:
+        # An unclosed <think> means the generation was cut (or the data truncated): no answer at all.
+        answer = "" if THINK_OPEN in text else text.strip()
+        return ThinkSplit(None, answer, False)
+    think, answer = m.group(1).strip(), m.group(2).strip()
+    single = text.count(THINK_OPEN) == 1 and text.count(THINK_CLOSE) == 1
+    return ThinkSplit(think or None, answer, bool(single and think and answer))
+
+
+def join_think(think: str, answer: str) -> str:
+    """The canonical project format: `<think>\\n…\\n</think>\\n` + answer."""
+    return f"{THINK_OPEN}\n{think.strip()}\n{THINK_CLOSE}\n{answer.strip()}"
