@@ -1,20 +1,55 @@
-"""Shared fixtures: tiny offline Qwen3 models built once per test session."""
+"""Shared fixtures: a tiny Qwen3 built once per session, offline environment, repo paths."""
 
 from __future__ import annotations
 
-import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-# A small bilingual corpus so the tiny tokenizer does not depend on data/sample being present.
-CORPUS = [
-    "我胸口剧烈疼痛，出冷汗，左臂发麻，怎么办？", "孩子发烧38.5度，需要吃什么药？", "高血压患者可以吃布洛芬吗？",
-    "感冒咳嗽一周了怎么办", "糖尿病人饮食注意什么", "建议尽快就医，必要时拨打120。", "请遵医嘱用药，注意休息。",
-    "What should I do for a mild headache?", "My father suddenly cannot speak and his face droops.",
-    "Please call 911 or go to the emergency room now.", "Drink plenty of fluids and rest.",
-    "<think>\n患者描述了症状，需要考虑多种可能的原因。\n</think>\n建议尽快就医。",
-]
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+
+# Tests never touch the hub, and subprocesses run this checkout's code.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny random-init Qwen3 + tokenizer, built from the shipped sample text (seconds)."""
+    from medqa.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen3", seed=0)
+
+
+@pytest.fixture(scope="session")
+def processed_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """`medqa data prepare` of data/sample/ (the same command as `make data`)."""
+    from medqa.data import prepare
+
+    out = tmp_path_factory.mktemp("data") / "processed"
+    prepare([str(SAMPLE)], out, seed=42, tokenizer_path=str(tiny_model_dir))
+    return out
+
+
+def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m medqa …` as a user would; returns the completed process (text mode)."""
+    proc = subprocess.run([sys.executable, "-m", "medqa", *args], capture_output=True, text=True, cwd=kwargs.pop("cwd", ROOT), **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"medqa {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
 
 # Questions -> fixed think-format answers the "think" model memorises (distinct, so outputs vary by prompt).
 THINK_PAIRS = [
@@ -26,26 +61,10 @@ THINK_PAIRS = [
 
 
 @pytest.fixture(scope="session")
-def tiny_corpus_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("corpus")
-    with open(d / "corpus.jsonl", "w", encoding="utf-8") as fh:
-        for i, text in enumerate(CORPUS * 5):
-            fh.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
-    return d
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, tiny_corpus_dir) -> Path:
-    """A random-init tiny Qwen3 + tokenizer (its greedy output is degenerate: use it for plumbing only)."""
-    from medqa.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0, corpus=tiny_corpus_dir)
-
-
-@pytest.fixture(scope="session")
 def tiny_think_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    """The tiny model overfitted (a few seconds) to answer THINK_PAIRS in the `<think>…</think>` format, so
-    greedy generation yields real, prompt-dependent think chains and answers."""
+    """The tiny model overfitted (seconds) to answer THINK_PAIRS in the `<think>…</think>` format, so greedy
+    generation yields real, prompt-dependent think chains and answers (the random-init model only repeats
+    one token)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
