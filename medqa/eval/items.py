@@ -94,6 +94,7 @@ _EXPLICIT = [
 ]
 # The answer opens with the letter: "C", "C.", "C、", "(C)", "**C**", "C：…".
 _LEADING = re.compile(r"^[\s*#>\"“(（【\[]*([A-H])(?:[\s*\"”)）】\].、:：,，;；]|$)")
+_ARTICLE = re.compile(r"A\s+[a-z]")  # "A fever is…": the English article, not option A
 _STANDALONE = re.compile(r"(?<![A-Za-z])([A-H])(?![A-Za-z])")
 
 
@@ -114,11 +115,11 @@ def extract_choice(text: str, options: Mapping[str, str]) -> str | None:
         if hits:
             return hits[-1]
     m = _LEADING.match(answer)
-    if m and m.group(1) in letters:
+    if m and m.group(1) in letters and not _ARTICLE.match(answer[m.start(1):]):
         return m.group(1)
     # Drop the English article "A" ("A fever is…") before looking for a lone letter.
     lone = {m.group(1) for m in _STANDALONE.finditer(answer)
-            if m.group(1) in letters and not (m.group(1) == "A" and re.match(r"A\s+[a-z]", answer[m.start():]))}
+            if m.group(1) in letters and not _ARTICLE.match(answer[m.start():])}
     if len(lone) == 1:
         return lone.pop()
     quoted = [k for k, v in options.items() if len(v.strip()) >= 2 and v.strip().lower() in answer.lower()]
