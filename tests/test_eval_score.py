@@ -146,3 +146,18 @@ def test_verdicts():
     assert _verdict("emergency_coverage", (0.1, -0.05, 0.2), 40) == "no significant difference"
     assert _verdict("answer_len_chars", (12.0, 3.0, 20.0), 40) == "B longer"
     assert _verdict("think_coverage", None, 0) == "n/a (no items)"
+
+
+def test_auto_compare_finds_sft_and_rl_runs(tmp_path):
+    from medqa.eval.cli import main
+    from medqa.eval.compare import find_sft_rl_runs
+
+    root = tmp_path / "eval"
+    assert find_sft_rl_runs(root) is None
+    for name in ("tiny-qwen3", "sft-lora", "ppo-policy"):
+        preds = _write(tmp_path / f"{name}.jsonl", ROWS_A)
+        assert main(["score", "--predictions", str(preds), "--out", str(root / name / "gold_set")]) == 0
+    assert find_sft_rl_runs(root) == (root / "sft-lora", root / "ppo-policy")
+    assert main(["auto-compare", str(root)]) == 0
+    assert (root / "compare-sft-lora-vs-ppo-policy" / "report.html").is_file()
+    assert find_sft_rl_runs(root) == (root / "sft-lora", root / "ppo-policy")  # the report is not a run

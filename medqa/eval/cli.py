@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_b", help="the same for B (e.g. PPO)")
     c.add_argument("--out", required=True, help="report folder")
     c.add_argument("--seed", type=int, default=0)
+    ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL (ppo/grpo/rl) run under ROOT")
+    ac.add_argument("root", help="folder of runs, e.g. outputs/eval")
+    ac.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
         if args.cmd == "score":
@@ -31,6 +34,20 @@ def main(argv: list[str] | None = None) -> int:
                     "answer_len_chars", "n_items")
             print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
             print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")
+        elif args.cmd == "auto-compare":
+            from medqa.eval.compare import find_sft_rl_runs, write_report
+
+            pair = find_sft_rl_runs(args.root)
+            if pair is None:
+                print(f"eval: no SFT + RL pair of runs under {args.root}; nothing to compare")
+                return 0
+            args.run_a, args.run_b = map(str, pair)
+            args.out = f"{args.root}/compare-{pair[0].name}-vs-{pair[1].name}"
+            print(f"eval: comparing {args.run_a} (SFT) with {args.run_b} (RL)")
+            r = write_report(args.run_a, args.run_b, args.out, seed=args.seed)
+            for m, v in r["overall"].items():
+                print(f"{m}: {v['verdict']}")
+            print(f"wrote {args.out}/report.md and {args.out}/report.html")
         else:
             from medqa.eval.compare import write_report
 

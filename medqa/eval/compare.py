@@ -13,6 +13,7 @@ import html
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +370,23 @@ def _questions(run_path, sets) -> dict[tuple[str, str], str]:
                 break
     return out
 
+
+
+SFT_RE = re.compile(r"sft", re.I)
+RL_RE = re.compile(r"ppo|grpo|dpo|(?:^|[-_])rl(?:$|[-_])", re.I)
+
+
+def find_sft_rl_runs(root: str | os.PathLike) -> tuple[Path, Path] | None:
+    """The newest SFT-named and newest RL-named (ppo/grpo/dpo/rl) scored runs under `root`, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    runs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith("compare-")
+            and any((x / "metrics.json").is_file() for x in [d, *d.iterdir()] if x.is_dir())]
+
+    def newest(rx, exclude):
+        cands = [d for d in runs if rx.search(d.name) and not exclude.search(d.name)]
+        return max(cands, key=lambda d: d.stat().st_mtime) if cands else None
+
+    sft, rl = newest(SFT_RE, RL_RE), newest(RL_RE, SFT_RE)
+    return (sft, rl) if sft and rl else None
