@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -38,9 +39,12 @@ def pair_id(question: str, answer: str) -> str:
     return hashlib.sha256(f"{question}\x00{answer}".encode()).hexdigest()[:16]
 
 
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
 def _tokens(text: str) -> int:
     # A rough count (1 per CJK character, 1 per 4 other characters): enough for usage and cost accounting.
-    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    cjk = len(_CJK.findall(text))
     return cjk + max(1, (len(text) - cjk) // 4)
 
 
