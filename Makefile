@@ -75,8 +75,8 @@ RED_TEAM_SAMPLES ?= data/sample/red_team.jsonl
 teacher-serve: setup ## run the offline OpenAI-compatible judge on 127.0.0.1:PORT (default 8765; heuristic rubric, no API key)
 	$(MEDQA) teacher serve --host 127.0.0.1 --port $(PORT)
 
-teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, MODEL=; offline judge, said loudly, without a key)
-	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(MODEL),--model $(MODEL))
+teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, TEACHER_MODEL=; offline judge, said loudly, without a key)
+	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
 
 teacher-demo: setup ## the demo's teacher step: 5 samples through the offline judge (never a paid API)
 	$(MEDQA) teacher check --offline --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES)
@@ -85,7 +85,7 @@ teacher-rules-doc: setup ## regenerate data/rl/reward_rules.md from the rule reg
 	$(MEDQA) teacher rules-doc --path data/rl/reward_rules.md
 
 bench-p1: setup ## P1: teacher throughput vs concurrency/latency (512 judgements, 200 ms, concurrency 64) and vs sequential
-	$(PY) -c "import json, medqa.bench.p1_teacher as p; print(json.dumps(p.run('bench_results'), indent=2))"
+	$(MEDQA) bench --only p1
 
 DEMO_STEPS  += teacher-demo
 BENCH_STEPS += bench-p1
