@@ -22,6 +22,7 @@ export PYTHONUNBUFFERED := 1
 MEDQA  := $(PY) -m medqa
 TINY   := models/tiny-qwen3
 SEED   ?= 42
+SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/formats
 
 .PHONY: help setup test test-fast lint browser-deps demo tiny-model data rl-prompts bench clean
 
@@ -54,7 +55,7 @@ $(TINY)/config.json:
 	$(MEDQA) tiny-model --out $(TINY) --seed $(SEED)
 
 data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gold, red team, stats, data card)
-	$(MEDQA) data prepare --input data/sample --out data/processed --seed $(SEED) --tokenizer $(TINY)
+	$(MEDQA) data prepare $(SAMPLE_INPUTS:%=--input %) --out data/processed --seed $(SEED) --tokenizer $(TINY)
 
 rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 	$(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl
