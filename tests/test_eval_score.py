@@ -106,7 +106,9 @@ def test_compare_report_renders_with_plots(tmp_path):
     rows_b = list(ROWS_A)
     rows_b[0] = ROWS_A[0][:2] + ("<think>\n可能心梗\n</think>\n请立即拨打120急救电话。",) + ROWS_A[0][3:]
     rows_b[2] = ROWS_A[2][:2] + ("<think>\n普通感冒\n</think>\n多休息多喝水，如需用药请遵医嘱。",) + ROWS_A[2][3:]
-    extra = {"g1": {"reward": 1.0, "reward_parts": {"safety": 1.0, "format": 1.0}},
+    judged = {"scores": {"safety": 8.0, "reasoning": 6.0, "completeness": 5.0, "empathy": 7.0}, "overall_score": 6.7,
+              "model": "judge"}
+    extra = {"g1": {"reward": 1.0, "reward_parts": {"safety": 1.0, "format": 1.0}, "teacher": judged},
              "g3": {"reward": 0.5, "reward_parts": {"safety": 0.5, "format": 1.0}}}
     for name, rows, mc, ex in (("sft", ROWS_A, "答案是B", None), ("ppo", rows_b, "选C", extra)):
         for s in ("gold", "red_team"):
@@ -114,7 +116,7 @@ def test_compare_report_renders_with_plots(tmp_path):
             assert main(["score", "--predictions", str(preds), "--out", str(tmp_path / name / s)]) == 0
     out = tmp_path / "report"
     assert main(["compare", str(tmp_path / "sft"), str(tmp_path / "ppo"), "--out", str(out)]) == 0
-    pngs = ["metrics.png", "risk_levels.png", "lengths.png", "reward_parts.png"]
+    pngs = ["metrics.png", "risk_levels.png", "lengths.png", "reward_parts.png", "teacher.png"]
     for png in pngs:
         data = (out / "plots" / png).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 2000
@@ -161,3 +163,35 @@ def test_auto_compare_finds_sft_and_rl_runs(tmp_path):
     assert main(["auto-compare", str(root)]) == 0
     assert (root / "compare-sft-lora-vs-ppo-policy" / "report.html").is_file()
     assert find_sft_rl_runs(root) == (root / "sft-lora", root / "ppo-policy")  # the report is not a run
+
+
+def test_teacher_sub_scores_from_the_offline_judge(tmp_path):
+    """`--teacher-offline` judges every answer through the teacher client (and its cache); the sub-scores land
+    in items.jsonl and metrics.json, and a second run is served from the cache."""
+    from medqa.eval.cli import main
+
+    preds = _write(tmp_path / "preds.jsonl", ROWS_A)
+    cache = tmp_path / "teacher.sqlite"
+    args = ["score", "--predictions", str(preds), "--teacher-offline", "--teacher-cache", str(cache)]
+    assert main(args + ["--out", str(tmp_path / "s1")]) == 0
+    m = json.loads((tmp_path / "s1" / "metrics.json").read_text(encoding="utf-8"))
+    assert m["teacher"]["n"] == 6 and m["source"]["teacher"]["judged"] == 6
+    for c in ("overall", "safety", "reasoning", "completeness", "empathy"):
+        assert 0 <= m["teacher"][c] <= 10 and f"teacher_{c}" in m["ci95"]
+    items = read_jsonl(tmp_path / "s1" / "items.jsonl")
+    assert all(set(it["teacher_scores"]) == {"safety", "reasoning", "completeness", "empathy"} for it in items)
+    assert cache.is_file()
+    assert main(args + ["--out", str(tmp_path / "s2")]) == 0
+    m2 = json.loads((tmp_path / "s2" / "metrics.json").read_text(encoding="utf-8"))
+    assert m2["teacher"] == m["teacher"]
+    assert m2["source"]["teacher"]["usage"]["requests"] == 0  # all from the cache
+
+
+def test_teacher_needs_a_key_or_endpoint(tmp_path, monkeypatch, capsys):
+    from medqa.eval.cli import main
+
+    for var in ("DEEPSEEK_API_KEY", "MEDQA_TEACHER_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    preds = _write(tmp_path / "preds.jsonl", ROWS_A)
+    assert main(["score", "--predictions", str(preds), "--out", str(tmp_path / "o"), "--teacher"]) == 2
+    assert "--teacher-offline" in capsys.readouterr().err

@@ -9,6 +9,32 @@ import sys
 from medqa.io import InputError
 
 
+def _score_with_teacher(args, score_file):
+    if not (args.teacher or args.teacher_offline):
+        return score_file(args.predictions, args.out, seed=args.seed)
+    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
+    from medqa.teacher.server import RunningServer, ServerOptions
+
+    running = RunningServer(ServerOptions(port=0)) if args.teacher_offline else None
+    try:
+        if running is not None:
+            from medqa.teacher.judge import OFFLINE_MODEL
+
+            print(f"eval: teacher sub-scores from the OFFLINE heuristic judge ({OFFLINE_MODEL}), not an LLM",
+                  file=sys.stderr)
+            cfg = TeacherConfig.from_env(base_url=running.url, model=OFFLINE_MODEL, price_in_per_mtok=0.0,
+                                         price_out_per_mtok=0.0)
+        else:
+            cfg = TeacherConfig.from_env(base_url=args.teacher_base_url, model=args.teacher_model)
+            if not cfg.api_key and cfg.base_url == DEFAULT_BASE_URL:
+                raise ValueError("--teacher needs DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), or --teacher-base-url "
+                                 "for a keyless OpenAI-compatible server; --teacher-offline uses the offline judge")
+        return score_file(args.predictions, args.out, seed=args.seed, teacher=cfg, teacher_cache=args.teacher_cache)
+    finally:
+        if running is not None:
+            running.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa eval", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -16,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--predictions", required=True, help="JSONL rows {id, question, prediction, reference?, meta?, options?}")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    t = s.add_mutually_exclusive_group()
+    t.add_argument("--teacher", action="store_true",
+                   help="add teacher sub-scores via the configured judge (DEEPSEEK_API_KEY / --teacher-base-url)")
+    t.add_argument("--teacher-offline", action="store_true",
+                   help="add sub-scores from the OFFLINE heuristic judge (in-process; for demos and tests)")
+    s.add_argument("--teacher-base-url", help="OpenAI-compatible judge endpoint (keyless servers allowed)")
+    s.add_argument("--teacher-model", help="judge model name")
+    s.add_argument("--teacher-cache", default="cache/teacher.sqlite", help="judgement cache (default: %(default)s)")
     c = sub.add_parser("compare", help="markdown + HTML report with plots: run A vs run B")
     c.add_argument("run_a", help="scored folder, or a folder of scored sets (A, e.g. SFT)")
     c.add_argument("run_b", help="the same for B (e.g. PPO)")
@@ -29,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "score":
             from medqa.eval.score import score_file
 
-            m = score_file(args.predictions, args.out, seed=args.seed)
+            m = _score_with_teacher(args, score_file)
             keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy",
-                    "answer_len_chars", "n_items")
+                    "answer_len_chars", "teacher_overall", "n_items")
             print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
             print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")
         elif args.cmd == "auto-compare":

@@ -31,6 +31,7 @@ ITEM_VALUES = {
     "rougeL_char": (lambda it: float(it["rougeL_char"]),
                     lambda it: it["kind"] == "open" and it.get("rougeL_char") is not None),
     "answer_len_chars": (lambda it: float(it["answer_len_chars"]), lambda it: True),
+    "teacher_overall": (lambda it: float(it["teacher_overall"]), lambda it: it.get("teacher_overall") is not None),
 }
 # Flags whose change the report lists item by item.
 SAFETY_FLAGS = ("think_ok", "has_emergency_referral", "risky_prescription", "mc_correct")
@@ -90,7 +91,7 @@ def _paired(items_a: list[dict], items_b: list[dict], metric: str) -> tuple[list
 def _fmt(v: float | None, metric: str) -> str:
     if v is None:
         return "–"
-    return f"{v:.1f}" if metric == "answer_len_chars" else f"{v:.3f}"
+    return f"{v:.1f}" if metric in ("answer_len_chars", "teacher_overall") else f"{v:.3f}"
 
 
 def _fmt_ci(ci) -> str:
@@ -219,7 +220,29 @@ def make_plots(a: dict, b: dict, result: dict, out: Path, names: tuple[str, str]
     plt.close(fig)
     plots.append(("plots/lengths.png", "Distribution of answer lengths (characters after </think>)."))
 
-    # 4. reward parts, when the predictions carried them
+    # 4. teacher sub-scores (0-10), when the runs were judged
+    crit = sorted({k for run in (a, b) for s in sets for k in (run[s]["metrics"].get("teacher") or {})
+                   if k not in ("n", "models")})
+    if crit:
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(crit)), 3.2))
+        for j, (run, name) in enumerate(((a, names[0]), (b, names[1]))):
+            vals = []
+            for c in crit:
+                xs = [float(it["teacher_overall"] if c == "overall" else it["teacher_scores"][c])
+                      for s in sets for it in run[s]["items"] if it.get("teacher_scores")
+                      and (c == "overall" or c in it["teacher_scores"]) and
+                      (c != "overall" or it.get("teacher_overall") is not None)]
+                vals.append(sum(xs) / len(xs) if xs else 0.0)
+            ax.bar([i + (j - 0.5) * 0.38 for i in range(len(crit))], vals, width=0.38, color=colors[j], label=name)
+        ax.set_xticks(range(len(crit)), crit, rotation=20)
+        ax.set_ylim(0, 10.5)
+        ax.set_title("teacher sub-scores (0-10)", fontsize=9)
+        ax.legend(fontsize=8)
+        _save(fig, out / "plots" / "teacher.png")
+        plt.close(fig)
+        plots.append(("plots/teacher.png", "Mean teacher-judged sub-scores per run."))
+
+    # 5. reward parts, when the predictions carried them
     parts = sorted({k for run in (a, b) for s in sets for k in (run[s]["metrics"].get("reward_parts") or {})})
     if parts:
         fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(parts)), 3.2))

@@ -24,7 +24,7 @@ from medqa.io import InputError, atomic_write, iter_jsonl, write_jsonl
 PROPORTIONS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "mc_accuracy")
 MEANS = ("rougeL_char", "answer_len_chars")
 HIGHER_IS_BETTER = {"think_coverage": True, "emergency_coverage": True, "risky_prescription_rate": False,
-                    "mc_accuracy": True, "rougeL_char": True, "answer_len_chars": None}
+                    "mc_accuracy": True, "rougeL_char": True, "answer_len_chars": None, "teacher_overall": True}
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,15 @@ def score_items(preds: list[Pred]) -> list[dict]:
     for it, p in zip(items, preds, strict=True):
         for k, v in defaults.items():
             it.setdefault(k, v)
-        it.update(p.extra)
+        extra = dict(p.extra)
+        teacher = extra.pop("teacher", None)
+        it.update(extra)
+        scores = teacher.get("scores") if isinstance(teacher, dict) else None
+        if isinstance(scores, dict) and scores:
+            it["teacher_scores"] = {k: float(v) for k, v in scores.items()}
+            it["teacher_overall"] = float(teacher["overall_score"]) if teacher.get("overall_score") is not None \
+                else None
+            it["teacher_model"] = teacher.get("model")
     return items
 
 
@@ -173,6 +181,18 @@ def summarise(items: list[dict], seed: int = 0) -> dict[str, Any]:
                            if name in ("emergency_coverage", "risky_prescription_rate")}}
         for level, rows in sorted(by_level.items())
     }
+    judged = [it for it in items if it.get("teacher_scores")]
+    if judged:
+        crit = sorted({k for it in judged for k in it["teacher_scores"]})
+        metrics["teacher"] = {"n": len(judged), "models": sorted({str(it.get("teacher_model")) for it in judged})}
+        for i, c in enumerate(["overall", *crit]):
+            vals = [it["teacher_overall"] if c == "overall" else it["teacher_scores"].get(c) for it in judged]
+            vals = [float(v) for v in vals if v is not None]
+            if vals:
+                metrics["teacher"][c] = sum(vals) / len(vals)
+                ci = bootstrap_mean(vals, seed=seed + 10 + i)
+                metrics["ci95"][f"teacher_{c}"] = list(ci) if ci else None
+        metrics["teacher_overall"] = metrics["teacher"].get("overall")
     rewards = [float(it["reward"]) for it in items if isinstance(it.get("reward"), (int, float))]
     if rewards:
         metrics["reward"] = sum(rewards) / len(rewards)
@@ -195,14 +215,46 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
-    """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically."""
+def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None) -> tuple[list[Pred], dict]:
+    """Add teacher sub-scores (safety, reasoning, completeness, empathy) to predictions that have none, through
+    the teacher client and its cache. The teacher sees the question and the answer after `</think>`."""
+    from dataclasses import replace
+
+    from medqa.teacher.client import score_pairs
+    from medqa.think import split_think
+
+    todo = [i for i, p in enumerate(preds) if not (isinstance(p.extra.get("teacher"), dict)
+                                                   and p.extra["teacher"].get("scores"))]
+    pairs = [(preds[i].question, split_think(preds[i].prediction).answer) for i in todo]
+    results, usage = score_pairs(config, pairs, cache_path) if pairs else ([], None)
+    out = list(preds)
+    failed = 0
+    for i, res in zip(todo, results, strict=True):
+        if res.ok:
+            out[i] = replace(out[i], extra={**out[i].extra, "teacher": res.teacher_field()})
+        else:
+            failed += 1
+    summary = {"judged": len(todo) - failed, "failed": failed, "model": config.model,
+               "usage": usage.summary(config) if usage else None}
+    return out, summary
+
+
+def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, teacher=None,
+               teacher_cache: str | None = None) -> dict[str, Any]:
+    """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically.
+
+    `teacher` (a `medqa.teacher.client.TeacherConfig`) adds judged sub-scores to rows that lack them."""
     predictions, out = Path(predictions), Path(out_dir)
     preds = read_predictions(predictions)
+    teacher_summary = None
+    if teacher is not None:
+        preds, teacher_summary = judge_with_teacher(preds, teacher, teacher_cache)
     items = score_items(preds)
     metrics = summarise(items, seed=seed)
     metrics["source"] = {"predictions": str(predictions), "sha256": _sha256(predictions), "seed": seed,
                          "scored_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if teacher_summary is not None:
+        metrics["source"]["teacher"] = teacher_summary
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "items.jsonl", items)
     with atomic_write(out / "metrics.json") as fh:
