@@ -188,9 +188,13 @@ def run_predict(
     rank = int(os.environ.get("RANK", "0"))
     state = None
     if world > 1:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # Without CUDA the ranks must join a CPU (gloo) group, else each would think it is alone.
+        state = PartialState(cpu=not torch.cuda.is_available())
+        if state.num_processes != world:
+            raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed a group of {state.num_processes}")
         rank, world = state.process_index, state.num_processes
         device = device or str(state.device)
     done = _done_rows([output, *_shard_paths(output)])
@@ -256,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medqa predict: error: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"predict: {summary['generated']} generated, {summary['skipped']} already done, "
+        who = f"rank 0 of {summary['processes']}: " if summary["processes"] > 1 else ""
+        print(f"predict: {who}{summary['generated']} generated, {summary['skipped']} already done, "
               f"{summary['rows']} rows in {summary['output']}")
     return 0
 
