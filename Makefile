@@ -94,27 +94,26 @@ BENCH_STEPS += bench-p1
 
 # ---------------------------------------------------------------- eval / predict / serve (issue 5)
 # MODEL= base/merged model dir or adapter dir (default: the tiny model); ADAPTER= PEFT adapter on top of MODEL.
+# ADAPTER counts only when given on the command line or in the environment (other sections give it a default).
 EVAL_MODEL      = $(or $(MODEL),$(TINY))
-EVAL_NAME      ?= $(notdir $(patsubst %/,%,$(or $(ADAPTER),$(EVAL_MODEL))))
+EVAL_ADAPTER    = $(if $(filter command environment override,$(firstword $(origin ADAPTER))),$(ADAPTER))
+EVAL_NAME      ?= $(notdir $(patsubst %/,%,$(or $(EVAL_ADAPTER),$(EVAL_MODEL))))
 EVAL_SETS      ?= gold_set red_team test
+EVAL_EXAM      ?= data/sample/exam/cmb_sample.jsonl
 EVAL_ROOT      ?= outputs/eval
 EVAL_MAX_NEW   ?= 512
 EVAL_BATCH     ?= 8
 SERVE_PORT     ?= 7860
 SERVE_HOST     ?= 127.0.0.1
-EVAL_ARGS       = --model $(EVAL_MODEL) $(if $(ADAPTER),--adapter $(ADAPTER))
+EVAL_ARGS       = --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER))
 DEMO_EVAL_DIR  ?= outputs/demo/eval
 DEMO_SFT       ?= outputs/demo/sft-lora
 .PHONY: eval predict compare serve demo-eval bench-p4
 
-eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] on gold, red team, test -> outputs/eval/<name>/; then SFT vs RL report if both exist
+eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] on gold, red team, test, exam sample -> outputs/eval/<name>/; SFT vs RL report if both exist
 	@test -f data/processed/gold_set.jsonl || $(MAKE) --no-print-directory data
-	@set -e; for s in $(EVAL_SETS); do \
-	  echo ">> eval $(EVAL_NAME): $$s"; \
-	  $(MEDQA) predict $(EVAL_ARGS) --input data/processed/$$s.jsonl --output $(EVAL_ROOT)/$(EVAL_NAME)/$$s/predictions.jsonl \
-	    --batch-size $(EVAL_BATCH) --max-new-tokens $(EVAL_MAX_NEW) $(if $(LIMIT),--limit $(LIMIT)); \
-	  $(MEDQA) eval score --predictions $(EVAL_ROOT)/$(EVAL_NAME)/$$s/predictions.jsonl --out $(EVAL_ROOT)/$(EVAL_NAME)/$$s; \
-	done
+	$(MEDQA) eval run $(EVAL_ARGS) $(foreach s,$(EVAL_SETS),--set $(s)=data/processed/$(s).jsonl) --set exam=$(EVAL_EXAM) \
+	  --out $(EVAL_ROOT)/$(EVAL_NAME) --batch-size $(EVAL_BATCH) --max-new-tokens $(EVAL_MAX_NEW) $(if $(LIMIT),--limit $(LIMIT))
 	$(MEDQA) eval auto-compare $(EVAL_ROOT)
 
 predict: setup ## batched generation: MODEL=… [ADAPTER=…] INPUT=file.jsonl OUTPUT=preds.jsonl [LIMIT=…] (resumable)
@@ -130,24 +129,18 @@ serve: setup ## Gradio chat demo on SERVE_HOST:SERVE_PORT (127.0.0.1:7860): MODE
 	$(MEDQA) serve $(EVAL_ARGS) --host $(SERVE_HOST) --port $(SERVE_PORT)
 
 demo-eval: setup tiny-model data ## the demo's eval step: base tiny model vs the demo SFT output on gold + red team (LIMIT 8), with report
-	@set -e; runs="base"; test -f $(DEMO_SFT)/adapter_config.json -o -f $(DEMO_SFT)/config.json && runs="base sft"; \
-	for r in $$runs; do \
-	  if [ $$r = sft ]; then args="--model $(DEMO_SFT)"; \
-	    test -f $(DEMO_SFT)/adapter_config.json && args="--model $(TINY) --adapter $(DEMO_SFT)"; \
-	  else args="--model $(TINY)"; fi; \
-	  for s in gold_set red_team; do \
-	    $(MEDQA) predict $$args --input data/processed/$$s.jsonl --output $(DEMO_EVAL_DIR)/$$r/$$s/predictions.jsonl \
-	      --limit $(or $(LIMIT),8) --max-new-tokens 64 --batch-size 8 --no-progress; \
-	    $(MEDQA) eval score --predictions $(DEMO_EVAL_DIR)/$$r/$$s/predictions.jsonl --out $(DEMO_EVAL_DIR)/$$r/$$s; \
-	  done; \
-	done; \
-	if [ "$$runs" = "base sft" ]; then \
+	$(MEDQA) eval run --model $(TINY) --set gold_set=data/processed/gold_set.jsonl --set red_team=data/processed/red_team.jsonl \
+	  --out $(DEMO_EVAL_DIR)/base --limit $(or $(LIMIT),8) --max-new-tokens 64 --no-progress
+	@if [ -f $(DEMO_SFT)/adapter_config.json ] || [ -f $(DEMO_SFT)/config.json ]; then \
+	  $(MEDQA) eval run --model $(DEMO_SFT) --set gold_set=data/processed/gold_set.jsonl \
+	    --set red_team=data/processed/red_team.jsonl --out $(DEMO_EVAL_DIR)/sft --limit $(or $(LIMIT),8) \
+	    --max-new-tokens 64 --no-progress && \
 	  $(MEDQA) eval compare $(DEMO_EVAL_DIR)/base $(DEMO_EVAL_DIR)/sft --out $(DEMO_EVAL_DIR)/report; \
 	else \
-	  echo ">> no SFT output in $(DEMO_SFT): base model only, report of base vs base"; \
+	  echo ">> no SFT output in $(DEMO_SFT): base model only (report of base vs itself)"; \
 	  $(MEDQA) eval compare $(DEMO_EVAL_DIR)/base $(DEMO_EVAL_DIR)/base --out $(DEMO_EVAL_DIR)/report; \
-	fi; \
-	echo ">> demo eval report: $(DEMO_EVAL_DIR)/report/report.html"
+	fi
+	@echo ">> demo eval report: $(DEMO_EVAL_DIR)/report/report.html"
 
 bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the tiny model, same prompts (goal >= 5x)
 	$(PY) -c "import json, medqa.bench.p4_generation as p; print(json.dumps(p.run('bench_results'), indent=2))"

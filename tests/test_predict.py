@@ -167,3 +167,23 @@ def test_adapter_dir_is_detected_and_applied(tmp_path, tiny_model_dir):
     assert (out2.text, out2.gen_tokens) == (out1.text, out1.gen_tokens)  # adapter alone == base + adapter
     ids = torch.tensor([[1, 2, 3, 4]])
     assert not torch.allclose(m0(ids).logits, m1(ids).logits)  # the adapter really changed the model
+
+
+def test_eval_run_predicts_and_scores_each_set(tmp_path, tiny_think_model_dir, capsys):
+    from medqa.eval.cli import main
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"id": f"g{i}", "question": q, "reference": a, "meta": {"risk_level": r}},
+                                       ensure_ascii=False) + "\n"
+                            for i, ((q, a), r) in enumerate(zip(THINK_PAIRS, ["critical", "low", "low", "medium"],
+                                                                strict=True))), encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["run", "--model", str(tiny_think_model_dir), "--set", f"gold={gold}",
+                 "--set", f"missing={tmp_path / 'nope.jsonl'}", "--out", str(out), "--max-new-tokens", "64",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert "missing: " in capsys.readouterr().out and not (out / "missing").exists()
+    m = json.loads((out / "gold" / "metrics.json").read_text(encoding="utf-8"))
+    # The memorised answers: all well formed, the chest-pain one refers to 120, each equals its reference.
+    assert m["think_coverage"] == 1.0 and m["counts"]["think_coverage"] == {"k": 4, "n": 4}
+    assert m["counts"]["emergency_coverage"] == {"k": 1, "n": 1}
+    assert m["rougeL_char"] == pytest.approx(1.0)

@@ -35,6 +35,36 @@ def _score_with_teacher(args, score_file):
             running.stop()
 
 
+def _run_sets(args) -> int:
+    import os
+    from pathlib import Path
+
+    from medqa.eval.score import score_file
+    from medqa.predict import run_predict
+
+    sets = []
+    for spec in args.sets:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--set {spec!r}: expected NAME=FILE")
+        sets.append((name, Path(path)))
+    for name, path in sets:
+        if not path.is_file():
+            print(f"eval run: {name}: {path} does not exist, skipped")
+            continue
+        out = Path(args.out) / name
+        print(f">> eval run: {name} ({path})", flush=True)
+        run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
+                    limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think,
+                    device=args.device, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            m = score_file(out / "predictions.jsonl", out, seed=args.seed)
+            keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
+            print(f"   {name}: " + ", ".join(f"{k}={m[k]:.3f}" if m[k] is not None else f"{k}=n/a" for k in keys)
+                  + f" (n={m['n_items']}) -> {out}/metrics.json", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa eval", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -55,6 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_b", help="the same for B (e.g. PPO)")
     c.add_argument("--out", required=True, help="report folder")
     c.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("run", help="predict + score several sets in one process: --set NAME=FILE …")
+    r.add_argument("--model", required=True)
+    r.add_argument("--adapter")
+    r.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=FILE",
+                   help="evaluation set (repeatable); files that do not exist are skipped with a note")
+    r.add_argument("--out", required=True, help="run folder: OUT/NAME/{predictions.jsonl,metrics.json,items.jsonl}")
+    r.add_argument("--limit", type=int)
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--max-new-tokens", type=int, default=512)
+    r.add_argument("--no-think", action="store_true")
+    r.add_argument("--device")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true")
     ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL (ppo/grpo/rl) run under ROOT")
     ac.add_argument("root", help="folder of runs, e.g. outputs/eval")
     ac.add_argument("--seed", type=int, default=0)
@@ -68,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                     "answer_len_chars", "teacher_overall", "n_items")
             print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
             print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")
+        elif args.cmd == "run":
+            return _run_sets(args)
         elif args.cmd == "auto-compare":
             from medqa.eval.compare import find_sft_rl_runs, write_report
 
