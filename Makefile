@@ -143,7 +143,7 @@ demo-eval: setup tiny-model data ## the demo's eval step: base tiny model vs the
 	@echo ">> demo eval report: $(DEMO_EVAL_DIR)/report/report.html"
 
 bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the tiny model, same prompts (goal >= 5x)
-	$(PY) -c "import json, medqa.bench.p4_generation as p; print(json.dumps(p.run('bench_results'), indent=2))"
+	$(MEDQA) bench --only p4
 
 DEMO_STEPS  += demo-eval
 BENCH_STEPS += bench-p4
