@@ -103,6 +103,8 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base, adapter = resolve_model_paths(model, adapter)
+    if not Path(base).is_dir() and (base.startswith(("/", ".", "~")) or base.count("/") != 1):
+        raise FileNotFoundError(f"{base}: no such model directory (and not a hub id like Qwen/Qwen3-1.7B)")
     dev = _pick_device(device)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32

@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think, sample=args.sample,
             seed=args.seed, system=args.system, device=args.device, progress=not args.no_progress,
         )
-    except (InputError, FileNotFoundError, ValueError) as e:
+    except (InputError, OSError, ValueError) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model, tokenizer = load_model(args.model, args.adapter, device=args.device)
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except (OSError, ValueError) as e:
         print(f"medqa serve: error: {e}", file=sys.stderr)
         return 2
     app = build_app(model, tokenizer, max_new_tokens=args.max_new_tokens, max_input_chars=args.max_input_chars)

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             for m, v in r["overall"].items():
                 print(f"{m}: {v['verdict']}")
             print(f"wrote {args.out}/report.md and {args.out}/report.html")
-    except (InputError, FileNotFoundError, ValueError) as e:
+    except (InputError, OSError, ValueError) as e:
         print(f"medqa eval {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
