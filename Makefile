@@ -23,10 +23,10 @@ MEDQA  := $(PY) -m medqa
 TINY   := models/tiny-qwen3
 SEED   ?= 42
 
-.PHONY: help setup test test-fast lint demo tiny-model data rl-prompts bench clean
+.PHONY: help setup test test-fast lint browser-deps demo tiny-model data rl-prompts bench clean
 
 help: ## list every target with one line each
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | awk -F'\t' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install the pinned stack (idempotent; no-op when nothing changed)
 $(STAMP): requirements.lock pyproject.toml
@@ -53,8 +53,8 @@ tiny-model: setup $(TINY)/config.json ## build the tiny random-init Qwen3 + toke
 $(TINY)/config.json:
 	$(MEDQA) tiny-model --out $(TINY) --seed $(SEED)
 
-data: setup ## prepare data/sample/ into data/processed/ (splits, gold, red team, stats, data card)
-	$(MEDQA) data prepare --input data/sample --out data/processed --seed $(SEED)
+data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gold, red team, stats, data card)
+	$(MEDQA) data prepare --input data/sample --out data/processed --seed $(SEED) --tokenizer $(TINY)
 
 rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 	$(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,34 +48,39 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def iter_jsonl(path: str | os.PathLike, *, tolerant: bool = False) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(
+    path: str | os.PathLike, *, tolerant: bool = False, on_error: Callable[[InputError], None] | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield (line_number, object) for each non-blank line.
 
-    Raises InputError naming the file and line for non-UTF-8 bytes, malformed JSON or a non-object row.
-    With `tolerant`, undecodable lines (a write torn by a crash or SIGKILL) are skipped instead — for
-    append-only caches and resumable outputs written with `append_jsonl`, never for user input.
+    Non-UTF-8 bytes, malformed JSON or a non-object row raise InputError naming the file and line, or,
+    with `on_error`, are passed to it and skipped. With `tolerant`, such lines (a write torn by a crash or
+    SIGKILL) are skipped silently — for append-only caches and resumable outputs, never for user input.
     """
     path = Path(path)
     with open(path, "rb") as fh:
         data = fh.read()
-    lines = data.split(b"\n")
-    for i, raw in enumerate(lines, start=1):
+    for i, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(path, i, None, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})") from None
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise InputError(path, i, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise InputError(path, i, None, f"expected a JSON object, got {type(obj).__name__}")
+        except InputError as err:
             if tolerant:
                 continue
-            raise InputError(path, i, None, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})") from None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            if tolerant:
-                continue
-            raise InputError(path, i, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, i, None, f"expected a JSON object, got {type(obj).__name__}")
+            if on_error is None:
+                raise
+            on_error(err)
+            continue
         yield i, obj
 
 

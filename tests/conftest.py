@@ -1,23 +1,63 @@
-"""Shared pytest fixtures: a tiny Qwen3 and a small chat-format dataset, built once per session in a tmp dir.
-
-The data has the shape of `make data`'s output (data/processed/*.jsonl): id, instruction, input, output
-(`<think>…</think>answer`), meta and `messages` (system, user, assistant); bilingual and of varied lengths.
-"""
+"""Shared fixtures: a tiny Qwen3 built once per session, offline environment, repo paths."""
 
 from __future__ import annotations
 
-import random
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from medqa.io import write_jsonl
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
 
-SYSTEM = {
+# Tests never touch the hub, and subprocesses run this checkout's code.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny random-init Qwen3 + tokenizer, built from the shipped sample text (seconds)."""
+    from medqa.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen3", seed=0)
+
+
+@pytest.fixture(scope="session")
+def processed_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """`medqa data prepare` of data/sample/ (the same command as `make data`)."""
+    from medqa.data import prepare
+
+    out = tmp_path_factory.mktemp("data") / "processed"
+    prepare([str(SAMPLE)], out, seed=42, tokenizer_path=str(tiny_model_dir))
+    return out
+
+
+def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m medqa …` as a user would; returns the completed process (text mode)."""
+    proc = subprocess.run([sys.executable, "-m", "medqa", *args], capture_output=True, text=True, cwd=kwargs.pop("cwd", ROOT), **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"medqa {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+# ---------------------------------------------------------------- SFT: a small chat-format dataset
+
+_SFT_SYSTEM = {
     "en": "You are a careful medical assistant. Think step by step, then answer.",
     "zh": "你是一名谨慎的医学助手。请先逐步思考，再回答。",
 }
-CASES = [  # (lang, symptom, condition, advice)
+_SFT_CASES = [  # (lang, symptom, condition, advice)
     ("en", "a persistent dry cough for three weeks", "post-viral cough or asthma", "see a doctor if it lasts longer"),
     ("en", "sudden chest pain spreading to the left arm", "a possible heart attack", "call emergency services now"),
     ("en", "fever, stiff neck and headache", "possible meningitis", "go to the emergency department immediately"),
@@ -31,51 +71,45 @@ CASES = [  # (lang, symptom, condition, advice)
     ("zh", "尿频并且总是口渴", "可能是糖尿病", "请医生检查血糖"),
     ("zh", "夜间大脚趾红肿疼痛", "痛风", "休息、多喝水，并就尿酸问题咨询医生"),
 ]
-EXTRA = {
+_SFT_EXTRA = {
     "en": ["The patient is otherwise healthy.", "They take no regular medicines.", "Symptoms are worse at night.",
            "There is no recent travel.", "A family member had similar problems."],
     "zh": ["患者其他方面健康。", "没有长期服药。", "夜间症状加重。", "最近没有旅行。", "家人有类似问题。"],
 }
 
 
-def make_row(i: int, rng: random.Random) -> dict:
-    lang, symptom, condition, advice = CASES[i % len(CASES)]
-    extra = " ".join(rng.sample(EXTRA[lang], k=rng.randint(0, len(EXTRA[lang]))))
+def make_sft_row(i: int, rng) -> dict:
+    """One row shaped like `make data` output: id, instruction, input, output (`<think>…</think>answer`), meta,
+    messages (system, user, assistant). Lengths vary with the number of extra sentences."""
+    lang, symptom, condition, advice = _SFT_CASES[i % len(_SFT_CASES)]
+    extra = (" " if lang == "en" else "").join(rng.sample(_SFT_EXTRA[lang], k=rng.randint(0, len(_SFT_EXTRA[lang]))))
     if lang == "en":
-        question = f"I have {symptom}. {extra} What could it be?".replace("  ", " ")
-        think = f"The key finding is {symptom}. {extra} This pattern suggests {condition}.".replace("  ", " ")
+        question = " ".join(filter(None, [f"I have {symptom}.", extra, "What could it be?"]))
+        think = " ".join(filter(None, [f"The key finding is {symptom}.", extra, f"This pattern suggests {condition}."]))
         answer = f"This may be {condition}. Please {advice}."
     else:
-        question = f"我{symptom}。{extra}这可能是什么？"
-        think = f"关键表现是{symptom}。{extra}这种情况提示{condition}。"
+        question, think = f"我{symptom}。{extra}这可能是什么？", f"关键表现是{symptom}。{extra}这种情况提示{condition}。"
         answer = f"这可能是{condition}。{advice}。"
     output = f"<think>\n{think}\n</think>\n{answer}"
     return {
-        "id": f"fx-{i:04d}", "instruction": SYSTEM[lang], "input": question, "output": output,
+        "id": f"fx-{i:04d}", "instruction": _SFT_SYSTEM[lang], "input": question, "output": output,
         "meta": {"source": "fixture", "risk_level": "low", "specialty": "general", "complexity": "simple",
                  "lang_style": lang, "is_deidentified": True},
-        "messages": [{"role": "system", "content": SYSTEM[lang]}, {"role": "user", "content": question},
+        "messages": [{"role": "system", "content": _SFT_SYSTEM[lang]}, {"role": "user", "content": question},
                      {"role": "assistant", "content": output}],
     }
 
 
-def write_sft_data(out: Path, n_train: int = 48, n_dev: int = 12, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    rows = [make_row(i, rng) for i in range(n_train + n_dev)]
-    write_jsonl(out / "train.jsonl", rows[:n_train])
-    write_jsonl(out / "dev.jsonl", rows[n_train:])
-    return out
-
-
 @pytest.fixture(scope="session")
 def sft_data_dir(tmp_path_factory) -> Path:
-    """data/processed-shaped train.jsonl + dev.jsonl (48 + 12 rows, English and Chinese)."""
-    return write_sft_data(tmp_path_factory.mktemp("sft-data"))
+    """train.jsonl (48 rows) + dev.jsonl (12 rows) in the data/processed shape, English and Chinese."""
+    import random
 
+    from medqa.io import write_jsonl
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, sft_data_dir) -> Path:
-    """A tiny random-init Qwen3 + tokenizer trained on the fixture text (seconds)."""
-    from medqa.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"), seed=0, vocab_size=1024, corpus=sft_data_dir)
+    out = tmp_path_factory.mktemp("sft-data")
+    rng = random.Random(0)
+    rows = [make_sft_row(i, rng) for i in range(60)]
+    write_jsonl(out / "train.jsonl", rows[:48])
+    write_jsonl(out / "dev.jsonl", rows[48:])
+    return out

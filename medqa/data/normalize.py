@@ -1,0 +1,100 @@
+"""One source row -> one validated, scrubbed record in the project format (plus chat `messages`)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+from medqa.data.formats import RawRow, validate_fields
+from medqa.data.meta import complete_meta, infer_language
+from medqa.data.schema import DEFAULT_INSTRUCTION, RISK_LEVELS, to_messages
+from medqa.io import InputError
+from medqa.pii import scrub_with_counts
+from medqa.think import THINK_CLOSE, THINK_OPEN, join_think, split_think
+
+MIN_THINK_CHARS = 20
+_TERMINAL = tuple("。！？.!?)）」”\"'…~～") + ("**",)
+_PUNCT_WS = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def question_key(question: str) -> str:
+    """De-duplication key: NFKC, case-folded, with whitespace and punctuation removed."""
+    norm = _PUNCT_WS.sub("", unicodedata.normalize("NFKC", question).casefold())
+    return hashlib.sha1(norm.encode("utf-8")).hexdigest()
+
+
+def _fields(row: RawRow) -> tuple[str, str, str, str, dict, tuple[str, str, str]]:
+    """(instruction, question, think, answer, meta, (question_field, think_field, answer_field))."""
+    d = row.data
+    if row.fmt == "project":
+        output = d["output"]
+        if THINK_OPEN in output and THINK_CLOSE not in output:
+            raise InputError(row.path, row.line, "output", f"{THINK_OPEN} has no closing {THINK_CLOSE} (truncated?)")
+        if THINK_OPEN not in output:
+            raise InputError(row.path, row.line, "output", f"no {THINK_OPEN}…{THINK_CLOSE} reasoning block")
+        parts = split_think(output)
+        return d.get("instruction") or "", d["input"], parts.think or "", parts.answer, d.get("meta") or {}, ("input", "output", "output")
+    if row.fmt == "medical_o1":
+        return "", d["Question"], d["Complex_CoT"], d["Response"], {}, ("Question", "Complex_CoT", "Response")
+    think = d["think"]
+    if THINK_OPEN in think or THINK_CLOSE in think:
+        think = think.replace(THINK_OPEN, "").replace(THINK_CLOSE, "")
+    meta = {"metrics": d["metrics"]} if isinstance(d.get("metrics"), dict) else {}
+    return d.get("instruction") or "", d["question"], think, d["answer"], meta, ("question", "think", "answer")
+
+
+def _check_meta(row: RawRow, meta: dict) -> None:
+    risk = meta.get("risk_level")
+    if risk is not None and risk not in RISK_LEVELS:
+        raise InputError(row.path, row.line, "meta.risk_level", f"{risk!r} is not one of {', '.join(RISK_LEVELS)}")
+    for key in ("specialty", "complexity", "lang_style", "source"):
+        if key in meta and not isinstance(meta[key], str):
+            raise InputError(row.path, row.line, f"meta.{key}", f"expected string, got {type(meta[key]).__name__}")
+
+
+def normalize(row: RawRow, pii_counts: Counter | None = None) -> dict:
+    """Validate and convert one row; raises InputError (FILE:LINE: field: reason) on bad content."""
+    validate_fields(row)
+    instruction, question, think, answer, meta, (qf, tf, af) = _fields(row)
+    _check_meta(row, meta)
+    question, think, answer = question.strip(), think.strip(), answer.strip()
+    if not question:
+        raise InputError(row.path, row.line, qf, "empty question")
+    if THINK_OPEN in answer or THINK_CLOSE in answer:
+        raise InputError(row.path, row.line, af, "more than one think block")
+    if not think:
+        raise InputError(row.path, row.line, tf, "empty reasoning")
+    if not answer:
+        raise InputError(row.path, row.line, af, f"empty answer{' after ' + THINK_CLOSE if af == 'output' else ''}")
+
+    removed: Counter = Counter()
+    scrubbed = []
+    for text in (instruction, question, think, answer):
+        text, counts = scrub_with_counts(text)
+        removed.update(counts)
+        scrubbed.append(text)
+    instruction, question, think, answer = scrubbed
+    if pii_counts is not None:
+        pii_counts.update(removed)
+
+    source = meta.get("source") or Path(row.path).stem
+    meta = complete_meta(meta, question, think, answer, source=source)
+    meta["is_deidentified"] = True
+    flags = []
+    if len(think) < MIN_THINK_CHARS:
+        flags.append("short_think")
+    if not answer.rstrip().endswith(_TERMINAL):
+        flags.append("answer_maybe_truncated")
+    if flags:
+        meta["quality_flags"] = flags
+    instruction = instruction or DEFAULT_INSTRUCTION[meta.get("lang_style") if meta.get("lang_style") in DEFAULT_INSTRUCTION else infer_language(question)]
+    output = join_think(think, answer)
+    rid = row.data.get("id") if row.fmt == "project" else None
+    rid = str(rid) if rid not in (None, "") else f"{Path(row.path).stem}-{question_key(question)[:10]}"
+    return {
+        "id": rid, "instruction": instruction, "input": question, "output": output, "meta": meta,
+        "messages": to_messages(instruction, question, output),
+    }
