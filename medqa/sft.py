@@ -296,8 +296,8 @@ def resolve_resume(training_args: MedqaSFTConfig) -> str | None:
 # ---------------------------------------------------------------- training
 
 
-def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments) -> dict:
-    """Train, save the best model (adapter or full weights) + tokenizer + model card; returns a summary dict."""
+def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments):
+    """Data, tokenizer, model (4-bit for qlora) and TRL's SFTTrainer (LoRA wrapped in for lora/qlora)."""
     from transformers import AutoTokenizer, set_seed
     from trl import SFTTrainer, get_peft_config
 
@@ -322,6 +322,12 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     )
     if model_args.mode == "qlora":
         disable_bnb_cpu_repack(trainer.model)  # PEFT may have re-created layers; cover them all
+    return trainer
+
+
+def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments) -> dict:
+    """Train, save the best model (adapter or full weights) + tokenizer + model card; returns a summary dict."""
+    trainer = build_trainer(script_args, training_args, model_args)
     if trainer.accelerator.is_main_process and model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
@@ -354,7 +360,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     if trainer.accelerator.is_main_process:
         trainer.create_model_card(
             model_name=Path(training_args.output_dir).name,
-            dataset_name=str(data_dir),
+            dataset_name=str(Path(script_args.data_dir)),
             tags=["medqa", "sft", model_args.mode, "qwen3", "medical"],
         )
         with open(Path(training_args.output_dir) / "sft_summary.json", "w", encoding="utf-8") as fh:
