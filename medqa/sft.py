@@ -338,6 +338,9 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)  # the best model when load_best_model_at_end
     wall = time.perf_counter() - started
+    import torch
+
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
     train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
@@ -356,6 +359,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
         "wall_s": round(wall, 2),
         "train_tokens": trainer._total_train_tokens,
         "tokens_per_s": round(trainer._total_train_tokens / wall, 1) if wall > 0 else None,
+        "peak_memory_gib": round(peak_gib, 3) if peak_gib is not None else None,
     }
     if trainer.accelerator.is_main_process:
         trainer.create_model_card(
