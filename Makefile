@@ -22,6 +22,7 @@ export PYTHONUNBUFFERED := 1
 MEDQA  := $(PY) -m medqa
 TINY   := models/tiny-qwen3
 SEED   ?= 42
+SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/formats
 
 .PHONY: help setup test test-fast lint browser-deps demo tiny-model data rl-prompts bench clean
 
@@ -54,7 +55,7 @@ $(TINY)/config.json:
 	$(MEDQA) tiny-model --out $(TINY) --seed $(SEED)
 
 data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gold, red team, stats, data card)
-	$(MEDQA) data prepare --input data/sample --out data/processed --seed $(SEED) --tokenizer $(TINY)
+	$(MEDQA) data prepare $(SAMPLE_INPUTS:%=--input %) --out data/processed --seed $(SEED) --tokenizer $(TINY)
 
 rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 	$(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl
@@ -124,6 +125,28 @@ BENCH_STEPS += bench-p3
 
 
 # ---------------------------------------------------------------- rewards / teacher (issue 4)
+PORT ?= 8765
+TEACHER_N ?= 5
+RED_TEAM_SAMPLES ?= data/sample/red_team.jsonl
+.PHONY: teacher-serve teacher-check teacher-demo teacher-rules-doc bench-p1
+
+teacher-serve: setup ## run the offline OpenAI-compatible judge on 127.0.0.1:PORT (default 8765; heuristic rubric, no API key)
+	$(MEDQA) teacher serve --host 127.0.0.1 --port $(PORT)
+
+teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, TEACHER_MODEL=; offline judge, said loudly, without a key)
+	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
+
+teacher-demo: setup ## the demo's teacher step: 5 samples through the offline judge (never a paid API)
+	$(MEDQA) teacher check --offline --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES)
+
+teacher-rules-doc: setup ## regenerate data/rl/reward_rules.md from the rule registry
+	$(MEDQA) teacher rules-doc --path data/rl/reward_rules.md
+
+bench-p1: setup ## P1: teacher throughput vs concurrency/latency (512 judgements, 200 ms, concurrency 64) and vs sequential
+	$(MEDQA) bench --only p1
+
+DEMO_STEPS  += teacher-demo
+BENCH_STEPS += bench-p1
 
 
 # ---------------------------------------------------------------- eval / predict / serve (issue 5)

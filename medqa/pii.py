@@ -44,15 +44,33 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+# Public hotlines that answers must be able to quote (crisis lines, poison control, emergency numbers):
+# never scrubbed. Compared on digits only.
+PUBLIC_NUMBERS = frozenset({
+    "4001619995",  # 全国心理援助热线
+    "01082951332",  # 北京心理危机研究与干预中心
+    "18002221222",  # US Poison Control
+    "8002221222",
+    "18002738255",  # US National Suicide Prevention Lifeline (old number)
+    "8002738255",
+    "12356", "12320", "120", "110", "119", "911", "988", "999", "112",
+})
+
+
 def scrub_with_counts(text: str) -> tuple[str, Counter]:
     """Replace personal identifiers in `text`; return the new text and a count per identifier kind."""
     counts: Counter = Counter()
     if not text:
         return text, counts
-    for kind, pattern, placeholder in _RULES:
-        text, n = pattern.subn(placeholder, text)
-        if n:
-            counts[kind] += n
+
+    def replace(m: re.Match[str]) -> str:
+        if kind == "PHONE" and re.sub(r"\D", "", m.group(0)) in PUBLIC_NUMBERS:
+            return m.group(0)
+        counts[kind] += 1
+        return placeholder
+
+    for kind, pattern, placeholder in _RULES:  # noqa: B007 (read by `replace`)
+        text = pattern.sub(replace, text)
     return text, counts
 
 

@@ -11,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
+# What `make data` prepares (the Makefile's SAMPLE_INPUTS): the SFT set, the red team and the public formats.
+SAMPLE_INPUTS = [str(SAMPLE / "sft.jsonl"), str(SAMPLE / "red_team.jsonl"), str(SAMPLE / "formats")]
 
 # Tests never touch the hub, and subprocesses run this checkout's code.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,7 +41,7 @@ def processed_dir(tmp_path_factory, tiny_model_dir) -> Path:
     from medqa.data import prepare
 
     out = tmp_path_factory.mktemp("data") / "processed"
-    prepare([str(SAMPLE)], out, seed=42, tokenizer_path=str(tiny_model_dir))
+    prepare(SAMPLE_INPUTS, out, seed=42, tokenizer_path=str(tiny_model_dir))
     return out
 
 

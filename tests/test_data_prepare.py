@@ -1,9 +1,10 @@
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE, run_cli
+from conftest import SAMPLE, SAMPLE_INPUTS, run_cli
 from medqa.data import build_rl_prompts, prepare
 from medqa.data.formats import RawRow, detect_format, read_source
 from medqa.data.normalize import normalize
@@ -12,7 +13,7 @@ from medqa.io import InputError, read_jsonl
 from medqa.think import split_think
 
 FORMATS = SAMPLE / "formats"
-BAD = FORMATS / "bad"
+BAD = Path(__file__).parent / "fixtures" / "bad_inputs"
 
 
 def _sets(out):
@@ -109,19 +110,19 @@ def test_splits_are_stratified(processed_dir):
 
 
 def test_splits_are_deterministic(tmp_path, processed_dir):
-    prepare([str(SAMPLE)], tmp_path / "again", seed=42)
+    prepare(SAMPLE_INPUTS, tmp_path / "again", seed=42)
     for name in ("train", "dev", "test", "gold_set", "red_team"):
         assert (tmp_path / "again" / f"{name}.jsonl").read_bytes() == (processed_dir / f"{name}.jsonl").read_bytes(), name
-    prepare([str(SAMPLE)], tmp_path / "other", seed=7)
+    prepare(SAMPLE_INPUTS, tmp_path / "other", seed=7)
     assert (tmp_path / "other" / "dev.jsonl").read_bytes() != (processed_dir / "dev.jsonl").read_bytes()
 
 
 def test_personal_identifiers_never_reach_the_outputs(processed_dir):
     text = "".join((processed_dir / f"{n}.jsonl").read_text(encoding="utf-8") for n in ("train", "dev", "test", "red_team"))
-    for leaked in ("13812345678", "110101199003071234", "John Miller"):
-        assert leaked not in text
     raw = (SAMPLE / "sft.jsonl").read_text(encoding="utf-8")
-    assert "13812345678" in raw  # the sample really carries identifiers to scrub
+    for leaked in ("13698765432", "110101196908151234", "John Miller", "sunlixin_test@example.com", "陈秀兰", "(415) 555-0134"):
+        assert leaked in raw  # the sample really carries identifiers to scrub …
+        assert leaked not in text  # … and none reaches the outputs
     stats = json.loads((processed_dir / "stats.json").read_text())
     assert sum(stats["pii_removed"].values()) >= 10
 

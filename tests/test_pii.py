@@ -41,6 +41,8 @@ def test_identifiers_are_scrubbed(text, kind, leaked):
         "阿莫西林 500mg 每日3次，连续 7 天",
         "Take 400 mg ibuprofen every 6-8 hours, max 1200 mg a day",
         "If symptoms persist call 120 or 911",
+        "请拨打全国心理援助热线 400-161-9995 或北京心理危机干预中心 010-82951332",
+        "Call Poison Control at 1-800-222-1222 or call/text 988",
     ],
 )
 def test_clinical_text_is_left_alone(text):

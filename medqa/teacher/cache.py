@@ -1,0 +1,129 @@
+"""Durable judgement cache: SQLite in WAL mode, one row per real, validated judgement.
+
+Key = sha256(rubric version, teacher model, question, answer) over the *scrubbed* texts (what the teacher saw),
+so the cache never holds personal identifiers and a different rubric or model never reuses a row. WAL with
+`synchronous=FULL` makes every committed judgement survive SIGKILL and power loss; several processes (ranks,
+concurrent `medqa teacher score` runs) may open the same file — SQLite serialises writers (busy timeout) and
+`INSERT OR IGNORE` keeps the first row for a key. Only the client writes, and only after validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from medqa.teacher.rubric import CRITERIA, RUBRIC_VERSION
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS judgements (
+    key TEXT PRIMARY KEY,
+    rubric_version TEXT NOT NULL,
+    model TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    scores TEXT NOT NULL,
+    overall_score REAL NOT NULL,
+    critique TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(question: str, answer: str, model: str, rubric_version: str = RUBRIC_VERSION) -> str:
+    payload = json.dumps([rubric_version, model, question, answer], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedJudgement:
+    key: str
+    rubric_version: str
+    model: str
+    question: str
+    answer: str
+    scores: dict[str, float]
+    overall_score: float
+    critique: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def export_row(self) -> dict:
+        """The original project's `data/rl/teacher_judgements.jsonl` row (+ rubric_version)."""
+        return {"question": self.question, "answer": self.answer, "scores": dict(self.scores),
+                "overall_score": self.overall_score, "critique": self.critique, "model": self.model,
+                "rubric_version": self.rubric_version}
+
+
+class JudgementCache:
+    """A process-local handle on the shared cache file. Use one per process (or per thread)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.execute(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"JudgementCache({str(self.path)!r})"
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> JudgementCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def _row(r: tuple) -> CachedJudgement:
+        return CachedJudgement(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
+
+    _COLS = ("key, rubric_version, model, question, answer, scores, overall_score, critique, "
+             "prompt_tokens, completion_tokens")
+
+    def get(self, key: str) -> CachedJudgement | None:
+        r = self._db.execute(f"SELECT {self._COLS} FROM judgements WHERE key = ?", (key,)).fetchone()
+        return self._row(r) if r else None
+
+    def get_many(self, keys: list[str]) -> dict[str, CachedJudgement]:
+        out: dict[str, CachedJudgement] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT {self._COLS} FROM judgements WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update({r[0]: self._row(r) for r in self._db.execute(q, chunk)})
+        return out
+
+    def put(self, j: CachedJudgement) -> None:
+        if set(j.scores) != set(CRITERIA):
+            raise ValueError(f"judgement scores must be exactly {CRITERIA}")
+        self._db.execute(
+            "INSERT OR IGNORE INTO judgements VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(j.scores), j.overall_score,
+             j.critique, j.prompt_tokens, j.completion_tokens, time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+
+    def __iter__(self) -> Iterator[CachedJudgement]:
+        yield from (self._row(r) for r in self._db.execute(f"SELECT {self._COLS} FROM judgements ORDER BY created"))
+
+    def integrity_ok(self) -> bool:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def export_jsonl(self, path: str | Path, model: str | None = None) -> int:
+        """Write every judgement (optionally of one teacher model) as `teacher_judgements.jsonl` rows."""
+        from medqa.io import write_jsonl
+
+        return write_jsonl(path, (j.export_row() for j in self if model is None or j.model == model))

@@ -1,0 +1,402 @@
+"""Asynchronous OpenAI-compatible teacher client (asyncio + aiohttp).
+
+One `ClientSession` with a pooled connector; a semaphore caps the requests in flight; an optional
+requests-per-minute limiter spaces request starts; each request has a timeout; 429, 408, 5xx, timeouts and
+connection errors are retried with exponential backoff and full jitter, honouring `Retry-After`. The reply
+is validated strictly (`rubric.validate`) with a bounded re-ask on malformed output; the overall score is
+computed here from the sub-scores. The same pair requested twice at once costs one call (in-flight
+de-duplication) and a pair already in the cache costs none. Token usage and an estimated cost are counted.
+
+Failure policy: an item that still fails is returned with `error` set and no scores — never a made-up score —
+and nothing is written to the cache for it. Texts are scrubbed of personal identifiers before they are sent.
+The API key lives in a `Secret` whose repr hides it; error messages are redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from medqa.pii import scrub
+from medqa.teacher.cache import CachedJudgement, JudgementCache, cache_key
+from medqa.teacher.rubric import RUBRIC_VERSION, RubricError, build_messages, reask_messages, validate
+
+log = logging.getLogger("medqa.teacher")
+
+DEFAULT_BASE_URL = "https://api.deepseek.com"
+DEFAULT_MODEL = "deepseek-chat"
+KEY_ENV_VARS = ("MEDQA_TEACHER_API_KEY", "DEEPSEEK_API_KEY")
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+class Secret:
+    """Holds the API key; `repr`/`str` never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def api_key_from_env(env: dict[str, str] | None = None) -> Secret | None:
+    env = os.environ if env is None else env
+    for name in KEY_ENV_VARS:
+        if env.get(name):
+            return Secret(env[name])
+    return None
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    base_url: str = DEFAULT_BASE_URL
+    model: str = DEFAULT_MODEL
+    api_key: Secret | None = field(default=None, repr=False)
+    concurrency: int = 16  # max requests in flight (semaphore and connection pool)
+    rpm: float | None = None  # optional requests-per-minute limit
+    timeout_s: float = 60.0  # per request
+    max_retries: int = 5  # transport retries per request (so up to max_retries + 1 attempts)
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_retry_after_s: float = 120.0  # cap on a server's Retry-After
+    max_reasks: int = 2  # re-asks after a malformed judgement
+    temperature: float = 0.0
+    max_tokens: int = 512
+    json_mode: bool = True  # response_format={"type": "json_object"}
+    price_in_per_mtok: float = 0.27  # USD per million prompt tokens (deepseek-chat list price; an estimate)
+    price_out_per_mtok: float = 1.10  # USD per million completion tokens
+    scrub_pii: bool = True
+    seed: int | None = None  # jitter RNG seed (tests)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> TeacherConfig:
+        """Defaults + overrides whose value is not None; the key from MEDQA_TEACHER_API_KEY or DEEPSEEK_API_KEY."""
+        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        kwargs.setdefault("api_key", api_key_from_env())
+        return cls(**kwargs)
+
+    @property
+    def endpoint(self) -> str:
+        base = self.base_url.rstrip("/")
+        if base.endswith("/chat/completions"):
+            return base
+        return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+
+    def with_(self, **changes: Any) -> TeacherConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TeacherResult:
+    """One judgement, or an explicit failure (`error` set, no scores)."""
+
+    key: str
+    model: str
+    scores: dict[str, float] | None = None
+    overall_score: float | None = None
+    critique: str | None = None
+    cached: bool = False
+    error: str | None = None
+    attempts: int = 0  # HTTP requests made for this item by this call (0 for a cache hit)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.scores is not None
+
+    def teacher_field(self) -> dict[str, Any]:
+        """The `teacher` object of an output row."""
+        return {"scores": self.scores, "overall_score": self.overall_score, "critique": self.critique,
+                "model": self.model, "rubric_version": RUBRIC_VERSION, "cached": self.cached}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher_field()} if self.ok else {"teacher_error": self.error}
+
+
+@dataclass
+class Usage:
+    """Counters of one client (not global): requests, retries, re-asks, tokens, cost, outcomes."""
+
+    requests: int = 0
+    retries: int = 0
+    reasks: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    dedup_hits: int = 0
+    scored: int = 0
+    failed: int = 0
+    max_in_flight: int = 0
+
+    def cost_usd(self, config: TeacherConfig) -> float:
+        return (self.prompt_tokens * config.price_in_per_mtok + self.completion_tokens * config.price_out_per_mtok) / 1e6
+
+    def summary(self, config: TeacherConfig) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["estimated_cost_usd"] = round(self.cost_usd(config), 6)
+        return d
+
+
+class TeacherError(RuntimeError):
+    """A request that failed for good (after retries, or a non-retryable status)."""
+
+    def __init__(self, message: str, attempts: int):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+@dataclass
+class _Reply:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+
+
+class _RateLimiter:
+    def __init__(self, rpm: float):
+        self.interval = 60.0 / rpm
+        self.next = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next)
+            self.next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class TeacherClient:
+    """`async with TeacherClient(config, cache) as c: results = await c.judge_many(pairs)`."""
+
+    def __init__(self, config: TeacherConfig, cache: JudgementCache | None = None,
+                 on_result: Callable[[int, TeacherResult], None] | None = None):
+        if config.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.config = config
+        self.cache = cache
+        self.usage = Usage()
+        self._on_result = on_result
+        self._rng = random.Random(config.seed)
+        self._inflight: dict[str, asyncio.Future[TeacherResult]] = {}
+        self._in_flight_now = 0
+        self._session: Any = None
+        self._sem: asyncio.Semaphore | None = None
+        self._rate: _RateLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"TeacherClient(endpoint={self.config.endpoint!r}, model={self.config.model!r})"
+
+    async def __aenter__(self) -> TeacherClient:
+        import aiohttp
+
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key.reveal()}"
+        connector = aiohttp.TCPConnector(limit=self.config.concurrency, limit_per_host=self.config.concurrency,
+                                         ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, headers=headers)
+        self._sem = asyncio.Semaphore(self.config.concurrency)
+        self._rate = _RateLimiter(self.config.rpm) if self.config.rpm else None
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -------------------------------------------------------------------------------------------- public
+
+    def prepare(self, question: str, answer: str) -> tuple[str, str, str]:
+        """(scrubbed question, scrubbed answer, cache key) — what is sent and what the cache is keyed on."""
+        if self.config.scrub_pii:
+            question, answer = scrub(question), scrub(answer)
+        return question, answer, cache_key(question, answer, self.config.model)
+
+    async def judge(self, question: str, answer: str) -> TeacherResult:
+        q, a, key = self.prepare(question, answer)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.usage.cache_hits += 1
+                return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self.usage.dedup_hits += 1
+            res = await asyncio.shield(pending)
+            return replace(res, attempts=0)
+        fut: asyncio.Future[TeacherResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            res = await self._judge_uncached(key, q, a)
+            fut.set_result(res)
+            return res
+        except BaseException:
+            fut.cancel()
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def judge_many(self, pairs: Iterable[tuple[str, str]]) -> list[TeacherResult]:
+        """Judge every (question, answer) concurrently (bounded by the cap); results in input order."""
+        async def one(i: int, q: str, a: str) -> TeacherResult:
+            res = await self.judge(q, a)
+            if self._on_result is not None:
+                self._on_result(i, res)
+            return res
+
+        return list(await asyncio.gather(*(one(i, q, a) for i, (q, a) in enumerate(pairs))))
+
+    # -------------------------------------------------------------------------------------------- internals
+
+    async def _judge_uncached(self, key: str, q: str, a: str) -> TeacherResult:
+        messages = build_messages(q, a)
+        attempts = 0
+        tokens_in = tokens_out = 0
+        for reask in range(self.config.max_reasks + 1):
+            try:
+                reply = await self._post(messages)
+            except TeacherError as e:
+                self.usage.failed += 1
+                return TeacherResult(key, self.config.model, error=self._redact(str(e)), attempts=attempts + e.attempts)
+            attempts += reply.attempts
+            tokens_in += reply.prompt_tokens
+            tokens_out += reply.completion_tokens
+            try:
+                scores = validate(reply.content)
+            except RubricError as e:
+                if reask == self.config.max_reasks:
+                    self.usage.failed += 1
+                    return TeacherResult(key, self.config.model, attempts=attempts, error=self._redact(
+                        f"malformed judgement after {self.config.max_reasks} re-ask(s): {e}"))
+                self.usage.reasks += 1
+                log.info("teacher reply malformed (%s); re-asking", e)
+                messages = reask_messages(messages, reply.content, str(e))
+                continue
+            result = TeacherResult(key, self.config.model, scores.as_dict(), scores.overall, scores.critique,
+                                   attempts=attempts)
+            if self.cache is not None:
+                self.cache.put(CachedJudgement(key, RUBRIC_VERSION, self.config.model, q, a, scores.as_dict(),
+                                               scores.overall, scores.critique, tokens_in, tokens_out))
+            self.usage.scored += 1
+            return result
+        raise AssertionError("unreachable")
+
+    def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.config.model, "messages": messages,
+                                   "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        if self.config.json_mode:
+            payload["response_format"] = {"type": "json_object"}
+        return payload
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            # The server said when: wait that long (capped), plus a little jitter so clients don't stampede.
+            return min(retry_after, self.config.max_retry_after_s) + self._rng.uniform(0, self.config.backoff_base_s / 4)
+        return self._rng.uniform(0, min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** attempt))
+
+    async def _post(self, messages: list[dict[str, str]]) -> _Reply:
+        import aiohttp
+
+        assert self._session is not None and self._sem is not None, "use `async with TeacherClient(...)`"
+        payload = self._payload(messages)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
+        last = "no attempt"
+        for attempt in range(self.config.max_retries + 1):
+            if self._rate is not None:
+                await self._rate.wait()
+            retry_after: float | None = None
+            async with self._sem:
+                self._in_flight_now += 1
+                self.usage.max_in_flight = max(self.usage.max_in_flight, self._in_flight_now)
+                self.usage.requests += 1
+                try:
+                    async with self._session.post(self.config.endpoint, json=payload, timeout=timeout) as resp:
+                        status = resp.status
+                        body = await resp.text()
+                        retry_after = _retry_after(resp.headers.get("Retry-After"))
+                except asyncio.TimeoutError:
+                    status, body, last = None, "", f"timeout after {self.config.timeout_s:g}s"
+                except aiohttp.ClientError as e:
+                    status, body, last = None, "", f"connection error ({type(e).__name__})"
+                finally:
+                    self._in_flight_now -= 1
+            if status == 200:
+                try:
+                    data = json.loads(body)
+                    content = data["choices"][0]["message"]["content"]
+                    usage = data.get("usage") or {}
+                    reply = _Reply(content if isinstance(content, str) else "", int(usage.get("prompt_tokens", 0)),
+                                   int(usage.get("completion_tokens", 0)), attempt + 1)
+                    self.usage.prompt_tokens += reply.prompt_tokens
+                    self.usage.completion_tokens += reply.completion_tokens
+                    return reply
+                except (ValueError, KeyError, IndexError, TypeError):
+                    last = "HTTP 200 with an invalid chat-completion body"
+            elif status is not None:
+                last = f"HTTP {status}: {self._redact(body[:200])}"
+                if status not in RETRYABLE_STATUS:
+                    raise TeacherError(f"{last} (not retryable)", attempt + 1)
+            if attempt == self.config.max_retries:
+                break
+            self.usage.retries += 1
+            delay = self._backoff(attempt, retry_after)
+            log.warning("teacher request failed (%s); retry %d/%d in %.2fs", last, attempt + 1,
+                        self.config.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise TeacherError(f"{last}; gave up after {self.config.max_retries + 1} attempts", self.config.max_retries + 1)
+
+    def _redact(self, text: str) -> str:
+        key = self.config.api_key.reveal() if self.config.api_key else ""
+        return text.replace(key, "***") if key else text
+
+
+async def score_pairs_async(config: TeacherConfig, pairs: list[tuple[str, str]], cache_path: str | None = None,
+                            on_result: Callable[[int, TeacherResult], None] | None = None
+                            ) -> tuple[list[TeacherResult], Usage]:
+    cache = JudgementCache(cache_path) if cache_path else None
+    try:
+        async with TeacherClient(config, cache, on_result=on_result) as client:
+            return await client.judge_many(pairs), client.usage
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def score_pairs(config: TeacherConfig, pairs: list[tuple[str, str]], cache_path: str | None = None
+                ) -> tuple[list[TeacherResult], Usage]:
+    """Blocking convenience wrapper: judge the pairs in a fresh event loop."""
+    return asyncio.run(score_pairs_async(config, pairs, cache_path))
+
