@@ -66,7 +66,8 @@ BENCH_STEPS :=
 
 # ---------------------------------------------------------------- SFT (issue 3)
 # Recipe: recipes/sft/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/sft/MODE.yaml), or RECIPE=path.
-# Launcher: accelerate_configs/ACCEL.yaml; with PROFILE=cpu, ACCEL=ddp|zero2|zero3 pick the 2-process CPU variants.
+# Launcher: accelerate_configs/ACCEL.yaml; PROFILE=cpu runs 2 CPU processes: DDP (accelerate_configs/cpu.yaml, also
+# ACCEL=ddp) or ACCEL=zero2|zero3 (cpu_zero2.yaml, cpu_zero3.yaml).
 # MODEL=, OUT= and ARGS="--max_steps 3 …" override the recipe; RESUME=1 resumes (it is automatic when OUT has a
 # checkpoint), RESUME=0 starts fresh; NPROC= sets the number of processes (GPUs).
 PROFILE ?= gpu
@@ -81,7 +82,7 @@ ADAPTER ?= outputs/sft-lora
 ACCELERATE := $(BIN)/accelerate
 
 sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
-sft_accel = $(if $(filter %.yaml,$(ACCEL)),$(ACCEL),accelerate_configs/$(if $(filter cpu,$(PROFILE)),$(if $(filter-out cpu,$(ACCEL)),cpu_$(ACCEL),cpu),$(or $(ACCEL),$(1))).yaml)
+sft_accel = $(if $(filter %.yaml,$(ACCEL)),$(ACCEL),accelerate_configs/$(if $(filter cpu,$(PROFILE)),$(if $(filter-out cpu ddp,$(ACCEL)),cpu_$(ACCEL),cpu),$(or $(ACCEL),$(1))).yaml)
 sft_flags = $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) $(ARGS)
 sft_deps = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/processed/train.jsonl),,data)

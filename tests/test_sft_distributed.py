@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAUNCHERS = ["cpu_ddp", "cpu_zero2", "cpu_zero3"]
+LAUNCHERS = ["cpu", "cpu_zero2", "cpu_zero3"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def distributed_runs(tiny_model_dir, sft_data_dir, tmp_path_factory) -> dict[str
 @pytest.mark.distributed
 def test_ddp_zero2_zero3_agree_on_two_cpu_processes(distributed_runs):
     summaries = {k: json.loads((out / "sft_summary.json").read_text()) for k, out in distributed_runs.items()}
-    reference = summaries["cpu_ddp"]
+    reference = summaries["cpu"]
     assert reference["num_processes"] == 2 and reference["global_step"] == 4 and len(reference["train_losses"]) == 4
     assert reference["train_losses"][-1] < reference["train_losses"][0]
     for name, summary in summaries.items():
@@ -59,8 +59,8 @@ def test_zero3_saves_the_same_full_model_as_ddp(distributed_runs):
 
     ids = torch.tensor([[3, 14, 15, 92, 65, 35, 89, 79]])
     logits = {}
-    for name in ("cpu_ddp", "cpu_zero3"):
+    for name in ("cpu", "cpu_zero3"):
         model = AutoModelForCausalLM.from_pretrained(distributed_runs[name], dtype=torch.float32).eval()
         with torch.no_grad():
             logits[name] = model(ids).logits
-    assert torch.allclose(logits["cpu_ddp"], logits["cpu_zero3"], atol=1e-4)
+    assert torch.allclose(logits["cpu"], logits["cpu_zero3"], atol=1e-4)
