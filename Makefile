@@ -65,6 +65,64 @@ DEMO_STEPS  :=
 BENCH_STEPS :=
 
 # ---------------------------------------------------------------- SFT (issue 3)
+# Recipe: recipes/sft/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/sft/MODE.yaml), or RECIPE=path.
+# Launcher: accelerate_configs/ACCEL.yaml; PROFILE=cpu runs 2 CPU processes: DDP (accelerate_configs/cpu.yaml, also
+# ACCEL=ddp) or ACCEL=zero2|zero3 (cpu_zero2.yaml, cpu_zero3.yaml).
+# MODEL=, OUT= and ARGS="--max_steps 3 …" override the recipe; RESUME=1 resumes (it is automatic when OUT has a
+# checkpoint), RESUME=0 starts fresh; NPROC= sets the number of processes (GPUs).
+PROFILE ?= gpu
+ACCEL   ?=
+RECIPE  ?=
+MODEL   ?=
+OUT     ?=
+ARGS    ?=
+RESUME  ?=
+NPROC   ?=
+ADAPTER ?= outputs/sft-lora
+ACCELERATE := $(BIN)/accelerate
+
+sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
+sft_accel = $(if $(filter %.yaml,$(ACCEL)),$(ACCEL),accelerate_configs/$(if $(filter cpu,$(PROFILE)),$(if $(filter-out cpu ddp,$(ACCEL)),cpu_$(ACCEL),cpu),$(or $(ACCEL),$(1))).yaml)
+sft_flags = $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
+	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) $(ARGS)
+sft_deps = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/processed/train.jsonl),,data)
+
+# $(call run_sft,MODE,DEFAULT_GPU_ACCEL)
+define run_sft
+	@test -f $(call sft_recipe,$(1)) || { echo "no recipe $(call sft_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/sft/" >&2; exit 2; }
+	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) \
+		scripts/sft.py --config $(call sft_recipe,$(1)) $(sft_flags)
+endef
+
+.PHONY: sft-lora sft-qlora sft-full merge bench-gpu demo-sft bench-p3
+
+sft-lora: $(sft_deps) ## SFT with LoRA r=64 (PROFILE=gpu|cpu, ACCEL=, MODEL=, OUT=, ARGS=, RESUME=1)
+	$(call run_sft,lora,single_gpu)
+
+sft-qlora: $(sft_deps) ## SFT with QLoRA: 4-bit nf4 base + LoRA (PROFILE=8gb fits one 8 GB GPU)
+	$(call run_sft,qlora,single_gpu)
+
+sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | zero3_offload | multi_gpu)
+	$(call run_sft,full,zero2)
+
+merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
+	$(PY) -m medqa.merge --adapter $(ADAPTER) --out $(or $(OUT),$(ADAPTER)-merged) $(ARGS)
+
+bench-gpu: setup tiny-model ## GPU only: tokens/s, MFU, peak memory of Qwen3-1.7B-shaped SFT per mode (JSON)
+	bash scripts/bench_gpu.sh
+
+demo-sft: setup tiny-model data ## demo step: SFT-LoRA of the tiny model on data/processed, CPU, into outputs/demo/sft-lora
+	rm -rf outputs/demo/sft-lora
+	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml scripts/sft.py \
+		--config recipes/sft/cpu/lora.yaml --output_dir outputs/demo/sft-lora
+
+bench-p3: setup tiny-model data ## P3: padding share of the SFT batches vs naive pad-to-longest, CPU tokens/s
+	$(MEDQA) bench --only p3
+
+DEMO_STEPS  += demo-sft
+BENCH_STEPS += bench-p3
+
 
 
 # ---------------------------------------------------------------- rewards / teacher (issue 4)

@@ -1,0 +1,54 @@
+"""Merge a LoRA/QLoRA adapter into its base model and save a standalone model + tokenizer (`make merge`).
+
+QLoRA adapters are merged onto the full-precision base (bf16 or fp32), never onto the 4-bit one: the adapter
+config names the base model and we load it without any quantisation.
+
+    python -m medqa.merge --adapter outputs/sft-lora --out outputs/sft-lora-merged [--dtype auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto") -> Path:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter, out = Path(adapter), Path(out)
+    config_path = adapter / "adapter_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: --adapter must be a LoRA/QLoRA output folder (full runs need no merge)")
+    base = base or json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)  # no quantization_config: full precision
+    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m medqa.merge", description=__doc__.splitlines()[0])
+    p.add_argument("--adapter", required=True, help="folder with adapter_config.json (an SFT output dir)")
+    p.add_argument("--out", required=True, help="where to write the merged model + tokenizer")
+    p.add_argument("--base", default=None, help="base model (default: the one named in adapter_config.json)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                   help="dtype of the merged weights (auto: the base checkpoint's dtype)")
+    args = p.parse_args(argv)
+    try:
+        out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype)
+    except FileNotFoundError as e:
+        p.error(str(e))
+    print(f"merged model saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,374 @@
+"""Supervised fine-tuning (LoRA, QLoRA or full) of a Qwen3 chat model on the `<think>` data from `make data`.
+
+One recipe YAML (`recipes/sft/…`) fills three dataclasses that extend TRL's; command-line flags override it:
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml scripts/sft.py \\
+        --config recipes/sft/lora.yaml [--max_steps 3 …]
+
+The project's defaults live in the dataclasses below (assistant-only loss, best-fit-decreasing packing, which is
+padding-free, TensorBoard, eval on dev, keep best + last checkpoint); recipes set what differs per mode and
+hardware profile. A recipe may name `base:` recipes (a path or a list, relative to itself) that it extends.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+logger = logging.getLogger(__name__)
+
+MODES = ("lora", "qlora", "full")
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class SFTScriptArguments(ScriptArguments):
+    """Where the chat-format data lives (rows with a `messages` list: system, user, assistant)."""
+
+    data_dir: str = field(default="data/processed", metadata={"help": "folder written by `make data`"})
+    train_file: str = field(default="train.jsonl", metadata={"help": "training split, relative to data_dir"})
+    eval_file: str | None = field(default="dev.jsonl", metadata={"help": "eval split, relative to data_dir; none to skip"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "keep only the first N training rows"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "keep only the first N eval rows"})
+
+    def __post_init__(self):
+        if isinstance(self.eval_file, str) and self.eval_file.lower() in {"", "none", "null"}:
+            self.eval_file = None
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number of rows, got {value}")
+
+
+@dataclass
+class SFTModelArguments(ModelConfig):
+    """The base model and how it is trained: `mode` sets use_peft / load_in_4bit, so recipes never set them."""
+
+    mode: str = field(default="lora", metadata={"help": "lora | qlora (4-bit nf4 base + LoRA) | full", "choices": list(MODES)})
+    dtype: str | None = field(
+        default="auto",
+        metadata={"help": "weights dtype: auto (bfloat16 when training in bf16, else float32), bfloat16, float16, float32"},
+    )
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha (scaling = alpha / r)"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA input"})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: ["all-linear"], metadata={"help": "modules to adapt; all-linear = every projection"}
+    )
+    use_bnb_nested_quant: bool = field(default=True, metadata={"help": "QLoRA double quantisation"})
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required (a hub id or a local folder such as models/tiny-qwen3)")
+        if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
+            raise ValueError(f"dtype must be auto, bfloat16, float16 or float32; got {self.dtype!r}")
+        if self.load_in_8bit:
+            raise ValueError("load_in_8bit is not supported; use `mode: qlora` for a 4-bit base")
+        if self.mode == "full":
+            if self.use_peft or self.load_in_4bit:
+                raise ValueError("mode full trains every weight: remove use_peft / load_in_4bit, or use mode lora/qlora")
+        else:
+            if self.lora_r < 1:
+                raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+            if self.lora_alpha <= 0:
+                raise ValueError(f"lora_alpha must be > 0, got {self.lora_alpha}")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+            if self.mode == "lora" and self.load_in_4bit:
+                raise ValueError("load_in_4bit with mode lora: set `mode: qlora` instead")
+        if self.mode == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError("mode qlora needs bitsandbytes (pip install bitsandbytes); use mode lora without it")
+        self.use_peft = self.mode != "full"
+        self.load_in_4bit = self.mode == "qlora"
+        super().__post_init__()
+
+
+@dataclass
+class MedqaSFTConfig(SFTConfig):
+    """TRL's SFTConfig with this project's defaults; precision follows the hardware unless set explicitly."""
+
+    assistant_only_loss: bool = True
+    packing: bool = True  # best-fit decreasing ("bfd") packing, which TRL runs padding-free
+    max_length: int | None = 2048
+    learning_rate: float = 2e-4
+    num_train_epochs: float = 3.0
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.03
+    logging_steps: float = 5
+    report_to: None | str | list[str] = "tensorboard"
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    save_total_limit: int | None = 2  # the best checkpoint (by eval loss) and the last one survive rotation
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str | None = "eval_loss"
+    seed: int = 42
+    auto_resume: bool = field(
+        default=True, metadata={"help": "resume from the newest complete checkpoint in output_dir, if any"}
+    )
+
+    def __post_init__(self):
+        import torch
+
+        cuda = torch.cuda.is_available() and not self.use_cpu
+        if not cuda:
+            # Multi-process CPU runs (torchrun via `accelerate launch --multi_gpu`) need the CPU state.
+            self.use_cpu = True
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+        if not cuda and (self.bf16 or self.fp16):
+            raise ValueError("bf16/fp16 mixed precision needs a GPU here; leave bf16 unset to train in fp32 on CPU")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_length is not None and self.max_length < 16:
+            raise ValueError(f"max_length must be >= 16 tokens, got {self.max_length}")
+        if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in {"", "none", "false"}:
+            self.resume_from_checkpoint = None
+        super().__post_init__()
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a recipe YAML, merging its `base:` recipes first (later files win)."""
+    return _load_recipe(Path(path), ())
+
+
+def _load_recipe(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ValueError(f"recipe {path}: `base:` cycle through {' -> '.join(map(str, seen))}")
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} not found")
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"recipe {path}: expected a YAML mapping of option: value")
+    bases = config.pop("base", None) or []
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged.update(_load_recipe(path.parent / base, (*seen, path)))
+    merged.update(config)
+    return merged
+
+
+def parse_args(argv: list[str]) -> tuple[SFTScriptArguments, MedqaSFTConfig, SFTModelArguments]:
+    """`--config RECIPE` plus overrides -> the three dataclasses. Unknown options are errors, not ignored."""
+    parser = TrlParser((SFTScriptArguments, MedqaSFTConfig, SFTModelArguments))
+    argv = list(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ValueError("--config needs a recipe path")
+        recipe_path = argv[i + 1]
+        recipe = load_recipe(recipe_path)
+        del argv[i : i + 2]
+        for key, value in (recipe.pop("env", None) or {}).items():
+            os.environ[key] = str(value)
+        unknown = parser.set_defaults_with_config(**recipe)
+        if unknown:
+            raise ValueError(f"recipe {recipe_path}: unknown options {unknown[::2]}")
+    script_args, training_args, model_args, rest = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
+    if rest:
+        raise ValueError(f"unknown command-line options: {rest}")
+    return script_args, training_args, model_args
+
+
+# ---------------------------------------------------------------- data, model, checkpoints
+
+
+def load_split(path: Path, limit: int | None):
+    """Rows of `make data` output -> a Dataset with only the `messages` column, checked row by row."""
+    from datasets import Dataset
+
+    from medqa.io import InputError, iter_jsonl
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `make data` first, or set data_dir / train_file / eval_file")
+    rows = []
+    for line, row in iter_jsonl(path):
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+        ):
+            raise InputError(path, line, "messages", "expected a list of {role, content} strings")
+        if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+            raise InputError(path, line, "messages", "the last message must be a non-empty assistant turn")
+        rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in messages]})
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise InputError(path, None, None, "no rows")
+    return Dataset.from_list(rows)
+
+
+def resolve_dtype(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
+    import torch
+
+    if model_args.dtype == "auto":
+        return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
+    return getattr(torch, model_args.dtype)
+
+
+def disable_bnb_cpu_repack(model) -> int:
+    """bitsandbytes repacks 4-bit weights for AVX512-BF16 CPUs on the first no-grad forward (eval, generate),
+    after which LoRA gradients through that layer are silently wrong or None. Turn it off on every layer."""
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def load_model(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = dict(
+        dtype=resolve_dtype(model_args, training_args),
+        revision=model_args.model_revision,
+        attn_implementation=model_args.attn_implementation,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    if model_args.mode == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage,
+        )
+        device = training_args.device
+        kwargs["device_map"] = {"": device.index if device.type == "cuda" else "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    if model_args.mode == "qlora":
+        disable_bnb_cpu_repack(model)
+    return model
+
+
+def find_resume_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest checkpoint-N whose trainer_state.json (written last by the Trainer) parses; a run killed
+    mid-save leaves a checkpoint without it, which is skipped."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    found = []
+    for child in out.iterdir():
+        m = _CHECKPOINT_RE.match(child.name)
+        if not (m and child.is_dir()):
+            continue
+        try:
+            json.loads((child / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append((int(m.group(1)), child))
+    return str(max(found)[1]) if found else None
+
+
+def resolve_resume(training_args: MedqaSFTConfig) -> str | None:
+    requested = training_args.resume_from_checkpoint
+    if requested and requested.lower() not in {"true", "auto", "last"}:
+        if not Path(requested).is_dir():
+            raise FileNotFoundError(f"resume_from_checkpoint={requested}: no such checkpoint folder")
+        return requested
+    last = find_resume_checkpoint(training_args.output_dir)
+    if requested and last is None and requested.lower() == "true":
+        raise FileNotFoundError(f"asked to resume, but {training_args.output_dir} has no complete checkpoint")
+    return last if (requested or training_args.auto_resume) else None
+
+
+# ---------------------------------------------------------------- training
+
+
+def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments):
+    """Data, tokenizer, model (4-bit for qlora) and TRL's SFTTrainer (LoRA wrapped in for lora/qlora)."""
+    from transformers import AutoTokenizer, set_seed
+    from trl import SFTTrainer, get_peft_config
+
+    set_seed(training_args.seed)
+    data_dir = Path(script_args.data_dir)
+    train_dataset = load_split(data_dir / script_args.train_file, script_args.max_train_samples)
+    eval_dataset = None
+    if script_args.eval_file is not None:
+        eval_dataset = load_split(data_dir / script_args.eval_file, script_args.max_eval_samples)
+    elif training_args.eval_strategy != "no" or training_args.load_best_model_at_end:
+        raise ValueError("eval_file is none: also set eval_strategy no and load_best_model_at_end false")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    model = load_model(model_args, training_args)
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args) if model_args.use_peft else None,
+    )
+    if model_args.mode == "qlora":
+        disable_bnb_cpu_repack(trainer.model)  # PEFT may have re-created layers; cover them all
+    return trainer
+
+
+def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments) -> dict:
+    """Train, save the best model (adapter or full weights) + tokenizer + model card; returns a summary dict."""
+    trainer = build_trainer(script_args, training_args, model_args)
+    if trainer.accelerator.is_main_process and model_args.use_peft:
+        trainer.model.print_trainable_parameters()
+
+    resume = resolve_resume(training_args)
+    if resume:
+        logger.warning("resuming from %s", resume)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)  # the best model when load_best_model_at_end
+    wall = time.perf_counter() - started
+    import torch
+
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+
+    train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    summary = {
+        "mode": model_args.mode,
+        "model": model_args.model_name_or_path,
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "num_processes": trainer.accelerator.num_processes,
+        "train_loss_first": train_losses[0] if train_losses else None,
+        "train_loss_last": train_losses[-1] if train_losses else None,
+        "train_losses": train_losses,
+        "eval_losses": eval_losses,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "wall_s": round(wall, 2),
+        "train_tokens": trainer._total_train_tokens,
+        "tokens_per_s": round(trainer._total_train_tokens / wall, 1) if wall > 0 else None,
+        "peak_memory_gib": round(peak_gib, 3) if peak_gib is not None else None,
+    }
+    if trainer.accelerator.is_main_process:
+        trainer.create_model_card(
+            model_name=Path(training_args.output_dir).name,
+            dataset_name=str(Path(script_args.data_dir)),
+            tags=["medqa", "sft", model_args.mode, "qwen3", "medical"],
+        )
+        with open(Path(training_args.output_dir) / "sft_summary.json", "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2)
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
+    return summary
