@@ -53,48 +53,6 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
     return proc
 
 
-# Questions -> fixed think-format answers the "think" model memorises (distinct, so outputs vary by prompt).
-THINK_PAIRS = [
-    ("我胸口剧烈疼痛，出冷汗，怎么办？", "<think>\n胸痛伴出汗，警惕心梗。\n</think>\n请立即拨打120急救电话。"),
-    ("感冒咳嗽一周了怎么办", "<think>\n普通感冒可能性大。\n</think>\n多休息多喝水，症状加重请就医。"),
-    ("What should I do for a mild headache?", "<think>\nLikely a tension headache.\n</think>\nRest and drink water."),
-    ("糖尿病人饮食注意什么", "<think>\n控制血糖是关键。\n</think>\n少吃甜食，规律饮食，遵医嘱用药。"),
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_think_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    """The tiny model overfitted (seconds) to answer THINK_PAIRS in the `<think>…</think>` format, so greedy
-    generation yields real, prompt-dependent think chains and answers (the random-init model only repeats
-    one token)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    rows = []
-    for q, a in THINK_PAIRS:
-        prompt = tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-        p_ids = tok(prompt, add_special_tokens=False).input_ids
-        a_ids = tok(a + tok.eos_token, add_special_tokens=False).input_ids
-        rows.append((p_ids + a_ids, [-100] * len(p_ids) + a_ids))
-    width = max(len(ids) for ids, _ in rows)  # one right-padded batch: one forward pass per step
-    ids = torch.tensor([r[0] + [tok.pad_token_id] * (width - len(r[0])) for r in rows])
-    labels = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
-    mask = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(100):
-        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    out = tmp_path_factory.mktemp("tiny_think") / "model"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-
-
 # ---------------------------------------------------------------- SFT: a small chat-format dataset
 
 _SFT_SYSTEM = {
@@ -156,4 +114,47 @@ def sft_data_dir(tmp_path_factory) -> Path:
     rows = [make_sft_row(i, rng) for i in range(60)]
     write_jsonl(out / "train.jsonl", rows[:48])
     write_jsonl(out / "dev.jsonl", rows[48:])
+    return out
+
+
+# Questions -> fixed think-format answers the "think" model memorises (distinct, so outputs vary by prompt).
+THINK_PAIRS = [
+    ("我胸口剧烈疼痛，出冷汗，怎么办？", "<think>\n胸痛伴出汗，警惕心梗。\n</think>\n请立即拨打120急救电话。"),
+    ("感冒咳嗽一周了怎么办", "<think>\n普通感冒可能性大。\n</think>\n多休息多喝水，症状加重请就医。"),
+    ("What should I do for a mild headache?", "<think>\nLikely a tension headache.\n</think>\nRest and drink water."),
+    ("糖尿病人饮食注意什么", "<think>\n控制血糖是关键。\n</think>\n少吃甜食，规律饮食，遵医嘱用药。"),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_think_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model overfitted (seconds) to answer THINK_PAIRS in the `<think>…</think>` format, so greedy
+    generation yields real, prompt-dependent think chains and answers (the random-init model only repeats
+    one token)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    rows = []
+    for q, a in THINK_PAIRS:
+        prompt = tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        p_ids = tok(prompt, add_special_tokens=False).input_ids
+        a_ids = tok(a + tok.eos_token, add_special_tokens=False).input_ids
+        rows.append((p_ids + a_ids, [-100] * len(p_ids) + a_ids))
+    width = max(len(ids) for ids, _ in rows)  # one right-padded batch: one forward pass per step
+    ids = torch.tensor([r[0] + [tok.pad_token_id] * (width - len(r[0])) for r in rows])
+    labels = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
+    mask = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(100):
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    out = tmp_path_factory.mktemp("tiny_think") / "model"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
     return out
