@@ -81,8 +81,8 @@ def render_messages(view: StreamView) -> list[dict]:
     return msgs
 
 
-def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
-              title: str = "medqa — medical QA demo"):
+def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS):
+    """The Gradio event handler: (question, history, enable_thinking) -> stream of (history, banner, textbox)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
@@ -118,6 +118,15 @@ def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: i
         final = stream_view(text)
         yield history + render_messages(StreamView(final.think, final.answer or "（无回答 / no answer）", True)), \
             gr.update(), ""
+
+    return respond
+
+
+def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+              title: str = "medqa — medical QA demo"):
+    import gradio as gr
+
+    respond = chat_handler(model, tokenizer, max_new_tokens=max_new_tokens, max_input_chars=max_input_chars)
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {html.escape(title)}")

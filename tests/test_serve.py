@@ -51,3 +51,26 @@ def test_stream_generate_grows(tiny_think_model_dir):
     assert len(states) >= 5  # token by token, not one final chunk
     assert all(b.startswith(a) for a, b in zip(states, states[1:], strict=False))
     assert states[-1].strip() == expected
+
+
+def test_chat_handler_streams_banner_and_refuses_long_input(tiny_think_model_dir):
+    from medqa.generation import load_model
+    from medqa.serve import chat_handler
+
+    model, tok = load_model(str(tiny_think_model_dir), device="cpu")
+    respond = chat_handler(model, tok, max_new_tokens=64, max_input_chars=50)
+    # Too long: nothing generated, history untouched, the text stays in the box for editing.
+    (history, _, box), = list(respond("头" * 51, [], True))
+    assert history == [] and box == "头" * 51
+    q, expected = THINK_PAIRS[0]
+    steps = list(respond(q, [], True))
+    history, banner, box = steps[0]
+    assert history == [{"role": "user", "content": q}] and box == ""
+    assert banner["visible"] is True and "120" in banner["value"]  # red-flag question: banner before the answer
+    assert len(steps) > 5  # streamed
+    final = steps[-1][0]
+    think, answer = expected.split("</think>")
+    assert final[1]["metadata"]["status"] == "done" and final[1]["content"] == think.replace("<think>", "").strip()
+    assert final[2] == {"role": "assistant", "content": answer.strip()}
+    _, banner, _ = list(respond(THINK_PAIRS[1][0], final, True))[0]
+    assert banner["visible"] is False  # an ordinary follow-up clears the banner
