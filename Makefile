@@ -78,7 +78,7 @@ OUT     ?=
 ARGS    ?=
 RESUME  ?=
 NPROC   ?=
-ADAPTER ?= outputs/sft-lora
+ADAPTER ?=
 ACCELERATE := $(BIN)/accelerate
 
 sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
@@ -107,7 +107,7 @@ sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | z
 	$(call run_sft,full,zero2)
 
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
-	$(PY) -m medqa.merge --adapter $(ADAPTER) --out $(or $(OUT),$(ADAPTER)-merged) $(ARGS)
+	$(PY) -m medqa.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
 
 bench-gpu: setup tiny-model ## GPU only: tokens/s, MFU, peak memory of Qwen3-1.7B-shaped SFT per mode (JSON)
 	bash scripts/bench_gpu.sh
@@ -152,9 +152,8 @@ BENCH_STEPS += bench-p1
 
 # ---------------------------------------------------------------- eval / predict / serve (issue 5)
 # MODEL= base/merged model dir or adapter dir (default: the tiny model); ADAPTER= PEFT adapter on top of MODEL.
-# ADAPTER counts only when given on the command line or in the environment (other sections give it a default).
 EVAL_MODEL      = $(or $(MODEL),$(TINY))
-EVAL_ADAPTER    = $(if $(filter command environment override,$(firstword $(origin ADAPTER))),$(ADAPTER))
+EVAL_ADAPTER    = $(ADAPTER)
 EVAL_NAME      ?= $(notdir $(patsubst %/,%,$(or $(EVAL_ADAPTER),$(EVAL_MODEL))))
 EVAL_SETS      ?= gold_set red_team test
 EVAL_EXAM      ?= data/sample/exam/cmb_sample.jsonl
