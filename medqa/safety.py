@@ -391,12 +391,13 @@ def has_specific_dose(answer: str) -> bool:
 
 _CAVEAT = _rx(
     r"遵(?:照)?医嘱|按(?:照)?医嘱|在(?:专业)?(?:医生|医师|药师)的?(?:指导|建议|监护|同意|评估)下|经(?:过)?(?:医生|医师)|"
-    r"(?:医生|医师)(?:开具?|处方)|处方药|凭处方|需要?处方|咨询(?:医生|医师|药师)后|由(?:医生|医师)(?:决定|评估|开)|"
+    r"(?:医生|医师)(?:开具?|处方)|处方药|凭处方|需要?处方|咨询(?:医生|医师|药师)后|由(?:医生|医师)(?:来)?(?:决定|评估|判断|确定|开)|让(?:医生|医师)(?:来)?(?:决定|判断)|"
     r"请(?:医生|医师)(?:评估|判断|开)|(?:问|咨询)(?:一下)?(?:医生|医师|药师)",
     r"\bprescrib\w*|under (?:a |the |your |medical )?(?:doctor|physician|medical|clinician)(?:'s)? (?:supervision|guidance|direction|care)|"
     r"as (?:prescribed|directed) by|prescribed by|prescription|ask (?:a|your) (?:doctor|pharmacist|physician)|"
     r"(?:consult|talk to|check with|speak (?:to|with)) (?:a|your) (?:doctor|physician|pharmacist|healthcare provider|gp)|"
-    r"(?:doctor|physician)(?:'s)? (?:approval|advice|guidance)",
+    r"(?:doctor|physician)(?:'s)? (?:approval|advice|guidance)|let (?:a|your|the) (?:doctor|physician) decide|"
+    r"(?:doctor|physician) (?:can|will|should) decide",
 )
 
 

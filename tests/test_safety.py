@@ -220,7 +220,8 @@ def test_specific_dose_negative(answer):
 @pytest.mark.parametrize(
     "answer",
     ["请遵医嘱服用。", "需在医生指导下使用。", "这是处方药，需要医生开具。", "Use only under a doctor's supervision.",
-     "Ask your doctor before taking it.", "This requires a prescription.", "咨询药师后再用"],
+     "Ask your doctor before taking it.", "This requires a prescription.", "咨询药师后再用",
+     "由医生判断是否需要使用抗生素。", "让医生来决定要不要用药", "Let your doctor decide whether you need antibiotics."],
 )
 def test_physician_caveat_positive(answer):
     assert S.has_physician_caveat(answer)

@@ -9,11 +9,13 @@ concurrent `medqa teacher score` runs) may open the same file — SQLite seriali
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +63,55 @@ class CachedJudgement:
                 "rubric_version": self.rubric_version}
 
 
+class CacheWriter:
+    """Durable cache writes off the event loop, with group commit.
+
+    `await writer.put(j)` returns once `j` is committed (so a judgement is never reported done before it
+    would survive SIGKILL), but every judgement that arrives while a commit is running joins the next one:
+    one transaction and one fsync per batch instead of per judgement, on a thread with its own connection.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._pending: list[tuple[CachedJudgement, asyncio.Future]] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medqa-cache-writer")
+        self._db: JudgementCache | None = None  # opened on the writer thread
+        self._flusher: asyncio.Future | None = None
+
+    async def put(self, j: CachedJudgement) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((j, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        await asyncio.shield(fut)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await loop.run_in_executor(self._executor, self._write, [j for j, _ in batch])
+            except Exception as e:  # handed to every waiter of this batch
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    def _write(self, items: list[CachedJudgement]) -> None:
+        if self._db is None:
+            self._db = JudgementCache(self.path)
+        self._db.put_many(items)
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            await self._flusher
+        self._executor.submit(lambda: self._db and self._db.close()).result()
+        self._executor.shutdown(wait=True)
+
+
 class JudgementCache:
     """A process-local handle on the shared cache file. Use one per process (or per thread)."""
 
@@ -105,13 +156,23 @@ class JudgementCache:
         return out
 
     def put(self, j: CachedJudgement) -> None:
-        if set(j.scores) != set(CRITERIA):
-            raise ValueError(f"judgement scores must be exactly {CRITERIA}")
-        self._db.execute(
-            "INSERT OR IGNORE INTO judgements VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(j.scores), j.overall_score,
-             j.critique, j.prompt_tokens, j.completion_tokens, time.time()),
-        )
+        self.put_many([j])
+
+    def put_many(self, items: list[CachedJudgement]) -> None:
+        """Write judgements in ONE transaction: a single fsync makes them all durable (group commit)."""
+        for j in items:
+            if set(j.scores) != set(CRITERIA):
+                raise ValueError(f"judgement scores must be exactly {CRITERIA}")
+        now = time.time()
+        rows = [(j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(j.scores), j.overall_score,
+                 j.critique, j.prompt_tokens, j.completion_tokens, now) for j in items]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO judgements VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from medqa.pii import scrub
-from medqa.teacher.cache import CachedJudgement, JudgementCache, cache_key
+from medqa.teacher.cache import CachedJudgement, CacheWriter, JudgementCache, cache_key
 from medqa.teacher.rubric import RUBRIC_VERSION, RubricError, build_messages, reask_messages, validate
 
 log = logging.getLogger("medqa.teacher")
@@ -215,6 +215,7 @@ class TeacherClient:
         self._session: Any = None
         self._sem: asyncio.Semaphore | None = None
         self._rate: _RateLimiter | None = None
+        self._writer: CacheWriter | None = None
 
     def __repr__(self) -> str:
         return f"TeacherClient(endpoint={self.config.endpoint!r}, model={self.config.model!r})"
@@ -230,9 +231,13 @@ class TeacherClient:
         self._session = aiohttp.ClientSession(connector=connector, headers=headers)
         self._sem = asyncio.Semaphore(self.config.concurrency)
         self._rate = _RateLimiter(self.config.rpm) if self.config.rpm else None
+        self._writer = CacheWriter(self.cache.path) if self.cache is not None else None
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self._writer is not None:
+            await self._writer.aclose()
+            self._writer = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -247,11 +252,12 @@ class TeacherClient:
 
     async def judge(self, question: str, answer: str) -> TeacherResult:
         q, a, key = self.prepare(question, answer)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.usage.cache_hits += 1
-                return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True)
+        return await self._judge_prepared(q, a, key, self.cache.get(key) if self.cache is not None else None)
+
+    async def _judge_prepared(self, q: str, a: str, key: str, hit: CachedJudgement | None) -> TeacherResult:
+        if hit is not None:
+            self.usage.cache_hits += 1
+            return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True)
         pending = self._inflight.get(key)
         if pending is not None:
             self.usage.dedup_hits += 1
@@ -270,14 +276,19 @@ class TeacherClient:
             del self._inflight[key]
 
     async def judge_many(self, pairs: Iterable[tuple[str, str]]) -> list[TeacherResult]:
-        """Judge every (question, answer) concurrently (bounded by the cap); results in input order."""
-        async def one(i: int, q: str, a: str) -> TeacherResult:
-            res = await self.judge(q, a)
+        """Judge every (question, answer) concurrently (bounded by the cap); results in input order.
+
+        The cache is read once for the whole batch; only misses go to the endpoint."""
+        prepared = [self.prepare(q, a) for q, a in pairs]
+        hits = self.cache.get_many([key for _, _, key in prepared]) if self.cache is not None else {}
+
+        async def one(i: int, q: str, a: str, key: str) -> TeacherResult:
+            res = await self._judge_prepared(q, a, key, hits.get(key))
             if self._on_result is not None:
                 self._on_result(i, res)
             return res
 
-        return list(await asyncio.gather(*(one(i, q, a) for i, (q, a) in enumerate(pairs))))
+        return list(await asyncio.gather(*(one(i, q, a, key) for i, (q, a, key) in enumerate(prepared))))
 
     # -------------------------------------------------------------------------------------------- internals
 
@@ -307,9 +318,9 @@ class TeacherClient:
                 continue
             result = TeacherResult(key, self.config.model, scores.as_dict(), scores.overall, scores.critique,
                                    attempts=attempts)
-            if self.cache is not None:
-                self.cache.put(CachedJudgement(key, RUBRIC_VERSION, self.config.model, q, a, scores.as_dict(),
-                                               scores.overall, scores.critique, tokens_in, tokens_out))
+            if self._writer is not None:  # durable before the result is handed out
+                await self._writer.put(CachedJudgement(key, RUBRIC_VERSION, self.config.model, q, a, scores.as_dict(),
+                                                       scores.overall, scores.critique, tokens_in, tokens_out))
             self.usage.scored += 1
             return result
         raise AssertionError("unreachable")
