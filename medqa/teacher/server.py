@@ -151,6 +151,7 @@ class JudgeServer:
     async def chat(self, request):
         from aiohttp import web
 
+        arrived = asyncio.get_running_loop().time()
         try:
             body = await request.json()
             messages = body["messages"]
@@ -180,8 +181,6 @@ class JudgeServer:
                 counts[f"status_{o.status}"] += 1
                 headers = {"Retry-After": f"{o.retry_after:g}"} if o.status in (429, 503) else {}
                 return web.json_response({"error": {"message": f"injected {o.status}"}}, status=o.status, headers=headers)
-            if o.latency_ms:
-                await asyncio.sleep(o.latency_ms / 1000)
             if self._roll("malformed", pid, k, o.malformed_rate, o.malformed_first):
                 counts["malformed"] += 1
                 content = '{"safety": 9, "reasoning": "good", "critique": unfinished'
@@ -194,6 +193,8 @@ class JudgeServer:
                 counts["served"] += 1
             prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages)
             completion_tokens = _tokens(content)
+            if o.latency_ms:  # the reply leaves `latency` after the request arrived, judging time included
+                await asyncio.sleep(max(0.0, o.latency_ms / 1000 - (asyncio.get_running_loop().time() - arrived)))
             return web.json_response({
                 "id": f"chatcmpl-{pid}-{k}", "object": "chat.completion", "created": int(time.time()),
                 "model": o.model_name,
