@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from medqa.io import atomic_dir
+
 
 def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto") -> Path:
     import torch
@@ -28,9 +30,9 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with atomic_dir(out) as tmp:  # a killed merge leaves no half-written model
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from medqa.io import atomic_dir
+
 # Qwen3-1.7B: hidden 2048, intermediate 6144 (3x), 28 layers, 16 heads x head_dim 128, 8 KV heads (heads/2),
 # tied embeddings, vocab 151936, rope_theta 1e6.
 QWEN3_1_7B = dict(
@@ -116,9 +118,9 @@ def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, co
     model = Qwen3ForCausalLM(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.pad_token_id]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out
 
 

@@ -58,3 +58,20 @@ def test_append_after_torn_write_keeps_rows_apart(tmp_path):
     with pytest.raises(InputError):
         read_jsonl(path)
     assert json.loads(path.read_text().splitlines()[-1]) == {"k": 3}
+
+
+def test_atomic_dir_swaps_whole_folders(tmp_path):
+    from medqa.io import atomic_dir
+
+    out = tmp_path / "model"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "b.txt").write_text("half")
+            raise RuntimeError("killed mid-save")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]  # the old folder, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder left behind
+    with atomic_dir(out) as tmp:
+        (tmp / "c.txt").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["c.txt"]

@@ -7,10 +7,7 @@ nothing: everything is written into a temporary folder beside --out and swapped 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +17,7 @@ from tqdm import tqdm
 from medqa.data.formats import list_files, read_source
 from medqa.data.normalize import normalize, question_key
 from medqa.data.splits import GOLD_CRITERIA, gold_set, red_team_set, stratified_split
-from medqa.io import InputError, write_jsonl
+from medqa.io import InputError, atomic_dir, write_jsonl
 
 
 @dataclass
@@ -124,24 +121,11 @@ def data_card(stats: dict) -> str:
 
 def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict) -> None:
     """Write every output into a temp folder, then swap it in place of `out` (never a partial folder)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for name, rows in sets.items():
             write_jsonl(tmp / f"{name}.jsonl", rows)
         (tmp / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         (tmp / "DATA_CARD.md").write_text(data_card(stats), encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: str = "fail", seed: int = 42,
