@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import THINK_PAIRS
 from medqa.io import InputError, read_jsonl
-from tests.conftest import THINK_PAIRS
 
 EXTRA_QUESTIONS = ["头疼怎么办？", "I feel dizzy when I stand up quickly, what could it be?"]
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from conftest import ROOT, THINK_PAIRS
 from medqa.io import read_jsonl
-from tests.conftest import ROOT, THINK_PAIRS
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 

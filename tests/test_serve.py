@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import THINK_PAIRS
 from medqa.serve import StreamView, emergency_banner, render_messages, stream_view
-from tests.conftest import THINK_PAIRS
 
 
 @pytest.mark.parametrize("text, view", [

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 
 import pytest
 
-from tests.conftest import THINK_PAIRS
+from conftest import THINK_PAIRS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,6 +40,9 @@ def app_url(tiny_think_model_dir):
     from medqa.serve import build_app, launch
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
+    # The tiny model writes a whole answer in a few ms, faster than the page repaints, so a loaded machine can
+    # show it in one update. 40 ms per decoding step (a real model's pace) makes the streaming observable.
+    model.register_forward_hook(lambda *_: time.sleep(0.04))
     app = build_app(model, tok, max_new_tokens=64, max_input_chars=200)
     port = _free_port()
     launch(app, host="127.0.0.1", port=port, block=False)
