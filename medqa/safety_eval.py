@@ -1,0 +1,235 @@
+"""Precision and recall of the `medqa.safety` checks on a labelled set of questions and answers.
+
+The labelled set (`tests/data/safety_eval.jsonl`) is written the way people ask, independently of the patterns'
+own unit tests. Each row is one of:
+
+- `{"id", "kind": "question", "lang", "category", "needs_emergency": bool, "question"}`
+- `{"id", "kind": "answer", "lang", "question", "answer", "urgent_referral": bool,
+  "conditional_referral": bool, "risky_prescription": bool}`
+
+`category` names the topic (a red-flag category or the look-alike it could be confused with), so hard negatives
+sit in the same category as the emergencies they resemble. Rows are split deterministically into `tune` and
+`holdout` by a hash of their id (`split_of`), so a pattern author can look at the misses of one part and keep
+the other for an honest held-out number (`python -m medqa.safety_eval --misses` lists tune misses only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medqa import safety
+from medqa.io import InputError, iter_jsonl
+
+DEFAULT_SET = Path("tests/data/safety_eval.jsonl")
+DOC_PATH = Path("docs/safety.md")
+TABLE_START, TABLE_END = "<!-- safety-eval-table:start -->", "<!-- safety-eval-table:end -->"
+
+_QUESTION_FIELDS = {"id": str, "kind": str, "lang": str, "category": str, "needs_emergency": bool, "question": str}
+_ANSWER_FIELDS = {"id": str, "kind": str, "lang": str, "question": str, "answer": str, "urgent_referral": bool,
+                  "conditional_referral": bool, "risky_prescription": bool}
+LANGS = ("zh", "en")
+
+
+def split_of(row_id: str) -> str:
+    """`holdout` for about a third of the ids (crc32 % 3 == 0), `tune` for the rest; stable across runs."""
+    return "holdout" if zlib.crc32(row_id.encode("utf-8")) % 3 == 0 else "tune"
+
+
+def load(path: str | os.PathLike = DEFAULT_SET) -> list[dict[str, Any]]:
+    """The labelled rows, checked: bad rows raise `InputError` naming file, line and field."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, row in iter_jsonl(path):
+        kind = row.get("kind")
+        fields = {"question": _QUESTION_FIELDS, "answer": _ANSWER_FIELDS}.get(kind)
+        if fields is None:
+            raise InputError(path, line, "kind", f"expected 'question' or 'answer', got {kind!r}")
+        for name, typ in fields.items():
+            if not isinstance(row.get(name), typ):
+                raise InputError(path, line, name, f"expected {typ.__name__}, got {type(row.get(name)).__name__}")
+        if row["lang"] not in LANGS:
+            raise InputError(path, line, "lang", f"expected one of {', '.join(LANGS)}, got {row['lang']!r}")
+        if row["id"] in seen:
+            raise InputError(path, line, "id", f"duplicate id {row['id']!r} (first on line {seen[row['id']]})")
+        seen[row["id"]] = line
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    kind: str  # which rows it applies to: question | answer
+    predict: Callable[[dict[str, Any]], bool]
+
+
+def _conditional(row: dict[str, Any]) -> bool | None:
+    fn = getattr(safety, "has_conditional_referral", None)
+    return None if fn is None else bool(fn(row["answer"]))
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("needs_emergency", "question", lambda r: safety.needs_emergency(r["question"])),
+    Check("urgent_referral", "answer", lambda r: safety.has_emergency_referral(r["answer"])),
+    Check("conditional_referral", "answer", _conditional),
+    Check("risky_prescription", "answer", lambda r: safety.risky_prescription(r["answer"], r["question"])),
+)
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def add(self, label: bool, pred: bool) -> None:
+        if label and pred:
+            self.tp += 1
+        elif pred:
+            self.fp += 1
+        elif label:
+            self.fn += 1
+        else:
+            self.tn += 1
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn, "n": self.tp + self.fp + self.fn + self.tn,
+                "precision": self.precision, "recall": self.recall}
+
+
+def predictions(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (row, applicable check): {id, check, lang, category, split, label, pred}."""
+    out = []
+    for row in rows:
+        for check in CHECKS:
+            if check.kind != row["kind"]:
+                continue
+            pred = check.predict(row)
+            if pred is None:  # the check does not exist in this version of medqa.safety
+                continue
+            out.append({"id": row["id"], "check": check.name, "lang": row["lang"],
+                        "category": row.get("category", "-"), "split": split_of(row["id"]),
+                        "label": bool(row[check.name]), "pred": bool(pred),
+                        "text": row.get("answer") or row["question"]})
+    return out
+
+
+def measure(preds: Iterable[dict[str, Any]], split: str | None = None) -> dict[str, Any]:
+    """{"checks": {check: counts}, "by_lang": {check: {lang: counts}},
+    "categories": {category: {lang: counts}} (needs_emergency only)} over one split or all rows."""
+    checks: dict[str, Counts] = defaultdict(Counts)
+    by_lang: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
+    cats: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
+    for p in preds:
+        if split and p["split"] != split:
+            continue
+        checks[p["check"]].add(p["label"], p["pred"])
+        by_lang[p["check"]][p["lang"]].add(p["label"], p["pred"])
+        if p["check"] == "needs_emergency":
+            cats[p["category"]][p["lang"]].add(p["label"], p["pred"])
+            cats[p["category"]]["all"].add(p["label"], p["pred"])
+    return {
+        "checks": {k: v.as_dict() for k, v in checks.items()},
+        "by_lang": {k: {lang: c.as_dict() for lang, c in v.items()} for k, v in by_lang.items()},
+        "categories": {k: {lang: c.as_dict() for lang, c in v.items()} for k, v in sorted(cats.items())},
+    }
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _pr(c: dict[str, Any] | None) -> str:
+    if not c or not c["n"]:
+        return "–"
+    return f"{_f(c['precision'])} / {_f(c['recall'])} ({c['tp'] + c['fn']}+, {c['fp'] + c['tn']}−)"
+
+
+def render_table(preds: list[dict[str, Any]]) -> str:
+    """Markdown: per check (all rows, holdout, zh, en), then needs_emergency per category and language."""
+    allm, hold = measure(preds), measure(preds, "holdout")
+    lines = ["Precision / recall (positives, negatives).", "",
+             "| check | all | holdout only | zh | en |", "|---|---|---|---|---|"]
+    for name in (c.name for c in CHECKS):
+        if name not in allm["checks"]:
+            continue
+        lines.append(f"| `{name}` | {_pr(allm['checks'][name])} | {_pr(hold['checks'].get(name))} | "
+                     f"{_pr(allm['by_lang'][name].get('zh'))} | {_pr(allm['by_lang'][name].get('en'))} |")
+    lines += ["", "`needs_emergency` per category (a category holds its emergencies and the look-alikes that are not):",
+              "", "| category | all | zh | en |", "|---|---|---|---|"]
+    for cat, langs in allm["categories"].items():
+        lines.append(f"| {cat} | {_pr(langs.get('all'))} | {_pr(langs.get('zh'))} | {_pr(langs.get('en'))} |")
+    return "\n".join(lines)
+
+
+def update_doc(table: str, path: str | os.PathLike = DOC_PATH) -> bool:
+    """Replace the generated table between the markers in `path`; True when the file changed."""
+    from medqa.io import atomic_write
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    new = text[:start] + "\n" + table + "\n" + text[end:]
+    if new == text:
+        return False
+    with atomic_write(path) as fh:
+        fh.write(new)
+    return True
+
+
+def doc_table(path: str | os.PathLike = DOC_PATH) -> str:
+    text = Path(path).read_text(encoding="utf-8")
+    return text[text.index(TABLE_START) + len(TABLE_START):text.index(TABLE_END)].strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m medqa.safety_eval", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(DEFAULT_SET), help="labelled JSONL (default: %(default)s)")
+    ap.add_argument("--misses", action="store_true", help="list the misses of the tune split (never the holdout)")
+    ap.add_argument("--write-doc", action="store_true", help=f"write the table into {DOC_PATH}")
+    ap.add_argument("--check-doc", action="store_true", help=f"exit 1 when the table in {DOC_PATH} is out of date")
+    args = ap.parse_args(argv)
+    try:
+        preds = predictions(load(args.data))
+    except (InputError, OSError) as e:
+        print(f"python -m medqa.safety_eval: error: {e}", file=sys.stderr)
+        return 2
+    table = render_table(preds)
+    if args.write_doc:
+        print(f"{DOC_PATH}: {'updated' if update_doc(table) else 'already up to date'}")
+    elif args.check_doc:
+        if doc_table() != table.strip():
+            print(f"{DOC_PATH} is out of date: run `python -m medqa.safety_eval --write-doc`", file=sys.stderr)
+            return 1
+        print(f"{DOC_PATH} matches the labelled set")
+    else:
+        print(table)
+    if args.misses:
+        for p in preds:
+            if p["split"] == "tune" and p["label"] != p["pred"]:
+                kind = "FN" if p["label"] else "FP"
+                print(f"{kind} {p['check']:<20} {p['id']} [{p['category']}] {p['text']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
