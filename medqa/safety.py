@@ -72,11 +72,80 @@ def _sentences(text: str) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- red flags
 
-_FEVER = r"发烧|发热|高烧|高热|体温.{0,4}(?:3[89]|4[0-2])|fever|febrile|high temperature"
+# A red flag told about the past ("以前有过热性惊厥", "a stroke 5 years ago", "healed fine") is history, not an
+# emergency now: a match whose clause carries one of these markers does not count.
+_PAST = re.compile(
+    r"以前|之前有过|曾经|小时候|去年|前年|几年前|\d+\s*年前|[一二两三四五六七八九十几]+年前|多年|好几年|年轻时|早年|已经好了|痊愈|愈合|"
+    r"\byears? ago\b|\bmonths ago\b|\blast year\b|\bin (?:19|20)\d\d\b|\bas a (?:child|baby|kid|teen)\b|\bwhen I was\b|"
+    r"\bused to\b|\bhistory of\b|\bhealed\b|\bin the past\b|\bpreviously\b|\bonce\b(?!\s+(?:a|an|per|every|daily|or))",
+    _I,
+)
 
-_RED_FLAGS: dict[str, re.Pattern[str]] = {
+
+def _clause_around(text: str, start: int, end: int) -> str:
+    left = max((m.end() for m in _CLAUSE_BREAK.finditer(text, 0, start)), default=0)
+    right = _CLAUSE_BREAK.search(text, end)
+    return text[left:right.start() if right else len(text)]
+
+
+def _current(pattern: re.Pattern[str], text: str) -> bool:
+    """An unnegated match that is not told as past history."""
+    return any(not _PAST.search(_clause_around(text, m.start(), m.end())) for m in _unnegated(pattern, text))
+
+
+class _AllOf:
+    """Matches when every part has a current, unnegated match somewhere in the text: symptoms that make an
+    emergency together ("fell" + "can't stand", "pregnant" + "bleeding"), told in any order."""
+
+    def __init__(self, *parts: str | re.Pattern[str]):
+        self.parts = tuple(p if isinstance(p, re.Pattern) else re.compile(p, _I) for p in parts)
+
+    def hit(self, text: str) -> bool:
+        return all(_current(p, text) for p in self.parts)
+
+
+def _flag(*rules: str | re.Pattern[str] | _AllOf) -> tuple[re.Pattern[str] | _AllOf, ...]:
+    return tuple(r if isinstance(r, (re.Pattern, _AllOf)) else re.compile(r, _I) for r in rules)
+
+
+def _rule_hit(rule: re.Pattern[str] | _AllOf, text: str) -> bool:
+    return rule.hit(text) if isinstance(rule, _AllOf) else _current(rule, text)
+
+
+_FEVER = r"发烧|发热|高烧|高热|低烧|体温.{0,4}(?:3[89]|4[0-2])|3[89](?:\.\d)?\s*(?:度|℃|°)|fever|febrile|high temp|temp(?:erature)? of|burning up"
+
+# Shared vocabularies (building blocks of the rules below).
+_PREGNANCY_ANY = (r"怀孕|孕妇|孕期|妊娠|孕(?:早|中|晚)期|孕\s*\d+\s*(?:周|个月)|怀(?:了)?(?:宝宝|孩子)|准妈妈|(?:七|八|九|[6-9])个多?月(?:的)?身孕|"
+                  r"怀孕[^。，]{0,4}(?:个|周)|pregn?ant|preg\b|expecting|\b\d{2}\s*(?:weeks?|wks?)\b(?!\s*old)|weeks along|trimester")
+_EARLY_PREGNANCY_SIGN = (r"停经|月经推迟|月经没来|验孕|两条杠|孕[1-9]周|孕早期|positive (?:pregnancy )?test|missed (?:my )?period|"
+                         r"period (?:is|was) [^.?!]{0,20}late|pregn?ant")
+_POSTPARTUM = r"生完孩子|产后|刚生|坐月子|顺产|剖腹产后|gave birth|had (?:my|the|our) baby|postpartum|after (?:the )?delivery|c-section"
+_INGEST = r"吃|吞|咽|喝|咬|舔|误食|误服|swallow|\bate\b|eaten|drank|drink|mouthful|\bsip|bit into|in (?:his|her|their) mouth|chew"
+_CAUSTIC = (r"84消毒液|消毒液|漂白|洁厕|管道疏通|疏通剂|通渠|清洁块|洗碗机?.{0,4}(?:块|片|粉)|洗衣凝珠|洗衣球|强酸|强碱|硫酸|盐酸|火碱|烧碱|"
+            r"bleach|drain cleaner|oven cleaner|caustic|\blye\b|dishwasher (?:tablet|pod|capsule)|(?:laundry|detergent|washing) "
+            r"(?:pod|capsule|tablet|liquitab)|battery acid|acid")
+_TOXIC = (r"农药|百草枯|敌敌畏|除草剂|杀虫剂|老鼠药|灭鼠药|鼠药|防冻液|甲醇|weed ?killer|pesticide|insecticide|rat poison|slug pellets|"
+          r"antifreeze|paraquat|methanol")
+_CHILD_MEDS_ACCIDENT = (r"偷吃|误吃|误服|误食|当(?:成)?糖|把(?:我|奶奶|爷爷|外婆|外公|妈妈|爸爸|大人|家里|老人)的[^。，]{0,8}(?:药|片)|"
+                        r"got into (?:my|his|her|the|grandma'?s|grandad'?s|nan'?s|mum'?s|mom'?s|dad'?s)[^.?!]{0,25}"
+                        r"(?:pills|tablets|medicine|meds)|"
+                        r"\bate\b[^.?!]{0,25}(?:pills|tablets|medicine|meds)|swallowed[^.?!]{0,25}(?:pills|tablets|medicine|meds)")
+_GENERAL_RED = r"吐|呕|昏|晕|头痛|头疼|抽|vomit|sick|dizz|faint|drows|headache|confus|seiz"
+_FALL = r"摔|跌|掉下|滑倒|\bfell\b|\bfall(?:en)?\b|tripped|slipped"
+_HEAD_HIT = (r"(?:磕|撞|摔|碰|砸|打)[^。，]{0,6}头|头[^。，]{0,4}(?:磕|撞|着地|碰)|(?:hit|banged|bumped|knocked|struck|bashed) "
+             r"(?:his|her|my|their|the)? ?head|head (?:injury|knock|trauma)|knock(?:ed)? (?:on|to) the head")
+_HEAD_RED = (r"吐|呕|想睡|犯困|嗜睡|昏|晕了|晕过去|说话颠三倒四|颠三倒四|糊涂|意识|胡言乱语|说胡话|抽搐|华法林|抗凝|"
+             r"vomit|\bsick\b|been sick|drows|sleepy|confus|passed out|knocked out|unconscious|seizure|blood thinner|warfarin|"
+             r"not making sense")
+_DIABETES = r"糖尿病|胰岛素|降糖|一型|1型|diabet|insulin|type ?(?:1|one)\b|t1d"
+_NOT_HELPING = (r"没用|不管用|没效|不缓解|没缓解|没有缓解|还是[^。，]{0,4}喘|不见好|"
+                r"not (?:helping|working)|isn'?t (?:helping|working)|no (?:help|use|relief)|doesn'?t (?:help|work)|"
+                r"not making (?:any )?difference")
+_BLOOD_EN = r"(?<!gums )(?<!gum )(?<!nose)\bbleed(?:s|ing)?\b|\bblood\b|\bclots?\b|soaking (?:a |through )"
+
+_RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     # Chest pain with an alarming companion (sweating, radiation, breathlessness, nausea) or a named heart attack.
-    "chest_pain": _rx(
+    "chest_pain": _flag(
         r"(?:胸痛|胸口.{0,3}(?:痛|疼|压|闷|紧)|胸闷|心前区.{0,2}痛|心口.{0,2}(?:痛|疼)|压榨样).{0,30}"
         r"(?:出汗|大汗|冷汗|出冷汗|放射|左臂|左胳膊|下巴|下颌|肩|背|后背|呼吸困难|喘不|恶心|呕吐|濒死)",
         r"(?:出汗|大汗|冷汗|左臂|左胳膊|下颌).{0,20}(?:胸痛|胸口.{0,3}(?:痛|疼|压|闷)|胸闷)",
@@ -85,10 +154,16 @@ _RED_FLAGS: dict[str, re.Pattern[str]] = {
         r"(?:sweat|radiat|left arm|arm|jaw|shoulder|back|short(?:ness)? of breath|nause|vomit|clammy)",
         r"(?:sweat|clammy|left arm|jaw)[^.?!]{0,60}chest (?:pain|tightness|pressure)",
         r"crushing (?:chest )?pain|heart attack|myocardial infarction",
+        _AllOf(r"胸痛|胸闷|胸口[^。，]{0,4}(?:痛|疼|压|闷|紧|石头)|心口[^。，]{0,2}(?:痛|疼)|"
+               r"chest[^.?!]{0,12}(?:pain|tight|pressure|discomfort|heav|squeez|crush|hurt)|"
+               r"(?:tight|pain|pressure|elephant|weight|squeezing|crushing)[^.?!]{0,25}chest",
+               r"汗|放射|左臂|胳膊[^。，]{0,2}麻|左边胳膊|下巴|下颌|呼吸困难|喘不|恶心|濒死|脸色[^。，]{0,3}(?:难看|苍白|发白)|"
+               r"眼前发黑|心跳[^。，]{0,6}(?:快|\d{3})|sweat|radiat|\barm\b|jaw|short(?:ness)? of breath|nause|\bsick\b|clammy|"
+               r"\bgr[ae]y\b|pale|faint"),
     ),
-    # FAST stroke signs: face droop, one-sided weakness/numbness, slurred speech.
-    "stroke": _rx(
-        r"口角歪斜|嘴(?:角|巴)?(?:歪|斜)|口眼歪斜|面瘫|脸.{0,2}歪",
+    # FAST stroke signs: face droop, one-sided weakness/numbness, slurred or suddenly strange speech.
+    "stroke": _flag(
+        r"口角歪斜|嘴(?:角|巴)?(?:歪|斜)|口眼歪斜|面瘫|脸.{0,2}歪|嘴角[^。，]{0,4}(?:耷拉|往一边|下垂)",
         r"(?:一侧|半边|半身|单侧|左侧|右侧|左边|右边)(?:肢体|身体|手|脚|胳膊|腿|手臂|脸)?.{0,4}(?:无力|麻木|不能动|动不了|没力气|不听使唤)",
         r"半身不遂|偏瘫|(?:说话|言语|口齿|吐字)(?:突然)?(?:不清|含糊|不利索)|突然.{0,4}说不出话",
         r"中风|脑卒中|脑梗|脑出血",
@@ -96,59 +171,234 @@ _RED_FLAGS: dict[str, re.Pattern[str]] = {
         r"(?:one|left|right) side of (?:his|her|my|their|the) (?:body|face)[^.?!]{0,30}(?:weak|numb|droop|paraly)",
         r"(?:sudden|suddenly)[^.?!]{0,20}(?:weakness|numbness) (?:in|on) (?:one|his|her|my)",
         r"(?<!heat )\bstroke\b|\bFAST\b (?:signs|test|symptoms)",
+        r"(?:face|smile|mouth) (?:looks |is |went |has gone )?(?:lopsided|crooked|droopy|uneven)|(?:lopsided|crooked) (?:face|smile)",
+        _AllOf(r"说话[^。，]{0,6}(?:怪|不清|含糊|大舌头|不利索)|大舌头|说不出话|口齿不清|"
+               r"speech[^.?!]{0,20}(?:weird|strange|slurr|funny|odd|jumbled|garbled)|words? (?:are |is )?(?:coming out )?"
+               r"(?:jumbled|garbled|slurred)|can'?t (?:find|get out) (?:his|her|my|their) words|slurr",
+               r"突然|一下子|suddenly|sudden|all of a sudden|(?:一边|一侧|半边|右边|左边|单侧)[^。，]{0,6}(?:没劲|无力|发麻|麻木|抬不起|不灵)|"
+               r"(?:手|胳膊|腿|脚)[^。，]{0,4}(?:没劲|无力|抬不起来|不灵|发麻)|\barm\b[^.?!]{0,12}weak|weak\b[^.?!]{0,8}\barm"),
+        _AllOf(r"筷子[^。，]{0,4}掉|(?:一边|一侧|半边|右边|左边|单侧)[^。，]{0,6}(?:没劲|无力|发麻|麻木|抬不起|不灵)|"
+               r"can'?t (?:lift|raise|move) (?:his|her|my|their) (?:right |left )?(?:arm|leg)|(?:arm|leg) (?:gave way|went dead|went weak)|"
+               r"(?:left|right) (?:arm|leg|side)[^.?!]{0,15}(?:numb|weak|gave way|dead)",
+               r"突然|一下子|早上起来|说话|suddenly|sudden|woke up|speech|words|face"),
     ),
-    "anaphylaxis": _rx(
+    "anaphylaxis": _flag(
         r"(?:喉咙|喉头|嗓子|咽喉).{0,4}(?:肿|发紧|紧|堵|水肿)|(?:嘴唇|舌头|舌|脸|面部).{0,3}(?:肿|水肿)",
         r"过敏性休克|严重过敏|过敏.{0,12}(?:呼吸困难|喘不上气|头晕|晕倒)",
         r"throat[^.?!]{0,25}(?:swell|swollen|closing|tight)|swollen (?:throat|tongue|lips|face)",
         r"(?:tongue|lips?|face) (?:is |are |started )?swell",
         r"anaphyla|epi-?pen|allergic reaction[^.?!]{0,40}(?:breath|throat|swell|dizz|faint)",
+        _AllOf(r"过敏|虾|蟹|海鲜|花生|芒果|坚果|打了?针|输液|蜂|蜇|疙瘩|风团|荨麻疹|发痒|peanut|\bnuts?\b|shellfish|stung|sting|wasp|\bbee\b|"
+               r"hives|allerg|after eating",
+               r"喘不过|呼吸费劲|呼吸困难|憋气|声音[^。，]{0,4}变|wheez|can'?t breathe|struggling to breathe|throat[^.?!]{0,15}tight"),
     ),
-    "suicidal": _rx(r"(?!)"),  # filled by `suicide_risk` (one definition); kept here for the category order
-    "seizure": _rx(
+    "suicidal": (),  # filled by `suicide_risk` (one definition); kept here for the category order
+    "seizure": _flag(
         r"抽搐|惊厥|抽风|癫痫(?:发作|大发作)|翻白眼.{0,6}(?:抽|僵)|四肢(?:僵直|抖动)",
-        r"seizure|convuls|\bfitting\b|febrile fit",
+        r"seizure|convuls|\bfitting\b|febrile fit|having a fit",
+        r"两眼上翻|(?:一抽一抽|口吐白沫)|(?:浑身|全身|手脚|四肢)[^。，]{0,2}抽(?!筋)",
+        r"jerking|twitching all over|shaking all over|went stiff and|eyes rolled",
     ),
-    "overdose": _rx(
+    "overdose": _flag(
         r"吃了一整瓶|吃了一?整?瓶|吞了.{0,8}(?:药|片|粒|瓶)|一次(?:性)?(?:吃|服|吞)了?.{0,6}(?:\d{2,}|几十|一整|整|很多|好多|一把)(?:片|粒|颗|瓶|盒)",
-        r"(?:服药|用药|吃药)过量|过量服(?:用)?|误服|误食|误喝|喝了?农药|百草枯|中毒",
+        r"(?:服药|用药|吃药)过量|过量服(?:用)?|误服|误食|误喝|喝了?农药|百草枯|(?<!食物)中毒",
         r"overdos|took (?:a|the|an) (?:whole|entire) (?:bottle|pack|box)|swallowed[^.?!]{0,30}(?:pills|tablets|bottle)",
-        r"too many (?:pills|tablets|sleeping pills)|poison(?:ed|ing)|drank (?:bleach|pesticide|antifreeze)",
+        r"too many (?:pills|tablets|sleeping pills)|poisoned|(?<!food )(?<!carbon monoxide )poisoning|drank (?:bleach|pesticide|antifreeze)",
+        _AllOf(r"吃|服|吞|喝",
+               r"(?:\d{2,}|[一二三四五六七八九]?十[几多一二三四五六七八九]?|几十|二十|三十|四十|五十)\s*多?\s*(?:片|粒|颗)"),
+        r"(?:一整|整|全部|所有的?)\s*(?:瓶|盒|板|袋)|(?:药|片|粒)[^。，]{0,6}全(?:都|部)?(?:吃|吞)|全吃(?:了|下)|一次(?:性)?全(?:吃|吞|服)",
+        _AllOf(r"\btook\b|taken|swallowed|\bate\b|necked|downed|\bhad\b|\btaking\b",
+               r"\b(?:[1-9]\d|\d{3})\s+(?:\w+[- ]){0,2}(?:tablets?|pills?|caps(?:ules)?|tabs?|paracetamol|acetaminophen|tylenol|"
+               r"panadol|advil|ibuprofen|nurofen|aspirin|co-codamol|codeine|sleeping|antidepressants|meds|medicine|of (?:my|his|her|their|the))|"
+               r"\b(?:ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|a dozen|dozens)\s+(?:\w+[- ]){0,2}(?:of\s+)?(?:\w+\s+)?"
+               r"(?:tablets?|pills?|caps(?:ules)?|tabs?|paracetamol|acetaminophen|tylenol|advil|ibuprofen|aspirin|antidepressants|"
+               r"meds|medicine)"),
+        r"(?:whole|entire|full)\s+(?:bottle|box|pack(?:et)?|strip|blister|tub)|"
+        r"\b(?:\d+|two|three|four|five|several|a few|multiple)\s+(?:packs|packets|boxes|bottles|strips)\s+of",
+        r"double (?:his|her|my|their|the) (?:dose|insulin)|(?:两倍|双倍)[^。，]{0,4}(?:药|胰岛素|剂量)",
     ),
-    "severe_bleeding": _rx(
+    "severe_bleeding": _flag(
         r"大出血|大量出血|出血不止|血流不止|止不住.{0,2}血|血.{0,2}止不住|呕血|吐血|咯血|大量便血|便血.{0,6}(?:很多|大量|不止)",
         r"bleeding (?:heavily|profusely|a lot|that won'?t stop|won'?t stop|will not stop)|heavy bleeding|"
         r"(?:vomiting|throwing up|coughing up) blood|uncontrolled bleeding|hemorrhag|haemorrhag",
+        _AllOf(r"血", r"止不住|止不了|不止|咬纱布|一直(?:在)?(?:流|出)|一个多小时|好几个小时|湿透"),
+        _AllOf(r"bleed|blood",
+               r"won'?t stop|wont stop|doesn'?t stop|not stopping|can'?t stop|keeps? (?:pouring|gushing|bleeding)|pouring|gushing|"
+               r"soak(?:ing|ed) through|over an hour|more than an hour|for hours"),
     ),
-    "breathing": _rx(
+    "breathing": _flag(
         r"呼吸困难|喘不(?:上|过)(?:来)?气|上不来气|透不过气|憋(?:气|得慌)|呼吸急促|(?:嘴唇|口唇).{0,2}(?:发紫|青紫|发绀)|三凹征",
         r"can'?t breathe|cannot breathe|difficulty breathing|trouble breathing|hard to breathe|struggling to breathe|"
         r"short(?:ness)? of breath|gasping|(?:lips|face) (?:are |is |turning )?(?:blue|purple)",
+        r"坐着都喘|不能躺平|喘得[^。，]{0,2}厉害|肋骨[^。，]{0,6}凹|吸气[^。，]{0,4}凹|嘴唇[^。，]{0,4}紫",
+        r"grunting|ribs? (?:are )?sucking in|sucking in (?:under|between)|struggling for breath|fighting for breath|"
+        r"can'?t catch (?:my|his|her|their) breath|blu(?:e|ish) lips|lips (?:look |are |went )?blu",
     ),
-    "unconscious": _rx(
+    "unconscious": _flag(
         r"昏迷|昏倒|晕倒|晕厥|不省人事|失去(?:了)?意识|意识(?:不清|模糊|丧失)|叫不醒|没有?反应了|突然倒地",
         r"passed out|fainted|unconscious|unresponsive|loss of consciousness|lost consciousness|won'?t wake up|"
         r"can'?t (?:be )?wake|collapsed",
+        r"(?:叫|喊|拍|摇)[^。，]{0,4}(?:没|无)(?:有)?反应|摇不醒|叫不太?醒|won'?t respond|not responding|out of it",
     ),
-    "dka": _rx(
+    "dka": _flag(
         r"酮症酸中毒|酮症|烂苹果味|糖尿病[^。？?]{0,20}(?:呕吐|呼吸深快|意识|嗜睡|腹痛)",
         r"\bDKA\b|ketoacidosis|fruity breath|(?:high|large) ketones|diabet[^.?!]{0,40}(?:vomit|confus|drowsy|deep breathing)",
+        _AllOf(_DIABETES, r"吐|vomit|throwing up|being sick", r"呼吸[^。，]{0,3}深|肚子痛|腹痛|deep(?:ly)? breath|breathing deeply|"
+               r"nail polish|acetone|pear drops|stomach pain|tummy pain|abdominal pain"),
     ),
-    "meningitis": _rx(
+    "meningitis": _flag(
         r"脑膜炎",
         r"(?:脖子|颈部?|颈项).{0,3}(?:僵硬|发硬|硬|强直|不能低头|低不下头)[^。？?]{0,20}(?:" + _FEVER + r"|头痛|头疼|呕吐)",
         r"(?:" + _FEVER + r")[^。？?]{0,20}(?:脖子|颈部?|颈项).{0,3}(?:僵硬|发硬|硬|强直|不能低头)",
         r"(?:发烧|发热|fever)[^。？?.]{0,30}(?:皮疹压之不褪色|瘀斑|紫斑|non-blanching rash|purple rash)",
-        r"meningitis|(?:stiff neck|neck stiffness)[^.?!]{0,40}(?:fever|headache|vomit)|"
-        r"(?:fever|headache)[^.?!]{0,40}(?:stiff neck|neck stiffness)",
+        r"meningitis",
+        _AllOf(r"stiff neck|neck stiffness", r"fever|headache|vomit"),
+        _AllOf(_FEVER, r"脖子[^。，]{0,4}(?:硬|僵|低不下|不能低头)|怕光|neck[^.?!]{0,20}(?:stiff|rigid)|stiff[^.?!]{0,6}neck|"
+               r"chin to (?:his|her|their|my)? ?chest|(?:hates|hurts?|can'?t stand) the light|light hurts"),
     ),
-    "severe_headache": _rx(
+    "severe_headache": _flag(
         r"(?:突然|剧烈|爆炸样|炸裂样|撕裂样|这辈子最)[^。？?]{0,4}头(?:痛|疼)|头(?:痛|疼)欲裂",
         r"worst headache|thunderclap headache|sudden severe headache",
+        _AllOf(r"头|后脑|脑袋", r"从来没这么(?:疼|痛)|像被[^。，]{0,8}(?:打|砸|锤|敲)"),
+        _AllOf(r"headache|head", r"worst (?:\w+ )?ever|like being hit|hit (?:with|by) a (?:bat|hammer)|came on in seconds|"
+               r"thunderclap|explod"),
     ),
-    "infant_fever": _rx(
+    "infant_fever": _flag(
         r"(?:新生儿|满月|出生[^。？?]{0,4}(?:天|周)|[1-3一二三两]个月(?:大)?的?(?:宝宝|婴儿|孩子|小孩)?)[^。？?]{0,15}(?:" + _FEVER + r")",
         r"(?:newborn|\b(?:[1-9]|1[0-2])[- ]weeks?[- ]old|\b[1-3][- ]months?[- ]old)[^.?!]{0,40}(?:fever|temperature)",
+        _AllOf(r"(?<!孕)(?<!怀孕)(?:[1-9]|1[0-2]|[一二三四五六七八九十]|十[一二])\s*(?:周|星期)大|新生儿|满月|"
+               r"\b(?:[1-9]|1[0-2]|one|two|three|four|five|six|seven|eight|nine|ten)[- ]?(?:weeks?|wks?)[- ]old|newborn",
+               _FEVER + r"|烫|temp|3[89](?:\.\d)?|hot"),
+    ),
+    # Pregnancy: bleeding, pre-eclampsia signs, reduced fetal movement, waters breaking, ectopic signs, postpartum haemorrhage.
+    "pregnancy": _flag(
+        _AllOf(_PREGNANCY_ANY,
+               r"阴道[^。，]{0,4}(?:流血|出血)|(?:大量|突然|很多|好多|一直)[^。，]{0,2}(?:流血|出血)|见红|下面[^。，]{0,4}(?:流血|出血)|"
+               r"床单[^。，]{0,6}血|都是血|血块|" + _BLOOD_EN),
+        _AllOf(_PREGNANCY_ANY,
+               r"看东西模糊|眼花|冒金星|看不清|视物模糊|头[^。，]{0,3}(?:特别|剧烈|很)?(?:疼|痛)[^。，]{0,3}(?:厉害|得很)|头特别(?:疼|痛)|"
+               r"(?:1[4-9]\d|2\d\d)\s*/\s*(?:9\d|1[0-4]\d)|flashing lights|spots (?:in front of|before)|blurr|"
+               r"(?:severe|bad|pounding|terrible|awful|splitting) headache"),
+        r"胎动[^。，]{0,4}(?:少|减少|没了|消失|不明显)|感觉不到[^。，]{0,4}(?:宝宝|胎儿|孩子|胎动)|(?:宝宝|胎儿)[^。，]{0,6}不动",
+        r"(?:baby|bump)[^.?!]{0,10}(?:hasn'?t|has not|isn'?t|is not|stopped|not|hardly|barely) (?:moved|moving|kicking|kicked)|"
+        r"reduced (?:fetal|foetal) movements?|stopped kicking|can'?t feel (?:the )?baby|fewer (?:kicks|movements)",
+        r"破水|羊水[^。，]{0,2}破|往外流水|waters? (?:\w+ )?(?:broke|broken|have gone|has gone|went|breaking)|"
+        r"fluid (?:running|leaking|gushing|pouring)",
+        _AllOf(_PREGNANCY_ANY, r"(?:裤子|下面)[^。，]{0,6}(?:湿|流水)"),
+        _AllOf(_EARLY_PREGNANCY_SIGN,
+               r"(?:左|右)下腹[^。，]{0,6}(?:痛|疼)|(?:一侧|一边|单侧)[^。，]{0,4}(?:痛|疼)|肚子一边[^。，]{0,4}(?:痛|疼)|"
+               r"(?:one[- ]sided|one side|on the (?:right|left)|lower (?:right|left)|low on the (?:right|left)|shoulder tip)"),
+        _AllOf(_POSTPARTUM, r"出血[^。，]{0,4}(?:止不住|不止|很多)|湿透|血块|恶露[^。，]{0,4}(?:多|增多)|soaking|clots?|"
+               r"heavy bleeding|bleeding heavily"),
+    ),
+    # Ingestion and poisoning: button batteries, magnets, caustics, pesticides, carbon monoxide, mushrooms, medicine.
+    "poisoning": _flag(
+        _AllOf(_INGEST, r"纽扣电池|扣式电池|扣子电池|(?:button|watch|coin|disc|lithium) batter"),
+        _AllOf(_INGEST, r"磁铁|磁力珠|磁珠|吸铁石|magnet"),
+        _AllOf(_INGEST, _CAUSTIC),
+        _AllOf(_INGEST, _TOXIC),
+        _AllOf(r"烧炭|炭火|煤炉|煤球|炭盆|煤气|燃气|一氧化碳|gas (?:heater|fire|boiler)|charcoal|barbecue|\bbbq\b|generator|"
+               r"wood ?burner|boiler|carbon monoxide|\bCO\b",
+               r"头疼|头痛|头晕|恶心|想吐|呕吐|昏|都|全家|headache|dizz|\bsick\b|nause|vomit|drows"),
+        _AllOf(r"野蘑菇|野生菌|野生蘑菇|采的蘑菇|山上采|(?:wild|foraged|picked)[^.?!]{0,20}mushrooms?|mushrooms? (?:we|I|he|she|they) picked",
+               r"吐|泻|拉肚子|腹痛|肚子疼|头晕|vomit|diarrh|\bsick\b|stomach|cramps|hallucinat|throwing up"),
+        _CHILD_MEDS_ACCIDENT,
+    ),
+    # Trauma: a fall and cannot bear weight, head injury with red flags, deep/spurting wounds, large burns, deformity.
+    "trauma": _flag(
+        _AllOf(_FALL, r"站不起来|不能走|走不了|不能着地|起不来|动不了|can'?t (?:stand|get up|walk|put (?:any )?weight)|"
+               r"unable to (?:stand|walk|bear weight)|won'?t bear weight|(?:hip|髋)[^.?!。，]{0,20}(?:agony|剧痛|badly|severe)"),
+        r"(?:髋|胯)[^。，]{0,4}剧痛",
+        _AllOf(_HEAD_HIT, _HEAD_RED),
+        r"一股一股|往外(?:喷|涌)|血[^。，]{0,2}喷|很深的口子|深可见骨|看(?:到|见)骨头|spurt|pumping out|gushing|"
+        r"deep (?:cut|gash|wound|laceration)|can see (?:the )?(?:bone|something white)|went (?:right )?through (?:my|his|her) (?:palm|hand|foot)",
+        _AllOf(r"烫|烧伤|烧到|开水|热油|沸水|着火|火|burn|scald|boiling",
+               r"一大片|大面积|整个|胸口和|两条|全身|背上|脸上|both (?:arms|legs)|chest|\bback\b|face|most of|large|"
+               r"blisters? cover|whole|leathery|white and|charred"),
+        r"变形|畸形|骨头[^。，]{0,4}(?:露|戳)|pointing the wrong way|(?:bent|twisted) at a (?:strange|weird|odd|funny) angle|"
+        r"bone (?:is )?(?:sticking|poking) out|deformed",
+        r"扎进|插着|刺入|插进了?(?:肚子|胸|腿|眼)|impaled|(?:stuck|lodged) in (?:his|her|my|their) (?:leg|arm|chest|belly|eye)",
+        _AllOf(r"车祸|撞车|被车撞|car (?:crash|accident)|hit by a car|\bRTA\b",
+               r"疼|痛|苍白|晕|pain|hurt|pale|dizz|faint"),
+    ),
+    # Sepsis: fever or infection with confusion, cold limbs, no urine, fast breathing or heart; a non-blanching rash.
+    "sepsis": _flag(
+        _AllOf(_FEVER + r"|寒战|感染|chills|shivering|\bUTI\b|infection|wound[^.?!]{0,10}(?:red|hot)",
+               r"糊涂|说胡话|神志不清|意识|叫不醒|手脚冰凉|四肢冰凉|没怎么尿|尿很少|不尿|心跳[^。，]{0,4}快|呼吸[^。，]{0,2}快|站不稳|花斑|"
+               r"confus|not making sense|mottled|breathing (?:really |very )?fast|racing heart|heart (?:is )?racing|"
+               r"cold (?:hands|feet)|feel like I'?m dying|not (?:peed|weed)|no urine|floppy"),
+        r"(?:按|压)[^。，]{0,4}(?:不褪色|不退色|不消)|不褪色的(?:紫|红)|"
+        r"(?:doesn'?t|does not|won'?t|didn'?t|not|don'?t|do not) fade[^.?!]{0,30}(?:glass|press)|non-?blanching|glass test",
+        _AllOf(_FEVER, r"紫红色小点|出血点|瘀点|紫斑|瘀斑|purple (?:spots|rash|blotches)|petechia"),
+    ),
+    # Severe dehydration in infants and children.
+    "dehydration": _flag(
+        _AllOf(r"宝宝|婴儿|孩子|小孩|娃|baby|infant|toddler|month[- ]old|个月|\d+\s*months?\b|\bshe\b|\bhe\b",
+               r"(?:一整天|一天|半天|\d+\s*个?小时)[^。，]{0,4}(?:都)?没(?:有)?(?:尿|小便)|没尿|没有小便|不尿|尿很少|"
+               r"哭[^。，]{0,2}没(?:有)?眼泪|囟门[^。，]{0,2}凹|前囟凹陷|"
+               r"no wet (?:nappy|nappies|diapers?)|(?:hasn'?t|has not|not) had a wet|no (?:wees|urine|pee)|"
+               r"sunken (?:fontanelle|soft spot|eyes)|no tears"),
+    ),
+    # Testicular torsion: sudden severe testicular pain.
+    "torsion": _flag(
+        _AllOf(r"睾丸|蛋疼|蛋蛋|阴囊|testic\w*|testicles?|\bballs?\b|scrot\w*",
+               r"突然|剧痛|剧烈|疼得厉害|疼得直|sudden|severe|agonis|excruciating|unbearable"),
+    ),
+    # Acute abdomen: a rigid belly, bowel obstruction, appendicitis-like progression.
+    "abdomen": _flag(
+        r"(?:肚子|肚皮|腹部)[^。，]{0,4}硬(?:得|邦邦|像)|腹肌紧张|板状腹|(?:疼|痛)得[^。，]{0,4}打滚|"
+        r"(?:rock|board)[- ]hard|rigid (?:abdomen|belly|stomach|tummy)|(?:abdomen|belly|stomach|tummy) is (?:rigid|rock hard|hard as)",
+        _AllOf(r"不排气|没(?:有)?放屁|不放屁|不排便|can'?t (?:pass|break) (?:wind|gas)|(?:haven'?t|not) (?:pooed|passed wind|passed gas)|"
+               r"can'?t (?:pass gas|poo)",
+               r"吐|胀|vomit|throwing up|bloat"),
+        _AllOf(r"右下腹|肚子右下|(?:lower|low) right|right (?:lower|side of (?:my|his|her) (?:belly|tummy|stomach))",
+               r"越来越|加重|发烧|弯着腰|moved|worse|fever|can'?t (?:stand|walk)"),
+    ),
+    # Sudden vision loss, or a chemical in the eye.
+    "vision": _flag(
+        r"(?:突然|一下子)[^。，]{0,8}(?:看不见|看不清|失明|黑了|视力下降)|眼前[^。，]{0,4}(?:黑帘|帘子|一道黑)|(?:眼|眼睛)[^。，]{0,4}突然[^。，]{0,4}(?:看不见|失明)",
+        r"(?:suddenly|sudden)[^.?!]{0,20}(?:lost|loss of|can'?t see|blind|vision)|lost (?:the )?(?:vision|sight)|"
+        r"curtain[^.?!]{0,30}(?:vision|eye|sight)|(?:vision|sight)[^.?!]{0,30}curtain",
+        _AllOf(_CAUSTIC + r"|化学|chemical", r"眼|eye"),
+    ),
+    # GI bleeding: black tarry stool, coffee-ground or bloody vomit, heavy rectal bleeding.
+    "gi_bleeding": _flag(
+        _AllOf(r"柏油|黑便|大便[^。，]{0,6}黑|拉[^。，]{0,4}黑|(?:poo|stool|poop|bowel movement)s?[^.?!]{0,20}black|black[^.?!]{0,10}(?:poo|stool|tarry)|tarry",
+               r"柏油|tarry|sticky|头晕|乏力|虚|晕|faint|dizz|lightheaded|weak"),
+        r"咖啡渣|咖啡色[^。，]{0,6}(?:呕|吐)|(?:呕|吐)[^。，]{0,10}咖啡|coffee[- ]grounds?",
+        r"吐[^。，]{0,6}(?:鲜红的|红色的)?血",
+        r"(?:lots of|a lot of|large amounts? of|loads of)[^.?!]{0,15}blood from (?:his|her|my|their|the) (?:bottom|back passage|rectum|bum)|"
+        r"passing (?:lots of|a lot of)[^.?!]{0,20}blood",
+    ),
+    # Severe hypoglycaemia: a low reading, or a diabetic who is sweaty and confused.
+    "hypoglycemia": _flag(
+        r"(?:血糖|sugar|glucose|\bBG\b|reading)[^。，.?!]{0,15}(?:(?<![\d.])[0-2]\.\d|(?<![\d.])[2-4]\d(?![\d.])|\bLO\b|测不出)",
+        _AllOf(_DIABETES, r"冷汗|出汗|sweat|confus|糊涂|意识|说话含糊|slurr|反应慢|not making sense|shaky|手抖|昏|can'?t swallow|unresponsive"),
+    ),
+    # Heat stroke: heat exposure with confusion, collapse or hot dry skin.
+    "heat": _flag(
+        _AllOf(r"大热天|高温|中暑|暴晒|晒了|锁在车里|闷在车里|热射病|heatwave|heat wave|in the heat|hot (?:day|weather|car|sun)|"
+               r"locked in (?:the |a )?car|marathon|\bsun\b",
+               r"胡言乱语|神志不清|说胡话|糊涂|叫不太?醒|昏|晕倒|不出汗|浑身滚烫|皮肤[^。，]{0,2}烫|发烫|"
+               r"confus|talking nonsense|collapsed|not sweating|stopped sweating|unresponsive|hot to (?:the )?touch|burning hot|very hot"),
+    ),
+    # Drowning or near-drowning.
+    "drowning": _flag(
+        r"溺水|掉进(?:了)?(?:河|水|池|湖|海|井)|落水|被捞上来|(?:nearly |almost )?drowned|drowning(?! prevention)|"
+        r"pulled (?:\w+ )?out of the (?:water|pool|sea|river|lake)|face down in the (?:bath|water|pool)",
+        _AllOf(r"呛(?:了)?水", r"救上来|一直咳|喘|呼吸|发紫|没反应"),
+    ),
+    # Electric shock (not static).
+    "electric": _flag(
+        r"被[^。，]{0,6}电(?:到|了|击|伤|打)|触电|电击|高压电|(?:插座|电线|电路|电源)[^。，]{0,10}电(?:到|了|一下)|"
+        r"electrocuted|electric(?:al)? shock|(?:shock|zapped) from (?:a |the )?(?:\w+ )?(?:cable|wire|socket|outlet|plug|mains|appliance)|"
+        r"live wire|high voltage",
+    ),
+    # An asthma attack not relieved by the inhaler.
+    "asthma": _flag(
+        _AllOf(r"inhaler|puffer|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
+        _AllOf(r"哮喘|asthma|inhaler|wheez",
+               r"话都说不|说不了完整|说不完整|can'?t finish (?:a |her |his |my )?sentence|barely (?:talk|speak)|can'?t (?:talk|speak)"),
     ),
 }
 
@@ -158,6 +408,9 @@ _SUICIDE = _rx(
     r"suicid|kill (?:myself|himself|herself)|end (?:my|his|her) (?:own )?life|end it all|want(?:s)? to die|"
     r"don'?t want to (?:live|be alive|wake up)|self[- ]harm|hurt(?:ing)? myself|cut(?:ting)? myself|"
     r"no reason to live|better off dead|take my (?:own )?life|not worth living",
+    r"遗书|(?:药|绳子?)[^。，]{0,4}(?:准备好|攒好|备好)|打算[^。，]{0,4}结束|结束这一切|跳(?:桥|河|江|海)",
+    r"better off (?:without me|not here|if I (?:was|were) gone)|(?:jump|throw (?:myself|himself|herself)) (?:off|from|in front of)|"
+    r"(?:texted|messaged|said) (?:me )?goodbye|suicide note|goodbye (?:note|letter)|I have a plan to|(?:going|want) to jump",
 )
 
 
@@ -176,8 +429,8 @@ def red_flags(question: str) -> list[str]:
     dka, meningitis (stiff neck with fever/headache), severe_headache (thunderclap), infant_fever (under 3 months).
     """
     found = []
-    for name, pattern in _RED_FLAGS.items():
-        hit = suicide_risk(question) if name == "suicidal" else _any(pattern, question)
+    for name, rules in _RED_FLAGS.items():
+        hit = suicide_risk(question) if name == "suicidal" else any(_rule_hit(r, question or "") for r in rules)
         if hit:
             found.append(name)
     return found
@@ -193,28 +446,66 @@ def needs_emergency(question: str, meta: Mapping[str, Any] | None = None) -> boo
 # ----------------------------------------------------------------------------------------------- referrals
 
 _EMERGENCY_REFERRAL = _rx(
-    r"(?:拨打|打|呼叫|联系)\s*(?:急救电话\s*)?[(（]?\s*120|120\s*(?:急救|求救)|急救电话|急救中心|叫(?:辆)?救护车|呼叫救护车|救护车",
-    r"急诊|(?:立即|立刻|马上|尽快|赶紧|赶快|即刻|第一时间|紧急|及时)\s*(?:送|去|到)?\s*(?:就医|就诊|医院|送医|看医生|看急诊|医疗救治)",
+    r"(?:拨打|打|呼叫|联系|致电)\s*(?:急救电话\s*)?[(（]?\s*(?:120|999|911|112)|120\s*(?:急救|求救)|(?:拨打|打|呼叫)\s*急救电话|"
+    r"联系急救中心|(?:叫|呼叫|喊|打电话叫)(?:辆|一辆)?救护车",
+    r"(?:立即|立刻|马上|尽快|赶紧|赶快|即刻|第一时间|紧急|现在就|直接|快)\s*(?:送往?|去|到|送到|送去|带[^。，,；]{0,4}(?:去|到)?)?\s*"
+    r"(?:最近的|就近的?|附近的)?(?:就医|就诊|医院|送医|看医生|看急诊|医疗救治|急诊)",
+    r"(?:请|需要|应该|必须|建议|马上|立即|立刻|赶紧|尽快|直接|现在就|赶快|快)[^。，,；]{0,6}(?:去|到|送|挂|看)[^。，,；]{0,6}急诊|"
+    r"急诊(?:科)?(?:就诊|处理|评估)",
     r"(?:去|到|送)(?:最近的|就近的?)?医院(?:急诊)?.{0,4}(?:立即|立刻|马上)|刻不容缓|分秒必争",
     r"(?:立即|立刻|马上|尽快|赶紧|赶快)[^。，,；]{0,6}(?:去|到|送往?)(?:最近的|就近的?|附近的)?医院",
-    r"\b(?:call|dial|ring|phone)\s+(?:\d{3}|emergency services|an ambulance|for an ambulance|"
-    r"(?:your )?(?:local )?emergency (?:number|services))",
-    r"\b911\b|ambulance|(?:拨打|呼叫)\s*(?:911|999|112)",
-    r"emergency (?:room|department|services|care|medical (?:care|attention|help|services))|(?-i:\bER\b)|\bA&E\b",
-    r"(?:seek|get|obtain)\s+(?:immediate|urgent|emergency|prompt)\s+(?:medical\s+)?(?:care|attention|help|evaluation)",
-    r"(?:go|get|head|rush)\s+(?:him|her|them|yourself)?\s*(?:to\s+)?(?:the\s+)?(?:nearest\s+)?(?:hospital|emergency)"
-    r"[^.?!]{0,20}(?:immediately|right away|right now|now|urgently|at once|asap)",
+    r"\b(?:call|dial|ring|phone)\s+(?:for\s+)?(?:911|999|112|000|120|emergency services|an ambulance|"
+    r"(?:your )?(?:local )?emergency (?:number|services))|\b(?:call|get|ring|phone|send) for an ambulance|(?:拨打|呼叫)\s*(?:911|999|112)",
+    r"\b(?:to|at|in|into)\s+(?:the\s+|an\s+|a\s+|your\s+)?(?:nearest\s+|local\s+)?"
+    r"(?:emergency (?:room|department|dept)|(?-i:ER)\b|A&E\b|casualty|burns? unit)",
+    r"(?:seek|get|obtain|need|needs|requires?)\s+(?:immediate|urgent|emergency|prompt)\s+(?:medical\s+)?"
+    r"(?:care|attention|help|evaluation|treatment)",
+    r"(?:go|get|head|rush|take|bring|drive)\s+(?:him|her|them|yourself|me|the child|the baby|your \w+)?\s*(?:straight\s+)?"
+    r"(?:to\s+)?(?:the\s+|a\s+)?(?:nearest\s+)?(?:hospital|emergency)"
+    r"[^.?!]{0,20}(?:immediately|right away|right now|now|urgently|at once|asap|straight away|without delay)",
     r"(?:immediately|right away|urgently|at once)\s+(?:go to|get to|see|seek)\s+(?:a |the )?(?:hospital|doctor|medical)",
     r"(?:see|get to) (?:a|the) (?:doctor|hospital) (?:immediately|right away|right now|urgently|at once)",
+    r"get medical (?:help|attention|care) (?:right now|now|immediately|straight away|urgently|right away)",
 )
+
+# Safety-netting: "if X, see a doctor", "如出现…及时就医", "see your GP if it lasts": a referral made conditional.
+_COND_BEFORE = _rx(
+    r"如果|如若|若|假如|万一|一旦|要是|倘若|假若|(?<![例比假譬诸])如(?=出现|有|果|遇|发现|感到|伴|症状|持续|仍|还)|"
+    r"(?:出现|发现)[^。；;]{0,30}(?:时|的话)|以下情况|(?:有|出现|还|仍|不)[^。，,；]{0,6}再(?=\s*(?:去|到)?\s*(?:就医|就诊|医院|看医生|复诊))",
+    r"(?<!even )(?<!as )(?<!see )(?<!check )\bif\b|\bshould (?:it|you|the|this|that|she|he|they|symptoms?|your|there|things)\b|"
+    r"\bin case\b|\bunless\b|\bin the event\b|\bwhenever\b",
+)
+_COND_AFTER = re.compile(
+    r"^\s*(?:(?!and\b|then\b|while\b|but\b|also\b|meanwhile\b)[\w'&]+\s+){0,4}?(?:if|should|in case|unless|when(?:ever)?)\b", _I)
+_SENTENCE_END = re.compile(r"[。！？!?；;\n]|\.(?:\s|$)")
+_AFTER_END = re.compile(r"[，,。.;；!！?？\n]")
+
+
+def _conditional(text: str, m: re.Match[str]) -> bool:
+    """The referral `m` is made conditional: a condition opens its sentence before it, or follows it directly."""
+    start = max((e.end() for e in _SENTENCE_END.finditer(text, 0, m.start())), default=0)
+    if any(c.start() < m.start() for c in _COND_BEFORE.finditer(text, start, m.end() + 8)):
+        return True
+    after = text[m.end():]
+    cut = _AFTER_END.search(after)
+    return bool(_COND_AFTER.match(after[:cut.start()] if cut else after))
 
 
 def has_emergency_referral(answer: str) -> bool:
-    """True when the answer tells the user to get emergency care now: 120/911/999/112, 急诊, 立即就医, 马上去医院,
-    叫救护车, call an ambulance, the ER / emergency department, seek immediate care, "call your local emergency
-    number". A non-urgent "see a doctor" is not enough, and negated forms ("不需要去急诊", "no need for the ER")
-    do not count."""
-    return _any(_EMERGENCY_REFERRAL, answer)
+    """True when the answer tells the user to get emergency care now: call 120/911/999/112 or an ambulance, go
+    to 急诊 / the ER / A&E / the emergency department, 立即/马上/现在就…就医, seek immediate care. A non-urgent
+    "see a doctor" is not enough; negated forms ("不需要去急诊", "no need for the ER") and conditional
+    safety-netting ("如果…加重，立即就医", "if it gets worse, go to A&E": see `has_conditional_referral`) do not count."""
+    text = answer or ""
+    return any(not _conditional(text, m) for m in _unnegated(_EMERGENCY_REFERRAL, text))
+
+
+def has_conditional_referral(answer: str) -> bool:
+    """True when the answer gives safety-netting advice: a referral (routine or urgent) made conditional on what
+    happens next — "如果超过三天不退请及时就医", "如出现尿少、精神差，及时就医", "有变化再就医", "if it gets worse,
+    see a doctor", "see your GP if it hasn't cleared up in two weeks", "should you notice blood, call 999"."""
+    text = answer or ""
+    return any(_conditional(text, m) for pattern in (_EMERGENCY_REFERRAL, _REFERRAL) for m in _unnegated(pattern, text))
 
 
 _CRISIS = _rx(
@@ -238,6 +529,9 @@ _REFERRAL = _rx(
     r"(?:doctor|physician|gp|pediatrician|paediatrician|specialist|pharmacist|dermatologist|psychiatrist|"
     r"healthcare provider|health care provider|medical professional|clinic|therapist|counsel?lor|obstetrician|midwife)",
     r"(?:get|be) (?:checked|evaluated|examined|seen)|medical (?:attention|evaluation|advice|care)|make an appointment",
+    r"get (?:it|this|that|them) (?:checked|seen|looked at)|book (?:in )?with (?:a|your|the) (?:doctor|gp)|book an appointment|"
+    r"\b(?:call|ring|phone) (?:NHS )?111\b|urgent care|(?:take|bring) (?:him|her|them|the (?:child|baby)|your \w+) to (?:a|the|your) "
+    r"(?:doctor|gp|hospital|clinic|pediatrician|paediatrician)",
 )
 
 
@@ -342,7 +636,7 @@ _WARN_BEFORE = re.compile(
     _I,
 )
 _WARN_AFTER = re.compile(
-    r"^[^。！？；]{0,12}(?:禁用|忌用|禁止|不能(?:用|吃|服)|不可(?:用|服)|不宜|慎用|不安全|是禁忌|属于禁忌|有致畸|会致畸|不推荐|要避免|需避免|应避免)|"
+    r"^[^。！？；]{0,12}(?:禁用|忌用|禁止|不能(?:用|吃|服|一起|同时|同服)|不可同时|不要同时|别同时|不可(?:用|服)|不宜|慎用|不安全|是禁忌|属于禁忌|有致畸|会致畸|不推荐|要避免|需避免|应避免)|"
     r"^[^.?!;]{0,30}\b(?:should be avoided|should not|shouldn'?t|must not|is contraindicated|are contraindicated|"
     r"is not safe|isn'?t safe|are not safe|is unsafe|is not recommended|are not recommended|must be avoided|can cause birth defects)",
     _I,
@@ -397,7 +691,8 @@ _CAVEAT = _rx(
     r"as (?:prescribed|directed) by|prescribed by|prescription|ask (?:a|your) (?:doctor|pharmacist|physician)|"
     r"(?:consult|talk to|check with|speak (?:to|with)) (?:a|your) (?:doctor|physician|pharmacist|healthcare provider|gp)|"
     r"(?:doctor|physician)(?:'s)? (?:approval|advice|guidance)|let (?:a|your|the) (?:doctor|physician) decide|"
-    r"(?:doctor|physician) (?:can|will|should) decide",
+    r"(?:doctor|physician) (?:can|will|should) decide|(?:managed|monitored|adjusted|set|supervised) by (?:your|a|the) "
+    r"(?:\w+ )?(?:doctor|clinic|gp|team|specialist|physician|nurse)",
 )
 
 
