@@ -24,7 +24,8 @@ def split_think(text: str) -> ThinkSplit:
     """Split a model output or reference into reasoning and answer.
 
     Well-formed means: the text starts (after whitespace) with `<think>`, has exactly one open and one
-    close tag, non-empty reasoning, and a non-empty answer after `</think>`.
+    close tag, non-empty reasoning, and an answer after `</think>` with real content (`has_content`: not
+    empty, not only punctuation or chat special tokens).
     """
     text = text or ""
     m = _THINK_RE.match(text)
@@ -34,7 +35,17 @@ def split_think(text: str) -> ThinkSplit:
         return ThinkSplit(None, answer, False)
     think, answer = m.group(1).strip(), m.group(2).strip()
     single = text.count(THINK_OPEN) == 1 and text.count(THINK_CLOSE) == 1
-    return ThinkSplit(think or None, answer, bool(single and think and answer))
+    return ThinkSplit(think or None, answer, bool(single and think and has_content(answer)))
+
+
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]*\|>")
+_CONTENT = re.compile(r"[\u4e00-\u9fff]|[^\W_]", re.UNICODE)
+
+
+def has_content(text: str) -> bool:
+    """True when the text has at least one letter, digit or CJK character once chat special tokens
+    (`<|im_end|>`) are removed: "。", "**" or "<|im_end|>" alone is not an answer."""
+    return bool(_CONTENT.search(_SPECIAL_TOKEN.sub("", text or "")))
 
 
 def join_think(think: str, answer: str) -> str:
