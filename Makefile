@@ -205,6 +205,16 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 DEMO_STEPS  += demo-eval
 BENCH_STEPS += bench-p4
 
+# ---------------------------------------------------------------- safety checks
+
+.PHONY: safety-eval safety-doc
+
+safety-eval: setup ## precision/recall of the safety checks on tests/data/safety_eval.jsonl (+ tune-split misses)
+	$(PY) -m medqa.safety_eval --misses
+
+safety-doc: setup ## regenerate the measured table in docs/safety.md from tests/data/safety_eval.jsonl
+	$(PY) -m medqa.safety_eval --write-doc
+
 # ---------------------------------------------------------------- umbrella targets
 
 demo: setup tiny-model data $(DEMO_STEPS) ## the whole pipeline on the tiny model, CPU only, no downloads, no API key
