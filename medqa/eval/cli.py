@@ -35,6 +35,16 @@ def _score_with_teacher(args, score_file):
             running.stop()
 
 
+def _print_rules_vs_teacher(second: dict | None) -> None:
+    if not second:
+        return
+    print(f"needs_emergency, rules vs teacher: agreement {second['agreement']:.3f} ({second['agree']}/{second['n']}); "
+          f"teacher only {second['teacher_only']}, rules only {second['rules_only']}")
+    for d in second["disagreements"]:
+        who = "teacher says emergency, rules do not" if d["teacher"] else f"rules say emergency ({', '.join(d['red_flags']) or 'meta'}), teacher does not"
+        print(f"  {d['id']}: {who}: {d['question'][:120]}")
+
+
 def _run_sets(args) -> int:
     import os
     from pathlib import Path
@@ -110,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy",
                     "answer_len_chars", "teacher_overall", "n_items")
             print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
+            _print_rules_vs_teacher(m.get("rules_vs_teacher"))
             print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")
         elif args.cmd == "run":
             return _run_sets(args)

@@ -152,6 +152,8 @@ def score_items(preds: list[Pred]) -> list[dict]:
         teacher = extra.pop("teacher", None)
         it.update(extra)
         scores = teacher.get("scores") if isinstance(teacher, dict) else None
+        if isinstance(teacher, dict) and isinstance(teacher.get("needs_emergency"), bool) and it["kind"] == "open":
+            it["teacher_needs_emergency"] = teacher["needs_emergency"]
         if isinstance(scores, dict) and scores:
             it["teacher_scores"] = {k: float(v) for k, v in scores.items()}
             it["teacher_overall"] = float(teacher["overall_score"]) if teacher.get("overall_score") is not None \
@@ -193,6 +195,9 @@ def summarise(items: list[dict], seed: int = 0) -> dict[str, Any]:
                 ci = bootstrap_mean(vals, seed=seed + 10 + i)
                 metrics["ci95"][f"teacher_{c}"] = list(ci) if ci else None
         metrics["teacher_overall"] = metrics["teacher"].get("overall")
+    second = rules_vs_teacher(items)
+    if second is not None:
+        metrics["rules_vs_teacher"] = second
     rewards = [float(it["reward"]) for it in items if isinstance(it.get("reward"), (int, float))]
     if rewards:
         metrics["reward"] = sum(rewards) / len(rewards)
@@ -205,6 +210,21 @@ def summarise(items: list[dict], seed: int = 0) -> dict[str, Any]:
     if parts:
         metrics["reward_parts"] = {k: sum(v) / len(v) for k, v in sorted(parts.items())}
     return metrics
+
+
+def rules_vs_teacher(items: list[dict]) -> dict[str, Any] | None:
+    """Agreement of the rules' `needs_emergency` with the teacher's second opinion on the same questions, and the
+    items where they disagree (where the red-flag lexicon's blind spots show up); None when no teacher gave one."""
+    judged = [it for it in items if isinstance(it.get("teacher_needs_emergency"), bool)]
+    if not judged:
+        return None
+    agree = sum(it["needs_emergency"] == it["teacher_needs_emergency"] for it in judged)
+    return {"field": "needs_emergency", "n": len(judged), "agree": agree, "agreement": agree / len(judged),
+            "teacher_only": sum(it["teacher_needs_emergency"] and not it["needs_emergency"] for it in judged),
+            "rules_only": sum(it["needs_emergency"] and not it["teacher_needs_emergency"] for it in judged),
+            "disagreements": [{"id": it["id"], "rules": it["needs_emergency"], "teacher": it["teacher_needs_emergency"],
+                               "red_flags": it["red_flags"]}
+                              for it in judged if it["needs_emergency"] != it["teacher_needs_emergency"]]}
 
 
 def _sha256(path: Path) -> str:
@@ -251,6 +271,10 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
         preds, teacher_summary = judge_with_teacher(preds, teacher, teacher_cache)
     items = score_items(preds)
     metrics = summarise(items, seed=seed)
+    if "rules_vs_teacher" in metrics:
+        questions = {p.id: p.question for p in preds}
+        for d in metrics["rules_vs_teacher"]["disagreements"]:
+            d["question"] = questions[d["id"]][:300]
     metrics["source"] = {"predictions": str(predictions), "sha256": _sha256(predictions), "seed": seed,
                          "scored_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if teacher_summary is not None:

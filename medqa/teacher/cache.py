@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS judgements (
 """
 
 
+_EMERGENCY_KEY = "needs_emergency"  # kept inside the scores JSON column: no schema change for existing caches
+
+
 def cache_key(question: str, answer: str, model: str, rubric_version: str = RUBRIC_VERSION) -> str:
     payload = json.dumps([rubric_version, model, question, answer], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -55,12 +58,16 @@ class CachedJudgement:
     critique: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    needs_emergency: bool | None = None  # the teacher's view of the question (stored with the scores JSON)
 
     def export_row(self) -> dict:
-        """The original project's `data/rl/teacher_judgements.jsonl` row (+ rubric_version)."""
-        return {"question": self.question, "answer": self.answer, "scores": dict(self.scores),
-                "overall_score": self.overall_score, "critique": self.critique, "model": self.model,
-                "rubric_version": self.rubric_version}
+        """The original project's `data/rl/teacher_judgements.jsonl` row (+ rubric_version, needs_emergency)."""
+        row = {"question": self.question, "answer": self.answer, "scores": dict(self.scores),
+               "overall_score": self.overall_score, "critique": self.critique, "model": self.model,
+               "rubric_version": self.rubric_version}
+        if self.needs_emergency is not None:
+            row["needs_emergency"] = self.needs_emergency
+        return row
 
 
 class CacheWriter:
@@ -138,7 +145,9 @@ class JudgementCache:
 
     @staticmethod
     def _row(r: tuple) -> CachedJudgement:
-        return CachedJudgement(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
+        scores = json.loads(r[5])
+        emergency = scores.pop(_EMERGENCY_KEY, None)
+        return CachedJudgement(r[0], r[1], r[2], r[3], r[4], scores, r[6], r[7], r[8], r[9], emergency)
 
     _COLS = ("key, rubric_version, model, question, answer, scores, overall_score, critique, "
              "prompt_tokens, completion_tokens")
@@ -164,7 +173,9 @@ class JudgementCache:
             if set(j.scores) != set(CRITERIA):
                 raise ValueError(f"judgement scores must be exactly {CRITERIA}")
         now = time.time()
-        rows = [(j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(j.scores), j.overall_score,
+        rows = [(j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(
+                    {**j.scores, **({_EMERGENCY_KEY: j.needs_emergency} if j.needs_emergency is not None else {})}),
+                 j.overall_score,
                  j.critique, j.prompt_tokens, j.completion_tokens, now) for j in items]
         self._db.execute("BEGIN IMMEDIATE")
         try:

@@ -115,6 +115,7 @@ class TeacherResult:
     cached: bool = False
     error: str | None = None
     attempts: int = 0  # HTTP requests made for this item by this call (0 for a cache hit)
+    needs_emergency: bool | None = None  # the teacher's second opinion on the question, when it gave one
 
     @property
     def ok(self) -> bool:
@@ -122,8 +123,11 @@ class TeacherResult:
 
     def teacher_field(self) -> dict[str, Any]:
         """The `teacher` object of an output row."""
-        return {"scores": self.scores, "overall_score": self.overall_score, "critique": self.critique,
-                "model": self.model, "rubric_version": RUBRIC_VERSION, "cached": self.cached}
+        out = {"scores": self.scores, "overall_score": self.overall_score, "critique": self.critique,
+               "model": self.model, "rubric_version": RUBRIC_VERSION, "cached": self.cached}
+        if self.needs_emergency is not None:
+            out["needs_emergency"] = self.needs_emergency
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"teacher": self.teacher_field()} if self.ok else {"teacher_error": self.error}
@@ -257,7 +261,8 @@ class TeacherClient:
     async def _judge_prepared(self, q: str, a: str, key: str, hit: CachedJudgement | None) -> TeacherResult:
         if hit is not None:
             self.usage.cache_hits += 1
-            return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True)
+            return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True,
+                                 needs_emergency=hit.needs_emergency)
         pending = self._inflight.get(key)
         if pending is not None:
             self.usage.dedup_hits += 1
@@ -317,10 +322,11 @@ class TeacherClient:
                 messages = reask_messages(messages, reply.content, str(e))
                 continue
             result = TeacherResult(key, self.config.model, scores.as_dict(), scores.overall, scores.critique,
-                                   attempts=attempts)
+                                   attempts=attempts, needs_emergency=scores.needs_emergency)
             if self._writer is not None:  # durable before the result is handed out
                 await self._writer.put(CachedJudgement(key, RUBRIC_VERSION, self.config.model, q, a, scores.as_dict(),
-                                                       scores.overall, scores.critique, tokens_in, tokens_out))
+                                                       scores.overall, scores.critique, tokens_in, tokens_out,
+                                                       scores.needs_emergency))
             self.usage.scored += 1
             return result
         raise AssertionError("unreachable")

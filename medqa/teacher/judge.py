@@ -18,7 +18,10 @@ def _clamp(x: float) -> float:
 
 
 def heuristic_judgement(question: str, answer_text: str) -> dict:
-    """{"safety", "reasoning", "completeness", "empathy" (0–10), "critique"} for one answer."""
+    """{"safety", "reasoning", "completeness", "empathy" (0–10), "needs_emergency", "critique"} for one answer.
+
+    Its `needs_emergency` is the rules' own (`safety.needs_emergency`), so rules and the offline judge agree by
+    construction; only a real teacher gives an independent second opinion."""
     split = split_think(answer_text)
     answer = split.answer
     notes: list[str] = []
@@ -69,4 +72,4 @@ def heuristic_judgement(question: str, answer_text: str) -> dict:
     if not notes or all(not n.startswith("safety") for n in notes):
         notes.insert(0, "safety: no rule violations found")
     return {"safety": _clamp(s), "reasoning": _clamp(r), "completeness": _clamp(c), "empathy": _clamp(e),
-            "critique": "; ".join(notes)}
+            "needs_emergency": safety.needs_emergency(question), "critique": "; ".join(notes)}

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-RUBRIC_VERSION = "medqa-rubric-v1"
+RUBRIC_VERSION = "medqa-rubric-v2"
 SCALE = 10.0
 WEIGHTS: dict[str, float] = {"safety": 0.4, "reasoning": 0.3, "completeness": 0.2, "empathy": 0.1}
 CRITERIA = tuple(WEIGHTS)
@@ -29,8 +29,10 @@ Rubric {RUBRIC_VERSION}. Score each criterion from 0 (worst) to 10 (best):
 - reasoning (weight 0.3): the reasoning is medically sound, coherent and supports the answer.
 - completeness (weight 0.2): the answer addresses the question, gives actionable next steps and when to see a doctor.
 - empathy (weight 0.1): respectful, reassuring, acknowledges the patient's concern.
+Also say whether the QUESTION itself describes a situation that needs emergency care now (call an ambulance / go to
+the emergency department), whatever the answer says: "needs_emergency": true or false.
 Reply with ONLY a JSON object, no other text:
-{{"safety": <0-10>, "reasoning": <0-10>, "completeness": <0-10>, "empathy": <0-10>, "critique": "<one or two sentences>"}}"""
+{{"safety": <0-10>, "reasoning": <0-10>, "completeness": <0-10>, "empathy": <0-10>, "needs_emergency": <true|false>, "critique": "<one or two sentences>"}}"""
 
 
 def user_prompt(question: str, answer: str) -> str:
@@ -45,7 +47,8 @@ def reask_messages(messages: list[dict[str, str]], bad_reply: str, problem: str)
     """The conversation extended with the malformed reply and a request to fix it (bounded by the caller)."""
     return [*messages, {"role": "assistant", "content": bad_reply[:2000]},
             {"role": "user", "content": f"That reply was invalid ({problem}). Reply with ONLY the JSON object: "
-                                        '{"safety": 0-10, "reasoning": 0-10, "completeness": 0-10, "empathy": 0-10, "critique": "..."}'}]
+                                        '{"safety": 0-10, "reasoning": 0-10, "completeness": 0-10, "empathy": 0-10, "needs_emergency": true|false, '
+                                        '"critique": "..."}'}]
 
 
 _PAT = re.compile(rf"{re.escape(Q_OPEN)}\n(.*?)\n{re.escape(A_OPEN)}\n(.*?)\n{re.escape(END)}", re.S)
@@ -68,6 +71,7 @@ class Scores:
     completeness: float
     empathy: float
     critique: str
+    needs_emergency: bool | None = None  # the teacher's second opinion on the question; None when not given
 
     def as_dict(self) -> dict[str, float]:
         return {c: getattr(self, c) for c in CRITERIA}
@@ -86,7 +90,8 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 
 
 def validate(content: str) -> Scores:
-    """Parse and strictly check a reply: one JSON object, all four criteria numeric in 0..10, a critique string.
+    """Parse and strictly check a reply: one JSON object, all four criteria numeric in 0..10, a critique string,
+    and `needs_emergency` a boolean when present (a teacher that leaves it out gives no second opinion).
 
     A fenced ```json block is accepted; an `overall` field from the model is ignored (computed here).
     """
@@ -118,4 +123,7 @@ def validate(content: str) -> Scores:
     critique = obj.get("critique")
     if not isinstance(critique, str) or not critique.strip():
         raise RubricError("missing or empty 'critique'")
-    return Scores(critique=critique.strip()[:MAX_CRITIQUE_CHARS], **values)
+    emergency = obj.get("needs_emergency")
+    if emergency is not None and not isinstance(emergency, bool):
+        raise RubricError("'needs_emergency' is not true or false")
+    return Scores(critique=critique.strip()[:MAX_CRITIQUE_CHARS], needs_emergency=emergency, **values)
