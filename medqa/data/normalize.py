@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections import Counter
@@ -46,20 +47,39 @@ def _fields(row: RawRow) -> tuple[str, str, str, str, dict, tuple[str, str, str]
     return d.get("instruction") or "", d["question"], think, d["answer"], meta, ("question", "think", "answer")
 
 
-def _check_meta(row: RawRow, meta: dict) -> None:
+DESCRIPTIVE_META = ("specialty", "complexity", "lang_style", "source")
+
+
+def _check_meta(row: RawRow, meta: dict, coerced: Counter | None = None) -> dict:
+    """The meta with descriptive scalars (a number or boolean `complexity`, `specialty`…) coerced to strings,
+    each coercion counted in `coerced` ("meta.complexity: int -> str"); a null one is dropped (then inferred).
+    Only what cannot be read is an error: a `risk_level` outside the vocabulary, or a list/object where a
+    descriptive string belongs."""
     risk = meta.get("risk_level")
     if risk is not None and risk not in RISK_LEVELS:
         raise InputError(row.path, row.line, "meta.risk_level", f"{risk!r} is not one of {', '.join(RISK_LEVELS)}")
-    for key in ("specialty", "complexity", "lang_style", "source"):
-        if key in meta and not isinstance(meta[key], str):
-            raise InputError(row.path, row.line, f"meta.{key}", f"expected string, got {type(meta[key]).__name__}")
+    meta = dict(meta)
+    for key in DESCRIPTIVE_META:
+        if key not in meta or isinstance(meta[key], str):
+            continue
+        value = meta[key]
+        if isinstance(value, (list, dict)):
+            raise InputError(row.path, row.line, f"meta.{key}", f"expected a string, got {type(value).__name__}")
+        if coerced is not None:
+            coerced[f"meta.{key}: {type(value).__name__} -> {'dropped' if value is None else 'str'}"] += 1
+        if value is None:
+            del meta[key]
+        else:
+            meta[key] = json.dumps(value) if isinstance(value, bool) else str(value)
+    return meta
 
 
-def normalize(row: RawRow, pii_counts: Counter | None = None) -> dict:
-    """Validate and convert one row; raises InputError (FILE:LINE: field: reason) on bad content."""
+def normalize(row: RawRow, pii_counts: Counter | None = None, meta_coerced: Counter | None = None) -> dict:
+    """Validate and convert one row; raises InputError (FILE:LINE: field: reason) on bad content.
+    `meta_coerced` counts descriptive meta values coerced to strings (see `_check_meta`)."""
     validate_fields(row)
     instruction, question, think, answer, meta, (qf, tf, af) = _fields(row)
-    _check_meta(row, meta)
+    meta = _check_meta(row, meta, meta_coerced)
     question, think, answer = question.strip(), think.strip(), answer.strip()
     if not question:
         raise InputError(row.path, row.line, qf, "empty question")

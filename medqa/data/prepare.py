@@ -26,6 +26,7 @@ class PrepareReport:
     duplicates: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> count (with --on-error skip)
     pii_removed: Counter = field(default_factory=Counter)
+    meta_coerced: Counter = field(default_factory=Counter)  # "meta.complexity: int -> str" -> rows
     files: list[str] = field(default_factory=list)
 
 
@@ -49,7 +50,7 @@ def load_records(inputs: list[str], fmt: str = "auto", on_error: str = "fail") -
             for row in tqdm(read_source(path, fmt, on_error=skip), desc=Path(path).name, unit="row", disable=None, leave=False):
                 report.rows_read += 1
                 try:
-                    record = normalize(row, report.pii_removed)
+                    record = normalize(row, report.pii_removed, report.meta_coerced)
                 except InputError as err:
                     skip(err)
                     continue
@@ -77,7 +78,8 @@ def _length_stats(values: list[int]) -> dict:
 def compute_stats(sets: dict[str, list[dict]], report: PrepareReport, tokenizer=None) -> dict:
     stats: dict = {
         "inputs": report.files, "rows_read": report.rows_read, "duplicates_removed": report.duplicates,
-        "skipped": dict(report.skipped), "pii_removed": dict(report.pii_removed), "splits": {},
+        "skipped": dict(report.skipped), "pii_removed": dict(report.pii_removed),
+        "meta_coerced": dict(sorted(report.meta_coerced.items())), "splits": {},
     }
     for name, rows in sets.items():
         entry = {"count": len(rows), "risk_level": _counts(rows, "risk_level"), "specialty": _counts(rows, "specialty"),
@@ -114,6 +116,9 @@ def data_card(stats: dict) -> str:
               "- Every record's text is scrubbed of personal identifiers (phones, ID numbers, emails, record numbers, "
               "dates of birth, names after 患者/patient patterns) and marked `is_deidentified: true`.",
               "- Duplicates: same question after NFKC, case-folding and removing whitespace/punctuation; the first is kept.", ""]
+    if stats.get("meta_coerced"):
+        lines += ["## Meta values coerced to strings", "", "| field | rows |", "|---|---|"] + \
+            [f"| {k} | {v} |" for k, v in stats["meta_coerced"].items()] + [""]
     if stats["skipped"]:
         lines += ["## Skipped rows", "", "| reason | rows |", "|---|---|"] + [f"| {k} | {v} |" for k, v in stats["skipped"].items()] + [""]
     return "\n".join(lines)
