@@ -82,6 +82,15 @@ _PAST = re.compile(
 )
 
 
+# A question *about* an emergency ("what are the signs of a stroke", "怎么预防中暑") is not an emergency now.
+_INFO = re.compile(
+    r"怎么预防|如何预防|预防|有哪些症状|症状有哪些|什么是|怎么识别|如何识别|先兆是什么|前兆有哪些|"
+    r"\b(?:signs|symptoms|warning signs) of\b|\bhow (?:can|do|to|would) (?:I |you |we )?(?:prevent|recogni[sz]e|spot|tell)|"
+    r"\bprevent(?:ed|ing|ion)?\b|\bteach\b|\bwhat (?:is|are|causes)\b|\brisk (?:of|factors)\b",
+    _I,
+)
+
+
 def _clause_around(text: str, start: int, end: int) -> str:
     left = max((m.end() for m in _CLAUSE_BREAK.finditer(text, 0, start)), default=0)
     right = _CLAUSE_BREAK.search(text, end)
@@ -89,8 +98,12 @@ def _clause_around(text: str, start: int, end: int) -> str:
 
 
 def _current(pattern: re.Pattern[str], text: str) -> bool:
-    """An unnegated match that is not told as past history."""
-    return any(not _PAST.search(_clause_around(text, m.start(), m.end())) for m in _unnegated(pattern, text))
+    """An unnegated match that is not told as past history nor asked about in general."""
+    for m in _unnegated(pattern, text):
+        clause = _clause_around(text, m.start(), m.end())
+        if not (_PAST.search(clause) or _INFO.search(clause)):
+            return True
+    return False
 
 
 class _AllOf:
@@ -122,8 +135,10 @@ _EARLY_PREGNANCY_SIGN = (r"停经|月经推迟|月经没来|验孕|两条杠|孕
 _POSTPARTUM = r"生完孩子|产后|刚生|坐月子|顺产|剖腹产后|gave birth|had (?:my|the|our) baby|postpartum|after (?:the )?delivery|c-section"
 _INGEST = r"吃|吞|咽|喝|咬|舔|误食|误服|swallow|\bate\b|eaten|drank|drink|mouthful|\bsip|bit into|in (?:his|her|their) mouth|chew"
 _CAUSTIC = (r"84消毒液|消毒液|漂白|洁厕|管道疏通|疏通剂|通渠|清洁块|洗碗机?.{0,4}(?:块|片|粉)|洗衣凝珠|洗衣球|强酸|强碱|硫酸|盐酸|火碱|烧碱|"
-            r"bleach|drain cleaner|oven cleaner|caustic|\blye\b|dishwasher (?:tablet|pod|capsule)|(?:laundry|detergent|washing) "
-            r"(?:pod|capsule|tablet|liquitab)|battery acid|acid")
+            r"煤油|汽油|除垢剂|洗衣液|清洁剂|"
+            r"bleach|drain cleaner|oven cleaner|caustic|\blye\b|(?:dishwasher|washing machine|laundry|detergent|washing) "
+            r"(?:tablet|pod|capsule|liquitab|liquid|detergent|powder|gel)|detergent|descaler|toilet cleaner|"
+            r"cleaning (?:fluid|product|spray)|white spirit|paraffin|lamp oil|petrol|gasoline|kerosene|battery acid|acid")
 _TOXIC = (r"农药|百草枯|敌敌畏|除草剂|杀虫剂|老鼠药|灭鼠药|鼠药|防冻液|甲醇|weed ?killer|pesticide|insecticide|rat poison|slug pellets|"
           r"antifreeze|paraquat|methanol")
 _CHILD_MEDS_ACCIDENT = (r"偷吃|误吃|误服|误食|当(?:成)?糖|把(?:我|奶奶|爷爷|外婆|外公|妈妈|爸爸|大人|家里|老人)的[^。，]{0,8}(?:药|片)|"
@@ -132,15 +147,15 @@ _CHILD_MEDS_ACCIDENT = (r"偷吃|误吃|误服|误食|当(?:成)?糖|把(?:我|�
                         r"\bate\b[^.?!]{0,25}(?:pills|tablets|medicine|meds)|swallowed[^.?!]{0,25}(?:pills|tablets|medicine|meds)")
 _GENERAL_RED = r"吐|呕|昏|晕|头痛|头疼|抽|vomit|sick|dizz|faint|drows|headache|confus|seiz"
 _FALL = r"摔|跌|掉下|滑倒|\bfell\b|\bfall(?:en)?\b|tripped|slipped"
-_HEAD_HIT = (r"(?:磕|撞|摔|碰|砸|打)[^。，]{0,6}头|头[^。，]{0,4}(?:磕|撞|着地|碰)|(?:hit|banged|bumped|knocked|struck|bashed) "
+_HEAD_HIT = (r"(?:磕|撞|摔|碰|砸|打)[^。，]{0,6}头|头盔[^。，]{0,4}(?:裂|碎|撞)|头[^。，]{0,4}(?:磕|撞|着地|碰)|(?:hit|banged|bumped|knocked|struck|bashed) "
              r"(?:his|her|my|their|the)? ?head|head (?:injury|knock|trauma)|knock(?:ed)? (?:on|to) the head")
-_HEAD_RED = (r"吐|呕|想睡|犯困|嗜睡|昏|晕了|晕过去|说话颠三倒四|颠三倒四|糊涂|意识|胡言乱语|说胡话|抽搐|华法林|抗凝|"
+_HEAD_RED = (r"记不住|重复问|想不起|不记得|失忆|can'?t remember|keeps asking|memory|吐|呕|想睡|犯困|嗜睡|昏|晕了|晕过去|说话颠三倒四|颠三倒四|糊涂|意识|胡言乱语|说胡话|抽搐|华法林|抗凝|"
              r"vomit|\bsick\b|been sick|drows|sleepy|confus|passed out|knocked out|unconscious|seizure|blood thinner|warfarin|"
              r"not making sense")
 _DIABETES = r"糖尿病|胰岛素|降糖|一型|1型|diabet|insulin|type ?(?:1|one)\b|t1d"
 _NOT_HELPING = (r"没用|不管用|没效|不缓解|没缓解|没有缓解|还是[^。，]{0,4}喘|不见好|"
                 r"not (?:helping|working)|isn'?t (?:helping|working)|no (?:help|use|relief)|doesn'?t (?:help|work)|"
-                r"not making (?:any )?difference")
+                r"not making (?:any )?difference|(?:isn'?t|not) doing (?:anything|much)|doing nothing|no effect")
 _BLOOD_EN = r"(?<!gums )(?<!gum )(?<!nose)\bbleed(?:s|ing)?\b|\bblood\b|\bclots?\b|soaking (?:a |through )"
 
 _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
@@ -165,19 +180,20 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     "stroke": _flag(
         r"口角歪斜|嘴(?:角|巴)?(?:歪|斜)|口眼歪斜|面瘫|脸.{0,2}歪|嘴角[^。，]{0,4}(?:耷拉|往一边|下垂)",
         r"(?:一侧|半边|半身|单侧|左侧|右侧|左边|右边)(?:肢体|身体|手|脚|胳膊|腿|手臂|脸)?.{0,4}(?:无力|麻木|不能动|动不了|没力气|不听使唤)",
-        r"半身不遂|偏瘫|(?:说话|言语|口齿|吐字)(?:突然)?(?:不清|含糊|不利索)|突然.{0,4}说不出话",
+        r"半身不遂|偏瘫|(?:说话|言语|口齿|吐字)(?:突然)?(?:不清|含糊|不利索)|突然.{0,4}说不出话|话[^。，]{0,4}说不(?:利索|清楚?)",
         r"中风|脑卒中|脑梗|脑出血",
         r"face (?:is )?droop|facial droop|droop(?:ing|y)? (?:face|mouth|smile)|slurred speech|slurring (?:his|her|my|their)? ?(?:words|speech)",
         r"(?:one|left|right) side of (?:his|her|my|their|the) (?:body|face)[^.?!]{0,30}(?:weak|numb|droop|paraly)",
         r"(?:sudden|suddenly)[^.?!]{0,20}(?:weakness|numbness) (?:in|on) (?:one|his|her|my)",
         r"(?<!heat )\bstroke\b|\bFAST\b (?:signs|test|symptoms)",
         r"(?:face|smile|mouth) (?:looks |is |went |has gone )?(?:lopsided|crooked|droopy|uneven)|(?:lopsided|crooked) (?:face|smile)",
+        r"(?:face|mouth|smile|lip)[^.?!]{0,12}droop",
         _AllOf(r"说话[^。，]{0,6}(?:怪|不清|含糊|大舌头|不利索)|大舌头|说不出话|口齿不清|"
                r"speech[^.?!]{0,20}(?:weird|strange|slurr|funny|odd|jumbled|garbled)|words? (?:are |is )?(?:coming out )?"
                r"(?:jumbled|garbled|slurred)|can'?t (?:find|get out) (?:his|her|my|their) words|slurr",
                r"突然|一下子|suddenly|sudden|all of a sudden|(?:一边|一侧|半边|右边|左边|单侧)[^。，]{0,6}(?:没劲|无力|发麻|麻木|抬不起|不灵)|"
                r"(?:手|胳膊|腿|脚)[^。，]{0,4}(?:没劲|无力|抬不起来|不灵|发麻)|\barm\b[^.?!]{0,12}weak|weak\b[^.?!]{0,8}\barm"),
-        _AllOf(r"筷子[^。，]{0,4}掉|(?:一边|一侧|半边|右边|左边|单侧)[^。，]{0,6}(?:没劲|无力|发麻|麻木|抬不起|不灵)|"
+        _AllOf(r"筷子[^。，]{0,4}掉|(?:一边|一侧|半边|右边|左边|单侧)[^。，]{0,6}(?:没劲|无力|麻|抬不起|不灵)|"
                r"can'?t (?:lift|raise|move) (?:his|her|my|their) (?:right |left )?(?:arm|leg)|(?:arm|leg) (?:gave way|went dead|went weak)|"
                r"(?:left|right) (?:arm|leg|side)[^.?!]{0,15}(?:numb|weak|gave way|dead)",
                r"突然|一下子|早上起来|说话|suddenly|sudden|woke up|speech|words|face"),
@@ -216,6 +232,9 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"(?:whole|entire|full)\s+(?:bottle|box|pack(?:et)?|strip|blister|tub)|"
         r"\b(?:\d+|two|three|four|five|several|a few|multiple)\s+(?:packs|packets|boxes|bottles|strips)\s+of",
         r"double (?:his|her|my|their|the) (?:dose|insulin)|(?:两倍|双倍)[^。，]{0,4}(?:药|胰岛素|剂量)",
+        _AllOf(r"(?:一|整|一整)(?:板|盒|瓶)|whole (?:strip|packet|box|bottle)",
+               r"(?:都|全|一下子|一次|一口气|一起)[^。，]{0,3}(?:吃|喝|吞|服)"),
+        _AllOf(r"安眠药|药片|\d+\s*(?:片|粒)|sleeping (?:pills|tablets)|pills|tablets", r"酒|alcohol|vodka|wine|beer|drinking"),
     ),
     "severe_bleeding": _flag(
         r"大出血|大量出血|出血不止|血流不止|止不住.{0,2}血|血.{0,2}止不住|呕血|吐血|咯血|大量便血|便血.{0,6}(?:很多|大量|不止)",
@@ -284,7 +303,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"reduced (?:fetal|foetal) movements?|stopped kicking|can'?t feel (?:the )?baby|fewer (?:kicks|movements)",
         r"破水|羊水[^。，]{0,2}破|往外流水|waters? (?:\w+ )?(?:broke|broken|have gone|has gone|went|breaking)|"
         r"fluid (?:running|leaking|gushing|pouring)",
-        _AllOf(_PREGNANCY_ANY, r"(?:裤子|下面)[^。，]{0,6}(?:湿|流水)"),
+        _AllOf(_PREGNANCY_ANY, r"(?:裤子|下面|阴道)[^。，]{0,8}(?:湿|流水|流出[^。，]{0,6}水|出水)"),
         _AllOf(_EARLY_PREGNANCY_SIGN,
                r"(?:左|右)下腹[^。，]{0,6}(?:痛|疼)|(?:一侧|一边|单侧)[^。，]{0,4}(?:痛|疼)|肚子一边[^。，]{0,4}(?:痛|疼)|"
                r"(?:one[- ]sided|one side|on the (?:right|left)|lower (?:right|left)|low on the (?:right|left)|shoulder tip)"),
@@ -293,7 +312,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     ),
     # Ingestion and poisoning: button batteries, magnets, caustics, pesticides, carbon monoxide, mushrooms, medicine.
     "poisoning": _flag(
-        _AllOf(_INGEST, r"纽扣电池|扣式电池|扣子电池|(?:button|watch|coin|disc|lithium) batter"),
+        _AllOf(_INGEST, r"电池|(?:button|watch|coin|disc|lithium)[- ]?(?:cell )?batter|batter(?:y|ies) in (?:his|her|their|my) mouth"),
         _AllOf(_INGEST, r"磁铁|磁力珠|磁珠|吸铁石|magnet"),
         _AllOf(_INGEST, _CAUSTIC),
         _AllOf(_INGEST, _TOXIC),
@@ -303,6 +322,18 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(r"野蘑菇|野生菌|野生蘑菇|采的蘑菇|山上采|(?:wild|foraged|picked)[^.?!]{0,20}mushrooms?|mushrooms? (?:we|I|he|she|they) picked",
                r"吐|泻|拉肚子|腹痛|肚子疼|头晕|vomit|diarrh|\bsick\b|stomach|cramps|hallucinat|throwing up"),
         _CHILD_MEDS_ACCIDENT,
+        _AllOf(r"吞|咽|swallow", r"流口水|吞不下|咽不下|drool|can'?t swallow|won'?t swallow|chest pain|胸口[^。，]{0,2}(?:痛|疼)"),
+    ),
+    # Choking: something stuck with no effective cough, voice or breath.
+    "choking": _flag(
+        _AllOf(r"卡住|噎住|噎着|卡在|呛住|异物|choking|choked|stuck in (?:his|her|their|my|the) throat|went down the wrong way",
+               r"咳不出|喘不|说不出|不能说话|脸[^。，]{0,3}(?:红|紫|青)|发紫|can'?t (?:cough|speak|breathe|talk|cry)|"
+               r"(?:not|isn'?t) (?:breathing|coughing)|turning blue|no sound"),
+    ),
+    # Bites and stings that are emergencies in themselves: snakes, scorpions.
+    "bites": _flag(
+        r"蛇咬|被蛇|毒蛇|蛇[^。，]{0,3}咬|蝎子|毒蜘蛛|snake ?bite|bitten by (?:a |an )?(?:snake|adder|viper|rattlesnake)|"
+        r"(?:snake|adder|viper|rattlesnake) bit|scorpion",
     ),
     # Trauma: a fall and cannot bear weight, head injury with red flags, deep/spurting wounds, large burns, deformity.
     "trauma": _flag(
@@ -315,11 +346,15 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(r"烫|烧伤|烧到|开水|热油|沸水|着火|火|burn|scald|boiling",
                r"一大片|大面积|整个|胸口和|两条|全身|背上|脸上|both (?:arms|legs)|chest|\bback\b|face|most of|large|"
                r"blisters? cover|whole|leathery|white and|charred"),
-        r"变形|畸形|骨头[^。，]{0,4}(?:露|戳)|pointing the wrong way|(?:bent|twisted) at a (?:strange|weird|odd|funny) angle|"
+        r"变形|畸形|骨头[^。，]{0,4}(?:露|戳)|(?:腿|胳膊|手臂|手腕|脚踝)[^。，]{0,6}(?:短了|往外撇|外旋|歪了|弯了)|"
+        r"(?:leg|arm)[^.?!]{0,15}(?:shorter|turned out|rotated)|pointing the wrong way|(?:bent|twisted) at a (?:strange|weird|odd|funny) angle|"
         r"bone (?:is )?(?:sticking|poking) out|deformed",
         r"扎进|插着|刺入|插进了?(?:肚子|胸|腿|眼)|impaled|(?:stuck|lodged) in (?:his|her|my|their) (?:leg|arm|chest|belly|eye)",
         _AllOf(r"车祸|撞车|被车撞|car (?:crash|accident)|hit by a car|\bRTA\b",
-               r"疼|痛|苍白|晕|pain|hurt|pale|dizz|faint"),
+               r"疼|痛|苍白|晕|吐|pain|hurt|pale|dizz|faint|headache|\bsick\b|vomit|confus"),
+        r"(?:fell|fallen|fall) (?:off|from) (?:the |a |his |her )?(?:roof|ladder|balcony|window|scaffold\w*|height|tree|horse)|"
+        r"从[^。，]{0,4}(?:楼|屋顶|房顶|梯子|高处|阳台|树)[^。，]{0,3}(?:摔|掉|跌|坠)",
+        _AllOf(_FALL, r"can'?t (?:feel|move) (?:his|her|my|their) (?:legs|arms|feet|hands)|腿[^。，]{0,3}没(?:有)?知觉|下半身[^。，]{0,3}(?:麻|没)"),
     ),
     # Sepsis: fever or infection with confusion, cold limbs, no urine, fast breathing or heart; a non-blanching rash.
     "sepsis": _flag(
@@ -335,7 +370,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     "dehydration": _flag(
         _AllOf(r"宝宝|婴儿|孩子|小孩|娃|baby|infant|toddler|month[- ]old|个月|\d+\s*months?\b|\bshe\b|\bhe\b",
                r"(?:一整天|一天|半天|\d+\s*个?小时)[^。，]{0,4}(?:都)?没(?:有)?(?:尿|小便)|没尿|没有小便|不尿|尿很少|"
-               r"哭[^。，]{0,2}没(?:有)?眼泪|囟门[^。，]{0,2}凹|前囟凹陷|"
+               r"哭[^。，]{0,2}没(?:有)?眼泪|囟门[^。，]{0,2}凹|前囟凹陷|(?:尿布|尿不湿|纸尿裤)[^。，]{0,8}干|dry (?:nappy|nappies|diapers?)|"
                r"no wet (?:nappy|nappies|diapers?)|(?:hasn'?t|has not|not) had a wet|no (?:wees|urine|pee)|"
                r"sunken (?:fontanelle|soft spot|eyes)|no tears"),
     ),
@@ -396,7 +431,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     ),
     # An asthma attack not relieved by the inhaler.
     "asthma": _flag(
-        _AllOf(r"inhaler|puffer|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
+        _AllOf(r"inhaler|puffer|\bpump\b|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
         _AllOf(r"哮喘|asthma|inhaler|wheez",
                r"话都说不|说不了完整|说不完整|can'?t finish (?:a |her |his |my )?sentence|barely (?:talk|speak)|can'?t (?:talk|speak)"),
     ),

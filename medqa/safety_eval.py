@@ -11,6 +11,8 @@ own unit tests. Each row is one of:
 sit in the same category as the emergencies they resemble. Rows are split deterministically into `tune` and
 `holdout` by a hash of their id (`split_of`), so a pattern author can look at the misses of one part and keep
 the other for an honest held-out number (`python -m medqa.safety_eval --misses` lists tune misses only).
+An optional `batch` names rows added later ("fresh-1"…): each batch was written after the patterns of its time
+and measured blind before any pattern was fitted to it (docs/safety.md keeps those first numbers).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def load(path: str | os.PathLike = DEFAULT_SET) -> list[dict[str, Any]]:
                 raise InputError(path, line, name, f"expected {typ.__name__}, got {type(row.get(name)).__name__}")
         if row["lang"] not in LANGS:
             raise InputError(path, line, "lang", f"expected one of {', '.join(LANGS)}, got {row['lang']!r}")
+        if not isinstance(row.get("batch", ""), str):
+            raise InputError(path, line, "batch", f"expected str, got {type(row['batch']).__name__}")
         if row["id"] in seen:
             raise InputError(path, line, "id", f"duplicate id {row['id']!r} (first on line {seen[row['id']]})")
         seen[row["id"]] = line
@@ -126,19 +130,20 @@ def predictions(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             out.append({"id": row["id"], "check": check.name, "lang": row["lang"],
                         "category": row.get("category", "-"), "split": split_of(row["id"]),
+                        "batch": row.get("batch") or "set-1",
                         "label": bool(row[check.name]), "pred": bool(pred),
                         "text": row.get("answer") or row["question"]})
     return out
 
 
-def measure(preds: Iterable[dict[str, Any]], split: str | None = None) -> dict[str, Any]:
+def measure(preds: Iterable[dict[str, Any]], split: str | None = None, batch: str | None = None) -> dict[str, Any]:
     """{"checks": {check: counts}, "by_lang": {check: {lang: counts}},
     "categories": {category: {lang: counts}} (needs_emergency only)} over one split or all rows."""
     checks: dict[str, Counts] = defaultdict(Counts)
     by_lang: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
     cats: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
     for p in preds:
-        if split and p["split"] != split:
+        if (split and p["split"] != split) or (batch and p["batch"] != batch):
             continue
         checks[p["check"]].add(p["label"], p["pred"])
         by_lang[p["check"]][p["lang"]].add(p["label"], p["pred"])
@@ -174,6 +179,11 @@ def render_table(preds: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"| `{name}` | {_pr(allm['checks'][name])} | {_pr(hold['checks'].get(name))} | "
                      f"{_pr(allm['by_lang'][name].get('zh'))} | {_pr(allm['by_lang'][name].get('en'))} |")
+    batches = sorted({p["batch"] for p in preds})
+    if len(batches) > 1:
+        lines += ["", "`needs_emergency` per batch of the labelled set:", "", "| batch | precision / recall |", "|---|---|"]
+        for b in batches:
+            lines.append(f"| {b} | {_pr(measure(preds, batch=b)['checks'].get('needs_emergency'))} |")
     lines += ["", "`needs_emergency` per category (a category holds its emergencies and the look-alikes that are not):",
               "", "| category | all | zh | en |", "|---|---|---|---|"]
     for cat, langs in allm["categories"].items():
