@@ -86,7 +86,9 @@ _PAST = re.compile(
 _INFO = re.compile(
     r"怎么预防|如何预防|预防|有哪些症状|症状有哪些|什么是|怎么识别|如何识别|先兆是什么|前兆有哪些|"
     r"\b(?:signs|symptoms|warning signs) of\b|\bhow (?:can|do|to|would) (?:I |you |we )?(?:prevent|recogni[sz]e|spot|tell)|"
-    r"\bprevent(?:ed|ing|ion)?\b|\bteach\b|\bwhat (?:is|are|causes)\b|\brisk (?:of|factors)\b",
+    r"\bprevent(?:ed|ing|ion)?\b|\bteach\b|\bwhat (?:is|are|causes)\b|\brisk (?:of|factors)\b|"
+    r"\b(?:is|could) (?:that|it|this) (?:be )?(?:a sign of |a symptom of )?(?:diabetes|diabetic|a stroke|stroke|asthma|epilepsy|"
+    r"a heart attack)\b|是不是[^。，]{0,3}(?:糖尿病|中风|哮喘|癫痫|心梗)|算不算",
     _I,
 )
 
@@ -135,19 +137,19 @@ _EARLY_PREGNANCY_SIGN = (r"停经|月经推迟|月经没来|验孕|两条杠|孕
 _POSTPARTUM = r"生完孩子|产后|刚生|坐月子|顺产|剖腹产后|gave birth|had (?:my|the|our) baby|postpartum|after (?:the )?delivery|c-section"
 _INGEST = r"吃|吞|咽|喝|咬|舔|误食|误服|swallow|\bate\b|eaten|drank|drink|mouthful|\bsip|bit into|in (?:his|her|their) mouth|chew"
 _CAUSTIC = (r"84消毒液|消毒液|漂白|洁厕|管道疏通|疏通剂|通渠|清洁块|洗碗机?.{0,4}(?:块|片|粉)|洗衣凝珠|洗衣球|强酸|强碱|硫酸|盐酸|火碱|烧碱|"
-            r"煤油|汽油|除垢剂|洗衣液|清洁剂|"
+            r"煤油|汽油|除垢剂|洗衣液|清洁剂|卸甲水|洗甲水|樟脑丸|蟑螂药|驱蚊液|烟油|电子烟|"
             r"bleach|drain cleaner|oven cleaner|caustic|\blye\b|(?:dishwasher|washing machine|laundry|detergent|washing) "
             r"(?:tablet|pod|capsule|liquitab|liquid|detergent|powder|gel)|detergent|descaler|toilet cleaner|"
             r"cleaning (?:fluid|product|spray)|white spirit|paraffin|lamp oil|petrol|gasoline|kerosene|battery acid|acid")
 _TOXIC = (r"农药|百草枯|敌敌畏|除草剂|杀虫剂|老鼠药|灭鼠药|鼠药|防冻液|甲醇|weed ?killer|pesticide|insecticide|rat poison|slug pellets|"
-          r"antifreeze|paraquat|methanol")
+          r"antifreeze|paraquat|methanol|nail polish remover|acetone|mothballs?|nicotine|e-?cig\w*|vape|eucalyptus oil")
 _CHILD_MEDS_ACCIDENT = (r"偷吃|误吃|误服|误食|当(?:成)?糖|把(?:我|奶奶|爷爷|外婆|外公|妈妈|爸爸|大人|家里|老人)的[^。，]{0,8}(?:药|片)|"
                         r"got into (?:my|his|her|the|grandma'?s|grandad'?s|nan'?s|mum'?s|mom'?s|dad'?s)[^.?!]{0,25}"
                         r"(?:pills|tablets|medicine|meds)|"
                         r"\bate\b[^.?!]{0,25}(?:pills|tablets|medicine|meds)|swallowed[^.?!]{0,25}(?:pills|tablets|medicine|meds)")
 _GENERAL_RED = r"吐|呕|昏|晕|头痛|头疼|抽|vomit|sick|dizz|faint|drows|headache|confus|seiz"
 _FALL = r"摔|跌|掉下|滑倒|\bfell\b|\bfall(?:en)?\b|tripped|slipped"
-_HEAD_HIT = (r"(?:磕|撞|摔|碰|砸|打)[^。，]{0,6}头|头盔[^。，]{0,4}(?:裂|碎|撞)|头[^。，]{0,4}(?:磕|撞|着地|碰)|(?:hit|banged|bumped|knocked|struck|bashed) "
+_HEAD_HIT = (r"(?:磕|撞|摔|碰|砸|打)[^。，]{0,6}头|hit (?:in|on) the head|头盔[^。，]{0,4}(?:裂|碎|撞)|头[^。，]{0,4}(?:磕|撞|着地|碰)|(?:hit|banged|bumped|knocked|struck|bashed) "
              r"(?:his|her|my|their|the)? ?head|head (?:injury|knock|trauma)|knock(?:ed)? (?:on|to) the head")
 _HEAD_RED = (r"记不住|重复问|想不起|不记得|失忆|can'?t remember|keeps asking|memory|吐|呕|想睡|犯困|嗜睡|昏|晕了|晕过去|说话颠三倒四|颠三倒四|糊涂|意识|胡言乱语|说胡话|抽搐|华法林|抗凝|"
              r"vomit|\bsick\b|been sick|drows|sleepy|confus|passed out|knocked out|unconscious|seizure|blood thinner|warfarin|"
@@ -155,7 +157,8 @@ _HEAD_RED = (r"记不住|重复问|想不起|不记得|失忆|can'?t remember|ke
 _DIABETES = r"糖尿病|胰岛素|降糖|一型|1型|diabet|insulin|type ?(?:1|one)\b|t1d"
 _NOT_HELPING = (r"没用|不管用|没效|不缓解|没缓解|没有缓解|还是[^。，]{0,4}喘|不见好|"
                 r"not (?:helping|working)|isn'?t (?:helping|working)|no (?:help|use|relief)|doesn'?t (?:help|work)|"
-                r"not making (?:any )?difference|(?:isn'?t|not) doing (?:anything|much)|doing nothing|no effect")
+                r"not making (?:any )?difference|(?:isn'?t|not) doing (?:anything|much)|doing nothing|no effect|"
+                r"(?:isn'?t|not) touching it")
 _BLOOD_EN = r"(?<!gums )(?<!gum )(?<!nose)\bbleed(?:s|ing)?\b|\bblood\b|\bclots?\b|soaking (?:a |through )"
 
 _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
@@ -173,7 +176,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
                r"chest[^.?!]{0,12}(?:pain|tight|pressure|discomfort|heav|squeez|crush|hurt)|"
                r"(?:tight|pain|pressure|elephant|weight|squeezing|crushing)[^.?!]{0,25}chest",
                r"汗|放射|左臂|胳膊[^。，]{0,2}麻|左边胳膊|下巴|下颌|呼吸困难|喘不|恶心|濒死|脸色[^。，]{0,3}(?:难看|苍白|发白)|"
-               r"眼前发黑|心跳[^。，]{0,6}(?:快|\d{3})|sweat|radiat|\barm\b|jaw|short(?:ness)? of breath|nause|\bsick\b|clammy|"
+               r"眼前发黑|心跳[^。，]{0,6}(?:快|\d{3})|sweat|radiat|\barm\b|jaw|neck|spreading|short(?:ness)? of breath|nause|\bsick\b|clammy|"
                r"\bgr[ae]y\b|pale|faint"),
     ),
     # FAST stroke signs: face droop, one-sided weakness/numbness, slurred or suddenly strange speech.
@@ -206,7 +209,8 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"anaphyla|epi-?pen|allergic reaction[^.?!]{0,40}(?:breath|throat|swell|dizz|faint)",
         _AllOf(r"过敏|虾|蟹|海鲜|花生|芒果|坚果|打了?针|输液|蜂|蜇|疙瘩|风团|荨麻疹|发痒|peanut|\bnuts?\b|shellfish|stung|sting|wasp|\bbee\b|"
                r"hives|allerg|after eating",
-               r"喘不过|呼吸费劲|呼吸困难|憋气|声音[^。，]{0,4}变|wheez|can'?t breathe|struggling to breathe|throat[^.?!]{0,15}tight"),
+               r"喘不过|呼吸费劲|呼吸困难|憋气|声音[^。，]{0,4}变|掐住|像被掐|喉咙[^。，]{0,6}(?:紧|堵|卡)|tongue[^.?!]{0,10}(?:huge|swell|thick)|"
+               r"can'?t swallow|wheez|can'?t breathe|struggling to breathe|throat[^.?!]{0,15}tight"),
     ),
     "suicidal": (),  # filled by `suicide_risk` (one definition); kept here for the category order
     "seizure": _flag(
@@ -214,6 +218,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"seizure|convuls|\bfitting\b|febrile fit|having a fit",
         r"两眼上翻|(?:一抽一抽|口吐白沫)|(?:浑身|全身|手脚|四肢)[^。，]{0,2}抽(?!筋)",
         r"jerking|twitching all over|shaking all over|went stiff and|eyes rolled",
+        r"抽了[^。，]{0,6}(?:分钟|还没停|不停)|一直抽|抽个不停",
     ),
     "overdose": _flag(
         r"吃了一整瓶|吃了一?整?瓶|吞了.{0,8}(?:药|片|粒|瓶)|一次(?:性)?(?:吃|服|吞)了?.{0,6}(?:\d{2,}|几十|一整|整|很多|好多|一把)(?:片|粒|颗|瓶|盒)",
@@ -235,6 +240,10 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(r"(?:一|整|一整)(?:板|盒|瓶)|whole (?:strip|packet|box|bottle)",
                r"(?:都|全|一下子|一次|一口气|一起)[^。，]{0,3}(?:吃|喝|吞|服)"),
         _AllOf(r"安眠药|药片|\d+\s*(?:片|粒)|sleeping (?:pills|tablets)|pills|tablets", r"酒|alcohol|vodka|wine|beer|drinking"),
+        _AllOf(r"喝多|喝醉|喝了[^。，]{0,4}酒|酒后|drunk|been drinking|alcohol",
+               r"(?:吃|吞|服)了[^。，]{0,8}(?:药|片|粒)|took[^.?!]{0,20}(?:pills|tablets)"),
+        r"(?:loads|lots|a lot|a handful|handfuls|a bunch|heaps|a load) of (?:pills|tablets|meds|painkillers)|"
+        r"(?:吃|吞)了(?:一把|好多|很多|一大把)[^。，]{0,4}(?:药|片)",
     ),
     "severe_bleeding": _flag(
         r"大出血|大量出血|出血不止|血流不止|止不住.{0,2}血|血.{0,2}止不住|呕血|吐血|咯血|大量便血|便血.{0,6}(?:很多|大量|不止)",
@@ -249,7 +258,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"呼吸困难|喘不(?:上|过)(?:来)?气|上不来气|透不过气|憋(?:气|得慌)|呼吸急促|(?:嘴唇|口唇).{0,2}(?:发紫|青紫|发绀)|三凹征",
         r"can'?t breathe|cannot breathe|difficulty breathing|trouble breathing|hard to breathe|struggling to breathe|"
         r"short(?:ness)? of breath|gasping|(?:lips|face) (?:are |is |turning )?(?:blue|purple)",
-        r"坐着都喘|不能躺平|喘得[^。，]{0,2}厉害|肋骨[^。，]{0,6}凹|吸气[^。，]{0,4}凹|嘴唇[^。，]{0,4}紫",
+        r"坐着都喘|不能躺平|越来越喘|喘得越来越|喘得[^。，]{0,2}厉害|肋骨[^。，]{0,6}凹|吸气[^。，]{0,4}凹|嘴唇[^。，]{0,4}紫",
         r"grunting|ribs? (?:are )?sucking in|sucking in (?:under|between)|struggling for breath|fighting for breath|"
         r"can'?t catch (?:my|his|her|their) breath|blu(?:e|ish) lips|lips (?:look |are |went )?blu",
     ),
@@ -257,7 +266,8 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"昏迷|昏倒|晕倒|晕厥|不省人事|失去(?:了)?意识|意识(?:不清|模糊|丧失)|叫不醒|没有?反应了|突然倒地",
         r"passed out|fainted|unconscious|unresponsive|loss of consciousness|lost consciousness|won'?t wake up|"
         r"can'?t (?:be )?wake|collapsed",
-        r"(?:叫|喊|拍|摇)[^。，]{0,4}(?:没|无)(?:有)?反应|摇不醒|叫不太?醒|won'?t respond|not responding|out of it",
+        r"(?:叫|喊|拍|摇)[^。，]{0,4}(?:没|无)(?:有)?反应|摇不醒|叫不太?醒|只(?:会)?哼哼|won'?t respond|not responding|out of it|"
+        r"barely (?:responding|conscious)",
     ),
     "dka": _flag(
         r"酮症酸中毒|酮症|烂苹果味|糖尿病[^。？?]{0,20}(?:呕吐|呼吸深快|意识|嗜睡|腹痛)",
@@ -292,17 +302,17 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     # Pregnancy: bleeding, pre-eclampsia signs, reduced fetal movement, waters breaking, ectopic signs, postpartum haemorrhage.
     "pregnancy": _flag(
         _AllOf(_PREGNANCY_ANY,
-               r"阴道[^。，]{0,4}(?:流血|出血)|(?:大量|突然|很多|好多|一直)[^。，]{0,2}(?:流血|出血)|见红|下面[^。，]{0,4}(?:流血|出血)|"
+               r"阴道[^。，]{0,4}(?:流血|出血)|(?:下面|内裤|裤子)[^。，]{0,4}(?:有|见|流|出)?血|(?:大量|突然|很多|好多|一直)[^。，]{0,2}(?:流血|出血)|见红|下面[^。，]{0,4}(?:流血|出血)|"
                r"床单[^。，]{0,6}血|都是血|血块|" + _BLOOD_EN),
         _AllOf(_PREGNANCY_ANY,
                r"看东西模糊|眼花|冒金星|看不清|视物模糊|头[^。，]{0,3}(?:特别|剧烈|很)?(?:疼|痛)[^。，]{0,3}(?:厉害|得很)|头特别(?:疼|痛)|"
                r"(?:1[4-9]\d|2\d\d)\s*/\s*(?:9\d|1[0-4]\d)|flashing lights|spots (?:in front of|before)|blurr|"
                r"(?:severe|bad|pounding|terrible|awful|splitting) headache"),
-        r"胎动[^。，]{0,4}(?:少|减少|没了|消失|不明显)|感觉不到[^。，]{0,4}(?:宝宝|胎儿|孩子|胎动)|(?:宝宝|胎儿)[^。，]{0,6}不动",
+        r"胎动[^。，]{0,4}(?:少|减少|没了|消失|不明显)|没有胎动|(?:宝宝|胎儿)[^。，]{0,8}(?:没动静|没(?:有)?动)|感觉不到[^。，]{0,4}(?:宝宝|胎儿|孩子|胎动)|(?:宝宝|胎儿)[^。，]{0,6}不动",
         r"(?:baby|bump)[^.?!]{0,10}(?:hasn'?t|has not|isn'?t|is not|stopped|not|hardly|barely) (?:moved|moving|kicking|kicked)|"
         r"reduced (?:fetal|foetal) movements?|stopped kicking|can'?t feel (?:the )?baby|fewer (?:kicks|movements)",
         r"破水|羊水[^。，]{0,2}破|往外流水|waters? (?:\w+ )?(?:broke|broken|have gone|has gone|went|breaking)|"
-        r"fluid (?:running|leaking|gushing|pouring)",
+        r"fluid (?:running|leaking|gushing|pouring)|gush of (?:fluid|water)",
         _AllOf(_PREGNANCY_ANY, r"(?:裤子|下面|阴道)[^。，]{0,8}(?:湿|流水|流出[^。，]{0,6}水|出水)"),
         _AllOf(_EARLY_PREGNANCY_SIGN,
                r"(?:左|右)下腹[^。，]{0,6}(?:痛|疼)|(?:一侧|一边|单侧)[^。，]{0,4}(?:痛|疼)|肚子一边[^。，]{0,4}(?:痛|疼)|"
@@ -343,14 +353,18 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(_HEAD_HIT, _HEAD_RED),
         r"一股一股|往外(?:喷|涌)|血[^。，]{0,2}喷|很深的口子|深可见骨|看(?:到|见)骨头|spurt|pumping out|gushing|"
         r"deep (?:cut|gash|wound|laceration)|can see (?:the )?(?:bone|something white)|went (?:right )?through (?:my|his|her) (?:palm|hand|foot)",
-        _AllOf(r"烫|烧伤|烧到|开水|热油|沸水|着火|火|burn|scald|boiling",
+        _AllOf(r"烫|烧伤|烧到|开水|热油|沸水|着火|火|(?<!heart)\bburn(?:s|t|ed)?\b|scald|boiling",
                r"一大片|大面积|整个|胸口和|两条|全身|背上|脸上|both (?:arms|legs)|chest|\bback\b|face|most of|large|"
-               r"blisters? cover|whole|leathery|white and|charred"),
+               r"blisters? cover|whole|leathery|white and|charred|大腿|肚子|腹部|皮[^。，]{0,3}掉|脱皮|"
+               r"skin[^.?!]{0,10}(?:peel|com(?:e|ing) off)|thighs?|belly|stomach"),
+        r"切断|断指|(?:手指|脚趾|手)[^。，]{0,3}断了|(?:cut|chopped|sliced) off|severed|amputat",
         r"变形|畸形|骨头[^。，]{0,4}(?:露|戳)|(?:腿|胳膊|手臂|手腕|脚踝)[^。，]{0,6}(?:短了|往外撇|外旋|歪了|弯了)|"
-        r"(?:leg|arm)[^.?!]{0,15}(?:shorter|turned out|rotated)|pointing the wrong way|(?:bent|twisted) at a (?:strange|weird|odd|funny) angle|"
+        r"(?:leg|arm)[^.?!]{0,15}(?:shorter|turned out|rotated)|bent (?:weirdly|oddly|strangely|funny|funnily)|"
+        r"(?:arm|leg|wrist|ankle)[^.?!]{0,12}(?:is |looks )?bent|pointing the wrong way|(?:bent|twisted) at a (?:strange|weird|odd|funny) angle|"
         r"bone (?:is )?(?:sticking|poking) out|deformed",
         r"扎进|插着|刺入|插进了?(?:肚子|胸|腿|眼)|impaled|(?:stuck|lodged) in (?:his|her|my|their) (?:leg|arm|chest|belly|eye)",
-        _AllOf(r"车祸|撞车|被车撞|car (?:crash|accident)|hit by a car|\bRTA\b",
+        _AllOf(r"车祸|撞车|被车撞|(?:摩托车|电动车|自行车|汽车|开车)[^。，]{0,4}(?:撞|翻)|"
+               r"(?:car|motorbike|motorcycle|bike) (?:crash|accident|collision)|hit by a car|\bRTA\b",
                r"疼|痛|苍白|晕|吐|pain|hurt|pale|dizz|faint|headache|\bsick\b|vomit|confus"),
         r"(?:fell|fallen|fall) (?:off|from) (?:the |a |his |her )?(?:roof|ladder|balcony|window|scaffold\w*|height|tree|horse)|"
         r"从[^。，]{0,4}(?:楼|屋顶|房顶|梯子|高处|阳台|树)[^。，]{0,3}(?:摔|掉|跌|坠)",
@@ -364,6 +378,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
                r"cold (?:hands|feet)|feel like I'?m dying|not (?:peed|weed)|no urine|floppy"),
         r"(?:按|压)[^。，]{0,4}(?:不褪色|不退色|不消)|不褪色的(?:紫|红)|"
         r"(?:doesn'?t|does not|won'?t|didn'?t|not|don'?t|do not) fade[^.?!]{0,30}(?:glass|press)|non-?blanching|glass test",
+        _AllOf(r"伤口|wound|\bcut\b|nail|bite|puncture", r"红肿|化脓|\bred\b|swollen|pus|\bhot\b", _FEVER),
         _AllOf(_FEVER, r"紫红色小点|出血点|瘀点|紫斑|瘀斑|purple (?:spots|rash|blotches)|petechia"),
     ),
     # Severe dehydration in infants and children.
@@ -371,7 +386,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(r"宝宝|婴儿|孩子|小孩|娃|baby|infant|toddler|month[- ]old|个月|\d+\s*months?\b|\bshe\b|\bhe\b",
                r"(?:一整天|一天|半天|\d+\s*个?小时)[^。，]{0,4}(?:都)?没(?:有)?(?:尿|小便)|没尿|没有小便|不尿|尿很少|"
                r"哭[^。，]{0,2}没(?:有)?眼泪|囟门[^。，]{0,2}凹|前囟凹陷|(?:尿布|尿不湿|纸尿裤)[^。，]{0,8}干|dry (?:nappy|nappies|diapers?)|"
-               r"no wet (?:nappy|nappies|diapers?)|(?:hasn'?t|has not|not) had a wet|no (?:wees|urine|pee)|"
+               r"no wet (?:nappy|nappies|diapers?)|(?:hasn'?t|has not|not) wet (?:a |her |his |any )?(?:nappy|nappies|diapers?)|(?:hasn'?t|has not|not) had a wet|no (?:wees|urine|pee)|"
                r"sunken (?:fontanelle|soft spot|eyes)|no tears"),
     ),
     # Testicular torsion: sudden severe testicular pain.
@@ -386,6 +401,9 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(r"不排气|没(?:有)?放屁|不放屁|不排便|can'?t (?:pass|break) (?:wind|gas)|(?:haven'?t|not) (?:pooed|passed wind|passed gas)|"
                r"can'?t (?:pass gas|poo)",
                r"吐|胀|vomit|throwing up|bloat"),
+        r"吐[^。，]{0,3}(?:绿水|黄绿|胆汁)|(?:green|bile|bilious)[^.?!]{0,10}(?:vomit|sick)|(?:vomit|throwing up|sick)[^.?!]{0,15}(?:green|bile)",
+        _AllOf(r"stomach|belly|tummy|abdomen|肚子|腹", r"swollen|distended|tight|胀|鼓", r"vomit|throwing up|吐",
+               r"stabbing|severe|agonis|unbearable|excruciating|剧|直不起|打滚"),
         _AllOf(r"右下腹|肚子右下|(?:lower|low) right|right (?:lower|side of (?:my|his|her) (?:belly|tummy|stomach))",
                r"越来越|加重|发烧|弯着腰|moved|worse|fever|can'?t (?:stand|walk)"),
     ),
@@ -395,11 +413,15 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"(?:suddenly|sudden)[^.?!]{0,20}(?:lost|loss of|can'?t see|blind|vision)|lost (?:the )?(?:vision|sight)|"
         r"curtain[^.?!]{0,30}(?:vision|eye|sight)|(?:vision|sight)[^.?!]{0,30}curtain",
         _AllOf(_CAUSTIC + r"|化学|chemical", r"眼|eye"),
+        _AllOf(r"眼[^。，]{0,4}(?:被|炸|撞|打|戳|扎)|(?:hit|poked|struck|punched|injured)[^.?!]{0,10}(?:in|on) the eye|eye injury",
+               r"看不见|看不清|失明|流血|can'?t see|dark|blind|bleeding|blood"),
     ),
     # GI bleeding: black tarry stool, coffee-ground or bloody vomit, heavy rectal bleeding.
     "gi_bleeding": _flag(
         _AllOf(r"柏油|黑便|大便[^。，]{0,6}黑|拉[^。，]{0,4}黑|(?:poo|stool|poop|bowel movement)s?[^.?!]{0,20}black|black[^.?!]{0,10}(?:poo|stool|tarry)|tarry",
                r"柏油|tarry|sticky|头晕|乏力|虚|晕|faint|dizz|lightheaded|weak"),
+        _AllOf(r"(?:拉|大便|便)[^。，]{0,8}血|rectal bleeding|blood (?:in|from)[^.?!]{0,10}(?:poo|stool|bottom|bum)",
+               r"全是|很多|大量|血块|头晕|晕|乏力|lots|a lot|clots|dizz|faint|lightheaded"),
         r"咖啡渣|咖啡色[^。，]{0,6}(?:呕|吐)|(?:呕|吐)[^。，]{0,10}咖啡|coffee[- ]grounds?",
         r"吐[^。，]{0,6}(?:鲜红的|红色的)?血",
         r"(?:lots of|a lot of|large amounts? of|loads of)[^.?!]{0,15}blood from (?:his|her|my|their|the) (?:bottom|back passage|rectum|bum)|"
@@ -413,27 +435,27 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     # Heat stroke: heat exposure with confusion, collapse or hot dry skin.
     "heat": _flag(
         _AllOf(r"大热天|高温|中暑|暴晒|晒了|锁在车里|闷在车里|热射病|heatwave|heat wave|in the heat|hot (?:day|weather|car|sun)|"
-               r"locked in (?:the |a )?car|marathon|\bsun\b",
-               r"胡言乱语|神志不清|说胡话|糊涂|叫不太?醒|昏|晕倒|不出汗|浑身滚烫|皮肤[^。，]{0,2}烫|发烫|"
+               r"locked in (?:the |a )?car|marathon|\bsun\b|地里|田里|太阳下|烈日|working outside",
+               r"胡言乱语|神志不清|说胡话|糊涂|迷糊|叫不太?醒|昏|晕倒|不出汗|浑身滚烫|皮肤[^。，]{0,2}烫|发烫|limp|"
                r"confus|talking nonsense|collapsed|not sweating|stopped sweating|unresponsive|hot to (?:the )?touch|burning hot|very hot"),
     ),
     # Drowning or near-drowning.
     "drowning": _flag(
         r"溺水|掉进(?:了)?(?:河|水|池|湖|海|井)|落水|被捞上来|(?:nearly |almost )?drowned|drowning(?! prevention)|"
         r"pulled (?:\w+ )?out of the (?:water|pool|sea|river|lake)|face down in the (?:bath|water|pool)",
-        _AllOf(r"呛(?:了)?水", r"救上来|一直咳|喘|呼吸|发紫|没反应"),
+        _AllOf(r"呛(?:了)?水|went under|under ?water|submerged", r"救上来|一直咳|喘|呼吸|发紫|没反应|cough|drows|breath|sleepy"),
     ),
     # Electric shock (not static).
     "electric": _flag(
         r"被[^。，]{0,6}电(?:到|了|击|伤|打)|触电|电击|高压电|(?:插座|电线|电路|电源)[^。，]{0,10}电(?:到|了|一下)|"
         r"electrocuted|electric(?:al)? shock|(?:shock|zapped) from (?:a |the )?(?:\w+ )?(?:cable|wire|socket|outlet|plug|mains|appliance)|"
-        r"live wire|high voltage",
+        r"live wire|high voltage|electric (?:fence|cable|wire|socket)|zapped by",
     ),
     # An asthma attack not relieved by the inhaler.
     "asthma": _flag(
-        _AllOf(r"inhaler|puffer|\bpump\b|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
+        _AllOf(r"inhaler|puffer|\bpump\b|雾化|nebuli[sz]er|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
         _AllOf(r"哮喘|asthma|inhaler|wheez",
-               r"话都说不|说不了完整|说不完整|can'?t finish (?:a |her |his |my )?sentence|barely (?:talk|speak)|can'?t (?:talk|speak)"),
+               r"话都说不|说不了完整|说不完整|说不出话|can'?t finish (?:a |her |his |my )?sentence|barely (?:talk|speak)|can'?t (?:talk|speak)"),
     ),
 }
 
@@ -441,11 +463,13 @@ _SUICIDE = _rx(
     r"(?<!不)想死|不想活|活着没(?:有)?(?:意思|意义|盼头)|活不下去|自杀|轻生|寻死|结束(?:自己的)?生命|了结(?:自己|生命)|"
     r"割腕|跳楼|自残|伤害自己|不如死了|死了算了|一了百了|想去死|安眠药.{0,6}(?:攒|囤)",
     r"suicid|kill (?:myself|himself|herself)|end (?:my|his|her) (?:own )?life|end it all|want(?:s)? to die|"
-    r"don'?t want to (?:live|be alive|wake up)|self[- ]harm|hurt(?:ing)? myself|cut(?:ting)? myself|"
+    r"don'?t want to (?:live|be alive|wake up)|self[- ]harm|hurt(?:ing)? myself|cut(?:ting)? myself(?! (?:shaving|while|cooking|on |by accident|accidentally))|"
     r"no reason to live|better off dead|take my (?:own )?life|not worth living",
-    r"遗书|(?:药|绳子?)[^。，]{0,4}(?:准备好|攒好|备好)|打算[^。，]{0,4}结束|结束这一切|跳(?:桥|河|江|海)",
+    r"遗书|(?:药|绳子?)[^。，]{0,4}(?:准备好|攒好|备好)|打算[^。，]{0,4}结束|结束这一切|跳(?:桥|河|江|海)|活着没(?:有)?什么(?:意思|意义|盼头)|"
+    r"从[^。，]{0,6}跳下去|想跳下去",
     r"better off (?:without me|not here|if I (?:was|were) gone)|(?:jump|throw (?:myself|himself|herself)) (?:off|from|in front of)|"
-    r"(?:texted|messaged|said) (?:me )?goodbye|suicide note|goodbye (?:note|letter)|I have a plan to|(?:going|want) to jump",
+    r"(?:texted|messaged|said) (?:me )?goodbye|suicide note|goodbye (?:note|letter)|I have a plan to|(?:going|want) to jump|"
+    r"(?:pills|tablets|rope) (?:are )?ready|got the (?:pills|rope)|(?:don'?t|can'?t) see the point",
 )
 
 
