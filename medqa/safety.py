@@ -75,7 +75,7 @@ def _sentences(text: str) -> list[str]:
 # A red flag told about the past ("以前有过热性惊厥", "a stroke 5 years ago", "healed fine") is history, not an
 # emergency now: a match whose clause carries one of these markers does not count.
 _PAST = re.compile(
-    r"以前|之前有过|曾经|小时候|去年|前年|几年前|\d+\s*年前|[一二两三四五六七八九十几]+年前|多年|好几年|年轻时|早年|已经好了|痊愈|愈合|"
+    r"以前|之前有过|曾经|小时候|去年|后遗症|康复|\brehab\w*|前年|几年前|\d+\s*年前|[一二两三四五六七八九十几]+年前|多年|好几年|年轻时|早年|已经好了|痊愈|愈合|"
     r"\byears? ago\b|\bmonths ago\b|\blast year\b|\bin (?:19|20)\d\d\b|\bas a (?:child|baby|kid|teen)\b|\bwhen I was\b|"
     r"\bused to\b|\bhistory of\b|\bhealed\b|\bin the past\b|\bpreviously\b|\bonce\b(?!\s+(?:a|an|per|every|daily|or))",
     _I,
@@ -86,7 +86,7 @@ _PAST = re.compile(
 _INFO = re.compile(
     r"怎么预防|如何预防|预防|有哪些症状|症状有哪些|什么是|怎么识别|如何识别|先兆是什么|前兆有哪些|"
     r"\b(?:signs|symptoms|warning signs) of\b|\bhow (?:can|do|to|would) (?:I |you |we )?(?:prevent|recogni[sz]e|spot|tell)|"
-    r"\bprevent(?:ed|ing|ion)?\b|\bteach\b|\bwhat (?:is|are|causes)\b|\brisk (?:of|factors)\b|"
+    r"\bprevent(?:ed|ing|ion)?\b|\bteach\b|\bdifference between\b|区别|\bwhat (?:is|are|causes)\b|\brisk (?:of|factors)\b|"
     r"\b(?:is|could) (?:that|it|this) (?:be )?(?:a sign of |a symptom of )?(?:diabetes|diabetic|a stroke|stroke|asthma|epilepsy|"
     r"a heart attack)\b|是不是[^。，]{0,3}(?:糖尿病|中风|哮喘|癫痫|心梗)|算不算",
     _I,
@@ -137,13 +137,13 @@ _EARLY_PREGNANCY_SIGN = (r"停经|月经推迟|月经没来|验孕|两条杠|孕
 _POSTPARTUM = r"生完孩子|产后|刚生|坐月子|顺产|剖腹产后|gave birth|had (?:my|the|our) baby|postpartum|after (?:the )?delivery|c-section"
 _INGEST = r"吃|吞|咽|喝|咬|舔|误食|误服|swallow|\bate\b|eaten|drank|drink|mouthful|\bsip|bit into|in (?:his|her|their) mouth|chew"
 _CAUSTIC = (r"84消毒液|消毒液|漂白|洁厕|管道疏通|疏通剂|通渠|清洁块|洗碗机?.{0,4}(?:块|片|粉)|洗衣凝珠|洗衣球|强酸|强碱|硫酸|盐酸|火碱|烧碱|"
-            r"煤油|汽油|除垢剂|洗衣液|清洁剂|卸甲水|洗甲水|樟脑丸|蟑螂药|驱蚊液|烟油|电子烟|"
+            r"消毒片|泡腾片|煤油|汽油|除垢剂|洗衣液|清洁剂|卸甲水|洗甲水|樟脑丸|蟑螂药|驱蚊液|烟油|电子烟|"
             r"bleach|drain cleaner|oven cleaner|caustic|\blye\b|(?:dishwasher|washing machine|laundry|detergent|washing) "
             r"(?:tablet|pod|capsule|liquitab|liquid|detergent|powder|gel)|detergent|descaler|toilet cleaner|"
             r"cleaning (?:fluid|product|spray)|white spirit|paraffin|lamp oil|petrol|gasoline|kerosene|battery acid|acid")
 _TOXIC = (r"农药|百草枯|敌敌畏|除草剂|杀虫剂|老鼠药|灭鼠药|鼠药|防冻液|甲醇|weed ?killer|pesticide|insecticide|rat poison|slug pellets|"
           r"antifreeze|paraquat|methanol|nail polish remover|acetone|mothballs?|nicotine|e-?cig\w*|vape|eucalyptus oil")
-_CHILD_MEDS_ACCIDENT = (r"偷吃|误吃|误服|误食|当(?:成)?糖|把(?:我|奶奶|爷爷|外婆|外公|妈妈|爸爸|大人|家里|老人)的[^。，]{0,8}(?:药|片)|"
+_CHILD_MEDS_ACCIDENT = (r"偷(?:吃|喝)|误吃|误服|误食|误喝|当(?:成)?糖|(?:大半|半|一整|整)瓶[^。，]{0,6}(?:药|糖浆)|把(?:我|奶奶|爷爷|外婆|外公|妈妈|爸爸|大人|家里|老人)的[^。，]{0,8}(?:药|片)|"
                         r"got into (?:my|his|her|the|grandma'?s|grandad'?s|nan'?s|mum'?s|mom'?s|dad'?s)[^.?!]{0,25}"
                         r"(?:pills|tablets|medicine|meds)|"
                         r"\bate\b[^.?!]{0,25}(?:pills|tablets|medicine|meds)|swallowed[^.?!]{0,25}(?:pills|tablets|medicine|meds)")
@@ -158,7 +158,7 @@ _DIABETES = r"糖尿病|胰岛素|降糖|一型|1型|diabet|insulin|type ?(?:1|o
 _NOT_HELPING = (r"没用|不管用|没效|不缓解|没缓解|没有缓解|还是[^。，]{0,4}喘|不见好|"
                 r"not (?:helping|working)|isn'?t (?:helping|working)|no (?:help|use|relief)|doesn'?t (?:help|work)|"
                 r"not making (?:any )?difference|(?:isn'?t|not) doing (?:anything|much)|doing nothing|no effect|"
-                r"(?:isn'?t|not) touching it")
+                r"(?:isn'?t|not) touching it|getting worse|越来越(?:重|喘|厉害)")
 _BLOOD_EN = r"(?<!gums )(?<!gum )(?<!nose)\bbleed(?:s|ing)?\b|\bblood\b|\bclots?\b|soaking (?:a |through )"
 
 _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
@@ -181,7 +181,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     ),
     # FAST stroke signs: face droop, one-sided weakness/numbness, slurred or suddenly strange speech.
     "stroke": _flag(
-        r"口角歪斜|嘴(?:角|巴)?(?:歪|斜)|口眼歪斜|面瘫|脸.{0,2}歪|嘴角[^。，]{0,4}(?:耷拉|往一边|下垂)",
+        r"口角歪斜|嘴(?:角|巴)?(?:歪|斜)|口眼歪斜|面瘫|脸.{0,2}歪|嘴角[^。，]{0,4}(?:耷拉|往一边|下垂|往下掉|掉下来)",
         r"(?:一侧|半边|半身|单侧|左侧|右侧|左边|右边)(?:肢体|身体|手|脚|胳膊|腿|手臂|脸)?.{0,4}(?:无力|麻木|不能动|动不了|没力气|不听使唤)",
         r"半身不遂|偏瘫|(?:说话|言语|口齿|吐字)(?:突然)?(?:不清|含糊|不利索)|突然.{0,4}说不出话|话[^。，]{0,4}说不(?:利索|清楚?)",
         r"中风|脑卒中|脑梗|脑出血",
@@ -207,9 +207,9 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"throat[^.?!]{0,25}(?:swell|swollen|closing|tight)|swollen (?:throat|tongue|lips|face)",
         r"(?:tongue|lips?|face) (?:is |are |started )?swell",
         r"anaphyla|epi-?pen|allergic reaction[^.?!]{0,40}(?:breath|throat|swell|dizz|faint)",
-        _AllOf(r"过敏|虾|蟹|海鲜|花生|芒果|坚果|打了?针|输液|蜂|蜇|疙瘩|风团|荨麻疹|发痒|peanut|\bnuts?\b|shellfish|stung|sting|wasp|\bbee\b|"
+        _AllOf(r"过敏|虾|蟹|海鲜|花生|芒果|坚果|腰果|核桃|杏仁|cashew|almond|walnut|打了?针|输液|蜂|蜇|疙瘩|风团|荨麻疹|发痒|peanut|\bnuts?\b|shellfish|stung|sting|wasp|\bbee\b|"
                r"hives|allerg|after eating",
-               r"喘不过|呼吸费劲|呼吸困难|憋气|声音[^。，]{0,4}变|掐住|像被掐|喉咙[^。，]{0,6}(?:紧|堵|卡)|tongue[^.?!]{0,10}(?:huge|swell|thick)|"
+               r"喘不过|呼吸费劲|呼吸困难|憋气|哨音|声音[^。，]{0,4}变|掐住|像被掐|喉咙[^。，]{0,6}(?:紧|堵|卡)|tongue[^.?!]{0,10}(?:huge|swell|thick)|"
                r"can'?t swallow|wheez|can'?t breathe|struggling to breathe|throat[^.?!]{0,15}tight"),
     ),
     "suicidal": (),  # filled by `suicide_risk` (one definition); kept here for the category order
@@ -226,7 +226,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"overdos|took (?:a|the|an) (?:whole|entire) (?:bottle|pack|box)|swallowed[^.?!]{0,30}(?:pills|tablets|bottle)",
         r"too many (?:pills|tablets|sleeping pills)|poisoned|(?<!food )(?<!carbon monoxide )poisoning|drank (?:bleach|pesticide|antifreeze)",
         _AllOf(r"吃|服|吞|喝",
-               r"(?:\d{2,}|[一二三四五六七八九]?十[几多一二三四五六七八九]?|几十|二十|三十|四十|五十)\s*多?\s*(?:片|粒|颗)"),
+               r"(?:\d{2,}|[一二三四五六七八九]?十[几多一二三四五六七八九]?|几十|二十|三十|四十|五十)\s*[多来几余]?\s*(?:片|粒|颗)"),
         r"(?:一整|整|全部|所有的?)\s*(?:瓶|盒|板|袋)|(?:药|片|粒)[^。，]{0,6}全(?:都|部)?(?:吃|吞)|全吃(?:了|下)|一次(?:性)?全(?:吃|吞|服)",
         _AllOf(r"\btook\b|taken|swallowed|\bate\b|necked|downed|\bhad\b|\btaking\b",
                r"\b(?:[1-9]\d|\d{3})\s+(?:\w+[- ]){0,2}(?:tablets?|pills?|caps(?:ules)?|tabs?|paracetamol|acetaminophen|tylenol|"
@@ -236,13 +236,16 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
                r"meds|medicine)"),
         r"(?:whole|entire|full)\s+(?:bottle|box|pack(?:et)?|strip|blister|tub)|"
         r"\b(?:\d+|two|three|four|five|several|a few|multiple)\s+(?:packs|packets|boxes|bottles|strips)\s+of",
+        r"(?:taken|took|swallowed) all (?:of )?(?:his|her|my|their|the)[^.?!]{0,20}(?:tablets|pills|meds|medicine)|"
+        r"(?:blister )?(?:packs?|packets?|bottle|box)(?:es)? (?:are|is) empty|"
         r"double (?:his|her|my|their|the) (?:dose|insulin)|(?:两倍|双倍)[^。，]{0,4}(?:药|胰岛素|剂量)",
         _AllOf(r"(?:一|整|一整)(?:板|盒|瓶)|whole (?:strip|packet|box|bottle)",
                r"(?:都|全|一下子|一次|一口气|一起)[^。，]{0,3}(?:吃|喝|吞|服)"),
         _AllOf(r"安眠药|药片|\d+\s*(?:片|粒)|sleeping (?:pills|tablets)|pills|tablets", r"酒|alcohol|vodka|wine|beer|drinking"),
         _AllOf(r"喝多|喝醉|喝了[^。，]{0,4}酒|酒后|drunk|been drinking|alcohol",
                r"(?:吃|吞|服)了[^。，]{0,8}(?:药|片|粒)|took[^.?!]{0,20}(?:pills|tablets)"),
-        r"(?:loads|lots|a lot|a handful|handfuls|a bunch|heaps|a load) of (?:pills|tablets|meds|painkillers)|"
+        r"(?:loads|lots|a lot|a handful|handfuls|a bunch|heaps|a load) of (?:his |her |my |their |the )?(?:\w+ )?"
+        r"(?:pills|tablets|meds|painkillers)|"
         r"(?:吃|吞)了(?:一把|好多|很多|一大把)[^。，]{0,4}(?:药|片)",
     ),
     "severe_bleeding": _flag(
@@ -266,7 +269,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"昏迷|昏倒|晕倒|晕厥|不省人事|失去(?:了)?意识|意识(?:不清|模糊|丧失)|叫不醒|没有?反应了|突然倒地",
         r"passed out|fainted|unconscious|unresponsive|loss of consciousness|lost consciousness|won'?t wake up|"
         r"can'?t (?:be )?wake|collapsed",
-        r"(?:叫|喊|拍|摇)[^。，]{0,4}(?:没|无)(?:有)?反应|摇不醒|叫不太?醒|只(?:会)?哼哼|won'?t respond|not responding|out of it|"
+        r"(?:叫|喊|拍|摇)[^。，]{0,4}(?:没|无)(?:有)?反应|摇不醒|叫不太?醒|(?:叫|喊)(?:也)?不应|只(?:会)?哼哼|won'?t respond|not responding|out of it|"
         r"barely (?:responding|conscious)",
     ),
     "dka": _flag(
@@ -313,6 +316,8 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"reduced (?:fetal|foetal) movements?|stopped kicking|can'?t feel (?:the )?baby|fewer (?:kicks|movements)",
         r"破水|羊水[^。，]{0,2}破|往外流水|waters? (?:\w+ )?(?:broke|broken|have gone|has gone|went|breaking)|"
         r"fluid (?:running|leaking|gushing|pouring)|gush of (?:fluid|water)",
+        _AllOf(_PREGNANCY_ANY, r"(?:regular|every \d+ ?min)[^.?!]{0,25}(?:tightening|contraction)|(?:tightening|contraction)s?[^.?!]{0,20}every \d+|"
+               r"宫缩[^。，]{0,6}(?:规律|频繁|每\d+分钟)|(?:每|隔)\s*\d+\s*分钟[^。，]{0,6}(?:疼|紧|宫缩)"),
         _AllOf(_PREGNANCY_ANY, r"(?:裤子|下面|阴道)[^。，]{0,8}(?:湿|流水|流出[^。，]{0,6}水|出水)"),
         _AllOf(_EARLY_PREGNANCY_SIGN,
                r"(?:左|右)下腹[^。，]{0,6}(?:痛|疼)|(?:一侧|一边|单侧)[^。，]{0,4}(?:痛|疼)|肚子一边[^。，]{0,4}(?:痛|疼)|"
@@ -329,7 +334,8 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         _AllOf(r"烧炭|炭火|煤炉|煤球|炭盆|煤气|燃气|一氧化碳|gas (?:heater|fire|boiler)|charcoal|barbecue|\bbbq\b|generator|"
                r"wood ?burner|boiler|carbon monoxide|\bCO\b",
                r"头疼|头痛|头晕|恶心|想吐|呕吐|昏|都|全家|headache|dizz|\bsick\b|nause|vomit|drows"),
-        _AllOf(r"野蘑菇|野生菌|野生蘑菇|采的蘑菇|山上采|(?:wild|foraged|picked)[^.?!]{0,20}mushrooms?|mushrooms? (?:we|I|he|she|they) picked",
+        _AllOf(r"野蘑菇|野生菌|野生蘑菇|采的蘑菇|山上采|野果|浆果|(?:wild|foraged|picked)[^.?!]{0,20}mushrooms?|"
+               r"mushrooms? (?:we|I|he|she|they) picked|berries|(?:leaves|plant) (?:off|from)",
                r"吐|泻|拉肚子|腹痛|肚子疼|头晕|vomit|diarrh|\bsick\b|stomach|cramps|hallucinat|throwing up"),
         _CHILD_MEDS_ACCIDENT,
         _AllOf(r"吞|咽|swallow", r"流口水|吞不下|咽不下|drool|can'?t swallow|won'?t swallow|chest pain|胸口[^。，]{0,2}(?:痛|疼)"),
@@ -337,7 +343,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     # Choking: something stuck with no effective cough, voice or breath.
     "choking": _flag(
         _AllOf(r"卡住|噎住|噎着|卡在|呛住|异物|choking|choked|stuck in (?:his|her|their|my|the) throat|went down the wrong way",
-               r"咳不出|喘不|说不出|不能说话|脸[^。，]{0,3}(?:红|紫|青)|发紫|can'?t (?:cough|speak|breathe|talk|cry)|"
+               r"咳不出|喘不|说不出|不能说话|(?:哭|发)不出(?:声|来)|脸[^。，]{0,3}(?:红|紫|青)|发紫|can'?t (?:cough|speak|breathe|talk|cry)|"
                r"(?:not|isn'?t) (?:breathing|coughing)|turning blue|no sound"),
     ),
     # Bites and stings that are emergencies in themselves: snakes, scorpions.
@@ -362,9 +368,10 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
         r"(?:leg|arm)[^.?!]{0,15}(?:shorter|turned out|rotated)|bent (?:weirdly|oddly|strangely|funny|funnily)|"
         r"(?:arm|leg|wrist|ankle)[^.?!]{0,12}(?:is |looks )?bent|pointing the wrong way|(?:bent|twisted) at a (?:strange|weird|odd|funny) angle|"
         r"bone (?:is )?(?:sticking|poking) out|deformed",
-        r"扎进|插着|刺入|插进了?(?:肚子|胸|腿|眼)|impaled|(?:stuck|lodged) in (?:his|her|my|their) (?:leg|arm|chest|belly|eye)",
+        r"捅|刺伤|被刺|刀伤|中刀|stabbed|stab wound|knife wound|gunshot|\bshot (?:in|through)|扎进|插着|刺入|插进了?(?:肚子|胸|腿|眼)|impaled|(?:stuck|lodged) in (?:his|her|my|their) (?:leg|arm|chest|belly|eye)",
         _AllOf(r"车祸|撞车|被车撞|(?:摩托车|电动车|自行车|汽车|开车)[^。，]{0,4}(?:撞|翻)|"
-               r"(?:car|motorbike|motorcycle|bike) (?:crash|accident|collision)|hit by a car|\bRTA\b",
+               r"(?:car|motorbike|motorcycle|bike) (?:crash|accident|collision)|hit by a car|\bRTA\b|"
+               r"came off (?:his|her|my|their|the) (?:motorbike|motorcycle|bike|horse)",
                r"疼|痛|苍白|晕|吐|pain|hurt|pale|dizz|faint|headache|\bsick\b|vomit|confus"),
         r"(?:fell|fallen|fall) (?:off|from) (?:the |a |his |her )?(?:roof|ladder|balcony|window|scaffold\w*|height|tree|horse)|"
         r"从[^。，]{0,4}(?:楼|屋顶|房顶|梯子|高处|阳台|树)[^。，]{0,3}(?:摔|掉|跌|坠)",
@@ -373,7 +380,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     # Sepsis: fever or infection with confusion, cold limbs, no urine, fast breathing or heart; a non-blanching rash.
     "sepsis": _flag(
         _AllOf(_FEVER + r"|寒战|感染|chills|shivering|\bUTI\b|infection|wound[^.?!]{0,10}(?:red|hot)",
-               r"糊涂|说胡话|神志不清|意识|叫不醒|手脚冰凉|四肢冰凉|没怎么尿|尿很少|不尿|心跳[^。，]{0,4}快|呼吸[^。，]{0,2}快|站不稳|花斑|"
+               r"糊涂|迷糊|说胡话|神志不清|意识|叫不醒|手脚冰凉|四肢冰凉|没怎么尿|尿很少|不尿|心跳[^。，]{0,4}快|呼吸[^。，]{0,2}快|站不稳|花斑|"
                r"confus|not making sense|mottled|breathing (?:really |very )?fast|racing heart|heart (?:is )?racing|"
                r"cold (?:hands|feet)|feel like I'?m dying|not (?:peed|weed)|no urine|floppy"),
         r"(?:按|压)[^。，]{0,4}(?:不褪色|不退色|不消)|不褪色的(?:紫|红)|"
@@ -442,7 +449,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     # Drowning or near-drowning.
     "drowning": _flag(
         r"溺水|掉进(?:了)?(?:河|水|池|湖|海|井)|落水|被捞上来|(?:nearly |almost )?drowned|drowning(?! prevention)|"
-        r"pulled (?:\w+ )?out of the (?:water|pool|sea|river|lake)|face down in the (?:bath|water|pool)",
+        r"pulled (?:\w+ ){0,3}out of the (?:water|pool|sea|river|lake)|face down in the (?:bath|water|pool)",
         _AllOf(r"呛(?:了)?水|went under|under ?water|submerged", r"救上来|一直咳|喘|呼吸|发紫|没反应|cough|drows|breath|sleepy"),
     ),
     # Electric shock (not static).
@@ -453,7 +460,7 @@ _RED_FLAGS: dict[str, tuple[re.Pattern[str] | _AllOf, ...]] = {
     ),
     # An asthma attack not relieved by the inhaler.
     "asthma": _flag(
-        _AllOf(r"inhaler|puffer|\bpump\b|雾化|nebuli[sz]er|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
+        _AllOf(r"inhaler|puffer|\bpuffs?\b|\bpump\b|雾化|nebuli[sz]er|ventolin|salbutamol|albuterol|reliever|万托林|沙丁胺醇|喷雾|吸了药|喷了|气雾剂|吸入剂|哮喘药", _NOT_HELPING),
         _AllOf(r"哮喘|asthma|inhaler|wheez",
                r"话都说不|说不了完整|说不完整|说不出话|can'?t finish (?:a |her |his |my )?sentence|barely (?:talk|speak)|can'?t (?:talk|speak)"),
     ),

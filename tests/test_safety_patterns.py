@@ -130,6 +130,26 @@ RED_FLAG_DEV = [
     ("突然头痛得像被锤子砸了一样", "severe_headache"),
     ("宝宝五周大，体温38度", "infant_fever"),
     ("my 6 week old has a temp of 38.1", "infant_fever"),
+    # choking, bites, penetrating injuries, amputation
+    ("宝宝吃果冻噎住了，哭不出声", "choking"),
+    ("he's choking on a sweet and can't breathe", "choking"),
+    ("在山里被毒蛇咬了一口", "bites"),
+    ("my dog and I were bitten by an adder on the walk", "bites"),
+    ("他被人用刀刺伤了胸口", "trauma"),
+    ("he was stabbed in the arm", "trauma"),
+    ("切菜把指尖切断了", "trauma"),
+    # infected wound with fever, preterm contractions, pills with alcohol, a whole supply at once
+    ("伤口化脓了，还发烧39度", "sepsis"),
+    ("the cut on his knee is red and full of pus and he has a fever", "sepsis"),
+    ("32 weeks and contractions every 4 minutes", "pregnancy"),
+    ("孕32周，宫缩很规律，每5分钟一次", "pregnancy"),
+    ("she's drunk and took a bunch of her sleeping tablets", "overdose"),
+    ("喝醉了又吃了一把安眠药", "overdose"),
+    ("he has taken all of his diabetes tablets", "overdose"),
+    # eye injury, bilious vomiting, inhaler not enough
+    ("眼睛被树枝戳了，看不清东西", "vision"),
+    ("baby is vomiting green bile", "abdomen"),
+    ("did 8 puffs and he's getting worse", "asthma"),
 ]
 
 NOT_RED_FLAG_DEV = [
@@ -159,6 +179,12 @@ NOT_RED_FLAG_DEV = [
     "Had a bad asthma attack as a child, fine now",
     "睾丸有点潮湿瘙痒",
     "眼睛有点痒，流眼泪",
+    "中风后遗症怎么锻炼",
+    "What's the difference between angina and a heart attack?",
+    "I get thirsty a lot, is that diabetes?",
+    "heartburn after dinner, burning behind my breastbone",
+    "I cut myself shaving this morning",
+    "宝宝吃果冻安全吗",
 ]
 
 
