@@ -109,8 +109,8 @@ sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | z
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
 	$(PY) -m medqa.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
 
-bench-gpu: setup tiny-model ## GPU only: tokens/s, MFU, peak memory of Qwen3-1.7B-shaped SFT per mode (JSON)
-	bash scripts/bench_gpu.sh
+bench-gpu: setup tiny-model data ## GPU: tokens/s, MFU, peak memory per SFT mode, Qwen3-1.7B-shaped (SMOKE=1: same on CPU, tiny)
+	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
 
 demo-sft: setup tiny-model data ## demo step: SFT-LoRA of the tiny model on data/processed, CPU, into outputs/demo/sft-lora
 	rm -rf outputs/demo/sft-lora
