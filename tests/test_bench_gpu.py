@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from medqa.bench import gpu_sft
 from medqa.bench.gpu_sft import MODES
 from medqa.throughput import rate_after_warmup
 
@@ -36,11 +37,16 @@ def test_tokens_per_second_leaves_out_the_warm_up_window():
     assert rate_after_warmup(marks[:1])["tokens_per_s_after_warmup"] is None
 
 
-def test_without_cuda_the_full_size_run_refuses_and_names_the_smoke_run(tiny_model_dir, processed_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "medqa.bench.gpu_sft", "--tokenizer", str(tiny_model_dir),
-                           "--data", str(processed_dir), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o.json")],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 2 and "SMOKE=1" in proc.stderr and not (tmp_path / "o.json").exists()
+def test_without_cuda_the_full_size_run_refuses_and_names_the_smoke_run(tiny_model_dir, processed_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the full-size run would start")
+    code = gpu_sft.main(["--tokenizer", str(tiny_model_dir), "--data", str(processed_dir),
+                         "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o.json")])
+    assert code == 2 and "SMOKE=1" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
+    assert gpu_sft.main(["--smoke", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "run `make data`" in capsys.readouterr().err
 
 
 @pytest.mark.slow

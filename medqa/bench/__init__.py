@@ -48,7 +48,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "{concurrent[throughput_per_s]}/s of {concurrent[limit_per_s]:g}/s at concurrency "
               "{concurrent[concurrency]}; {speedup_vs_sequential}× sequential calls"),
     Benchmark("p2", "PPO teacher-wait share", "p2_teacher_wait", "teacher-wait seconds ÷ PPO step seconds",
-              "teacher_wait_share", 0.05, True, provided_by="the PPO trainer (`make ppo`)"),
+              "teacher_wait_share", 0.05, True, provided_by="the PPO trainer, `make ppo`"),
     Benchmark("p3", "SFT padding share", "p3_padding", "padding tokens ÷ computed tokens (packed batches)",
               "sft_padding_share", 0.02, True,
               "naive pad-to-longest {naive_padding_share:.1%}; tiny SFT-LoRA {cpu_tokens_per_s} tokens/s on CPU"),
