@@ -60,9 +60,9 @@ data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gol
 rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 	$(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl
 
-# Each stage appends its demo step and its benchmark below.
+# Each stage appends its demo step below. Benchmarks are registered in medqa/bench/__init__.py (BENCHMARKS);
+# `make bench` runs them all, a stage's bench-pN target runs one.
 DEMO_STEPS  :=
-BENCH_STEPS :=
 
 # ---------------------------------------------------------------- SFT (issue 3)
 # Recipe: recipes/sft/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/sft/MODE.yaml), or RECIPE=path.
@@ -109,8 +109,8 @@ sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | z
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
 	$(PY) -m medqa.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
 
-bench-gpu: setup tiny-model ## GPU only: tokens/s, MFU, peak memory of Qwen3-1.7B-shaped SFT per mode (JSON)
-	bash scripts/bench_gpu.sh
+bench-gpu: setup tiny-model data ## GPU: tokens/s, MFU, peak memory per SFT mode, Qwen3-1.7B-shaped (SMOKE=1: same on CPU, tiny)
+	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
 
 demo-sft: setup tiny-model data ## demo step: SFT-LoRA of the tiny model on data/processed, CPU, into outputs/demo/sft-lora
 	rm -rf outputs/demo/sft-lora
@@ -121,7 +121,6 @@ bench-p3: setup tiny-model data ## P3: padding share of the SFT batches vs naive
 	$(MEDQA) bench --only p3
 
 DEMO_STEPS  += demo-sft
-BENCH_STEPS += bench-p3
 
 
 
@@ -147,7 +146,6 @@ bench-p1: setup ## P1: teacher throughput vs concurrency/latency (512 judgements
 	$(MEDQA) bench --only p1
 
 DEMO_STEPS  += teacher-demo
-BENCH_STEPS += bench-p1
 
 
 # ---------------------------------------------------------------- eval / predict / serve (issue 5)
@@ -203,7 +201,6 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 	$(MEDQA) bench --only p4
 
 DEMO_STEPS  += demo-eval
-BENCH_STEPS += bench-p4
 
 # ---------------------------------------------------------------- safety checks
 
@@ -220,8 +217,8 @@ safety-doc: setup ## regenerate the measured table in docs/safety.md from tests/
 demo: setup tiny-model data $(DEMO_STEPS) ## the whole pipeline on the tiny model, CPU only, no downloads, no API key
 	@echo ">> demo finished"
 
-bench: setup $(BENCH_STEPS) ## performance benchmarks, reported as ratios measured in one run
-	@echo ">> benchmark results in bench_results/"
+bench: setup tiny-model data ## every registered benchmark (P1-P4) in one run -> bench_results/bench.json + bench.md
+	$(MEDQA) bench
 
 clean: ## remove generated models, data and run outputs (keeps .venv)
 	rm -rf models outputs runs data/processed data/rl/training_prompts.jsonl bench_results

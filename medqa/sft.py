@@ -334,6 +334,10 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
+    from medqa.throughput import ThroughputMeter
+
+    meter = ThroughputMeter()
+    trainer.add_callback(meter)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)  # the best model when load_best_model_at_end
@@ -360,6 +364,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
         "train_tokens": trainer._total_train_tokens,
         "tokens_per_s": round(trainer._total_train_tokens / wall, 1) if wall > 0 else None,
         "peak_memory_gib": round(peak_gib, 3) if peak_gib is not None else None,
+        **meter.summary(),  # tokens_per_s_after_warmup and the window it was measured over
     }
     if trainer.accelerator.is_main_process:
         trainer.create_model_card(

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# GPU SFT benchmark: QLoRA (8 GB profile), LoRA and full (ZeRO-2) runs of a random-init Qwen3-1.7B-shaped model,
-# 12 steps each on one GPU; prints tokens/s, MFU and peak memory as JSON (also bench_results/gpu_sft.json).
-# Needs the tiny tokenizer (make tiny-model) and data/processed (make data); downloads nothing.
+# The GPU training benchmark, medqa/bench/gpu_sft.py (see docs/gpu.md): `make bench-gpu` prepares its inputs
+# (tiny tokenizer, data/processed as `make data` writes them) and runs this. Arguments go to the module:
+# --smoke is the CPU smoke run, --modes/--steps/--out narrow or redirect it. The whole run is capped at
+# BENCH_GPU_TIMEOUT seconds (default 480) so that a borrowed GPU is never held by a hung run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-test -f models/tiny-qwen3/config.json || "$PY" -m medqa tiny-model --out models/tiny-qwen3
-test -f data/processed/train.jsonl || "$PY" -m medqa data prepare --input data/sample --out data/processed --tokenizer models/tiny-qwen3
-exec timeout 480 "$PY" -m medqa.bench.gpu_sft "$@"
+exec timeout "${BENCH_GPU_TIMEOUT:-480}" "${PY:-.venv/bin/python}" -m medqa.bench.gpu_sft "$@"

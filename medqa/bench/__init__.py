@@ -1,51 +1,155 @@
 """`medqa bench`: run the performance benchmarks and report ratios measured in one run.
 
-Each benchmark is a module `medqa/bench/pN_name.py` exposing `run(out_dir: Path) -> dict`; the runner
-discovers them, runs the selected ones in order and writes `OUT/bench.json` (one entry per benchmark).
+`BENCHMARKS` below is the one place a benchmark is added: an entry names the module `medqa.bench.<module>` that
+exposes `run(out_dir: Path) -> dict`, the key of its headline ratio in that dict, the goal, and a one-line detail
+template. `medqa bench` (what `make bench` runs) runs every registered benchmark one after the other in one
+process and writes `OUT/bench.json` and the table `OUT/bench.md`. A benchmark whose module is not in this checkout
+is listed as not available (with what provides it), one that fails is listed as failed with its error: neither
+is ever given a number. `--only pN …` reruns some and keeps the others' earlier results, each with its time.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
-import pkgutil
+import os
 import platform
+import sys
 import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from medqa.io import atomic_write
 
 
-def discover() -> dict[str, str]:
-    """{"p1": "medqa.bench.p1_teacher", …} for every pN_*.py module in this package, in order."""
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        head = info.name.split("_", 1)[0]
-        if head.startswith("p") and head[1:].isdigit():
-            found[head] = f"{__name__}.{info.name}"
-    return dict(sorted(found.items(), key=lambda kv: int(kv[0][1:])))
+@dataclass(frozen=True)
+class Benchmark:
+    key: str
+    title: str
+    module: str  # medqa.bench.<module>, exposing run(out_dir) -> dict
+    ratio: str  # what the headline ratio is
+    value_key: str  # the headline ratio's key in run()'s dict
+    goal: float
+    goal_is_max: bool  # True: the ratio must stay at or below the goal; False: reach at least the goal
+    detail: str = ""  # str.format template over run()'s dict, e.g. "{concurrent[throughput_per_s]}/s"
+    provided_by: str = ""  # what brings the module, shown while it is not in the checkout
+
+    def met(self, value: float) -> bool:
+        return value <= self.goal if self.goal_is_max else value >= self.goal
+
+
+# ---------------------------------------------------------------- the registry: one entry per benchmark
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("p1", "Teacher throughput", "p1_teacher", "judgements/s ÷ (concurrency / latency)", "ratio", 0.9, False,
+              "{concurrent[throughput_per_s]}/s of {concurrent[limit_per_s]:g}/s at concurrency "
+              "{concurrent[concurrency]}; {speedup_vs_sequential}× sequential calls"),
+    Benchmark("p2", "PPO teacher-wait share", "p2_teacher_wait", "teacher-wait seconds ÷ PPO step seconds",
+              "teacher_wait_share", 0.05, True, provided_by="the PPO trainer, `make ppo`"),
+    Benchmark("p3", "SFT padding share", "p3_padding", "padding tokens ÷ computed tokens (packed batches)",
+              "sft_padding_share", 0.02, True,
+              "naive pad-to-longest {naive_padding_share:.1%}; tiny SFT-LoRA {cpu_tokens_per_s} tokens/s on CPU"),
+    Benchmark("p4", "Batched generation speed-up", "p4_generation", "batched tokens/s ÷ one-by-one tokens/s", "ratio",
+              5.0, False, "{batched_tokens_per_s} vs {one_by_one_tokens_per_s} tokens/s, batch {batch_size}, "
+              "identical outputs: {identical_outputs}"),
+)
+
+
+def registry() -> dict[str, Benchmark]:
+    return {b.key: b for b in BENCHMARKS}
+
+
+def module_name(bench: Benchmark) -> str:
+    return bench.module if "." in bench.module else f"{__name__}.{bench.module}"
+
+
+def available(bench: Benchmark) -> bool:
+    return importlib.util.find_spec(module_name(bench)) is not None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_one(bench: Benchmark, out_dir: Path) -> dict:
+    """One benchmark -> its entry in bench.json: measured (with the ratio), not available, or failed."""
+    entry = {"title": bench.title, "ratio_definition": bench.ratio, "goal": bench.goal,
+             "goal_is_max": bench.goal_is_max, "measured_at": _now()}
+    if not available(bench):
+        return {**entry, "status": "not available",
+                "reason": f"{module_name(bench)} is not in this checkout (comes with {bench.provided_by or 'its stage'})"}
+    start = time.perf_counter()
+    try:
+        result = importlib.import_module(module_name(bench)).run(out_dir)
+        value = float(result[bench.value_key])
+    except Exception as err:  # noqa: BLE001 - reported as failed, the other benchmarks still run
+        traceback.print_exc()
+        return {**entry, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                "wall_s": round(time.perf_counter() - start, 2)}
+    return {**entry, "status": "measured", "value": value, "met": bench.met(value),
+            "wall_s": round(time.perf_counter() - start, 2), "result": result}
+
+
+def _detail(bench: Benchmark, entry: dict) -> str:
+    if entry["status"] == "not available":
+        return entry["reason"]
+    if entry["status"] == "failed":
+        return entry["error"].splitlines()[0][:200]
+    if entry["status"] == "not run":
+        return "not run yet: `medqa bench` (or `make bench`) runs it"
+    try:
+        return bench.detail.format(**entry["result"])
+    except (KeyError, IndexError, ValueError):
+        return ""
+
+
+def markdown(report: dict) -> str:
+    """bench.md: one row per registered benchmark, in registry order."""
+    goal = {True: "≤", False: "≥"}
+    lines = [f"# Benchmarks ({report['machine']}, {report['cpu_count']} CPUs)", "",
+             f"`medqa bench`, started {report['started_at']}. Each ratio compares two measurements taken in the same "
+             "run of that benchmark; `bench.json` holds every number.", "",
+             "| | benchmark | ratio | value | goal | met | detail | measured at | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for bench in BENCHMARKS:
+        e = report["benchmarks"].get(bench.key, {"status": "not run"})
+        value = f"{e['value']:.4g}" if e["status"] == "measured" else e["status"]
+        met = ("yes" if e["met"] else "**no**") if e["status"] == "measured" else "—"
+        lines.append(f"| {bench.key.upper()} | {bench.title} | {bench.ratio} | {value} | {goal[bench.goal_is_max]} "
+                     f"{bench.goal:g} | {met} | {_detail(bench, e)} | {e.get('measured_at', '—')} | "
+                     f"{e.get('wall_s', '—')} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    available = discover()
+    benches = registry()
     p = argparse.ArgumentParser(prog="medqa bench", description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", choices=sorted(available), help="benchmarks to run (default: all)")
+    p.add_argument("--only", nargs="+", choices=list(benches), help="benchmarks to (re)run; the rest keep earlier results")
     p.add_argument("--out", type=Path, default=Path("bench_results"))
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "bench.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    for key in args.only or available:
-        module = importlib.import_module(available[key])
-        print(f">> {key}: {(module.__doc__ or module.__name__).strip().splitlines()[0]}", flush=True)
-        start = time.perf_counter()
-        result = module.run(args.out)
-        result["wall_s"] = round(time.perf_counter() - start, 2)
-        result["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
-        results[key] = result
-        print(json.dumps(result, indent=2, ensure_ascii=False), flush=True)
-        with atomic_write(path) as fh:  # after each benchmark, so a long run keeps what it measured
-            json.dump(results, fh, indent=2, ensure_ascii=False)
-    print(f"results in {path}")
-    return 0
+    json_path, md_path = args.out / "bench.json", args.out / "bench.md"
+    report = {"started_at": _now(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+              "cpu_count": os.cpu_count(), "benchmarks": {}}
+    if args.only and json_path.exists():
+        earlier = json.loads(json_path.read_text(encoding="utf-8"))
+        report["benchmarks"] = earlier.get("benchmarks", {}) if isinstance(earlier, dict) else {}
+    for key in args.only or benches:
+        bench = benches[key]
+        print(f">> {key}: {bench.title} ({bench.ratio})", flush=True)
+        entry = run_one(bench, args.out)
+        report["benchmarks"][key] = entry
+        print(json.dumps(entry, indent=2, ensure_ascii=False), flush=True)
+        with atomic_write(json_path) as fh:  # after each benchmark, so a long run keeps what it measured
+            json.dump(report, fh, indent=2, ensure_ascii=False)
+        with atomic_write(md_path) as fh:
+            fh.write(markdown(report))
+    print(markdown(report))
+    print(f"results in {json_path} and {md_path}")
+    failed = [k for k, e in report["benchmarks"].items() if e["status"] == "failed" and k in (args.only or benches)]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,11 +1,20 @@
-"""GPU SFT benchmark (`make bench-gpu`): short runs of a Qwen3-1.7B-shaped model in each mode -> JSON.
+"""GPU training benchmark (`make bench-gpu`): short runs of a Qwen3-1.7B-shaped model in each mode -> JSON.
 
 Needs no download: the model is random-init with Qwen3-1.7B's real config (medqa.tiny_model.QWEN3_1_7B, full
 151,936-token vocabulary) and the tiny tokenizer, which is enough for throughput and memory. Each mode runs in
-its own `accelerate launch` process (peak memory is per process) with the mode's GPU recipe, 2048-token packs,
-`--max_steps` steps; tokens/s is measured after the first (warm-up) logging window. MFU follows TRL's
-convention (6·N FLOPs per token + attention, bf16 dense peak of the device), also for LoRA, whose real work is
-about 2/3 of that; gradient-checkpointing recomputation is not counted.
+its own `accelerate launch` process (peak memory is per process) with the mode's GPU recipe and
+`--max_steps` steps, logging every step. Reported per mode (docs/gpu.md explains each number):
+
+- tokens/s per GPU after the warm-up window: from the end of the first step to the end of the last
+  (medqa/throughput.py), so one-time start-up costs are not averaged in;
+- MFU: TRL's convention (6·N FLOPs per token + attention, `compute_flops_per_token`) against the device's dense
+  bf16 peak (`get_peak_flops`); also for LoRA, whose real work is about 2/3 of that; gradient-checkpointing
+  recomputation is not counted;
+- peak memory: `torch.cuda.max_memory_allocated` of the training process (excludes the CUDA context).
+
+`--smoke` runs the same code path on CPU: a tiny Qwen3-shaped model (medqa.tiny_model.TINY with the tokenizer's
+vocabulary), 2 steps per mode, 256-token sequences, the CPU accelerate configs. Peak memory and MFU are CUDA-only
+and reported as null there; its tokens/s only shows that the measurement works.
 """
 
 from __future__ import annotations
@@ -15,101 +24,179 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SMOKE_STEPS, SMOKE_MAX_LENGTH, GPU_MAX_LENGTH = 2, 256, 2048
 
 
-def build_model(tokenizer_dir: Path, out: Path) -> Path:
+def sft_numbers(summary: dict) -> dict:
+    """What an SFT run reports: medqa/sft.py's sft_summary.json, reduced to the benchmark's fields."""
+    keys = ("global_step", "num_processes", "train_tokens", "train_runtime_s", "tokens_per_s_after_warmup",
+            "warmup_steps", "measured_steps", "measured_tokens", "measured_s", "peak_memory_gib",
+            "train_loss_first", "train_loss_last")
+    return {k: summary.get(k) for k in keys}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One benchmarked run: the script `accelerate launch` starts with a recipe, the accelerate config on a GPU and
+    in the CPU smoke run, and how the numbers are read from what the script writes into --output_dir."""
+
+    name: str
+    recipe: str
+    accel: str
+    cpu_accel: str
+    script: str = "scripts/sft.py"
+    summary_file: str = "sft_summary.json"
+    read: Callable[[dict], dict] = sft_numbers
+    args: tuple[str, ...] = field(default=(
+        "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--report_to", "none", "--disable_tqdm", "true", "--auto_resume", "false"))
+
+
+# ---------------------------------------------------------------- the benchmarked modes
+# One entry per run, in the order they run; the JSON report, the CPU smoke test and the table in docs/gpu.md follow
+# this list. RL training is added here the same way once its trainer exists: one Mode per configuration (LoRA,
+# QLoRA on the 8 GB profile, ZeRO-3 full) with its script and recipe, and a `read` function that returns, besides
+# peak_memory_gib, the step split (seconds per step in generation, reward/teacher wait and the policy update).
+MODES: dict[str, Mode] = {m.name: m for m in (
+    Mode("qlora", recipe="recipes/sft/8gb/qlora.yaml", accel="single_gpu", cpu_accel="cpu"),
+    Mode("lora", recipe="recipes/sft/lora.yaml", accel="single_gpu", cpu_accel="cpu"),
+    Mode("full", recipe="recipes/sft/full.yaml", accel="zero2", cpu_accel="cpu_zero2"),
+)}
+
+
+def model_config(smoke: bool, vocab_size: int) -> dict:
+    """Qwen3-1.7B's shapes, or for the smoke run the tiny model's with the tokenizer's vocabulary."""
+    from medqa.tiny_model import QWEN3_1_7B, TINY
+
+    return {**TINY, "vocab_size": vocab_size} if smoke else dict(QWEN3_1_7B)
+
+
+def build_model(tokenizer_dir: Path, out: Path, smoke: bool = False) -> int:
+    """Save the random-init model + tokenizer into `out`; returns its number of parameters."""
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    from medqa.tiny_model import QWEN3_1_7B
-
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = Qwen3Config(**QWEN3_1_7B, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+    config = Qwen3Config(**model_config(smoke, len(tokenizer)), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
     torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+    with torch.device("cuda" if torch.cuda.is_available() and not smoke else "cpu"):
         model = Qwen3ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return out
+    return model.num_parameters()
 
 
-def build_data(source: Path, out: Path, tokens_wanted: int, tokenizer_dir: Path) -> Path:
-    """Repeat the prepared training rows until they hold about `tokens_wanted` tokens (a throughput test only)."""
+def build_data(source: Path, out: Path, tokens_wanted: int, tokenizer_dir: Path) -> int:
+    """The prepared training rows, cycled until they hold at least `tokens_wanted` tokens (a throughput test
+    only: no more rows than the run can use, so the trainer's tokenization stays short); returns the row count."""
+    from itertools import cycle
+
     from transformers import AutoTokenizer
 
     from medqa.io import read_jsonl, write_jsonl
 
     rows = [{"messages": r["messages"]} for r in read_jsonl(source / "train.jsonl")]
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    per_pass = sum(len(tok.apply_chat_template(r["messages"], tokenize=True)) for r in rows)
-    repeats = max(1, -(-tokens_wanted // per_pass))
-    write_jsonl(out / "train.jsonl", [r for _ in range(repeats) for r in rows])
+    lengths = [len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=False)) for r in rows]
+    picked, tokens = [], 0
+    for row, length in cycle(zip(rows, lengths, strict=True)):
+        if tokens >= tokens_wanted:
+            break
+        picked.append(row)
+        tokens += length
     write_jsonl(out / "dev.jsonl", rows[:8])
-    return out
+    return write_jsonl(out / "train.jsonl", picked)
 
 
-def run_mode(mode: str, model: Path, data: Path, out: Path, steps: int, accel: str, profile_recipe: str) -> dict:
+def launch_command(mode: Mode, model: Path, data: Path, out: Path, steps: int, smoke: bool) -> list[str]:
+    accel = mode.cpu_accel if smoke else mode.accel
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{accel}.yaml",
-           "--num_processes", "1", "scripts/sft.py", "--config", profile_recipe, "--model_name_or_path", str(model),
-           "--data_dir", str(data), "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1",
-           "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-           "--report_to", "none", "--disable_tqdm", "true", "--auto_resume", "false"]
+           "--num_processes", "1", mode.script, "--config", mode.recipe, "--model_name_or_path", str(model),
+           "--data_dir", str(data), "--output_dir", str(out), "--max_steps", str(steps), *mode.args]
+    return cmd + (["--max_length", str(SMOKE_MAX_LENGTH)] if smoke else [])
+
+
+def run_mode(mode: Mode, model: Path, data: Path, out: Path, steps: int, smoke: bool) -> dict:
     started = time.perf_counter()
+    cmd = launch_command(mode, model, data, out, steps, smoke)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = round(time.perf_counter() - started, 1)
+    base = {"recipe": mode.recipe, "accelerate_config": cmd[cmd.index("--config_file") + 1], "wall_s": wall}
     if proc.returncode != 0:
-        return {"mode": mode, "error": proc.stderr[-3000:], "wall_s": round(time.perf_counter() - started, 1)}
-    summary = json.loads((out / "sft_summary.json").read_text())
-    return {**summary, "recipe": profile_recipe, "accelerate_config": accel, "wall_s": round(time.perf_counter() - started, 1)}
+        return {**base, "error": f"exit {proc.returncode}: {proc.stderr[-3000:]}"}
+    return {**base, **mode.read(json.loads((out / mode.summary_file).read_text(encoding="utf-8")))}
+
+
+def add_rates(run: dict, flops_per_token: int, peak_flops: float | None) -> dict:
+    """tokens/s per GPU and MFU (null without a known device peak) from a run's after-warm-up rate."""
+    from trl.trainer.utils import compute_mfu
+
+    rate, procs = run.get("tokens_per_s_after_warmup"), run.get("num_processes") or 1
+    run["tokens_per_s_per_gpu"] = round(rate / procs, 1) if rate else None
+    run["mfu_percent"] = round(compute_mfu(flops_per_token, rate, procs, peak_flops), 2) if rate and peak_flops else None
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m medqa.bench.gpu_sft", description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="CPU smoke run: tiny Qwen3-shaped model, 2 steps per mode")
     p.add_argument("--tokenizer", type=Path, default=ROOT / "models" / "tiny-qwen3")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "processed")
-    p.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench-gpu")
-    p.add_argument("--out", type=Path, default=ROOT / "bench_results" / "gpu_sft.json")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--modes", nargs="+", default=["qlora", "lora", "full"])
+    p.add_argument("--work", type=Path, help="scratch folder (default outputs/bench-gpu[-smoke])")
+    p.add_argument("--out", type=Path, help="JSON report (default bench_results/gpu_sft[_smoke].json)")
+    p.add_argument("--steps", type=int, help=f"steps per mode, the first one warm-up (default 12; smoke {SMOKE_STEPS})")
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     args = p.parse_args(argv)
+    suffix = "-smoke" if args.smoke else ""
+    work = args.work or ROOT / "outputs" / f"bench-gpu{suffix}"
+    out = args.out or ROOT / "bench_results" / f"gpu_sft{suffix.replace('-', '_')}.json"
+    steps = args.steps or (SMOKE_STEPS if args.smoke else 12)
+    if steps < 2:
+        p.error("--steps must be >= 2: the first step is the warm-up window")
+    for need, hint in ((args.tokenizer / "config.json", "make tiny-model"), (args.data / "train.jsonl", "make data")):
+        if not need.is_file():
+            print(f"bench-gpu: {need} not found: run `{hint}` (`make bench-gpu` does)", file=sys.stderr)
+            return 2
 
     import torch
 
-    if not torch.cuda.is_available():
-        print("bench-gpu: no CUDA device here; this benchmark only runs on a GPU", file=sys.stderr)
+    if not args.smoke and not torch.cuda.is_available():
+        print("bench-gpu: no CUDA device here; this benchmark needs a GPU (`make bench-gpu SMOKE=1` runs its CPU "
+              "smoke version)", file=sys.stderr)
         return 2
-    from trl.trainer.utils import compute_flops_per_token, compute_mfu, get_peak_flops
+    from transformers import AutoConfig
+    from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
     from medqa.io import atomic_write
 
-    model = build_model(args.tokenizer, args.work / "qwen3-1.7b-random")
-    data = build_data(args.data, args.work / "data", tokens_wanted=2048 * 16 * (args.steps + 2), tokenizer_dir=args.tokenizer)
-    device = torch.cuda.get_device_name(0)
-    peak = get_peak_flops(device, "bfloat16")
-    from transformers import AutoConfig
-
-    flops_per_token = compute_flops_per_token(AutoConfig.from_pretrained(model), 2048)
-    recipes = {"lora": ("recipes/sft/lora.yaml", "single_gpu"), "qlora": ("recipes/sft/8gb/qlora.yaml", "single_gpu"),
-               "full": ("recipes/sft/full.yaml", "zero2")}
-    results = {"device": device, "peak_bf16_flops": peak, "flops_per_token": flops_per_token, "runs": {}}
-    for mode in args.modes:
-        recipe, accel = recipes[mode]
-        r = run_mode(mode, model, data, args.work / f"run-{mode}", args.steps, accel, recipe)
-        if "error" not in r and r.get("train_runtime_s"):
-            tps = r["train_tokens"] / r["train_runtime_s"]
-            r["tokens_per_s_per_gpu"] = round(tps, 1)
-            r["mfu_percent"] = round(compute_mfu(flops_per_token, tps, 1, peak), 2) if peak else None
-        results["runs"][mode] = r
-        print(json.dumps({mode: {k: r.get(k) for k in ("tokens_per_s_per_gpu", "mfu_percent", "peak_memory_gib",
-                                                        "wall_s", "error")}}), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(args.out) as fh:
+    max_length = SMOKE_MAX_LENGTH if args.smoke else GPU_MAX_LENGTH
+    model = work / "model"
+    parameters = build_model(args.tokenizer, model, smoke=args.smoke)
+    # 16 sequences per optimizer step is the most any recipe takes (full: micro-batch 1 x accumulation 8, 2 spare).
+    data = work / "data"
+    train_rows = build_data(args.data, data, tokens_wanted=max_length * 16 * (steps + 2), tokenizer_dir=args.tokenizer)
+    device = "cpu" if args.smoke else torch.cuda.get_device_name(0)
+    peak = None if args.smoke else get_peak_flops(device, "bfloat16")
+    flops_per_token = compute_flops_per_token(AutoConfig.from_pretrained(model), max_length)
+    results = {"smoke": args.smoke, "device": device, "model": "tiny Qwen3-shaped" if args.smoke else "Qwen3-1.7B-shaped",
+               "parameters": parameters, "train_rows": train_rows, "max_length": max_length, "steps": steps,
+               "peak_bf16_flops": peak, "flops_per_token": flops_per_token, "runs": {}}
+    for name in args.modes:
+        run = add_rates(run_mode(MODES[name], model, data, work / f"run-{name}", steps, args.smoke), flops_per_token, peak)
+        results["runs"][name] = run
+        print(json.dumps({name: {k: run.get(k) for k in ("tokens_per_s_per_gpu", "mfu_percent", "peak_memory_gib",
+                                                         "wall_s", "error")}}), flush=True)
+        with atomic_write(out) as fh:  # after each mode, so a run cut short keeps what it measured
             json.dump(results, fh, indent=2)
     print(json.dumps(results, indent=2))
-    return 0
+    print(f"results in {out}")
+    return 1 if any("error" in r for r in results["runs"].values()) else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ Formats (auto-detected per file from the first row's fields, or forced with --fo
   project      {"instruction", "input", "output": "<think>…</think>\\nanswer", "meta": {…}}
   medical_o1   {"Question", "Complex_CoT", "Response"}            FreedomIntelligence/medical-o1-reasoning-SFT
   delicate_r1  {"instruction", "question", "think", "answer", "metrics"}   krisfu/delicate_medical_r1_data
+Evaluation-only formats are recognised so they are never mistaken for training data: inside a directory input
+such a file is skipped with a one-line note; named on its own it is an error that says which command uses it.
+  exam_mc      {"question", "options", "answer"}   multiple-choice exams (CMB / MedQA-MCMLE style), `make eval`
 Files: .jsonl, .json (an array of objects, or JSON lines), .parquet; a directory means every such file
 in it, recursively, in sorted order; a Hugging Face dataset id (`owner/name` or `owner/name:config`)
 is loaded with `datasets.load_dataset`.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,14 @@ OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "medical_o1": {},
     "delicate_r1": {"instruction": str, "metrics": (dict, type(None))},
 }
+# format -> (fields that identify it, what it is and which command uses it)
+EVAL_ONLY_FORMATS: dict[str, tuple[frozenset[str], str]] = {
+    "exam_mc": (
+        frozenset({"question", "options", "answer"}),
+        "a multiple-choice exam set (question, options, answer letter): evaluation data, not training data; "
+        "`make eval` scores a model on it (EVAL_EXAM=FILE)",
+    ),
+}
 HF_CONFIGS = {"FreedomIntelligence/medical-o1-reasoning-SFT": "mix"}
 SUFFIXES = (".jsonl", ".json", ".parquet")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
@@ -44,7 +56,11 @@ class RawRow:
 
 
 def detect_format(row: dict) -> str | None:
+    """The training format of a row (or an EVAL_ONLY_FORMATS name) from its field names; None if unknown."""
     keys = set(row)
+    for name, (fields, _) in EVAL_ONLY_FORMATS.items():
+        if fields <= keys:
+            return name
     if {"Question", "Response"} <= keys:
         return "medical_o1"
     if {"question", "think", "answer"} & keys and "question" in keys:
@@ -128,14 +144,49 @@ def _iter_hub(spec: str) -> Iterator[tuple[str, dict]]:
         yield f"row {i}", dict(row)
 
 
-def list_files(spec: str) -> list[str]:
-    """Expand one --input into files (or a hub id)."""
+def _first_row(path: Path) -> dict | None:
+    """The first row of a local file (Parquet: its column names), or None when it cannot be read: the real
+    read reports that with its location."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return dict.fromkeys(pq.read_schema(path).names)
+        rows = iter_jsonl(path) if path.suffix == ".jsonl" else _iter_json_array_strict(path, None)
+        return next((row for _, row in rows), None)
+    except (InputError, OSError, ValueError):
+        return None
+
+
+def eval_only_format(path: str | Path) -> str | None:
+    """The EVAL_ONLY_FORMATS name of a local file, detected from its first row; None for anything else."""
+    row = _first_row(Path(path))
+    fmt = detect_format(row) if row is not None else None
+    return fmt if fmt in EVAL_ONLY_FORMATS else None
+
+
+def _print_note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def list_files(spec: str, note: Callable[[str], None] = _print_note) -> list[str]:
+    """Expand one --input into files (or a hub id). Evaluation-only files inside a directory are left out,
+    each with a one-line `note`."""
     path = Path(spec)
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
         if not files:
             raise InputError(spec, None, None, f"no {'/'.join(SUFFIXES)} files in this directory")
-        return files
+        kept = []
+        for file in files:
+            fmt = eval_only_format(file)
+            if fmt is None:
+                kept.append(file)
+            else:
+                note(f"skipping {file}: {EVAL_ONLY_FORMATS[fmt][1]}")
+        if not kept:
+            raise InputError(spec, None, None, "no training files in this directory (only evaluation-only ones)")
+        return kept
     if path.is_file():
         if path.suffix not in SUFFIXES:
             raise InputError(spec, None, None, f"unsupported file type {path.suffix!r} (expected one of {', '.join(SUFFIXES)})")
@@ -166,4 +217,6 @@ def read_source(spec: str, fmt: str = "auto", on_error: Callable[[InputError], N
             file_fmt = detect_format(data)
             if file_fmt is None:
                 raise InputError(spec, line, None, f"cannot detect the format from fields {sorted(data)}; use --format {{{','.join(FORMATS)}}}")
+            if file_fmt in EVAL_ONLY_FORMATS:
+                raise InputError(spec, None, None, f"this is {EVAL_ONLY_FORMATS[file_fmt][1]}; leave it out of --input")
         yield RawRow(data, spec, line, file_fmt)

@@ -1,0 +1,63 @@
+"""`medqa bench` (`make bench`): every registered benchmark in one JSON + markdown table; missing or failing ones are
+listed as such and never given a number."""
+
+import json
+import textwrap
+
+import pytest
+
+import medqa.bench as bench
+from medqa.bench import BENCHMARKS, Benchmark
+
+
+@pytest.fixture
+def fake_registry(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakebench"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "fast.py").write_text(textwrap.dedent("""
+        def run(out_dir):
+            return {"ratio": 6.5, "batched": 130.0, "single": 20.0}
+    """))
+    (pkg / "broken.py").write_text("def run(out_dir):\n    raise RuntimeError('judge did not start')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = (
+        Benchmark("p1", "Fast thing", "fakebench.fast", "batched ÷ single", "ratio", 5.0, False, "{batched} vs {single}"),
+        Benchmark("p2", "Needs a later stage", "fakebench.absent", "wait ÷ step", "share", 0.05, True,
+                  provided_by="the PPO trainer"),
+        Benchmark("p3", "Breaks", "fakebench.broken", "a ÷ b", "ratio", 1.0, False),
+    )
+    monkeypatch.setattr(bench, "BENCHMARKS", registry)
+    return registry
+
+
+def test_one_run_writes_every_benchmark_with_its_status(fake_registry, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert bench.main(["--out", str(out)]) == 1  # one benchmark failed
+    report = json.loads((out / "bench.json").read_text())
+    p1, p2, p3 = (report["benchmarks"][k] for k in ("p1", "p2", "p3"))
+    assert p1["status"] == "measured" and p1["value"] == 6.5 and p1["met"] is True and p1["result"]["single"] == 20.0
+    assert p2["status"] == "not available" and "value" not in p2 and "PPO trainer" in p2["reason"]
+    assert p3["status"] == "failed" and "judge did not start" in p3["error"] and "value" not in p3
+    table = (out / "bench.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| P")]
+    assert [r.split("|")[1].strip() for r in rows] == ["P1", "P2", "P3"]
+    assert "| 6.5 | ≥ 5 | yes | 130.0 vs 20.0 |" in rows[0]
+    assert "| not available | ≤ 0.05 | — |" in rows[1] and "| failed |" in rows[2]
+
+
+def test_only_reruns_some_and_keeps_the_rest(fake_registry, tmp_path):
+    out = tmp_path / "results"
+    bench.main(["--out", str(out)])
+    first = json.loads((out / "bench.json").read_text())["benchmarks"]
+    assert bench.main(["--out", str(out), "--only", "p1"]) == 0  # the earlier failure is not this run's
+    again = json.loads((out / "bench.json").read_text())["benchmarks"]
+    assert again["p3"] == first["p3"] and again["p1"]["status"] == "measured"
+
+
+def test_the_registry_names_p1_to_p4_with_modules_that_exist_or_say_what_brings_them():
+    assert [b.key for b in BENCHMARKS] == ["p1", "p2", "p3", "p4"]
+    for b in BENCHMARKS:
+        assert bench.available(b) or b.provided_by, b.key
+        if bench.available(b):
+            assert callable(__import__(bench.module_name(b), fromlist=["run"]).run), b.key
