@@ -115,6 +115,19 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
                           "--overwrite to replace the whole folder")
 
 
+def ensure_out_folder(out: str | os.PathLike) -> Path:
+    """Create the folder `out` for outputs written file by file (nothing in it is deleted); OutputError when it is
+    an existing file or cannot be created."""
+    o = Path(out)
+    if o.exists() and not o.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    try:
+        o.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    return o
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
                overwrite: bool = False) -> Iterator[Path]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from medqa.eval.score import HIGHER_IS_BETTER
 from medqa.eval.stats import paired_bootstrap_diff
-from medqa.io import InputError, atomic_write, read_jsonl, write_jsonl
+from medqa.io import InputError, atomic_write, ensure_out_folder, read_jsonl, write_jsonl
 
 # metric -> (per-item value, which items count)
 ITEM_VALUES = {
@@ -311,7 +311,7 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
     names = (Path(run_a).name or str(run_a), Path(run_b).name or str(run_b))
     if names[0] == names[1]:
         names = (f"A:{names[0]}", f"B:{names[1]}")
-    out = Path(out_dir)
+    out = ensure_out_folder(out_dir)
     result = compare_runs(a, b, seed=seed)
     plots = make_plots(a, b, result, out, names)
     questions = _questions(run_a, result["sets"])
