@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             n = build_rl_prompts(args.data, args.out, tuple(args.splits))
             print(f"wrote {n} RL prompts to {args.out}")
     except (InputError, OutputError) as err:
-        print(f"medqa data {args.cmd}: error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"medqa data {args.cmd}: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
     return 0
