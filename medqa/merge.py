@@ -9,8 +9,8 @@ config names the base model and we load it without any quantisation.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 from pathlib import Path
 
 from medqa.io import OutputError, atomic_dir, check_output_dir

@@ -8,8 +8,8 @@ assistant-only loss works), shapes scaled down with Qwen3-1.7B's ratios.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
