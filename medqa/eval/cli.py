@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             r = write_report(args.run_a, args.run_b, args.out, seed=args.seed)
             for m, v in r["overall"].items():
                 print(f"{m}: {v['verdict']}")
+            if r.get("warning"):
+                print(f"medqa eval compare: warning: {r['warning']}", file=sys.stderr)
             print(f"wrote {args.out}/report.md and {args.out}/report.html")
     except (InputError, TeacherSetupError, CacheError, OSError, ValueError) as e:
         print(f"medqa eval {args.cmd}: error: {e}", file=sys.stderr)

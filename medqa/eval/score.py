@@ -72,6 +72,8 @@ def read_predictions(path: str | os.PathLike) -> list[Pred]:
                 isinstance(v, (int, float)) for v in extra["reward_parts"].values())):
             raise InputError(path, line, "reward_parts", "expected an object of name -> number")
         preds.append(Pred(rid, row["question"], row["prediction"], ref, meta, options, extra))
+    if not preds:
+        raise InputError(path, None, None, "no predictions to score (the file is empty)")
     return preds
 
 
