@@ -177,8 +177,9 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
             gr.Warning(f"问题过长（{len(question)} 字符，上限 {max_input_chars}）/ question too long")
             yield history, gr.update(), question
             return
-        # Characters bound tokens from above for these tokenizers, so this cap never cuts what the budget keeps.
-        chat = history_chat(history, max_chars=budget * 4)
+        # A cheap character cap first (a token spans a few characters at most: 8 per token is generous), so a huge
+        # history is never tokenised whole; the token budget then decides exactly.
+        chat = history_chat(history, max_chars=budget * 8)
         if system and not (chat and chat[0]["role"] == "system"):
             chat = [{"role": "system", "content": system}, *chat]
         chat = fit_to_budget(tokenizer, [*chat, {"role": "user", "content": question}], budget, bool(enable_thinking))
