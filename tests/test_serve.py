@@ -130,17 +130,17 @@ def test_history_is_budgeted_oldest_first_and_the_system_prompt_kept(tiny_chat, 
     model, tok = tiny_chat
     rec = _Recorder(monkeypatch)
     respond = chat_handler(model, tok, max_new_tokens=8, context_tokens=8 + 300, system="你是谨慎的医学助手。")
-    history = []
+    # A huge old message (never tokenised whole), then 60 turns: more than the 300-token budget.
+    history = [{"role": "user", "content": "x" * 400_000}, {"role": "assistant", "content": "收到。"}]
     for i in range(60):
         history += [{"role": "user", "content": f"第{i}轮问题：" + "症状描述" * 10},
                     {"role": "assistant", "content": f"第{i}轮回答。"}]
-    history.append({"role": "user", "content": "x" * 400_000})  # a huge old message is never tokenised whole
-    history.append({"role": "assistant", "content": "收到。"})
     list(respond("最后一个问题：头痛怎么办？", history, True))
     prompt = rec.prompts[-1]
-    assert prompt.count("你是谨慎的医学助手。") == 1 and "最后一个问题" in prompt and "收到。" in prompt
-    assert "第0轮问题" not in prompt and "x" * 1000 not in prompt
-    assert len(tok(prompt).input_ids) <= 300
+    assert prompt.count("你是谨慎的医学助手。") == 1 and "最后一个问题" in prompt
+    assert "第59轮问题" in prompt and "第59轮回答。" in prompt  # the latest turns are kept …
+    assert "第0轮问题" not in prompt and "x" * 1000 not in prompt  # … the oldest dropped
+    assert 200 < len(tok(prompt).input_ids) <= 300  # as much history as fits
 
 
 def test_banner_for_red_flags_in_any_user_turn(tiny_chat):
