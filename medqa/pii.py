@@ -136,7 +136,7 @@ def _posseg():
     return jieba.posseg
 
 
-def _zh_tokens(text: str) -> list[tuple[int, int, str, str]]:
+def _zh_tokens(text: str) -> list[tuple[int, int, str, str]]:  # (start, end, word, flag)
     """(start, end, word, flag) for every jieba token of `text`."""
     out, pos = [], 0
     for pair in _posseg().cut(text):
@@ -150,63 +150,84 @@ def _is_zh_name(word: str) -> bool:
             and not _NOT_NAMES.match(word) and not (len(word) == 4 and not re.match(_COMPOUND, word)))
 
 
-def _zh_name_spans(text: str) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    if not re.search(r"[\u4e00-\u9fff]", text):
-        return spans
-    toks = _zh_tokens(text)
-    starts = {s: k for k, (s, *_rest) in enumerate(toks)}
-    # 1. Tokens jieba tags as person names (nr*), merged with a neighbouring surname/given-name token.
-    k = 0
+_CUE_NAME_NEXT = re.compile(
+    r"[男女今主说是的，,、。；;\s(（:：\d]|[一二三四五六七八九十两]+岁|昨|前|最近|对|有|在|从|经常|术后|入院|"
+    r"咳|发|头|胸|腹|糖|怀|孕|乳|右|左|今年|代诉|复诊|患|得")
+
+Token = tuple[int, int, str, str]  # start, end, word, jieba flag
+
+
+def _is_nr(tok: Token) -> bool:
+    return tok[3].startswith("nr")
+
+
+def _tagged_names(text: str, toks: list[Token]) -> list[tuple[int, int]]:
+    """Names jieba tags (`nr*`; a lone surname joined with the given name after it) between ordinary neighbours."""
+    spans, k = [], 0
     while k < len(toks):
-        s, e, w, f = toks[k]
-        if f.startswith("nr") or (f == "ns" and re.fullmatch(_COMPOUND, w)):
-            j = k
-            while j + 1 < len(toks) and toks[j + 1][3].startswith("nr") and toks[j + 1][1] - s <= 4 \
-                    and len(toks[j + 1][2]) <= 2 and len(toks[j][2]) == 1 or (
-                    j + 1 < len(toks) and j == k and re.fullmatch(_COMPOUND, w) and toks[j + 1][3].startswith("nr")):
-                j += 1
-            name, e = text[s:toks[j][1]], toks[j][1]
-            after = _ZH_AFTER_NAME.match(text[e:])
-            # A two-character name needs a word after it (冷汗、冷敷 in a list of symptoms are not names).
-            listed = text[max(0, s - 1):s] == "、" or text[e:e + 1] == "、"  # an item of a list of symptoms
-            if _is_zh_name(name) and not listed and _ZH_BEFORE_NAME.search(text[max(0, s - 1):s]) and after and (
-                    len(name) > 2 or re.match(r"[\u4e00-\u9fff]", after.group(0))):
-                spans.append((s, e))
-            k = j + 1
+        s, _, w, f = toks[k]
+        if not (_is_nr(toks[k]) or (f == "ns" and re.fullmatch(_COMPOUND, w))):
+            k += 1
             continue
-        k += 1
-    # 2. After a cue word: a family name + one or two characters up to a boundary, even when jieba disagrees.
+        j = k
+        if j + 1 < len(toks) and _is_nr(toks[j + 1]) and len(toks[j + 1][2]) <= 2 and (
+                len(w) == 1 or re.fullmatch(_COMPOUND, w)):
+            j += 1  # 冉 + 小雨, 欧阳 + 娜娜
+        e = toks[j][1]
+        name, before, after = text[s:e], text[max(0, s - 1):s], _ZH_AFTER_NAME.match(text[e:])
+        listed = before == "、" or text[e:e + 1] == "、"  # an item of a list of symptoms (冷汗、冷敷)
+        # A two-character name needs a word after it, not just punctuation.
+        if (_is_zh_name(name) and not listed and _ZH_BEFORE_NAME.search(before) and after
+                and (len(name) > 2 or re.match(r"[\u4e00-\u9fff]", after.group(0)))):
+            spans.append((s, e))
+        k = j + 1
+    return spans
+
+
+def _names_after_cues(text: str, toks: list[Token]) -> list[tuple[int, int]]:
+    """A family name + given name right after a cue word (患者张伟说, 我叫欧阳娜娜，, 姓名：李娜), even where jieba
+    does not tag it, unless jieba reads an ordinary word there (程序员, 高热, 严重)."""
+    at_start = {t[0]: t for t in toks}
+    spans = []
     for m in _ZH_CUE_BEFORE.finditer(text):
         at = m.end()
-        if at in starts:
-            _, _, word, flag = toks[starts[at]]
-            if flag.startswith("nr") and _is_zh_name(word):
-                spans.append((at, at + len(word)))
+        tok = at_start.get(at)
+        if tok is not None:
+            if _is_nr(tok) and _is_zh_name(tok[2]):
+                spans.append((at, tok[1]))
                 continue
-            if len(word) >= 2 and not flag.startswith("nr") and not re.fullmatch(_COMPOUND, word):
-                continue  # jieba reads an ordinary word here (程序员, 高热, 严重…): not a name
-        for length in (4, 3, 2):
-            cand = text[at:at + length]
-            if len(cand) == length and _is_zh_name(cand) and (length == 4 or re.match(_COMPOUND, cand) or length <= 3):
-                rest = text[at + length:]
-                if _ZH_NAME_END.match(rest) or _ZH_CUE_AFTER.match(rest) or re.match(
-                        r"[男女今主说是的，,、。；;\s(（:：\d]|[一二三四五六七八九十两]+岁|\d+岁|昨|前|最近|对|有|在|从|经常|术后|入院|"
-                        r"咳|发|头|胸|腹|糖|怀|孕|乳|右|左|今年|代诉|复诊|患|得", rest):
-                    if at + length <= len(text) and (length < 4 or re.match(_COMPOUND, cand)):
-                        spans.append((at, at + length))
-                        break
-    # 3. Before a greeting or title (in answers): 张伟您好, 李娜女士, 王秀兰阿姨.
+            if len(tok[2]) >= 2 and not re.fullmatch(_COMPOUND, tok[2]):
+                continue
+        for length in (4, 3, 2):  # four characters only with a compound surname
+            cand, rest = text[at:at + length], text[at + length:]
+            if (len(cand) == length and _is_zh_name(cand) and (length < 4 or re.match(_COMPOUND, cand))
+                    and (_ZH_NAME_END.match(rest) or _ZH_CUE_AFTER.match(rest) or _CUE_NAME_NEXT.match(rest))):
+                spans.append((at, at + length))
+                break
+    return spans
+
+
+def _names_before_titles(text: str, toks: list[Token]) -> list[tuple[int, int]]:
+    """A name right before a greeting or title, as answers address people: 张伟您好, 李娜女士, 王秀兰阿姨."""
+    at_start = {t[0]: t for t in toks}
+    spans = []
     for m in _ZH_CUE_AFTER.finditer(text):
         for length in (3, 2, 4):
             st = m.start() - length
-            if st >= 0 and _is_zh_name(text[st:m.start()]) and (st == 0 or not re.match(r"[\u4e00-\u9fff]", text[st - 1])
-                                                                 or st in starts):
-                if m.group(0) == "说" and not (st in starts and toks[starts[st]][3].startswith("nr")):
-                    continue
+            if st < 0 or not _is_zh_name(text[st:m.start()]):
+                continue
+            starts_word = st == 0 or not re.match(r"[\u4e00-\u9fff]", text[st - 1]) or st in at_start
+            if starts_word and (m.group(0) != "说" or (st in at_start and _is_nr(at_start[st]))):
                 spans.append((st, m.start()))
                 break
     return spans
+
+
+def _zh_name_spans(text: str) -> list[tuple[int, int]]:
+    if not re.search(r"[\u4e00-\u9fff]", text):
+        return []
+    toks = _zh_tokens(text)
+    return _tagged_names(text, toks) + _names_after_cues(text, toks) + _names_before_titles(text, toks)
 
 
 def _en_name_spans(text: str) -> list[tuple[int, int]]:
