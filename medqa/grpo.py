@@ -80,12 +80,12 @@ class GRPOModelArguments(SFTModelArguments):
         from medqa.generation import is_adapter_dir
 
         path = Path(self.model_name_or_path)
-        if path.is_absolute() or path.exists() or str(path).startswith("."):
-            if not path.is_dir():
-                raise FileNotFoundError(
-                    f"model_name_or_path={self.model_name_or_path}: no such SFT output (run `make sft-lora` first, or set SFT=)")
-            if is_adapter_dir(path) and self.mode == "full":
-                raise ValueError(f"{path} is a LoRA adapter: use mode lora/qlora, or merge it (`make merge`) for mode full")
+        local = str(path).startswith(("/", ".", "~")) or str(path).count("/") != 1  # else a hub id like org/name
+        if local and not path.is_dir():
+            raise FileNotFoundError(
+                f"model_name_or_path={self.model_name_or_path}: no such SFT output (run `make sft-lora` first, or set SFT=)")
+        if is_adapter_dir(path) and self.mode == "full":
+            raise ValueError(f"{path} is a LoRA adapter: use mode lora/qlora, or merge it (`make merge`) for mode full")
         if self.base_model is not None and not is_adapter_dir(self.model_name_or_path):
             raise ValueError("base_model is only for an adapter SFT output; model_name_or_path is a full model")
 
@@ -280,10 +280,13 @@ class TeacherReward:
             self._client = await TeacherClient(self.config, self._cache).__aenter__()
         return self._client
 
-    async def _aclose(self) -> None:
-        await self._client.__aexit__(None, None, None)
+    async def aclose(self) -> None:
+        """Close the single-process client from its own event loop."""
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
         if self._cache is not None:
             self._cache.close()
+        self._client = self._cache = None
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -295,8 +298,7 @@ class TeacherReward:
         if self._distributed is not None:
             self._distributed.close()
         elif self._client is not None and self._loop is not None and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._aclose(), self._loop).result(60)
-        self._client = None
+            asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(60)
 
 
 def teacher_config(args: GRPOTeacherArguments):

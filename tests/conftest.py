@@ -169,7 +169,7 @@ def sft_lora_output(tmp_path_factory, tiny_think_model_dir, sft_data_dir) -> Pat
     out = tmp_path_factory.mktemp("sft-lora-output") / "sft-lora"
     argv = ["--config", str(ROOT / "recipes" / "sft" / "cpu" / "lora.yaml"), "--model_name_or_path",
             str(tiny_think_model_dir), "--data_dir", str(sft_data_dir), "--output_dir", str(out), "--report_to", "none",
-            "--disable_tqdm", "true", "--max_steps", "3", "--learning_rate", "1e-3", "--lora_r", "8", "--lora_alpha", "16",
+            "--disable_tqdm", "true", "--eval_file", "none", "--max_steps", "3", "--learning_rate", "1e-3", "--lora_r", "8", "--lora_alpha", "16",
             "--lora_dropout", "0", "--per_device_train_batch_size", "4", "--max_length", "256", "--eval_strategy", "no",
             "--load_best_model_at_end", "false", "--save_strategy", "no", "--logging_steps", "1"]
     main(*parse_args(argv))
