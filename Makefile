@@ -141,7 +141,7 @@ teacher-demo: setup ## the demo's teacher step: 5 samples through the offline ju
 	$(MEDQA) teacher check --offline --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES)
 
 teacher-rules-doc: setup ## regenerate data/rl/reward_rules.md from the rule registry
-	$(MEDQA) teacher rules-doc --path data/rl/reward_rules.md
+	$(MEDQA) rewards --write --path data/rl/reward_rules.md
 
 bench-p1: setup ## P1: teacher throughput vs concurrency/latency (512 judgements, 200 ms, concurrency 64) and vs sequential
 	$(MEDQA) bench --only p1
