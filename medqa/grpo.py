@@ -3,8 +3,10 @@
 One recipe YAML (`recipes/grpo/…`) fills four dataclasses; command-line flags override it:
 
     accelerate launch --config_file accelerate_configs/cpu.yaml scripts/grpo.py \\
-        --config recipes/grpo/cpu/lora.yaml --model_name_or_path outputs/cpu/sft-lora \\
-        --teacher_base_url http://127.0.0.1:8765 --teacher_model medqa-offline-judge-v1 [--max_steps 3 …]
+        --config recipes/grpo/cpu/lora.yaml --model_name_or_path outputs/cpu/sft-lora [--teacher_offline true] \\
+        [--max_steps 3 …]
+
+The teacher flags are `medqa.teacher.setup.TeacherArgs` (`teacher_base_url`, `teacher_model`, `teacher_offline`, …).
 
 The policy starts from an SFT output (`model_name_or_path`):
 
@@ -40,6 +42,7 @@ from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
 from medqa.sft import SFTModelArguments, disable_bnb_cpu_repack, load_model, resolve_resume
+from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
 
@@ -91,27 +94,6 @@ class GRPOModelArguments(SFTModelArguments):
 
 
 @dataclass
-class GRPOTeacherArguments:
-    """The LLM judge (OpenAI-compatible). Without a key, `make grpo` starts the offline judge and points here."""
-
-    teacher_base_url: str | None = field(default=None, metadata={"help": "default https://api.deepseek.com"})
-    teacher_model: str | None = field(default=None, metadata={"help": "default deepseek-chat"})
-    teacher_concurrency: int = field(default=16, metadata={"help": "max requests in flight, over all processes"})
-    teacher_timeout: float = field(default=60.0, metadata={"help": "seconds per request"})
-    teacher_max_retries: int = field(default=5, metadata={"help": "transport retries per request"})
-    teacher_cache: str | None = field(
-        default="cache/teacher_judgements.sqlite", metadata={"help": "SQLite judgement cache; none to disable"})
-
-    def __post_init__(self):
-        if isinstance(self.teacher_cache, str) and self.teacher_cache.lower() in {"", "none", "null"}:
-            self.teacher_cache = None
-        if self.teacher_concurrency < 1:
-            raise ValueError(f"teacher_concurrency must be >= 1, got {self.teacher_concurrency}")
-        if self.teacher_timeout <= 0 or self.teacher_max_retries < 0:
-            raise ValueError("teacher_timeout must be > 0 and teacher_max_retries >= 0")
-
-
-@dataclass
 class MedqaGRPOConfig(GRPOConfig):
     """TRL's GRPOConfig with this project's defaults; precision follows the hardware unless set explicitly."""
 
@@ -150,9 +132,10 @@ class MedqaGRPOConfig(GRPOConfig):
         super().__post_init__()
 
 
-def parse_args(argv: list[str]) -> tuple[GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, GRPOTeacherArguments]:
-    """`--config RECIPE` plus overrides -> the four dataclasses. Unknown options are errors, not ignored."""
-    return parse_recipe_args((GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, GRPOTeacherArguments), argv)
+def parse_args(argv: list[str]) -> tuple[GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, TeacherArgs]:
+    """`--config RECIPE` plus overrides -> the four dataclasses (the teacher's: `medqa.teacher.setup.TeacherArgs`).
+    Unknown options are errors, not ignored."""
+    return parse_recipe_args((GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, TeacherArgs), argv)
 
 
 # ---------------------------------------------------------------- data
@@ -301,20 +284,6 @@ class TeacherReward:
             asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(60)
 
 
-def teacher_config(args: GRPOTeacherArguments):
-    """The teacher's `TeacherConfig` (the key from the environment). Without a key the default endpoint is refused:
-    point `teacher_base_url` at a keyless server (`make grpo` starts the offline judge itself)."""
-    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
-
-    config = TeacherConfig.from_env(base_url=args.teacher_base_url, model=args.teacher_model,
-                                    concurrency=args.teacher_concurrency, timeout_s=args.teacher_timeout,
-                                    max_retries=args.teacher_max_retries)
-    if not config.api_key and config.base_url == DEFAULT_BASE_URL:
-        raise ValueError("no teacher API key: set DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), or teacher_base_url to a "
-                         "keyless OpenAI-compatible server (`make grpo` starts the offline judge without a key)")
-    return config
-
-
 # ---------------------------------------------------------------- trainer
 
 
@@ -382,26 +351,36 @@ def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig):
 
 
 def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
-                  teacher_args: GRPOTeacherArguments | None = None, reward_funcs: list | None = None):
-    """Prompts, policy and GRPOTrainer on [rules, teacher] (or `reward_funcs`, e.g. a verifiable reward)."""
+                  teacher_args: TeacherArgs | None = None, reward_funcs: list | None = None):
+    """Prompts, policy and GRPOTrainer on [rules, teacher] (or `reward_funcs`, e.g. a verifiable reward).
+
+    The teacher is built by `medqa.teacher.setup.build_teacher` (the offline judge, with `teacher_offline`, is
+    started here and stopped by `main`)."""
     from transformers import set_seed
+
+    from medqa.teacher.setup import build_teacher
 
     set_seed(training_args.seed)
     dataset = load_prompts(script_args.prompts_file, script_args.max_prompts)
-    teacher = None
+    teacher = setup = None
     if reward_funcs is None:
         if teacher_args is None:
             raise ValueError("the teacher reward needs teacher arguments")
-        teacher = TeacherReward(teacher_config(teacher_args), teacher_args.teacher_cache,
-                                distributed=training_args.world_size > 1)
+        setup = build_teacher(teacher_args, quiet=training_args.process_index != 0)
+        teacher = TeacherReward(setup.config, setup.cache_path, distributed=training_args.world_size > 1)
         reward_funcs = [rules, teacher]
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_funcs):
         raise ValueError(f"reward_weights has {len(training_args.reward_weights)} values for {len(reward_funcs)} rewards")
-    model, tokenizer, peft_config = load_policy(model_args, training_args)
-    trainer = MedqaGRPOTrainer(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset,
-                               processing_class=tokenizer, peft_config=peft_config)
+    try:
+        model, tokenizer, peft_config = load_policy(model_args, training_args)
+        trainer = MedqaGRPOTrainer(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset,
+                                   processing_class=tokenizer, peft_config=peft_config)
+    except BaseException:
+        if setup is not None:
+            setup.close()
+        raise
     trainer.samples_per_log = script_args.samples_per_log
-    trainer.teacher = teacher
+    trainer.teacher, trainer.teacher_setup = teacher, setup
     if model_args.mode == "qlora":
         disable_bnb_cpu_repack(trainer.model)
     return trainer
@@ -418,7 +397,7 @@ def trim_logs(output_dir: str | Path, step: int) -> None:
 
 
 def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
-         teacher_args: GRPOTeacherArguments) -> dict:
+         teacher_args: TeacherArgs) -> dict:
     """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary."""
     from accelerate.utils import gather_object
 
@@ -439,6 +418,7 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
         calls = gather_object([trainer.teacher.calls if trainer.teacher is not None else []])
         if trainer.teacher is not None:
             trainer.teacher.close()
+            trainer.teacher_setup.close()
     wall = time.perf_counter() - started
     history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {
@@ -452,6 +432,7 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
         "rewards": [h["reward"] for h in history],
         "wall_s": round(wall, 2),
         "teacher_calls_per_rank": calls,
+        "teacher": trainer.teacher_setup.describe if trainer.teacher_setup is not None else None,
         "teacher_usage": usage,
     }
     if is_main:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 
 from medqa.grpo import main, parse_args
+from medqa.io import InputError
+from medqa.teacher.setup import TeacherSetupError
 
 if __name__ == "__main__":
     try:
@@ -15,4 +17,8 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError) as e:
         print(f"grpo: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    main(*args)
+    try:
+        main(*args)
+    except (TeacherSetupError, InputError, FileNotFoundError) as e:
+        print(f"grpo: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
