@@ -260,3 +260,24 @@ def test_grpo_two_processes_share_one_capped_teacher(sft_lora_output, prompts_fi
     assert usage["requests"] == stats.total and 0 < usage["scored"] <= 16  # cross-rank duplicates are sent once
     assert stats.max_in_flight <= 2 and usage["max_in_flight"] <= 2
     assert [m["step"] for m in read_rows(out / "metrics.jsonl")] == [1, 2]
+
+
+# ---------------------------------------------------------------- reports
+
+
+def test_auto_compare_reports_sft_vs_each_rl_method_and_ppo_vs_grpo(tmp_path):
+    from test_eval_score import ROWS_A, _write
+
+    from medqa.eval.cli import main
+    from medqa.eval.compare import find_auto_comparisons
+
+    root = tmp_path / "eval"
+    for i, name in enumerate(("sft-lora", "ppo-lora", "grpo-lora")):
+        preds = _write(tmp_path / f"{name}.jsonl", ROWS_A)
+        assert main(["score", "--predictions", str(preds), "--out", str(root / name / "gold_set")]) == 0
+        os.utime(root / name, (1e9 + i, 1e9 + i))  # grpo is the newest run
+    sft, ppo, grpo = (root / n for n in ("sft-lora", "ppo-lora", "grpo-lora"))
+    assert find_auto_comparisons(root) == [(sft, grpo), (sft, ppo), (ppo, grpo)]
+    assert main(["auto-compare", str(root)]) == 0
+    for a, b in find_auto_comparisons(root):  # reports are not runs: the same pairs after writing them
+        assert (root / f"compare-{a.name}-vs-{b.name}" / "report.html").is_file()
