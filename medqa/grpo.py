@@ -415,6 +415,7 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
         trainer.save_model(training_args.output_dir)
     finally:
         usage = trainer.teacher.usage if trainer.teacher is not None else None
+        teacher = trainer.teacher_setup.describe if trainer.teacher_setup is not None else None
         calls = gather_object([trainer.teacher.calls if trainer.teacher is not None else []])
         if trainer.teacher is not None:
             trainer.teacher.close()
@@ -432,7 +433,7 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
         "rewards": [h["reward"] for h in history],
         "wall_s": round(wall, 2),
         "teacher_calls_per_rank": calls,
-        "teacher": trainer.teacher_setup.describe if trainer.teacher_setup is not None else None,
+        "teacher": teacher,
         "teacher_usage": usage,
     }
     if is_main:
