@@ -192,6 +192,11 @@ def completion_text(completion: Any) -> str:
     return content
 
 
+def _questions(prompts: list, question: list[str] | None) -> list[str]:
+    """The `question` column, or else the last user message of each prompt."""
+    return question or [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+
+
 def _meta(value: Any) -> Mapping[str, Any] | None:
     if isinstance(value, str):
         return json.loads(value) if value else None
@@ -203,9 +208,9 @@ def rules(prompts: list, completions: list, completion_ids: list | None = None, 
     """The rule reward (`medqa.rewards.rule_reward`) of every completion, with its row's meta."""
     from medqa.rewards import rule_reward
 
-    questions = question or [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
     metas = meta or [None] * len(completions)
-    return [rule_reward(q, completion_text(c), _meta(m)).total for q, c, m in zip(questions, completions, metas, strict=True)]
+    return [rule_reward(q, completion_text(c), _meta(m)).total
+            for q, c, m in zip(_questions(prompts, question), completions, metas, strict=True)]
 
 
 class TeacherReward:
@@ -236,8 +241,7 @@ class TeacherReward:
                        question: list[str] | None = None, log_metric: Any = None, **_: Any) -> list[float | None]:
         from medqa.rewards import TEACHER_SCALE
 
-        questions = question or [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
-        pairs = [(q, completion_text(c)) for q, c in zip(questions, completions, strict=True)]
+        pairs = [(q, completion_text(c)) for q, c in zip(_questions(prompts, question), completions, strict=True)]
         self.calls.append(len(pairs))
         if self._distributed is not None:
             handle = self._distributed.submit(pairs)
