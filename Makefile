@@ -212,6 +212,29 @@ safety-eval: setup ## precision/recall of the safety checks on tests/data/safety
 safety-doc: setup ## regenerate the measured table in docs/safety.md from tests/data/safety_eval.jsonl
 	$(PY) -m medqa.safety_eval --write-doc
 
+# ---------------------------------------------------------------- GRPO (issue 11)
+# Recipe: recipes/grpo/[PROFILE/]MODE.yaml (MODE=lora|qlora|full, default lora), or RECIPE=path. SFT= the SFT output
+# to start from (default per recipe: outputs/cpu/sft-lora with PROFILE=cpu); MODEL= the base model under an SFT
+# adapter (default: the adapter's own). ACCEL=, NPROC=, OUT=, ARGS=, RESUME= as for SFT.
+# Teacher: with DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY (or BASE_URL=, TEACHER_MODEL=) the configured endpoint;
+# without, the run starts the offline judge in-process (--teacher_offline) and stops it at the end (said loudly).
+SFT  ?=
+MODE ?= lora
+grpo_recipe = $(or $(RECIPE),recipes/grpo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(MODE).yaml)
+grpo_flags = $(if $(SFT),--model_name_or_path $(SFT)) $(if $(MODEL),--base_model $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
+	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) \
+	$(if $(BASE_URL),--teacher_base_url $(BASE_URL)) $(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL)) \
+	$(if $(or $(DEEPSEEK_API_KEY),$(MEDQA_TEACHER_API_KEY),$(BASE_URL)),,--teacher_offline true) $(ARGS)
+.PHONY: grpo
+
+grpo: $(sft_deps) ## GRPO (TRL) from an SFT output on 0.6 rules + 0.4 teacher: SFT=… MODE=lora|qlora|full PROFILE= ACCEL= OUT= ARGS=
+	@test -f $(grpo_recipe) || { echo "no recipe $(grpo_recipe) for PROFILE=$(PROFILE) MODE=$(MODE); see recipes/grpo/" >&2; exit 2; }
+	@test -f $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) || { echo "no accelerate config for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	@test -f data/rl/training_prompts.jsonl || $(MAKE) --no-print-directory rl-prompts
+	$(if $(or $(DEEPSEEK_API_KEY),$(MEDQA_TEACHER_API_KEY),$(BASE_URL)),,@echo ">> no teacher API key and no BASE_URL: rewards use the OFFLINE heuristic judge (not an LLM), started for this run and stopped after it" >&2)
+	$(ACCELERATE) launch --config_file $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) $(if $(NPROC),--num_processes $(NPROC)) \
+		scripts/grpo.py --config $(grpo_recipe) $(grpo_flags)
+
 # ---------------------------------------------------------------- umbrella targets
 
 demo: setup tiny-model data $(DEMO_STEPS) ## the whole pipeline on the tiny model, CPU only, no downloads, no API key

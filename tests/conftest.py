@@ -158,3 +158,19 @@ def tiny_think_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def sft_lora_output(tmp_path_factory, tiny_think_model_dir, sft_data_dir) -> Path:
+    """A real SFT-LoRA output (`medqa.sft`, a few steps on `sft_data_dir`) on top of the think model: adapter,
+    tokenizer and chat template, as `make sft-lora` writes them; the RL stages start from it."""
+    from medqa.sft import main, parse_args
+
+    out = tmp_path_factory.mktemp("sft-lora-output") / "sft-lora"
+    argv = ["--config", str(ROOT / "recipes" / "sft" / "cpu" / "lora.yaml"), "--model_name_or_path",
+            str(tiny_think_model_dir), "--data_dir", str(sft_data_dir), "--output_dir", str(out), "--report_to", "none",
+            "--disable_tqdm", "true", "--eval_file", "none", "--max_steps", "3", "--learning_rate", "1e-3", "--lora_r", "8", "--lora_alpha", "16",
+            "--lora_dropout", "0", "--per_device_train_batch_size", "4", "--max_length", "256", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--save_strategy", "no", "--logging_steps", "1"]
+    main(*parse_args(argv))
+    return out

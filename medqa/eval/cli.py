@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
-    ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL (ppo/grpo/rl) run under ROOT")
+    ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL runs (ppo/grpo/rl), and PPO with GRPO, under ROOT")
     ac.add_argument("root", help="folder of runs, e.g. outputs/eval")
     ac.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -107,19 +107,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "run":
             return _run_sets(args)
         elif args.cmd == "auto-compare":
-            from medqa.eval.compare import find_sft_rl_runs, write_report
+            from medqa.eval.compare import find_auto_comparisons, write_report
 
-            pair = find_sft_rl_runs(args.root)
-            if pair is None:
-                print(f"eval: no SFT + RL pair of runs under {args.root}; nothing to compare")
+            pairs = find_auto_comparisons(args.root)
+            if not pairs:
+                print(f"eval: no SFT + RL (or PPO + GRPO) pair of runs under {args.root}; nothing to compare")
                 return 0
-            args.run_a, args.run_b = map(str, pair)
-            args.out = f"{args.root}/compare-{pair[0].name}-vs-{pair[1].name}"
-            print(f"eval: comparing {args.run_a} (SFT) with {args.run_b} (RL)")
-            r = write_report(args.run_a, args.run_b, args.out, seed=args.seed)
-            for m, v in r["overall"].items():
-                print(f"{m}: {v['verdict']}")
-            print(f"wrote {args.out}/report.md and {args.out}/report.html")
+            for run_a, run_b in pairs:
+                out = f"{args.root}/compare-{run_a.name}-vs-{run_b.name}"
+                print(f"eval: comparing {run_a} (A) with {run_b} (B)")
+                r = write_report(str(run_a), str(run_b), out, seed=args.seed)
+                for m, v in r["overall"].items():
+                    print(f"{m}: {v['verdict']}")
+                print(f"wrote {out}/report.md and {out}/report.html")
         else:
             from medqa.eval.compare import write_report
 

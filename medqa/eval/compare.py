@@ -404,6 +404,18 @@ def _questions(run_path, sets) -> dict[tuple[str, str], str]:
 
 SFT_RE = re.compile(r"sft", re.I)
 RL_RE = re.compile(r"ppo|grpo|dpo|(?:^|[-_])rl(?:$|[-_])", re.I)
+PPO_RE = re.compile(r"ppo", re.I)
+GRPO_RE = re.compile(r"grpo", re.I)
+
+
+def _scored_runs(root: Path) -> list[Path]:
+    return [d for d in root.iterdir() if d.is_dir() and not d.name.startswith("compare-")
+            and any((x / "metrics.json").is_file() for x in [d, *d.iterdir()] if x.is_dir())]
+
+
+def _newest(runs: list[Path], rx: re.Pattern, exclude: re.Pattern) -> Path | None:
+    cands = [d for d in runs if rx.search(d.name) and not exclude.search(d.name)]
+    return max(cands, key=lambda d: d.stat().st_mtime) if cands else None
 
 
 def find_sft_rl_runs(root: str | os.PathLike) -> tuple[Path, Path] | None:
@@ -411,12 +423,23 @@ def find_sft_rl_runs(root: str | os.PathLike) -> tuple[Path, Path] | None:
     root = Path(root)
     if not root.is_dir():
         return None
-    runs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith("compare-")
-            and any((x / "metrics.json").is_file() for x in [d, *d.iterdir()] if x.is_dir())]
-
-    def newest(rx, exclude):
-        cands = [d for d in runs if rx.search(d.name) and not exclude.search(d.name)]
-        return max(cands, key=lambda d: d.stat().st_mtime) if cands else None
-
-    sft, rl = newest(SFT_RE, RL_RE), newest(RL_RE, SFT_RE)
+    runs = _scored_runs(root)
+    sft, rl = _newest(runs, SFT_RE, RL_RE), _newest(runs, RL_RE, SFT_RE)
     return (sft, rl) if sft and rl else None
+
+
+def find_auto_comparisons(root: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """The reports `make eval` writes, as (A, B) pairs of scored runs under `root`: the newest SFT run vs the newest
+    RL run, and vs the newest run of the other RL method; the newest PPO run vs the newest GRPO run."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = _scored_runs(root)
+    sft = _newest(runs, SFT_RE, RL_RE)
+    ppo, grpo = _newest(runs, PPO_RE, SFT_RE), _newest(runs, GRPO_RE, SFT_RE)
+    pairs: list[tuple[Path, Path]] = []
+    if sft is not None:
+        pairs += [(sft, rl) for rl in dict.fromkeys(x for x in (_newest(runs, RL_RE, SFT_RE), ppo, grpo) if x)]
+    if ppo is not None and grpo is not None and ppo != grpo:
+        pairs.append((ppo, grpo))
+    return pairs

@@ -1,0 +1,451 @@
+"""GRPO (TRL's `GRPOTrainer`) from an SFT output on the project's reward: `0.6·R_rules + 0.4·R_teacher`.
+
+One recipe YAML (`recipes/grpo/…`) fills four dataclasses; command-line flags override it:
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml scripts/grpo.py \\
+        --config recipes/grpo/cpu/lora.yaml --model_name_or_path outputs/cpu/sft-lora [--teacher_offline true] \\
+        [--max_steps 3 …]
+
+The teacher flags are `medqa.teacher.setup.TeacherArgs` (`teacher_base_url`, `teacher_model`, `teacher_offline`, …).
+
+The policy starts from an SFT output (`model_name_or_path`):
+
+* a LoRA/QLoRA adapter folder: the adapter keeps training on its base; TRL copies it into a frozen "ref" adapter,
+  so the KL reference is the SFT policy itself (disabling the adapter would make it the untuned base);
+* a full or merged model folder: `mode: lora|qlora` adds a fresh LoRA (reference = the adapter disabled = the SFT
+  model), `mode: full` trains every weight against a frozen copy.
+
+The two reward functions use TRL's batched signature. `rules` runs `medqa.rewards.rule_reward` with each row's
+meta; `teacher` is asynchronous (TRL awaits it on its event loop, concurrently with nothing else blocking) and goes
+through `medqa.teacher`'s client, cache and PII scrubbing — under several processes through `DistributedTeacher`,
+so requests are de-duplicated across ranks and the *global* number in flight stays within the concurrency cap.
+A failed judgement is `None` (TRL: NaN, left out of the teacher's mean; that completion's reward is the weighted
+rules part alone); the failed share is logged as `teacher/failed_share`.
+
+Outputs in `output_dir`: the policy (adapter + tokenizer, or the full model), TensorBoard logs, `metrics.jsonl`
+(one row per logged step: reward, reward parts, KL, failed share, step time), `samples.jsonl` (a few completions
+per logged step with their rewards), checkpoints (resumed automatically) and `grpo_summary.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOConfig, GRPOTrainer, ScriptArguments
+
+from medqa.recipes import apply_hardware_precision, parse_recipe_args
+from medqa.sft import SFTModelArguments, disable_bnb_cpu_repack, load_model, resolve_resume
+from medqa.teacher.setup import TeacherArgs
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+SUMMARY_FILE = "grpo_summary.json"
+REWARD_NAMES = ("rules", "teacher")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+@dataclass
+class GRPOScriptArguments(ScriptArguments):
+    """Where the RL prompts live (`make rl-prompts`: rows with prompt messages, question and meta)."""
+
+    prompts_file: str = field(default="data/rl/training_prompts.jsonl", metadata={"help": "written by `make rl-prompts`"})
+    max_prompts: int | None = field(default=None, metadata={"help": "keep only the first N prompts"})
+    samples_per_log: int = field(default=4, metadata={"help": "completions written to samples.jsonl per logged step"})
+
+    def __post_init__(self):
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ValueError(f"max_prompts must be a positive number of rows, got {self.max_prompts}")
+        if self.samples_per_log < 0:
+            raise ValueError(f"samples_per_log must be >= 0, got {self.samples_per_log}")
+
+
+@dataclass
+class GRPOModelArguments(SFTModelArguments):
+    """The SFT output to start from (`model_name_or_path`) and how it is trained (see the module docstring)."""
+
+    base_model: str | None = field(
+        default=None, metadata={"help": "base model under an adapter; default: the adapter's base_model_name_or_path"}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        from medqa.generation import is_adapter_dir
+
+        path = Path(self.model_name_or_path)
+        local = str(path).startswith(("/", ".", "~")) or str(path).count("/") != 1  # else a hub id like org/name
+        if local and not path.is_dir():
+            raise FileNotFoundError(
+                f"model_name_or_path={self.model_name_or_path}: no such SFT output (run `make sft-lora` first, or set SFT=)")
+        if is_adapter_dir(path) and self.mode == "full":
+            raise ValueError(f"{path} is a LoRA adapter: use mode lora/qlora, or merge it (`make merge`) for mode full")
+        if self.base_model is not None and not is_adapter_dir(self.model_name_or_path):
+            raise ValueError("base_model is only for an adapter SFT output; model_name_or_path is a full model")
+
+
+@dataclass
+class MedqaGRPOConfig(GRPOConfig):
+    """TRL's GRPOConfig with this project's defaults; precision follows the hardware unless set explicitly."""
+
+    learning_rate: float = 1e-5
+    beta: float = 0.04  # KL to the SFT reference (the original project's KL-control intent)
+    num_generations: int | None = 8
+    max_completion_length: int | None = 512
+    temperature: float = 0.9
+    reward_weights: list[float] | None = field(default_factory=lambda: [0.6, 0.4])
+    logging_steps: float = 1
+    report_to: None | str | list[str] = "tensorboard"
+    save_strategy: str = "steps"
+    save_steps: float = 50
+    save_total_limit: int | None = 2
+    seed: int = 42
+    auto_resume: bool = field(
+        default=True, metadata={"help": "resume from the newest complete checkpoint in output_dir, if any"}
+    )
+
+    def __post_init__(self):
+        apply_hardware_precision(self)
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0 (KL coefficient), got {self.beta}")
+        if self.num_generations is None or self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (GRPO compares completions of one prompt), got {self.num_generations}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (GRPO samples), got {self.temperature}")
+        if self.max_completion_length is None or self.max_completion_length < 4:
+            raise ValueError(f"max_completion_length must be >= 4 tokens, got {self.max_completion_length}")
+        if self.reward_weights is not None and (
+            any(w < 0 for w in self.reward_weights) or sum(self.reward_weights) <= 0
+        ):
+            raise ValueError(f"reward_weights must be >= 0 with a positive sum, got {self.reward_weights}")
+        super().__post_init__()
+
+
+def parse_args(argv: list[str]) -> tuple[GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, TeacherArgs]:
+    """`--config RECIPE` plus overrides -> the four dataclasses (the teacher's: `medqa.teacher.setup.TeacherArgs`).
+    Unknown options are errors, not ignored."""
+    return parse_recipe_args((GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, TeacherArgs), argv)
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_prompts(path: str | Path, limit: int | None = None):
+    """`make rl-prompts` rows -> a Dataset with `prompt` (chat messages up to the user turn), `question`, `meta`."""
+    from datasets import Dataset
+
+    from medqa.io import InputError, iter_jsonl
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `make rl-prompts` first, or set prompts_file")
+    rows = []
+    for line, row in iter_jsonl(path):
+        prompt = row.get("prompt")
+        if not isinstance(prompt, list) or not prompt or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+        ):
+            raise InputError(path, line, "prompt", "expected a list of {role, content} strings")
+        if prompt[-1]["role"] != "user":
+            raise InputError(path, line, "prompt", "the last message must be the user turn")
+        question = row.get("question", prompt[-1]["content"])
+        if not isinstance(question, str) or not question.strip():
+            raise InputError(path, line, "question", "must be a non-empty string")
+        meta = row.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise InputError(path, line, "meta", "must be an object")
+        rows.append({"prompt": [{"role": m["role"], "content": m["content"]} for m in prompt], "question": question,
+                     "meta": json.dumps(meta, ensure_ascii=False)})
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise InputError(path, None, None, "no rows")
+    return Dataset.from_list(rows)
+
+
+# ---------------------------------------------------------------- rewards
+
+
+def completion_text(completion: Any) -> str:
+    """The model's whole output (`<think>…</think>answer`) from a TRL completion: a string, or a conversational
+    completion (a list with the assistant message, whose reasoning may have been parsed out of the content)."""
+    if isinstance(completion, str):
+        return completion
+    message = completion[-1] if isinstance(completion, Sequence) and completion else completion
+    content = str(message.get("content") or "")
+    reasoning = message.get("reasoning_content") or message.get("thinking")
+    if reasoning:
+        from medqa.think import join_think
+
+        return join_think(str(reasoning), content)
+    return content
+
+
+def _questions(prompts: list, question: list[str] | None) -> list[str]:
+    """The `question` column, or else the last user message of each prompt."""
+    return question or [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+
+
+def _meta(value: Any) -> Mapping[str, Any] | None:
+    if isinstance(value, str):
+        return json.loads(value) if value else None
+    return value
+
+
+def rules(prompts: list, completions: list, completion_ids: list | None = None, question: list[str] | None = None,
+          meta: list | None = None, **_: Any) -> list[float]:
+    """The rule reward (`medqa.rewards.rule_reward`) of every completion, with its row's meta."""
+    from medqa.rewards import rule_reward
+
+    metas = meta or [None] * len(completions)
+    return [rule_reward(q, completion_text(c), _meta(m)).total
+            for q, c, m in zip(_questions(prompts, question), completions, metas, strict=True)]
+
+
+class TeacherReward:
+    """The teacher's judgement (`overall / 10`, in [0, 1]) of every completion; `None` where it failed.
+
+    One process: a `TeacherClient` opened on the trainer's event loop at the first call. Several processes: every
+    rank hands its pairs to `DistributedTeacher` (TRL scores rewards on every rank at every generation step, so
+    the collective lines up); rank 0 de-duplicates and sends them under the global cap.
+    """
+
+    __name__ = "teacher"
+
+    def __init__(self, config: Any, cache_path: str | None = None, distributed: bool = False):
+        self.config = config
+        self.cache_path = cache_path
+        self.calls: list[int] = []  # pairs per call, on this rank
+        self.failed = 0
+        self._client: Any = None
+        self._cache: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._distributed = None
+        if distributed:
+            from medqa.teacher.distributed import DistributedTeacher
+
+            self._distributed = DistributedTeacher(config, cache_path)
+
+    async def __call__(self, prompts: list, completions: list, completion_ids: list | None = None,
+                       question: list[str] | None = None, log_metric: Any = None, **_: Any) -> list[float | None]:
+        from medqa.rewards import TEACHER_SCALE
+
+        pairs = [(q, completion_text(c)) for q, c in zip(_questions(prompts, question), completions, strict=True)]
+        self.calls.append(len(pairs))
+        if self._distributed is not None:
+            handle = self._distributed.submit(pairs)
+            results = await asyncio.get_running_loop().run_in_executor(None, handle.result)
+        else:
+            results = await (await self._open()).judge_many(pairs)
+        failed = [r for r in results if not r.ok]
+        self.failed += len(failed)
+        if failed:
+            logger.warning("teacher: %d/%d judgements failed (scored by the rules alone), e.g. %s",
+                           len(failed), len(results), failed[0].error)
+        if log_metric is not None:
+            log_metric("teacher/failed_share", len(failed) / max(1, len(results)))
+        return [r.overall_score / TEACHER_SCALE if r.ok else None for r in results]
+
+    async def _open(self):
+        if self._client is None:
+            from medqa.teacher.cache import JudgementCache
+            from medqa.teacher.client import TeacherClient
+
+            self._loop = asyncio.get_running_loop()
+            self._cache = JudgementCache(self.cache_path) if self.cache_path else None
+            self._client = await TeacherClient(self.config, self._cache).__aenter__()
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the single-process client from its own event loop."""
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+        if self._cache is not None:
+            self._cache.close()
+        self._client = self._cache = None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The sending client's counters (rank 0 under several processes; None elsewhere)."""
+        usage = self._distributed.usage if self._distributed is not None else (self._client.usage if self._client else None)
+        return usage.summary(self.config) if usage is not None else None
+
+    def close(self) -> None:
+        if self._distributed is not None:
+            self._distributed.close()
+        elif self._client is not None and self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(60)
+
+
+# ---------------------------------------------------------------- trainer
+
+
+class MedqaGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that also appends each logged step to `metrics.jsonl` and a few completions to `samples.jsonl`."""
+
+    samples_per_log = 4
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        training = self.model.training
+        step = self.state.global_step
+        samples = self._recent_samples() if training else []
+        super().log(logs, start_time)  # fills `logs` with TRL's reward metrics, then clears them
+        if not (training and self.accelerator.is_main_process and "reward" in logs):
+            return
+        from medqa.io import append_jsonl
+
+        row: dict[str, Any] = {"step": step, "reward": logs.get("reward"), "reward_std": logs.get("reward_std")}
+        row["rewards"] = {k.split("/")[1]: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}
+        for key in ("teacher/failed_share", "kl", "loss", "entropy", "completions/mean_length", "step_time",
+                    "learning_rate"):
+            if key in logs:
+                row[key] = logs[key]
+        out = Path(self.args.output_dir)
+        append_jsonl(out / METRICS_FILE, [row])
+        if samples:
+            append_jsonl(out / SAMPLES_FILE, [{"step": step, **s} for s in samples])
+
+    def _recent_samples(self) -> list[dict[str, Any]]:
+        n = min(self.samples_per_log, len(self._logs["prompt"]))
+        if n == 0:
+            return []
+        out = []
+        for i in range(len(self._logs["prompt"]) - n, len(self._logs["prompt"])):
+            prompt = self._logs["prompt"][i]
+            out.append({
+                "question": prompt if isinstance(prompt, str) else prompt[-1]["content"],
+                "completion": completion_text(self._logs["completion"][i]),
+                "rewards": {name: self._logs["rewards"][name][i] for name in self._logs["rewards"]},
+                "advantage": self._logs["advantages"][i],
+            })
+        return out
+
+
+def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig):
+    """(model, tokenizer, peft_config) from the SFT output; see the module docstring for the three cases."""
+    from transformers import AutoTokenizer
+    from trl import get_peft_config
+
+    from medqa.generation import resolve_model_paths
+
+    base, adapter = resolve_model_paths(model_args.model_name_or_path)
+    base = model_args.base_model or base
+    tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
+    tokenizer = AutoTokenizer.from_pretrained(tok_src, revision=model_args.model_revision)
+    model = load_model(replace(model_args, model_name_or_path=base, base_model=None), training_args)
+    peft_config = None
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    elif model_args.use_peft:
+        peft_config = get_peft_config(model_args)
+    return model, tokenizer, peft_config
+
+
+def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
+                  teacher_args: TeacherArgs | None = None, reward_funcs: list | None = None):
+    """Prompts, policy and GRPOTrainer on [rules, teacher] (or `reward_funcs`, e.g. a verifiable reward).
+
+    The teacher is built by `medqa.teacher.setup.build_teacher` (the offline judge, with `teacher_offline`, is
+    started here and stopped by `main`)."""
+    from transformers import set_seed
+
+    from medqa.teacher.setup import build_teacher
+
+    set_seed(training_args.seed)
+    dataset = load_prompts(script_args.prompts_file, script_args.max_prompts)
+    teacher = setup = None
+    if reward_funcs is None:
+        if teacher_args is None:
+            raise ValueError("the teacher reward needs teacher arguments")
+        setup = build_teacher(teacher_args, quiet=training_args.process_index != 0)
+        teacher = TeacherReward(setup.config, setup.cache_path, distributed=training_args.world_size > 1)
+        reward_funcs = [rules, teacher]
+    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_funcs):
+        raise ValueError(f"reward_weights has {len(training_args.reward_weights)} values for {len(reward_funcs)} rewards")
+    try:
+        model, tokenizer, peft_config = load_policy(model_args, training_args)
+        trainer = MedqaGRPOTrainer(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset,
+                                   processing_class=tokenizer, peft_config=peft_config)
+    except BaseException:
+        if setup is not None:
+            setup.close()
+        raise
+    trainer.samples_per_log = script_args.samples_per_log
+    trainer.teacher, trainer.teacher_setup = teacher, setup
+    if model_args.mode == "qlora":
+        disable_bnb_cpu_repack(trainer.model)
+    return trainer
+
+
+def trim_logs(output_dir: str | Path, step: int) -> None:
+    """Drop metrics/samples rows logged after `step` (a resumed run logs those steps again)."""
+    from medqa.io import iter_jsonl, write_jsonl
+
+    for name in (METRICS_FILE, SAMPLES_FILE):
+        path = Path(output_dir) / name
+        if path.is_file():
+            write_jsonl(path, [row for _, row in iter_jsonl(path, tolerant=True) if row.get("step", 0) <= step])
+
+
+def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
+         teacher_args: TeacherArgs) -> dict:
+    """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary."""
+    from accelerate.utils import gather_object
+
+    trainer = build_trainer(script_args, training_args, model_args, teacher_args)
+    is_main = trainer.accelerator.is_main_process
+    resume = resolve_resume(training_args)
+    if resume:
+        logger.warning("resuming from %s", resume)
+    if is_main:
+        trim_logs(training_args.output_dir, int(Path(resume).name.split("-")[-1]) if resume else 0)
+    trainer.accelerator.wait_for_everyone()
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model(training_args.output_dir)
+    finally:
+        usage = trainer.teacher.usage if trainer.teacher is not None else None
+        teacher = trainer.teacher_setup.describe if trainer.teacher_setup is not None else None
+        calls = gather_object([trainer.teacher.calls if trainer.teacher is not None else []])
+        if trainer.teacher is not None:
+            trainer.teacher.close()
+            trainer.teacher_setup.close()
+    wall = time.perf_counter() - started
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    summary = {
+        "model": model_args.model_name_or_path,
+        "mode": model_args.mode,
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "num_processes": trainer.accelerator.num_processes,
+        "beta": training_args.beta,
+        "reward_weights": training_args.reward_weights,
+        "rewards": [h["reward"] for h in history],
+        "wall_s": round(wall, 2),
+        "teacher_calls_per_rank": calls,
+        "teacher": teacher,
+        "teacher_usage": usage,
+    }
+    if is_main:
+        trainer.create_model_card(model_name=Path(training_args.output_dir).name,
+                                  dataset_name=str(script_args.prompts_file), tags=["medqa", "grpo", model_args.mode])
+        from medqa.io import atomic_write
+
+        with atomic_write(Path(training_args.output_dir) / SUMMARY_FILE) as fh:
+            json.dump(summary, fh, indent=2, ensure_ascii=False)
+    trainer.accelerator.wait_for_everyone()
+    return summary
