@@ -93,14 +93,17 @@ def check_training(stage: str, profile: str, recipe: str, accel: str, argv: list
     if problems[1] is None:
         problems.append(profile_accel_problem(profile, accel))
         resolved["accel_processes"] = accel_processes(accel)
+    options = overrides(argv)
     if problems[0] is None:
         try:
-            options = {**load_recipe(recipe), **overrides(argv)}
+            options = {**load_recipe(recipe), **options}
         except (ValueError, OSError, yaml.YAMLError) as e:
             return [p for p in problems if p] + [f"recipe {recipe}: {e}"], resolved
-        resolved["model"] = options.get("model_name_or_path")
+    resolved["model"] = options.get("model_name_or_path")
+    if problems[0] is None or "model_name_or_path" in options:
         problems.append(model_problem(options.get("model_name_or_path"),
-                                      "SFT output (the PPO policy)" if stage == "ppo" else "model"))
+                                      "SFT output SFT= (the PPO policy)" if stage == "ppo" else "model"))
+    if problems[0] is None:
         if stage == "sft":
             data_dir = Path(options.get("data_dir") or "data/processed")
             problems.append(file_problem(data_dir / options.get("train_file", "train.jsonl"), "training data",
