@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
+from medqa.preemption import StopFileCallback, stop_file_from_env
+
 logger = logging.getLogger(__name__)
 
 MODES = ("lora", "qlora", "full")
@@ -331,11 +333,22 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     if trainer.accelerator.is_main_process and model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
+    stop_file = stop_file_from_env()
+    stopper = StopFileCallback(stop_file) if stop_file else None
+    if stopper:
+        trainer.add_callback(stopper)
+
     resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
+    if stopper and stopper.stopped_at is not None:  # unfinished: the next run resumes from the checkpoint just saved
+        logger.warning("stopped at step %d on request; checkpoint-%d saved in %s", stopper.stopped_at,
+                       stopper.stopped_at, training_args.output_dir)
+        trainer.accelerator.wait_for_everyone()
+        trainer.end()
+        return {"stopped_at": stopper.stopped_at, "resumed_from": resume}
     trainer.save_model(training_args.output_dir)  # the best model when load_best_model_at_end
     wall = time.perf_counter() - started
     import torch

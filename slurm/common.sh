@@ -38,14 +38,28 @@ medqa_init() {
   for v in "${MEDQA_SHOWN_VARS[@]}"; do
     if [ -n "${!v:-}" ]; then medqa_log "  $v=${!v}"; fi
   done
-  # --signal=B:USR1@… reaches this shell shortly before the time limit: requeue, so the next attempt resumes
-  # from the newest checkpoint in OUT instead of being killed at the limit.
+  # --signal=B:USR1@… reaches this shell shortly before the time limit. Training checkpoints and stops when its
+  # stop file appears (medqa/preemption.py); then the job requeues itself and the next attempt resumes.
+  mkdir -p logs
+  export MEDQA_STOP_FILE=$PWD/logs/.stop-$SLURM_JOB_ID
+  rm -f "$MEDQA_STOP_FILE"
+  MEDQA_STOP_REQUESTED=""
   trap medqa_on_time_limit USR1
 }
 
 medqa_on_time_limit() {
-  medqa_log "time limit close: requeueing job $SLURM_JOB_ID; the next attempt resumes from the newest checkpoint in OUT"
+  medqa_log "time limit close (USR1): asking training to checkpoint and stop"
+  MEDQA_STOP_REQUESTED=1
+  touch "$MEDQA_STOP_FILE"
+}
+
+# After the training step: a job that stopped on request requeues itself (the stop file goes with this attempt).
+medqa_requeue_if_stopped() {
+  [ -n "$MEDQA_STOP_REQUESTED" ] || return 0
+  rm -f "$MEDQA_STOP_FILE"
+  medqa_log "checkpointed before the time limit: requeueing job $SLURM_JOB_ID; the next attempt resumes"
   scontrol requeue "$SLURM_JOB_ID"
+  exit 0
 }
 
 # medqa_preflight [make variables]: `make slurm-preflight` checks the recipe, launcher, model and data before anything

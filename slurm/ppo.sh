@@ -67,4 +67,5 @@ esac
 
 MEDQA_SRUN_ARGS=--overlap medqa_srun_make ppo MODE="$MODE" ARGS="${ARGS:-} $TEACHER_ARGS" \
   $([ "$MEDQA_NODES" -gt 1 ] && echo "NPROC=$MEDQA_NPROC")
+medqa_requeue_if_stopped
 medqa_done "ppo into ${MEDQA_OUTPUT_DIR:-its output_dir}"

@@ -18,4 +18,5 @@ case "$MODE" in lora | qlora | full) ;; *) medqa_die "MODE must be lora, qlora o
 medqa_preflight
 medqa_launch_setup
 medqa_srun_make "sft-$MODE" $([ "$MEDQA_NODES" -gt 1 ] && echo "NPROC=$MEDQA_NPROC")
+medqa_requeue_if_stopped
 medqa_done "sft-$MODE into ${MEDQA_OUTPUT_DIR:-its output_dir}"

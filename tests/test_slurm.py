@@ -77,6 +77,20 @@ def completions(env: dict[str, str], job: str) -> list[dict[str, str]]:
     return entries
 
 
+def release_when_requeued(env: dict[str, str], job: str, timeout: float = 600) -> None:
+    """Slurm holds a requeued job back for two minutes (BeginTime); start it now, as an admin could."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
+        if "JobState=PENDING" in info and not re.search(r"Restarts=0\b", info):
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True,
+                           capture_output=True)
+            return
+        assert "JobState=COMPLETED" not in info and "JobState=FAILED" not in info, info
+        time.sleep(0.5)
+    raise AssertionError(f"job {job} was not requeued within {timeout:.0f} s")
+
+
 def final_state(env: dict[str, str], job: str, timeout: float = 900) -> dict[str, str]:
     """The job's last completion entry once it has left the queue (requeued attempts are skipped)."""
     deadline = time.monotonic() + timeout
@@ -100,10 +114,23 @@ def wall_s(entry: dict[str, str]) -> int:
     return int((end - start).total_seconds())
 
 
+def wait_for_checkpoint(env: dict[str, str], job: str, out: Path, step: int = 2) -> None:
+    deadline = time.monotonic() + 900
+    while not (out / f"checkpoint-{step}" / "trainer_state.json").is_file():
+        assert time.monotonic() < deadline, f"job {job} wrote no checkpoint:\n{log_of('medqa-sft', job)[-3000:]}"
+        assert not completions(env, job), f"job {job} ended early:\n{log_of('medqa-sft', job)[-3000:]}"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def single_node_sft(cluster, tmp_path_factory):
+    """1 node x 2 processes; once its first checkpoint is complete it gets the time-limit signal (USR1 to the batch
+    shell, as --signal=B:USR1@300 sends it): it checkpoints, stops, requeues itself and finishes in a second attempt."""
     out = tmp_path_factory.mktemp("slurm-sft-1node")
-    job = submit(cluster, "sft", PROFILE="cpu", OUT=str(out), ARGS=SFT_ARGS)
+    job = submit(cluster, "sft", wait=False, PROFILE="cpu", OUT=str(out), ARGS=SFT_ARGS)
+    wait_for_checkpoint(cluster, job, out)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True, capture_output=True)
+    release_when_requeued(cluster, job)
     return job, final_state(cluster, job), out
 
 
@@ -112,24 +139,25 @@ def two_node_sft_requeued(cluster, tmp_path_factory):
     """2 nodes x 1 process; `scontrol requeue` once its first checkpoint is complete, then it runs to the end."""
     out = tmp_path_factory.mktemp("slurm-sft-2node")
     job = submit(cluster, "sft", "--nodes=2", wait=False, PROFILE="cpu", NPROC="1", OUT=str(out), ARGS=SFT_ARGS)
-    deadline = time.monotonic() + 900
-    while not (out / "checkpoint-2" / "trainer_state.json").is_file():
-        assert time.monotonic() < deadline, f"job {job} wrote no checkpoint:\n{log_of('medqa-sft', job)[-3000:]}"
-        assert not completions(cluster, job), f"job {job} ended early:\n{log_of('medqa-sft', job)[-3000:]}"
-        time.sleep(0.2)
+    wait_for_checkpoint(cluster, job, out)
     subprocess.run(["scontrol", "requeue", job], env=cluster, check=True, capture_output=True)
+    release_when_requeued(cluster, job)
     return job, final_state(cluster, job), out
 
 
-def test_single_node_sft_job_trains_with_two_processes(single_node_sft):
+def test_single_node_job_checkpoints_on_the_time_limit_signal_and_resumes(single_node_sft):
     job, state, out = single_node_sft
     log = log_of("medqa-sft", job)
     assert (state["JobState"], state["ExitCode"]) == ("COMPLETED", "0:0"), log[-3000:]
-    summary = json.loads((out / "sft_summary.json").read_text())
-    assert summary["num_processes"] == 2 and summary["global_step"] == STEPS and summary["resumed_from"] is None
-    assert (out / "adapter_model.safetensors").is_file()
     assert "1 node x 2 processes" in log and "--main_process_port" in log
-    print(f"single-node SFT job {job}: {wall_s(state)} s")
+    stopped = re.search(r"stopped at step (\d+) on request; checkpoint-\1 saved", log)
+    assert stopped and "asking training to checkpoint and stop" in log, log[-3000:]
+    assert "requeueing job" in log and "attempt 2," in log
+    summary = json.loads((out / "sft_summary.json").read_text())
+    assert summary["resumed_from"] == str(out / f"checkpoint-{stopped[1]}")
+    assert summary["num_processes"] == 2 and summary["global_step"] == STEPS and len(summary["train_losses"]) == STEPS
+    assert (out / "adapter_model.safetensors").is_file()
+    print(f"single-node SFT job {job} (signalled, requeued itself): {wall_s(state)} s for its last attempt")
 
 
 def test_two_node_job_requeued_mid_run_resumes_and_matches_one_node(two_node_sft_requeued, single_node_sft):
