@@ -91,6 +91,7 @@ medqa_launch_setup() {
     # --machine_rank is added inside each task (medqa_srun_make), where SLURM_NODEID is that node's.
     MEDQA_LAUNCH="--num_machines $nodes --main_process_ip $MEDQA_HEAD_ADDR --main_process_port $MEDQA_PORT"
     MEDQA_LAUNCH+=" --rdzv_backend c10d --deepspeed_multinode_launcher standard"
+    export MEDQA_HEAD_ADDR
     medqa_log "$nodes nodes x $per_node processes, rendezvous c10d at $MEDQA_HEAD_ADDR:$MEDQA_PORT"
   else
     MEDQA_LAUNCH="--main_process_port $MEDQA_PORT"
@@ -106,12 +107,27 @@ medqa_srun_make() {
   local rc=0
   srun --ntasks-per-node=1 --kill-on-bad-exit=1 ${MEDQA_SRUN_ARGS:-} bash -c '
     launch=$MEDQA_LAUNCH
-    if [ "$MEDQA_NODES" -gt 1 ]; then launch+=" --machine_rank $SLURM_NODEID"; fi
+    # The first node hosts the rendezvous store (is_host): explicit, so nodes sharing one address cannot race for it.
+    if [ "$MEDQA_NODES" -gt 1 ]; then
+      launch+=" --machine_rank $SLURM_NODEID --rdzv_conf is_host=$([ "$SLURM_NODEID" = 0 ] && echo 1 || echo 0)"
+    fi
     exec make --no-print-directory -o setup -o tiny-model -o data "$@" LAUNCH="$launch"' medqa-task "$@" &
   local pid=$!
   wait "$pid" || rc=$?
   while kill -0 "$pid" 2>/dev/null; do wait "$pid" || rc=$?; done  # a trap interrupted wait: wait again
   return "$rc"
+}
+
+# medqa_wait_http URL PID SECONDS: wait until URL answers, while the process PID (a job step's srun) lives.
+medqa_wait_http() {
+  local url=$1 pid=$2 deadline=$((SECONDS + $3))
+  while [ $SECONDS -lt $deadline ]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" \
+      2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
 }
 
 medqa_done() {

@@ -32,7 +32,7 @@ case "$TEACHER" in
     [ -n "${MEDQA_TEACHER_API_KEY:-}${DEEPSEEK_API_KEY:-}" ] ||
       medqa_log "warning: no MEDQA_TEACHER_API_KEY / DEEPSEEK_API_KEY in the environment; the endpoint must not need one"
     TEACHER_ARGS="${BASE_URL:+--teacher_base_url $BASE_URL}${TEACHER_MODEL:+ --teacher_model $TEACHER_MODEL}"
-    medqa_log "teacher: API endpoint ${BASE_URL:-(the client's default)}" ;;
+    medqa_log "teacher: API endpoint ${BASE_URL:-(default of the teacher client)}" ;;
   offline)
     # The judge never needs a key: keep any out of the job steps.
     unset MEDQA_TEACHER_API_KEY DEEPSEEK_API_KEY
@@ -43,23 +43,8 @@ case "$TEACHER" in
       make --no-print-directory -o setup teacher-serve TEACHER_HOST=0.0.0.0 PORT="$JUDGE_PORT" &
     JUDGE_PID=$!
     trap 'kill $JUDGE_PID 2>/dev/null || true' EXIT
-    "$VENV/bin/python" - "http://$JUDGE_HOST:$JUDGE_PORT/health" "$JUDGE_PID" <<'PY' ||
-import os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 300
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit("the offline judge step exited before answering")
-    try:
-        urllib.request.urlopen(url, timeout=2).read()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.5)
-sys.exit(f"the offline judge did not answer on {url} within 300 s")
-PY
-      medqa_die "offline judge step did not start (see above)"
+    medqa_wait_http "http://$JUDGE_HOST:$JUDGE_PORT/health" "$JUDGE_PID" 300 ||
+      medqa_die "the offline judge step did not answer on http://$JUDGE_HOST:$JUDGE_PORT/health (see above)"
     TEACHER_ARGS="--teacher_base_url http://$JUDGE_HOST:$JUDGE_PORT/v1 --teacher_model medqa-offline-judge-v1"
     medqa_log "teacher: offline judge (job step on $JUDGE_NODE) ready at http://$JUDGE_HOST:$JUDGE_PORT/v1" ;;
   *) medqa_die "TEACHER must be auto, api or offline; got TEACHER=$TEACHER" ;;
