@@ -113,8 +113,11 @@ medqa_srun_make() {
     fi
     exec make --no-print-directory -o setup -o tiny-model -o data "$@" LAUNCH="$launch"' medqa-task "$@" &
   local pid=$!
-  wait "$pid" || rc=$?
-  while kill -0 "$pid" 2>/dev/null; do wait "$pid" || rc=$?; done  # a trap interrupted wait: wait again
+  while :; do
+    rc=0
+    wait "$pid" || rc=$?
+    kill -0 "$pid" 2>/dev/null || break  # still there: a trap (USR1) interrupted wait, not the step's end
+  done
   return "$rc"
 }
 
