@@ -105,6 +105,7 @@ medqa_launch_setup() {
 # srun runs in the background so the USR1 trap fires while it runs.
 medqa_srun_make() {
   local rc=0
+  medqa_log "launching on $MEDQA_NODES node(s): make $*"
   srun --ntasks-per-node=1 --kill-on-bad-exit=1 ${MEDQA_SRUN_ARGS:-} bash -c '
     launch=$MEDQA_LAUNCH
     # The first node hosts the rendezvous store (is_host): explicit, so nodes sharing one address cannot race for it.

@@ -217,21 +217,22 @@ def test_ppo_job_without_its_sft_output_fails_before_launch(cluster):
     assert "nothing was launched" in log and "offline judge" not in log
 
 
-def test_ppo_job_starts_the_offline_judge_as_a_job_step(cluster, single_node_sft, tmp_path):
+def test_ppo_job_starts_the_offline_judge_as_a_job_step(cluster, tmp_path):
     """Without a key (TEACHER=offline) the judge runs as its own step on the first node and answers before the
-    training step starts, which gets its address."""
+    training step starts, which gets its address. The policy is the tiny model (a full model is a valid start)."""
+    policy = ROOT / "models/tiny-qwen3"
     recipe = ROOT / "recipes/ppo/cpu/lora.yaml"
     if not recipe.is_file():  # PPO recipes are not in this checkout yet: a recipe naming only the policy
         recipe = tmp_path / "ppo.yaml"
-        recipe.write_text(f"model_name_or_path: {single_node_sft[2]}\n")
-    job = submit(cluster, "ppo", PROFILE="cpu", TEACHER="offline", RECIPE=str(recipe), SFT=str(single_node_sft[2]),
+        recipe.write_text(f"model_name_or_path: {policy}\n")
+    job = submit(cluster, "ppo", PROFILE="cpu", TEACHER="offline", RECIPE=str(recipe), SFT=str(policy),
                  OUT=str(tmp_path / "ppo"), ARGS="--total_steps 1")
     state = final_state(cluster, job)
     log = log_of("medqa-ppo", job)
     ready = re.search(r"teacher: offline judge \(job step on n1\) ready at (http://127\.0\.0\.1:\d+/v1)", log)
     assert ready, log[-3000:]
     assert "offline judge on http://0.0.0.0:" in log  # the judge step's own banner
-    assert f"--teacher_base_url {ready[1]} --teacher_model medqa-offline-judge-v1" in log
+    assert f"make ppo MODE=lora ARGS=--total_steps 1 --teacher_base_url {ready[1]} --teacher_model medqa-offline-judge-v1" in log
     has_ppo = subprocess.run(["make", "-n", "ppo"], cwd=ROOT, env=cluster, capture_output=True).returncode == 0
     if has_ppo:
         assert (state["JobState"], state["ExitCode"]) == ("COMPLETED", "0:0"), log[-3000:]
