@@ -131,12 +131,13 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local f
+  local f pid
   for f in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid" "$DIR/munge/munged.pid"; do
     [ -f "$f" ] || continue
-    if kill -0 "$(cat "$f")" 2>/dev/null; then
-      kill "$(cat "$f")"
-      for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -f "$f"
   done
