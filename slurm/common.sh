@@ -27,7 +27,7 @@ medqa_init() {
   cd "${MEDQA_ROOT:-$SLURM_SUBMIT_DIR}"
   [ -f Makefile ] && [ -f slurm/common.sh ] ||
     medqa_die "$PWD is not the medqa checkout: submit from its root (sbatch slurm/$1.sh) or set MEDQA_ROOT"
-  if [ -n "${MEDQA_ENV:-}" ]; then eval "$MEDQA_ENV"; fi
+  if [ -n "${MEDQA_ENV:-}" ]; then set +u; eval "$MEDQA_ENV"; set -u; fi  # module/conda scripts use unset variables
   VENV=${VENV:-.venv}
   export VENV
   [ -x "$VENV/bin/accelerate" ] ||
