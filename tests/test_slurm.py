@@ -183,10 +183,12 @@ def test_two_node_job_requeued_mid_run_resumes_and_matches_one_node(two_node_sft
 
 
 def test_eval_job(cluster, tmp_path):
-    job = submit(cluster, "eval", LIMIT="2", EVAL_MAX_NEW="8", EVAL_SETS="gold_set red_team", EVAL_ROOT=str(tmp_path))
+    job = submit(cluster, "eval", LIMIT="2", EVAL_MAX_NEW="8", EVAL_SETS="gold_set red_team", EVAL_ROOT=str(tmp_path),
+                 MEDQA_ENV='echo "environment lines ran: $((6 * 7))"')
     state = final_state(cluster, job)
     log = log_of("medqa-eval", job)
     assert (state["JobState"], state["ExitCode"]) == ("COMPLETED", "0:0"), log[-3000:]
+    assert "environment lines ran: 42" in log  # MEDQA_ENV runs in the job, before anything else
     for name in ("gold_set", "red_team", "exam"):
         metrics = json.loads((tmp_path / "tiny-qwen3" / name / "metrics.json").read_text())
         assert metrics, name
