@@ -4,7 +4,7 @@
 #   - an API endpoint: BASE_URL= (default the client's, DeepSeek) with the key in MEDQA_TEACHER_API_KEY or
 #     DEEPSEEK_API_KEY in the environment; the key reaches the job through sbatch's environment, never its log;
 #   - the offline judge (no key, or TEACHER=offline): started as a separate job step on the first node, its address
-#     handed to the training step as --teacher_base_url.
+#     handed to the training step as BASE_URL (make ppo passes it on as --teacher_base_url).
 #   SFT=outputs/sft-lora sbatch --nodes=2 --gpus-per-node=8 -p PARTITION slurm/ppo.sh
 # Variables as for make (PROFILE ACCEL RECIPE OUT ARGS RESUME NPROC MODE); slurm/common.sh.
 #SBATCH --job-name=medqa-ppo
@@ -26,12 +26,10 @@ TEACHER=${TEACHER:-auto}
 if [ "$TEACHER" = auto ]; then
   if [ -n "${BASE_URL:-}" ] || [ -n "${MEDQA_TEACHER_API_KEY:-}" ] || [ -n "${DEEPSEEK_API_KEY:-}" ]; then TEACHER=api; else TEACHER=offline; fi
 fi
-TEACHER_ARGS=""
 case "$TEACHER" in
   api)
     [ -n "${MEDQA_TEACHER_API_KEY:-}${DEEPSEEK_API_KEY:-}" ] ||
       medqa_log "warning: no MEDQA_TEACHER_API_KEY / DEEPSEEK_API_KEY in the environment; the endpoint must not need one"
-    TEACHER_ARGS="${BASE_URL:+--teacher_base_url $BASE_URL}${TEACHER_MODEL:+ --teacher_model $TEACHER_MODEL}"
     medqa_log "teacher: API endpoint ${BASE_URL:-(default of the teacher client)}" ;;
   offline)
     # The judge never needs a key: keep any out of the job steps.
@@ -45,12 +43,13 @@ case "$TEACHER" in
     trap 'kill $JUDGE_PID 2>/dev/null || true' EXIT
     medqa_wait_http "http://$JUDGE_HOST:$JUDGE_PORT/health" "$JUDGE_PID" 300 ||
       medqa_die "the offline judge step did not answer on http://$JUDGE_HOST:$JUDGE_PORT/health (see above)"
-    TEACHER_ARGS="--teacher_base_url http://$JUDGE_HOST:$JUDGE_PORT/v1 --teacher_model medqa-offline-judge-v1"
+    # make ppo hands BASE_URL and TEACHER_MODEL to the training processes (and starts no judge of its own).
+    export BASE_URL="http://$JUDGE_HOST:$JUDGE_PORT/v1" TEACHER_MODEL=medqa-offline-judge-v1
     medqa_log "teacher: offline judge (job step on $JUDGE_NODE) ready at http://$JUDGE_HOST:$JUDGE_PORT/v1" ;;
   *) medqa_die "TEACHER must be auto, api or offline; got TEACHER=$TEACHER" ;;
 esac
 
-MEDQA_SRUN_ARGS=--overlap medqa_srun_make ppo MODE="$MODE" ARGS="${ARGS:-} $TEACHER_ARGS" \
+MEDQA_SRUN_ARGS=--overlap medqa_srun_make "$(if [ "$MODE" = full ]; then echo ppo-full; else echo ppo; fi)" MODE="$MODE" \
   $([ "$MEDQA_NODES" -gt 1 ] && echo "NPROC=$MEDQA_NPROC")
 medqa_requeue_if_stopped
 medqa_done "ppo into ${MEDQA_OUTPUT_DIR:-its output_dir}"
