@@ -123,7 +123,8 @@ def load_policy(model_args: PPOModelArguments, device):
     else:
         model = get_peft_model(model, LoraConfig(
             r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-            target_modules=model_args.lora_target_modules, task_type="CAUSAL_LM"))
+            target_modules=(model_args.lora_target_modules[0] if model_args.lora_target_modules == ["all-linear"]
+                            else model_args.lora_target_modules), task_type="CAUSAL_LM"))
     return tokenizer, model, None
 
 

@@ -18,7 +18,9 @@ class PolicyWithValueHead(nn.Module):
         self.policy = policy  # a PreTrainedModel or a PeftModel around one
         hidden = policy.config.hidden_size
         self.v_head = nn.Linear(hidden, 1)
-        nn.init.normal_(self.v_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        # Zero-initialised: the first advantages are the rewards themselves, not a random critic's noise (with
+        # γ=1 a random head's V_{t+1} − V_t per token swamps a sequence-level score).
+        nn.init.zeros_(self.v_head.weight)
         nn.init.zeros_(self.v_head.bias)
         self.v_head.to(next(policy.parameters()).device)
 
