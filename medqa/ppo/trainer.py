@@ -485,11 +485,25 @@ class PPOTrainer:
                 self.teacher.close()
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
-                   "curve": history}
+                   "policy_digest_per_rank": self.policy_digests(), "curve": history}
         if acc.is_main_process:
             with atomic_write(self.out / "ppo_summary.json") as fh:
                 json.dump(summary, fh, indent=2)
         return summary
+
+    def policy_digests(self) -> list[float]:
+        """Each rank's sum of the trainable weights (ZeRO-3 shards gathered): equal when the ranks agree."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(self.model, self.accelerator) as unwrapped, torch.no_grad():
+            digest = sum(float(p.double().sum()) for p in unwrapped.parameters() if p.requires_grad)
+        if self.world == 1:
+            return [digest]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, digest)
+        return out
 
     def save_final(self) -> None:
         """The policy as `make eval` / `medqa predict --model OUT` load it (adapter or full model) + tokenizer +
