@@ -212,6 +212,41 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 DEMO_STEPS  += demo-eval
 BENCH_STEPS += bench-p4
 
+# ---------------------------------------------------------------- PPO (issue 10)
+# Recipe: recipes/ppo/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/ppo/MODE.yaml; PROFILE=8gb is QLoRA), or RECIPE=.
+# Launcher as for SFT: ACCEL=ddp|zero2|zero3 with PROFILE=cpu (2 CPU processes), single_gpu | multi_gpu | zero2 |
+# zero3 on GPUs. SFT= (or ADAPTER=/MODEL=) is the SFT output to start from; OUT= the run folder; RESUME=0 starts
+# fresh (resuming from OUT's newest checkpoint is automatic); ARGS="--total_steps 3 …" overrides the recipe.
+# Teacher: BASE_URL= and TEACHER_MODEL=, or the API with DEEPSEEK_API_KEY; without either the offline judge runs.
+ppo_mode    = $(if $(filter 8gb,$(PROFILE)),qlora,$(1))
+ppo_recipe  = $(or $(RECIPE),recipes/ppo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(call ppo_mode,$(1)).yaml)
+ppo_default_sft = $(if $(filter cpu,$(PROFILE)),outputs/cpu/sft-lora,$(if $(filter 8gb,$(PROFILE)),outputs/sft-qlora-8gb,outputs/sft-lora))
+ppo_start   = $(or $(SFT),$(ADAPTER),$(MODEL),$(if $(RECIPE),,$(2)))
+ppo_flags   = $(if $(call ppo_start,$(1),$(2)),--model_name_or_path $(call ppo_start,$(1),$(2))) $(if $(OUT),--output_dir $(OUT)) \
+	$(if $(filter 0 false no,$(RESUME)),--auto_resume false) $(ARGS)
+ppo_deps    = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/rl/training_prompts.jsonl),,rl-prompts)
+
+# $(call run_ppo,MODE,DEFAULT_GPU_ACCEL,DEFAULT_SFT_OR_EMPTY)
+define run_ppo
+	@test -f $(call ppo_recipe,$(1)) || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
+	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	bash scripts/with_teacher.sh $(PY) $(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
+		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3))
+endef
+
+.PHONY: ppo ppo-full bench-p2
+
+ppo: $(ppo_deps) ## PPO from an SFT adapter (SFT=outputs/[cpu/]sft-lora, OUT=, PROFILE=gpu|cpu|8gb, ACCEL=, ARGS=, RESUME=0)
+	@test -e "$(call ppo_start,lora,$(ppo_default_sft))" || { echo "no SFT output $(call ppo_start,lora,$(ppo_default_sft)): run make sft-lora$(if $(filter cpu,$(PROFILE)), PROFILE=cpu) first, or pass SFT=dir" >&2; exit 2; }
+	$(call run_ppo,lora,single_gpu,$(ppo_default_sft))
+
+ppo-full: $(ppo_deps) ## full-parameter PPO with a frozen reference copy (ACCEL=zero3 shards both; SFT=merged model)
+	$(call run_ppo,full,zero3,)
+
+bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time, overlapped submit vs blocking (goal <= 5 %)
+	$(MEDQA) bench --only p2
+
+BENCH_STEPS += bench-p2
 # ---------------------------------------------------------------- Slurm (issue 12)
 # slurm/sft.sh, slurm/ppo.sh and slurm/eval.sh run the targets above under sbatch, with the same variables read from
 # the environment (sbatch --export=ALL, its default). `make slurm-sft …` prints that sbatch command; SUBMIT=1 submits it.
@@ -223,9 +258,11 @@ NODES       ?=
 SBATCH_ARGS ?=
 SUBMIT      ?=
 SLURM_VARS  := PROFILE MODE ACCEL RECIPE MODEL SFT ADAPTER OUT ARGS NPROC RESUME LIMIT EVAL_SETS MEDQA_ENV VENV
-# PPO: recipes/ppo/[PROFILE/]MODE.yaml, started from the SFT output SFT= (scripts/ppo.py, same launcher as SFT).
-slurm_recipe = $(if $(filter ppo,$(STAGE)),$(or $(RECIPE),recipes/ppo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(MODE).yaml),$(call sft_recipe,$(MODE)))
-slurm_flags  = $(if $(filter ppo,$(STAGE)),$(if $(SFT),--model_name_or_path $(SFT)) $(if $(OUT),--output_dir $(OUT)) $(ARGS),$(sft_flags))
+# What `make sft-MODE` / `make ppo` (MODE=full: ppo-full) would launch, for the checks before a job starts.
+slurm_ppo_sft = $(if $(filter full,$(MODE)),,$(ppo_default_sft))
+slurm_recipe  = $(if $(filter ppo,$(STAGE)),$(call ppo_recipe,$(MODE)),$(call sft_recipe,$(MODE)))
+slurm_flags   = $(if $(filter ppo,$(STAGE)),$(call ppo_flags,$(MODE),$(slurm_ppo_sft)),$(sft_flags))
+slurm_accel   = $(call sft_accel,$(if $(filter ppo,$(STAGE)),$(if $(filter full,$(MODE)),zero3,single_gpu),$(SFT_ACCEL_$(MODE))))
 
 # $(call slurm_submit,TEMPLATE): print `VAR=value … sbatch [--nodes=N] SBATCH_ARGS slurm/TEMPLATE.sh`, run it with SUBMIT=1.
 define slurm_submit
@@ -251,7 +288,7 @@ ifeq ($(STAGE),eval)
 	  $(foreach s,$(EVAL_SETS),--file data/processed/$(s).jsonl) --file $(EVAL_EXAM)
 else
 	@$(PY) -m medqa.preflight $(STAGE) --profile $(PROFILE) --recipe $(slurm_recipe) \
-	  --accel $(call sft_accel,$(SFT_ACCEL_$(MODE))) -- $(slurm_flags)
+	  --accel $(slurm_accel) -- $(slurm_flags)
 endif
 
 slurm-local: ## start the local 2-node test cluster (scripts/local_slurm.sh; installs Debian's slurm as root, else a note)

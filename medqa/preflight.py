@@ -83,6 +83,17 @@ def profile_accel_problem(profile: str, accel: str) -> str | None:
     return None
 
 
+def input_defaults(stage: str) -> dict[str, str]:
+    """The trainer's own defaults for input files a recipe may leave out (PPO: prompts_file)."""
+    if stage != "ppo":
+        return {}
+    import dataclasses
+
+    from medqa.ppo.config import PPOConfig  # dataclasses only: no torch import
+
+    return {f.name: f.default for f in dataclasses.fields(PPOConfig) if f.name.endswith("_file") and isinstance(f.default, str)}
+
+
 def check_training(stage: str, profile: str, recipe: str, accel: str, argv: list[str]) -> tuple[list[str], dict]:
     """Problems of an SFT/PPO launch, and what it resolved to."""
     problems = [
@@ -96,7 +107,7 @@ def check_training(stage: str, profile: str, recipe: str, accel: str, argv: list
     options = overrides(argv)
     if problems[0] is None:
         try:
-            options = {**load_recipe(recipe), **options}
+            options = {**input_defaults(stage), **load_recipe(recipe), **options}
         except (ValueError, OSError, yaml.YAMLError) as e:
             return [p for p in problems if p] + [f"recipe {recipe}: {e}"], resolved
     resolved["model"] = options.get("model_name_or_path")
