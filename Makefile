@@ -294,7 +294,7 @@ endif
 slurm-local: ## start the local 2-node test cluster (scripts/local_slurm.sh; installs Debian's slurm as root, else a note)
 	@bash scripts/local_slurm.sh start --if-possible
 
-test-slurm: setup tiny-model data slurm-local ## submit the slurm/ templates to the local cluster and check jobs, logs, outputs
+test-slurm: setup tiny-model rl-prompts slurm-local ## submit the slurm/ templates to the local cluster and check jobs, logs, outputs
 	$(PY) -m pytest -q -m slurm $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- umbrella targets

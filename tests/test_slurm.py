@@ -49,8 +49,9 @@ def cluster() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in MAKE_VARS}
     env.update(SLURM_CONF=conf.stdout.split("=", 1)[1].strip(), MEDQA_TEACHER_API_KEY=SECRET, DEEPSEEK_API_KEY=SECRET,
                OMP_NUM_THREADS="1")
-    if not (ROOT / "models/tiny-qwen3/config.json").is_file() or not (ROOT / "data/processed/train.jsonl").is_file():
-        subprocess.run(["make", "--no-print-directory", "tiny-model", "data"], cwd=ROOT, env=env, check=True,
+    inputs = ("models/tiny-qwen3/config.json", "data/processed/train.jsonl", "data/rl/training_prompts.jsonl")
+    if not all((ROOT / path).is_file() for path in inputs):
+        subprocess.run(["make", "--no-print-directory", "tiny-model", "rl-prompts"], cwd=ROOT, env=env, check=True,
                        capture_output=True, timeout=900)
     return env
 
@@ -219,27 +220,23 @@ def test_ppo_job_without_its_sft_output_fails_before_launch(cluster):
     assert "nothing was launched" in log and "offline judge" not in log
 
 
-def test_ppo_job_starts_the_offline_judge_as_a_job_step(cluster, tmp_path):
+def test_ppo_job_trains_with_the_offline_judge_as_a_job_step(cluster, single_node_sft, tmp_path):
     """Without a key (TEACHER=offline) the judge runs as its own step on the first node and answers before the
-    training step starts, which gets its address. The policy is the tiny model (a full model is a valid start)."""
-    policy = ROOT / "models/tiny-qwen3"
-    recipe = ROOT / "recipes/ppo/cpu/lora.yaml"
-    if not recipe.is_file():  # PPO recipes are not in this checkout yet: a recipe naming only the policy
-        recipe = tmp_path / "ppo.yaml"
-        recipe.write_text(f"model_name_or_path: {policy}\n")
-    job = submit(cluster, "ppo", PROFILE="cpu", TEACHER="offline", RECIPE=str(recipe), SFT=str(policy),
-                 OUT=str(tmp_path / "ppo"), ARGS="--total_steps 1")
+    training step starts; PPO from the SFT job's adapter scores its rollouts there."""
+    out = tmp_path / "ppo"
+    job = submit(cluster, "ppo", PROFILE="cpu", TEACHER="offline", SFT=str(single_node_sft[2]), OUT=str(out),
+                 ARGS="--total_steps 2")
     state = final_state(cluster, job)
     log = log_of("medqa-ppo", job)
-    ready = re.search(r"teacher: offline judge \(job step on n1\) ready at (http://127\.0\.0\.1:\d+/v1)", log)
-    assert ready, log[-3000:]
+    assert (state["JobState"], state["ExitCode"]) == ("COMPLETED", "0:0"), log[-3000:]
+    assert re.search(r"teacher: offline judge \(job step on n1\) ready at http://127\.0\.0\.1:\d+/v1", log), log[-3000:]
     assert "offline judge on http://0.0.0.0:" in log  # the judge step's own banner
+    assert "starting the OFFLINE heuristic judge" not in log  # make ppo used the job's judge, started none itself
     assert "launching on 1 node(s): make ppo MODE=lora" in log
-    has_ppo = subprocess.run(["make", "-n", "ppo"], cwd=ROOT, env=cluster, capture_output=True).returncode == 0
-    if has_ppo:
-        assert (state["JobState"], state["ExitCode"]) == ("COMPLETED", "0:0"), log[-3000:]
-    else:  # no `make ppo` in this checkout yet: the launch itself fails, after the judge step answered
-        assert state["JobState"] == "FAILED" and "No rule to make target 'ppo'" in log
+    summary = json.loads((out / "ppo_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["num_processes"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(row.get("teacher/requests", 0) for row in rows) > 0, rows[-1]
     print(f"ppo job {job} (offline judge step): {wall_s(state)} s")
 
 
