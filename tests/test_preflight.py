@@ -44,9 +44,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_missing_recipe_and_launcher_name_the_profile_and_where_to_look():
-    problems, _ = check_training("ppo", "cpu", "recipes/ppo/cpu/lora.yaml", "accelerate_configs/nope.yaml",
+    problems, _ = check_training("ppo", "cpu", "recipes/ppo/cpu/missing.yaml", "accelerate_configs/nope.yaml",
                                  ["--model_name_or_path", "outputs/no-sft"])
-    assert problems[0] == "recipe recipes/ppo/cpu/lora.yaml not found for PROFILE=cpu; see recipes/ppo/"
+    assert problems[0] == "recipe recipes/ppo/cpu/missing.yaml not found for PROFILE=cpu; see recipes/ppo/"
     assert problems[1] == "accelerate config accelerate_configs/nope.yaml not found; see accelerate_configs/"
     assert problems[2].startswith("SFT output SFT= (the PPO policy) outputs/no-sft not found")
 
@@ -88,3 +88,10 @@ def test_make_slurm_preflight_resolves_the_same_files_as_make_sft(tiny_model_dir
                            f"PY={sys.executable}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "MEDQA_RECIPE=recipes/sft/cpu/full.yaml\nMEDQA_ACCEL=accelerate_configs/cpu_zero3.yaml\n" in proc.stdout
+
+
+def test_ppo_checks_the_prompts_it_would_read_by_default(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/rl/training_prompts.jsonl here
+    problems, _ = check_training("ppo", "cpu", str(ROOT / "recipes/ppo/cpu/lora.yaml"), str(ROOT / CPU),
+                                 ["--model_name_or_path", str(tiny_model_dir)])
+    assert problems == ["prompts_file data/rl/training_prompts.jsonl not found (run `make rl-prompts` for the RL prompts)"]
