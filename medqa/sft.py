@@ -24,9 +24,8 @@ from typing import Any
 
 from trl import ModelConfig, ScriptArguments, SFTConfig
 
-from medqa.recipes import load_recipe, parse_with_recipe  # noqa: F401  (load_recipe: re-exported)
-
 from medqa.preemption import StopFileCallback, stop_file_from_env
+from medqa.recipes import load_recipe, parse_with_recipe  # noqa: F401  (load_recipe: re-exported)
 
 logger = logging.getLogger(__name__)
 
