@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.distributed]
 SECRET = "sk-medqa-slurm-" + secrets.token_hex(12)
 MAKE_VARS = ("PROFILE", "MODE", "ACCEL", "RECIPE", "MODEL", "SFT", "ADAPTER", "OUT", "ARGS", "NPROC", "RESUME", "LIMIT",
              "TEACHER", "BASE_URL", "MEDQA_ENV", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
-STEPS = 6
+STEPS = 8  # the interruptions come at step 2-3: later steps leave a margin on a fast machine
 # A few small steps; checkpoints (and evals on 4 dev rows) every 2 steps.
 SFT_ARGS = (f"--max_steps {STEPS} --save_steps 2 --eval_steps 2 --logging_steps 1 --report_to none --disable_tqdm true "
             "--max_train_samples 64 --max_eval_samples 4 --max_length 256 --per_device_train_batch_size 2")
