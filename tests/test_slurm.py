@@ -79,11 +79,13 @@ def completions(env: dict[str, str], job: str) -> list[dict[str, str]]:
 
 
 def release_when_requeued(env: dict[str, str], job: str, timeout: float = 600) -> None:
-    """Slurm holds a requeued job back for two minutes (BeginTime); start it now, as an admin could."""
+    """Slurm holds a requeued job back for two minutes (BeginTime); start it now, as an admin could. Not within the
+    second of the requeue: slurmd refuses a launch credential created in the second its previous one was revoked."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
         if "JobState=PENDING" in info and not re.search(r"Restarts=0\b", info):
+            time.sleep(2)
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True,
                            capture_output=True)
             return
