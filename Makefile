@@ -38,7 +38,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: setup browser-deps ## run the whole test suite on CPU (creates the environment from nothing)
+test: setup browser-deps slurm-local ## run the whole test suite on CPU (creates the environment from nothing)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup ## unit tests only (skips slow, distributed and browser tests)
@@ -79,7 +79,13 @@ ARGS    ?=
 RESUME  ?=
 NPROC   ?=
 ADAPTER ?=
+# Extra `accelerate launch` flags, e.g. the multi-node ones slurm/common.sh adds (--num_machines, --machine_rank, …).
+LAUNCH  ?=
 ACCELERATE := $(BIN)/accelerate
+# The launcher each mode uses on GPUs unless ACCEL= says otherwise.
+SFT_ACCEL_lora  := single_gpu
+SFT_ACCEL_qlora := single_gpu
+SFT_ACCEL_full  := zero2
 
 sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
 sft_accel = $(if $(filter %.yaml,$(ACCEL)),$(ACCEL),accelerate_configs/$(if $(filter cpu,$(PROFILE)),$(if $(filter-out cpu ddp,$(ACCEL)),cpu_$(ACCEL),cpu),$(or $(ACCEL),$(1))).yaml)
@@ -91,20 +97,20 @@ sft_deps = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/
 define run_sft
 	@test -f $(call sft_recipe,$(1)) || { echo "no recipe $(call sft_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/sft/" >&2; exit 2; }
 	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
-	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) \
+	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
 		scripts/sft.py --config $(call sft_recipe,$(1)) $(sft_flags)
 endef
 
 .PHONY: sft-lora sft-qlora sft-full merge bench-gpu demo-sft bench-p3
 
 sft-lora: $(sft_deps) ## SFT with LoRA r=64 (PROFILE=gpu|cpu, ACCEL=, MODEL=, OUT=, ARGS=, RESUME=1)
-	$(call run_sft,lora,single_gpu)
+	$(call run_sft,lora,$(SFT_ACCEL_lora))
 
 sft-qlora: $(sft_deps) ## SFT with QLoRA: 4-bit nf4 base + LoRA (PROFILE=8gb fits one 8 GB GPU)
-	$(call run_sft,qlora,single_gpu)
+	$(call run_sft,qlora,$(SFT_ACCEL_qlora))
 
 sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | zero3_offload | multi_gpu)
-	$(call run_sft,full,zero2)
+	$(call run_sft,full,$(SFT_ACCEL_full))
 
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
 	$(PY) -m medqa.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
@@ -126,12 +132,13 @@ DEMO_STEPS  += demo-sft
 
 # ---------------------------------------------------------------- rewards / teacher (issue 4)
 PORT ?= 8765
+TEACHER_HOST ?= 127.0.0.1
 TEACHER_N ?= 5
 RED_TEAM_SAMPLES ?= data/sample/red_team.jsonl
 .PHONY: teacher-serve teacher-check teacher-demo teacher-rules-doc bench-p1
 
-teacher-serve: setup ## run the offline OpenAI-compatible judge on 127.0.0.1:PORT (default 8765; heuristic rubric, no API key)
-	$(MEDQA) teacher serve --host 127.0.0.1 --port $(PORT)
+teacher-serve: setup ## run the offline OpenAI-compatible judge on TEACHER_HOST:PORT (127.0.0.1:8765; heuristic rubric, no API key)
+	$(MEDQA) teacher serve --host $(TEACHER_HOST) --port $(PORT)
 
 teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, TEACHER_MODEL=; offline judge, said loudly, without a key)
 	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
@@ -234,6 +241,91 @@ grpo: $(sft_deps) ## GRPO (TRL) from an SFT output on 0.6 rules + 0.4 teacher: S
 	$(if $(or $(DEEPSEEK_API_KEY),$(MEDQA_TEACHER_API_KEY),$(BASE_URL)),,@echo ">> no teacher API key and no BASE_URL: rewards use the OFFLINE heuristic judge (not an LLM), started for this run and stopped after it" >&2)
 	$(ACCELERATE) launch --config_file $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) $(if $(NPROC),--num_processes $(NPROC)) \
 		scripts/grpo.py --config $(grpo_recipe) $(grpo_flags)
+
+# ---------------------------------------------------------------- PPO (issue 10)
+# Recipe: recipes/ppo/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/ppo/MODE.yaml; PROFILE=8gb is QLoRA), or RECIPE=.
+# Launcher as for SFT: ACCEL=ddp|zero2|zero3 with PROFILE=cpu (2 CPU processes), single_gpu | multi_gpu | zero2 |
+# zero3 on GPUs. SFT= (or ADAPTER=/MODEL=) is the SFT output to start from; OUT= the run folder; RESUME=0 starts
+# fresh (resuming from OUT's newest checkpoint is automatic); ARGS="--total_steps 3 …" overrides the recipe.
+# Teacher: BASE_URL= and TEACHER_MODEL=, or the API with DEEPSEEK_API_KEY; without either the offline judge runs.
+ppo_mode    = $(if $(filter 8gb,$(PROFILE)),qlora,$(1))
+ppo_recipe  = $(or $(RECIPE),recipes/ppo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(call ppo_mode,$(1)).yaml)
+ppo_default_sft = $(if $(filter cpu,$(PROFILE)),outputs/cpu/sft-lora,$(if $(filter 8gb,$(PROFILE)),outputs/sft-qlora-8gb,outputs/sft-lora))
+ppo_start   = $(or $(SFT),$(ADAPTER),$(MODEL),$(if $(RECIPE),,$(2)))
+ppo_flags   = $(if $(call ppo_start,$(1),$(2)),--model_name_or_path $(call ppo_start,$(1),$(2))) $(if $(OUT),--output_dir $(OUT)) \
+	$(if $(filter 0 false no,$(RESUME)),--auto_resume false) $(ARGS)
+ppo_deps    = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/rl/training_prompts.jsonl),,rl-prompts)
+
+# $(call run_ppo,MODE,DEFAULT_GPU_ACCEL,DEFAULT_SFT_OR_EMPTY)
+define run_ppo
+	@test -f $(call ppo_recipe,$(1)) || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
+	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	bash scripts/with_teacher.sh $(PY) $(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
+		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3))
+endef
+
+.PHONY: ppo ppo-full bench-p2
+
+ppo: $(ppo_deps) ## PPO from an SFT adapter (SFT=outputs/[cpu/]sft-lora, OUT=, PROFILE=gpu|cpu|8gb, ACCEL=, ARGS=, RESUME=0)
+	@test -e "$(call ppo_start,lora,$(ppo_default_sft))" || { echo "no SFT output $(call ppo_start,lora,$(ppo_default_sft)): run make sft-lora$(if $(filter cpu,$(PROFILE)), PROFILE=cpu) first, or pass SFT=dir" >&2; exit 2; }
+	$(call run_ppo,lora,single_gpu,$(ppo_default_sft))
+
+ppo-full: $(ppo_deps) ## full-parameter PPO with a frozen reference copy (ACCEL=zero3 shards both; SFT=merged model)
+	$(call run_ppo,full,zero3,)
+
+bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time, overlapped submit vs blocking (goal <= 5 %)
+	$(MEDQA) bench --only p2
+
+BENCH_STEPS += bench-p2
+# ---------------------------------------------------------------- Slurm (issue 12)
+# slurm/sft.sh, slurm/ppo.sh and slurm/eval.sh run the targets above under sbatch, with the same variables read from
+# the environment (sbatch --export=ALL, its default). `make slurm-sft …` prints that sbatch command; SUBMIT=1 submits it.
+# NODES= number of nodes; SBATCH_ARGS="…" any other sbatch flags (--partition, --account, --gpus-per-node, --time, --mem);
+# MODE=lora|qlora|full; STAGE=sft|ppo|eval for slurm-preflight. Cluster setup: README "Clusters".
+MODE        ?= lora
+STAGE       ?= sft
+NODES       ?=
+SBATCH_ARGS ?=
+SUBMIT      ?=
+SLURM_VARS  := PROFILE MODE ACCEL RECIPE MODEL SFT ADAPTER OUT ARGS NPROC RESUME LIMIT EVAL_SETS MEDQA_ENV VENV
+# What `make sft-MODE` / `make ppo` (MODE=full: ppo-full) would launch, for the checks before a job starts.
+slurm_ppo_sft = $(if $(filter full,$(MODE)),,$(ppo_default_sft))
+slurm_recipe  = $(if $(filter ppo,$(STAGE)),$(call ppo_recipe,$(MODE)),$(call sft_recipe,$(MODE)))
+slurm_flags   = $(if $(filter ppo,$(STAGE)),$(call ppo_flags,$(MODE),$(slurm_ppo_sft)),$(sft_flags))
+slurm_accel   = $(call sft_accel,$(if $(filter ppo,$(STAGE)),$(if $(filter full,$(MODE)),zero3,single_gpu),$(SFT_ACCEL_$(MODE))))
+
+# $(call slurm_submit,TEMPLATE): print `VAR=value … sbatch [--nodes=N] SBATCH_ARGS slurm/TEMPLATE.sh`, run it with SUBMIT=1.
+define slurm_submit
+	@cmd=""; for v in $(SLURM_VARS); do if [ -n "$${!v:-}" ]; then cmd+="$$v=$$(printf %q "$${!v}") "; fi; done; \
+	cmd+="sbatch$(if $(NODES), --nodes=$(NODES))$(if $(SBATCH_ARGS), $(SBATCH_ARGS)) slurm/$(1).sh"; echo "$$cmd"; \
+	if [ "$(SUBMIT)" = 1 ]; then mkdir -p logs && eval "$$cmd"; else echo "(SUBMIT=1 submits it)"; fi
+endef
+
+.PHONY: slurm-sft slurm-ppo slurm-eval slurm-preflight slurm-local test-slurm
+
+slurm-sft: ## print the sbatch command of slurm/sft.sh for these variables (MODE=, NODES=, SBATCH_ARGS=; SUBMIT=1 submits)
+	$(call slurm_submit,sft)
+
+slurm-ppo: ## print the sbatch command of slurm/ppo.sh (SFT=, MODE=, NODES=, SBATCH_ARGS=; SUBMIT=1 submits)
+	$(call slurm_submit,ppo)
+
+slurm-eval: ## print the sbatch command of slurm/eval.sh (MODEL=, ADAPTER=, LIMIT=, SBATCH_ARGS=; SUBMIT=1 submits)
+	$(call slurm_submit,eval)
+
+slurm-preflight: ## check a job's inputs before launch: STAGE=sft|ppo|eval with the usual variables (run by slurm/*.sh)
+ifeq ($(STAGE),eval)
+	@$(PY) -m medqa.preflight eval --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER)) \
+	  $(foreach s,$(EVAL_SETS),--file data/processed/$(s).jsonl) --file $(EVAL_EXAM)
+else
+	@$(PY) -m medqa.preflight $(STAGE) --profile $(PROFILE) --recipe $(slurm_recipe) \
+	  --accel $(slurm_accel) -- $(slurm_flags)
+endif
+
+slurm-local: ## start the local 2-node test cluster (scripts/local_slurm.sh; installs Debian's slurm as root, else a note)
+	@bash scripts/local_slurm.sh start --if-possible
+
+test-slurm: setup tiny-model rl-prompts slurm-local ## submit the slurm/ templates to the local cluster and check jobs, logs, outputs
+	$(PY) -m pytest -q -m slurm $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- umbrella targets
 

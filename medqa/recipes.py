@@ -1,4 +1,4 @@
-"""Recipe YAMLs and TRL config defaults shared by every trainer (SFT, GRPO, …).
+"""Recipe YAMLs and TRL config defaults shared by every trainer (SFT, PPO, GRPO).
 
 A recipe is a YAML mapping of option: value that fills a trainer's dataclasses (TRL's, extended by the
 project); it may name `base:` recipes (a path or a list, relative to itself) that it extends, and an `env:`

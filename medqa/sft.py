@@ -24,6 +24,7 @@ from typing import Any
 
 from trl import ModelConfig, ScriptArguments, SFTConfig
 
+from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
 
 logger = logging.getLogger(__name__)
@@ -280,6 +281,11 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     if trainer.accelerator.is_main_process and model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
+    stop_file = stop_file_from_env()
+    stopper = StopFileCallback(stop_file) if stop_file else None
+    if stopper:
+        trainer.add_callback(stopper)
+
     resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
@@ -289,6 +295,12 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     trainer.add_callback(meter)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
+    if stopper and stopper.stopped_at is not None:  # unfinished: the next run resumes from the checkpoint just saved
+        logger.warning("stopped at step %d on request; checkpoint-%d saved in %s", stopper.stopped_at,
+                       stopper.stopped_at, training_args.output_dir)
+        trainer.accelerator.wait_for_everyone()
+        trainer.end()
+        return {"stopped_at": stopper.stopped_at, "resumed_from": resume}
     trainer.save_model(training_args.output_dir)  # the best model when load_best_model_at_end
     wall = time.perf_counter() - started
     import torch
