@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer used by tests and the CPU profile"),
     "data": ("medqa.data.cli", "prepare datasets (prepare) and RL prompts (rl-prompts)"),
+    "rewards": ("medqa.rewards.__main__", "reward rules: print, --write or --check data/rl/reward_rules.md"),
     "teacher": ("medqa.teacher.cli", "LLM judge: score a file, serve the offline judge, check an endpoint"),
     "predict": ("medqa.predict", "batched generation from a base model, adapter or merged model"),
     "eval": ("medqa.eval.cli", "score predictions (score) and compare two runs (compare)"),

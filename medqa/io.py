@@ -50,17 +50,106 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         raise
 
 
+class OutputError(ValueError):
+    """An output path that must not be written as asked (the message says why and what to do)."""
+
+
+# Every folder medqa writes holds this manifest: who wrote it and the entries it wrote. A folder is replaced
+# only when everything in it is either listed there or about to be rewritten, or it is empty.
+MANIFEST = ".medqa-output.json"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """`a` and `b` name the same file (resolving links and `..`), whether or not it exists yet."""
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return os.path.samefile(pa, pb)
+    return pa.resolve() == pb.resolve()
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def protected_reason(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> str | None:
+    """Why replacing the folder `out` would destroy something it must never destroy, or None."""
+    o = Path(out).resolve()
+    for inp in inputs:
+        i = Path(inp).resolve()
+        if _within(i, o):
+            return f"it {'is' if i == o else 'contains'} the input {inp}"
+    for what, place in (("the project folder", PROJECT_ROOT), ("the current folder", Path.cwd().resolve()),
+                        ("your home folder", Path.home().resolve())):
+        if _within(place, o):
+            return f"it {'is' if place == o else 'contains'} {what} ({place})"
+    return None
+
+
+def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False,
+                     new_entries: Iterable[str] | None = None) -> None:
+    """Raise OutputError unless the folder `out` may be (re)written.
+
+    A missing or empty folder is fine; an existing file is not. A non-empty folder is replaced only when every
+    entry in it was written by medqa (its manifest) or is one of `new_entries` (what is about to be written), or
+    with `overwrite` — and never, not even with `overwrite`, when it is or contains an input, the project, the
+    current folder or the home folder."""
+    o = Path(out)
+    if o.exists() and not o.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out (or delete the file yourself)")
+    reason = protected_reason(o, inputs)
+    if reason is not None:
+        raise OutputError(f"{out}: refusing to write the output folder here: {reason}; choose another --out")
+    if not o.is_dir() or overwrite:
+        return
+    present = {p.name for p in o.iterdir()}
+    known = {MANIFEST, *(new_entries or ())}
+    try:
+        known |= set(json.loads((o / MANIFEST).read_text(encoding="utf-8")).get("entries", []))
+    except (OSError, ValueError, AttributeError):
+        pass
+    foreign = sorted(present - known)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(f"{out}: folder holds files medqa did not write ({shown}); choose another --out, or pass "
+                          "--overwrite to replace the whole folder")
+
+
+def ensure_out_folder(out: str | os.PathLike) -> Path:
+    """Create the folder `out` for outputs written file by file (nothing in it is deleted); OutputError when it is
+    an existing file or cannot be created."""
+    o = Path(out)
+    if o.exists() and not o.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    try:
+        o.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    return o
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+               overwrite: bool = False) -> Iterator[Path]:
     """Fill a temp folder beside `path`, then swap it in place of `path`: never a partial folder.
 
-    A previous `path` is replaced only once the new one is complete; on an error it is left untouched.
-    """
+    A previous `path` is replaced only once the new one is complete, and only if `check_output_dir` allows it
+    (nothing medqa did not write is ever deleted unless `overwrite`); on an error it is left untouched. The new
+    folder gets a manifest of its entries."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    inputs = list(inputs)
+    check_output_dir(path, inputs, overwrite=True)  # the hard limits, before any work
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create the output folder ({e.strerror or e})") from None
     try:
         yield tmp
+        entries = sorted(p.name for p in tmp.iterdir())
+        check_output_dir(path, inputs, overwrite=overwrite, new_entries=entries)
+        (tmp / MANIFEST).write_text(json.dumps({"written_by": "medqa", "entries": entries}, indent=1) + "\n",
+                                    encoding="utf-8")
         os.chmod(tmp, 0o777 & ~_UMASK)
         old = None
         if path.exists():
@@ -84,40 +173,52 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
+_BOM = b"\xef\xbb\xbf"
+MAX_LINE_BYTES = 4 << 20  # one JSONL row: 4 MiB, far above any real question and answer
+
+
 def iter_jsonl(
     path: str | os.PathLike, *, tolerant: bool = False, on_error: Callable[[InputError], None] | None = None
 ) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, object) for each non-blank line.
+    """Yield (line_number, object) for each non-blank line (a leading UTF-8 BOM is accepted).
 
-    Non-UTF-8 bytes, malformed JSON or a non-object row raise InputError naming the file and line, or,
-    with `on_error`, are passed to it and skipped. With `tolerant`, such lines (a write torn by a crash or
-    SIGKILL) are skipped silently — for append-only caches and resumable outputs, never for user input.
+    Non-UTF-8 bytes, malformed JSON, a non-object row or a line over MAX_LINE_BYTES raise InputError naming the
+    file and line, or, with `on_error`, are passed to it and skipped. With `tolerant`, such lines (a write torn by
+    a crash or SIGKILL) are skipped silently — for append-only caches and resumable outputs, never for user input.
     """
     path = Path(path)
     with open(path, "rb") as fh:
-        data = fh.read()
-    for i, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(path, i, None, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})") from None
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(path, i, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise InputError(path, i, None, f"expected a JSON object, got {type(obj).__name__}")
-        except InputError as err:
-            if tolerant:
+        for i, raw in enumerate(fh, start=1):
+            if i == 1 and raw.startswith(_BOM):  # files saved by Windows editors
+                raw = raw[len(_BOM):]
+            if not raw.strip():
                 continue
-            if on_error is None:
-                raise
-            on_error(err)
-            continue
-        yield i, obj
+            try:
+                obj = _parse_line(path, i, raw)
+            except InputError as err:
+                if tolerant:
+                    continue
+                if on_error is None:
+                    raise
+                on_error(err)
+                continue
+            yield i, obj
+
+
+def _parse_line(path: Path, i: int, raw: bytes) -> dict:
+    if len(raw) > MAX_LINE_BYTES:
+        raise InputError(path, i, None, f"line is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit per row")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, i, None, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(path, i, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise InputError(path, i, None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def read_jsonl(path: str | os.PathLike, **kwargs: Any) -> list[dict]:

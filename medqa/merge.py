@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from medqa.io import atomic_dir
+from medqa.io import OutputError, atomic_dir, check_output_dir
 
 
-def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto") -> Path:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto",
+                  overwrite: bool = False) -> Path:
     adapter, out = Path(adapter), Path(out)
     config_path = adapter / "adapter_config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: --adapter must be a LoRA/QLoRA output folder (full runs need no merge)")
     base = base or json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    inputs = [p for p in (adapter, Path(base)) if p.exists()]
+    check_output_dir(out, inputs, overwrite=True)  # the hard limits, before loading anything
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)  # no quantization_config: full precision
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
-    with atomic_dir(out) as tmp:  # a killed merge leaves no half-written model
+    with atomic_dir(out, inputs=inputs, overwrite=overwrite) as tmp:  # a killed merge leaves no half-written model
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out
@@ -43,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default=None, help="base model (default: the one named in adapter_config.json)")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                    help="dtype of the merged weights (auto: the base checkpoint's dtype)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
     args = p.parse_args(argv)
     try:
-        out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype)
-    except FileNotFoundError as e:
-        p.error(str(e))
+        out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype, overwrite=args.overwrite)
+    except (FileNotFoundError, OutputError) as e:
+        print(f"python -m medqa.merge: error: {e}", file=sys.stderr)
+        return 2
     print(f"merged model saved to {out}")
     return 0
 

@@ -11,20 +11,24 @@ Input rows may be any of the project's formats (the first that applies wins):
 
 Each output row is `{id, question, prediction, reference?, meta?, options?, think, answer, gen_tokens,
 latency_ms}` where `think`/`answer` split the prediction at `</think>` (`think` is null without a closed
-think block). Rows are appended durably after every batch, so an interrupted run resumes where it stopped
-(ids already in the output are skipped); a finished run leaves the file in input order.
+think block), plus `key`: a hash of what produced the row (the prompt and the model, adapter and generation
+settings). Rows are appended durably after every batch, so an interrupted run resumes where it stopped: an item is
+skipped when a row with its key is in the output, whatever its id or position; rows of another input or model are
+not reused and are dropped when the file is finished, in input order.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.io import InputError, append_jsonl, iter_jsonl, write_jsonl
+from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
 from medqa.think import split_think
 
 OPTION_LETTERS = "ABCDEFGH"
@@ -121,7 +125,22 @@ def read_items(path: str | os.PathLike, limit: int | None = None, system: str | 
             raise InputError(path, line, "id", f"duplicate id {item.id!r} (first on line {seen[item.id]})")
         seen[item.id] = line
         items.append(item)
+    if not items:
+        raise InputError(path, None, None, "no rows to predict (the file is empty)")
     return items
+
+
+def item_key(item: Item, identity: dict) -> str:
+    """What produced a prediction: the prompt chat and the model identity (model, adapter, generation settings)."""
+    payload = json.dumps([identity, item.messages], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def model_identity(model: str, adapter: str | None, settings: dict) -> dict:
+    def where(p: str | None) -> str | None:
+        return str(Path(p).resolve()) if p and Path(p).exists() else p
+
+    return {"model": where(model), "adapter": where(adapter), **settings}
 
 
 def output_row(item: Item, text: str, gen_tokens: int, latency_ms: float) -> dict:
@@ -142,21 +161,27 @@ def _shard_paths(output: Path) -> list[Path]:
 
 
 def _done_rows(paths: Sequence[Path]) -> dict[str, dict]:
+    """Rows already generated, by their `key` (rows without one, from older runs, are not reused)."""
     done: dict[str, dict] = {}
     for p in paths:
         if p.exists():
             for _, row in iter_jsonl(p, tolerant=True):  # a torn last line from a crash is simply redone
-                if "id" in row and "prediction" in row:
-                    done.setdefault(str(row["id"]), row)
+                if isinstance(row.get("key"), str) and isinstance(row.get("prediction"), str):
+                    done.setdefault(row["key"], row)
     return done
 
 
-def finalize(output: Path, items: Sequence[Item]) -> int:
-    """Merge the output and any rank shards into `output`, in input order; returns the number of rows."""
+def finalize(output: Path, items: Sequence[Item], keys: dict[str, str]) -> int:
+    """Merge the output and any rank shards into `output`: one row per item that has a prediction for its key,
+    in input order (rows of other inputs or models are dropped); returns the number of rows."""
     shards = _shard_paths(output)
-    rows = _done_rows([output, *shards])
-    order = {it.id: it.index for it in items}
-    ordered = sorted(rows.values(), key=lambda r: (order.get(str(r["id"]), len(order)), str(r["id"])))
+    done = _done_rows([output, *shards])
+    ordered = []
+    for it in items:
+        row = done.get(keys[it.id])
+        if row is not None:
+            ordered.append({**output_row(it, row["prediction"], row.get("gen_tokens", 0), row.get("latency_ms", 0.0)),
+                            "key": keys[it.id]})
     n = write_jsonl(output, ordered)
     for s in shards:
         s.unlink()
@@ -183,6 +208,8 @@ def run_predict(
     from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
 
     output = Path(output_path)
+    if same_file(input_path, output):
+        raise InputError(output, None, None, "--output is the --input file; write predictions elsewhere")
     items = read_items(input_path, limit=limit, system=system)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -197,12 +224,15 @@ def run_predict(
             raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed a group of {state.num_processes}")
         rank, world = state.process_index, state.num_processes
         device = device or str(state.device)
-    done = _done_rows([output, *_shard_paths(output)])
-    pending = [it for it in items if it.id not in done]
-    mine = pending[rank::world]
-    sink = output if world == 1 else output.with_name(f"{output.name}.rank{rank}.partial")
     settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
                                   seed=seed if sample else None)
+    identity = model_identity(model, adapter, {"think": think, "max_new_tokens": max_new_tokens, "sample": sample,
+                                               "seed": seed if sample else None})
+    keys = {it.id: item_key(it, identity) for it in items}
+    done = _done_rows([output, *_shard_paths(output)])
+    pending = list({keys[it.id]: it for it in reversed(items) if keys[it.id] not in done}.values())[::-1]
+    mine = pending[rank::world]
+    sink = output if world == 1 else output.with_name(f"{output.name}.rank{rank}.partial")
     generated = 0
     if mine:
         lm, tokenizer = load_model(model, adapter, device=device)
@@ -216,7 +246,8 @@ def run_predict(
         for start in range(0, len(mine), batch_size):
             batch = mine[start:start + batch_size]
             gens = generate_batch(lm, tokenizer, [prompts[it.id] for it in batch], settings)
-            append_jsonl(sink, [output_row(it, g.text, g.gen_tokens, g.latency_ms) for it, g in zip(batch, gens, strict=True)])
+            append_jsonl(sink, [{**output_row(it, g.text, g.gen_tokens, g.latency_ms), "key": keys[it.id]}
+                                for it, g in zip(batch, gens, strict=True)])
             generated += len(batch)
             bar.update(len(batch))
         bar.close()
@@ -224,10 +255,10 @@ def run_predict(
         state.wait_for_everyone()
     total = len(done)
     if rank == 0:
-        total = finalize(output, items)
+        total = finalize(output, items, keys)
     if state is not None:
         state.wait_for_everyone()
-    return {"items": len(items), "skipped": len(items) - len(pending), "generated": generated,
+    return {"items": len(items), "skipped": sum(1 for it in items if keys[it.id] in done), "generated": generated,
             "rows": total, "output": str(output), "processes": world}
 
 

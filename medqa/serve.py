@@ -1,9 +1,15 @@
 """`medqa serve`: Gradio chat demo of a medqa model.
 
 Streams tokens as they are generated, shows the `<think>` chain in a collapsible block apart from the answer,
-keeps a medical disclaimer on screen at all times, and raises an emergency banner when the question shows
-red-flag symptoms (`medqa.safety.red_flags`, the same check the reward and the metrics use). Listens on
-127.0.0.1 unless `--host` says otherwise; `--share` (a public Gradio link) and `--auth user:pass` are opt-in.
+keeps a medical disclaimer on screen at all times, and raises an emergency banner when any of the user's turns
+shows red-flag symptoms (`medqa.safety.red_flags`, the same check the reward and the metrics use).
+
+The model sees the whole conversation: every message shape Gradio sends (a string, a list of parts
+`[{"type": "text", "text": …}]`, files — which are ignored) is read, the oldest turns are dropped first when the
+prompt would exceed the token budget (a system prompt is always kept), and the history is capped in messages and
+characters before it is tokenised. Generation stops when the client disconnects or after `--max-seconds`.
+Listens on 127.0.0.1 unless `--host` says otherwise; `--share` (a public Gradio link) is opt-in, and a login is read
+from `MEDQA_SERVE_AUTH` or `--auth-file` (never from the command line, where `ps` would show it).
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import html
 import os
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from medqa.think import THINK_CLOSE, THINK_OPEN
 
@@ -34,6 +42,10 @@ CRISIS_TEXT = (
 )
 THINK_TITLE = "思考过程 / Reasoning"
 DEFAULT_MAX_INPUT_CHARS = 2000
+DEFAULT_CONTEXT_TOKENS = 4096  # prompt + new tokens; older turns are dropped to fit
+MAX_HISTORY_MESSAGES = 200  # read at most this many of the latest messages
+DEFAULT_MAX_SECONDS = 300.0
+AUTH_ENV = "MEDQA_SERVE_AUTH"
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,60 @@ def stream_view(text: str) -> StreamView:
         return StreamView(body.strip(), "", False)
     think, answer = body.split(THINK_CLOSE, 1)
     return StreamView(think.strip(), answer.strip(), True)
+
+
+def message_text(content) -> str | None:
+    """The text of a chat message in any shape Gradio sends; None when it carries no text (a file)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        if content.get("type", "text") == "text" and isinstance(content.get("text"), str):
+            return content["text"]
+        return None  # a file, image or component: ignored
+    if isinstance(content, (list, tuple)):
+        parts = [message_text(part) for part in content]
+        texts = [t for t in parts if t]
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def history_chat(history: Sequence, max_messages: int = MAX_HISTORY_MESSAGES, max_chars: int | None = None
+                 ) -> list[dict[str, str]]:
+    """Earlier turns as plain {role, content} messages: text only, reasoning bubbles left out, the latest
+    `max_messages` messages and at most `max_chars` characters (the oldest go first; a system message is kept)."""
+    system = [{"role": "system", "content": t} for m in history[:1] if isinstance(m, dict) and m.get("role") == "system"
+              and (t := message_text(m.get("content")))]
+    chat: list[dict[str, str]] = []
+    for m in list(history)[-max_messages:]:
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or (m.get("metadata") or {}).get("title"):
+            continue
+        text = message_text(m.get("content"))
+        if text:
+            chat.append({"role": m["role"], "content": text})
+    if max_chars is not None:
+        total, keep = 0, len(chat)
+        while keep > 0 and total + len(chat[keep - 1]["content"]) <= max_chars:
+            keep -= 1
+            total += len(chat[keep]["content"])
+        chat = chat[keep:]
+    return system + chat
+
+
+def fit_to_budget(tokenizer, chat: list[dict[str, str]], budget: int, enable_thinking: bool = True
+                  ) -> list[dict[str, str]]:
+    """Drop the oldest turns (never the system prompt or the last user turn) until the prompt fits `budget`."""
+    from medqa.generation import build_prompt
+
+    system = [m for m in chat[:1] if m["role"] == "system"]
+    turns = chat[len(system):]
+    while len(turns) > 1:
+        prompt = build_prompt(tokenizer, system + turns, enable_thinking)
+        if len(tokenizer(prompt, add_special_tokens=False).input_ids) <= budget:
+            break
+        turns = turns[1:]
+        while len(turns) > 1 and turns[0]["role"] != "user":  # a turn starts with the user
+            turns = turns[1:]
+    return system + turns
 
 
 def emergency_banner(question: str) -> str | None:
@@ -81,15 +147,28 @@ def render_messages(view: StreamView) -> list[dict]:
     return msgs
 
 
-def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS):
+def conversation_banner(user_turns: Sequence[str]) -> str | None:
+    """The banner for a conversation: red flags in any of the user's turns (the latest first)."""
+    for text in reversed(user_turns):
+        banner = emergency_banner(text)
+        if banner:
+            return banner
+    return None
+
+
+def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+                 context_tokens: int = DEFAULT_CONTEXT_TOKENS, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 system: str | None = None):
     """The Gradio event handler: (question, history, enable_thinking) -> stream of (history, banner, textbox)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
     from medqa.generation import GenerationSettings, stream_generate
 
-    def respond(question: str, history: list, enable_thinking: bool) -> Iterator:
-        question = (question or "").strip()
+    budget = max(256, context_tokens - max_new_tokens)
+
+    def respond(question, history: list, enable_thinking: bool) -> Iterator:
+        question = (message_text(question) or "").strip()
         history = list(history or [])
         if not question:
             yield history, gr.update(), ""
@@ -98,35 +177,45 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
             gr.Warning(f"问题过长（{len(question)} 字符，上限 {max_input_chars}）/ question too long")
             yield history, gr.update(), question
             return
-        banner = emergency_banner(question)
+        # A cheap character cap first (a token spans a few characters at most: 8 per token is generous), so a huge
+        # history is never tokenised whole; the token budget then decides exactly.
+        chat = history_chat(history, max_chars=budget * 8)
+        if system and not (chat and chat[0]["role"] == "system"):
+            chat = [{"role": "system", "content": system}, *chat]
+        chat = fit_to_budget(tokenizer, [*chat, {"role": "user", "content": question}], budget, bool(enable_thinking))
+        earlier = [message_text(m.get("content")) or "" for m in history[-MAX_HISTORY_MESSAGES:]
+                   if isinstance(m, dict) and m.get("role") == "user"]
+        banner = conversation_banner([*earlier, question])
         banner_update = gr.update(value=f"<div class='medqa-emergency' role='alert'>{html.escape(banner)}</div>"
                                   if banner else "", visible=bool(banner))
-        chat = [{"role": m["role"], "content": m["content"]} for m in history
-                if m.get("role") in ("user", "assistant") and not (m.get("metadata") or {}).get("title")
-                and isinstance(m.get("content"), str)]
-        chat.append({"role": "user", "content": question})
         history.append({"role": "user", "content": question})
         yield history, banner_update, ""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=bool(enable_thinking))
         stop = threading.Event()
-        text = ""
+        text, note = "", ""
+        started = time.monotonic()
         try:
             for text in stream_generate(model, tokenizer, chat, settings, stop_event=stop):
+                if time.monotonic() - started > max_seconds:
+                    note = f"（已超时停止 / stopped after {max_seconds:g} s）"
+                    break
                 yield history + render_messages(stream_view(text)), gr.update(), ""
         finally:
-            stop.set()  # the client went away or generation ended: stop the worker thread at the next token
+            stop.set()  # the client went away, timed out or generation ended: the worker stops at the next token
         final = stream_view(text)
-        yield history + render_messages(StreamView(final.think, final.answer or "（无回答 / no answer）", True)), \
-            gr.update(), ""
+        answer = (final.answer + note) if final.answer else (note or "（无回答 / no answer）")
+        yield history + render_messages(StreamView(final.think, answer, True)), gr.update(), ""
 
     return respond
 
 
 def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
-              title: str = "medqa — medical QA demo"):
+              title: str = "medqa — medical QA demo", context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+              max_seconds: float = DEFAULT_MAX_SECONDS, system: str | None = None):
     import gradio as gr
 
-    respond = chat_handler(model, tokenizer, max_new_tokens=max_new_tokens, max_input_chars=max_input_chars)
+    respond = chat_handler(model, tokenizer, max_new_tokens=max_new_tokens, max_input_chars=max_input_chars,
+                           context_tokens=context_tokens, max_seconds=max_seconds, system=system)
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {html.escape(title)}")
@@ -155,6 +244,34 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
                               prevent_thread_lock=not block, show_error=True, quiet=not block)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
+    return v
+
+
+def read_auth(auth_file: str | None, env: dict | None = None) -> tuple[str, str] | None:
+    """(user, password) from `auth_file` or the MEDQA_SERVE_AUTH variable (USER:PASS), or None; ValueError if bad."""
+    env = os.environ if env is None else env
+    if auth_file:
+        try:
+            raw, where = Path(auth_file).read_text(encoding="utf-8").strip(), auth_file
+        except OSError as e:
+            raise ValueError(f"--auth-file {auth_file}: {e.strerror or e}") from None
+    elif env.get(AUTH_ENV):
+        raw, where = env[AUTH_ENV].strip(), AUTH_ENV
+    else:
+        return None
+    user, sep, password = raw.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"{where}: expected USER:PASS")
+    return user, password
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa serve", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="base or merged model dir, or an adapter dir alone")
@@ -162,17 +279,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s, local only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (explicit opt-in)")
-    p.add_argument("--auth", help="USER:PASS basic login")
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--max-input-chars", type=int, default=DEFAULT_MAX_INPUT_CHARS)
+    p.add_argument("--auth-file", help=f"file holding USER:PASS for a basic login (or set {AUTH_ENV}=USER:PASS)")
+    p.add_argument("--auth", help=argparse.SUPPRESS)  # refused: a password on the command line shows in `ps`
+    p.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    p.add_argument("--max-input-chars", type=_positive_int, default=DEFAULT_MAX_INPUT_CHARS)
+    p.add_argument("--context-tokens", type=_positive_int, default=DEFAULT_CONTEXT_TOKENS,
+                   help="prompt + answer token budget; the oldest turns are dropped to fit (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
+                   help="stop an answer after this many seconds (default: %(default)s)")
+    p.add_argument("--system", help="system prompt kept at the top of every conversation")
     p.add_argument("--device", help="cpu, cuda … (default: cuda when available)")
     args = p.parse_args(argv)
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            p.error("--auth must be USER:PASS")
-        auth = (user, password)
+    if args.auth is not None:
+        p.error(f"--auth on the command line is visible to every user in `ps`: put USER:PASS in a file for "
+                f"--auth-file, or in the environment variable {AUTH_ENV}")
+    try:
+        auth = read_auth(args.auth_file)
+    except ValueError as e:
+        p.error(str(e))
     if args.host not in ("127.0.0.1", "localhost", "::1") and not auth:
         print(f"warning: listening on {args.host} without --auth: anyone on the network can use the model",
               file=sys.stderr)
@@ -183,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"medqa serve: error: {e}", file=sys.stderr)
         return 2
-    app = build_app(model, tokenizer, max_new_tokens=args.max_new_tokens, max_input_chars=args.max_input_chars)
+    app = build_app(model, tokenizer, max_new_tokens=args.max_new_tokens, max_input_chars=args.max_input_chars,
+                    context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system)
     launch(app, host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 

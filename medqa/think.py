@@ -7,6 +7,12 @@ from dataclasses import dataclass
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _THINK_RE = re.compile(r"^\s*<think>(.*?)</think>(.*)$", re.S)
+_UNIT = re.compile(r"[\u4e00-\u9fff]|[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+
+
+def text_units(text: str) -> int:
+    """Length of a reasoning or answer part in units: one per CJK character, one per Latin word or number."""
+    return len(_UNIT.findall(text or ""))
 
 
 @dataclass(frozen=True)

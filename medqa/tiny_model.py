@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from medqa.io import atomic_dir
+from medqa.io import OutputError, atomic_dir, check_output_dir
 
 # Qwen3-1.7B: hidden 2048, intermediate 6144 (3x), 28 layers, 16 heads x head_dim 128, 8 KV heads (heads/2),
 # tied embeddings, vocab 151936, rope_theta 1e6.
@@ -101,7 +102,13 @@ def build_tokenizer(texts: list[str], vocab_size: int = 4096):
     return hf
 
 
-def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, corpus: Path = DEFAULT_CORPUS) -> Path:
+# What `save_pretrained` of the model and tokenizer writes here.
+SAVED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "chat_template.jinja", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt")
+
+
+def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, corpus: Path = DEFAULT_CORPUS,
+                     overwrite: bool = False) -> Path:
     """Build, save and return the directory of a tiny Qwen3ForCausalLM + tokenizer."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -118,7 +125,7 @@ def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, co
     model = Qwen3ForCausalLM(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.pad_token_id]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, inputs=[corpus], overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out
@@ -130,7 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size before special tokens")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of sample JSON/JSONL to train the tokenizer on")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
     args = p.parse_args(argv)
-    out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus)
+    try:
+        # Before the minutes of work: an older build (no manifest) holds only these files; anything else is foreign.
+        check_output_dir(args.out, [args.corpus], overwrite=args.overwrite, new_entries=SAVED_FILES)
+        out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus,
+                               overwrite=args.overwrite)
+    except OutputError as e:
+        print(f"medqa tiny-model: error: {e}", file=sys.stderr)
+        return 2
     print(f"tiny Qwen3 saved to {out}")
     return 0

@@ -75,7 +75,7 @@ def test_hub_ids_go_through_load_dataset(monkeypatch):
 
 
 def test_make_data_outputs(processed_dir):
-    files = sorted(p.name for p in processed_dir.iterdir())
+    files = sorted(p.name for p in processed_dir.iterdir() if p.name != ".medqa-output.json")  # + the manifest
     assert files == sorted(["train.jsonl", "dev.jsonl", "test.jsonl", "gold_set.jsonl", "red_team.jsonl", "stats.json", "DATA_CARD.md"])
     sets = _sets(processed_dir)
     n = sum(len(sets[s]) for s in ("train", "dev", "test"))

@@ -61,7 +61,7 @@ def test_append_after_torn_write_keeps_rows_apart(tmp_path):
 
 
 def test_atomic_dir_swaps_whole_folders(tmp_path):
-    from medqa.io import atomic_dir
+    from medqa.io import MANIFEST, atomic_dir
 
     out = tmp_path / "model"
     with atomic_dir(out) as tmp:
@@ -70,8 +70,8 @@ def test_atomic_dir_swaps_whole_folders(tmp_path):
         with atomic_dir(out) as tmp:
             (tmp / "b.txt").write_text("half")
             raise RuntimeError("killed mid-save")
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]  # the old folder, untouched
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "a.txt"]  # the old folder, untouched
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder left behind
     with atomic_dir(out) as tmp:
         (tmp / "c.txt").write_text("2")
-    assert sorted(p.name for p in out.iterdir()) == ["c.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "c.txt"]

@@ -48,3 +48,65 @@ def test_identifiers_are_scrubbed(text, kind, leaked):
 def test_clinical_text_is_left_alone(text):
     assert scrub(text) == text
     assert not has_pii(text)
+
+
+# ---------------------------------------------------------------- measured on a labelled set
+
+_DATA = __import__("pathlib").Path(__file__).parent / "data"
+# Gates: what docs/data.md reports (measured: recall 122/122 identifiers, 0 false scrubs in 297 clinical texts).
+MIN_RECALL = 0.95
+MAX_FALSE_SCRUB_RATE = 0.02
+
+
+def _labelled():
+    import json
+
+    return [json.loads(x) for x in (_DATA / "pii_labelled.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _clinical():
+    import json
+
+    texts = [json.loads(x)["text"] for x in (_DATA / "pii_clinical.jsonl").read_text(encoding="utf-8").splitlines()]
+    sft = _DATA.parents[1] / "data" / "sample" / "sft.jsonl"  # doctors' answers: no identifiers in them
+    return texts + [json.loads(x)["output"] for x in sft.read_text(encoding="utf-8").splitlines()]
+
+
+def test_recall_and_false_scrub_rate_on_the_labelled_sets():
+    """≥100 identifier-bearing texts (names with and without cue words in both languages, full-width and
+    Chinese-numeral digits, addresses, dates of birth, record numbers) and clinical text that must survive."""
+    rows = _labelled()
+    assert len(rows) >= 100
+    found = missed = 0
+    misses = []
+    for r in rows:
+        out = scrub(r["text"])
+        for ident in r["pii"]:
+            if ident in out:
+                missed += 1
+                misses.append((r["text"], ident))
+            else:
+                found += 1
+        for word in r["keep"]:
+            assert word in out, f"clinical words scrubbed: {word!r} from {r['text']!r} -> {out!r}"
+    recall = found / (found + missed)
+    clinical = _clinical()
+    changed = [(t, scrub(t)) for t in clinical if scrub(t) != t]
+    rate = len(changed) / len(clinical)
+    print(f"PII recall {found}/{found + missed} = {recall:.3f}; false scrubs {len(changed)}/{len(clinical)} = {rate:.3f}")
+    assert recall >= MIN_RECALL, misses
+    assert rate <= MAX_FALSE_SCRUB_RATE, changed[:5]
+
+
+@pytest.mark.parametrize("text, leaked", [
+    ("患者张伟说头痛", "张伟"), ("请患者张伟立即就医", "张伟"), ("患者：李娜", "李娜"), ("我叫欧阳娜娜，今天发烧", "欧阳娜娜"),
+    ("电话１３８１２３４５６７８", "１３８１２３４５６７８"), ("手机一三八一二三四五六七八", "一三八一二三四五六七八"),
+    ("佘晓峰昨天开始咳嗽", "佘晓峰"), ("张伟您好，建议您尽快就医。", "张伟"),
+])
+def test_the_reported_leaks_are_closed(text, leaked):
+    assert leaked not in scrub(text)
+
+
+def test_only_identifiers_change_and_the_rest_is_kept_verbatim():
+    text = "患者：李娜，38岁女性患者，电话１３８１２３４５６７８，服用阿莫西林后皮疹。"
+    assert scrub(text) == "患者：[NAME]，38岁女性患者，电话[PHONE]，服用阿莫西林后皮疹。"

@@ -50,7 +50,7 @@ def ppo_sft_adapter(tmp_path_factory, tiny_think_model_dir) -> Path:
 def _argv(sft: Path, prompts: Path, out: Path, **overrides) -> list[str]:
     opts = {"model_name_or_path": sft, "prompts_file": prompts, "output_dir": out, "total_steps": 2,
             "batch_size": 2, "mini_batch_size": 1, "forward_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 20,
-            "save_steps": 2, "progress_bar": "false", "teacher_cache": "none", **overrides}
+            "save_steps": 2, "progress_bar": "false", "teacher_cache": "", **overrides}
     argv = ["--config", str(ROOT / "recipes/ppo/cpu/lora.yaml")]
     for k, v in opts.items():
         argv += [f"--{k}", str(v)]

@@ -73,4 +73,127 @@ def test_chat_handler_streams_banner_and_refuses_long_input(tiny_think_model_dir
     assert final[1]["metadata"]["status"] == "done" and final[1]["content"] == think.replace("<think>", "").strip()
     assert final[2] == {"role": "assistant", "content": answer.strip()}
     _, banner, _ = list(respond(THINK_PAIRS[1][0], final, True))[0]
-    assert banner["visible"] is False  # an ordinary follow-up clears the banner
+    assert banner["visible"] is True  # the emergency is still in the conversation: the banner stays
+    _, banner, _ = list(respond(THINK_PAIRS[1][0], [], True))[0]
+    assert banner["visible"] is False  # a new conversation with an ordinary question has none
+
+
+# ---------------------------------------------------------------- the conversation reaches the model
+
+class _Recorder:
+    """Wraps a tokenizer-bearing model call: records every prompt the handler sends to generation."""
+
+    def __init__(self, monkeypatch):
+        import medqa.generation as generation
+
+        self.prompts: list[str] = []
+        real = generation.build_prompt
+
+        def spy(tokenizer, messages, enable_thinking=True):
+            prompt = real(tokenizer, messages, enable_thinking)
+            self.prompts.append(prompt)
+            return prompt
+
+        monkeypatch.setattr(generation, "build_prompt", spy)
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tiny_think_model_dir):
+    from medqa.generation import load_model
+
+    return load_model(str(tiny_think_model_dir), device="cpu")
+
+
+def test_gradio_message_parts_keep_earlier_turns_and_ignore_files(tiny_chat, monkeypatch):
+    from medqa.serve import chat_handler, message_text
+
+    assert message_text([{"type": "text", "text": "我怀孕30周了"}, {"type": "file", "file": {"path": "/x.png"}}]) == "我怀孕30周了"
+    assert message_text({"path": "/tmp/a.pdf", "mime_type": "application/pdf"}) is None
+    model, tok = tiny_chat
+    rec = _Recorder(monkeypatch)
+    respond = chat_handler(model, tok, max_new_tokens=8)
+    history = [  # what Gradio 6 sends back: content as lists of parts, a file, a folded reasoning bubble
+        {"role": "user", "content": [{"type": "text", "text": "我怀孕30周了"}]},
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/scan.png"}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "分析"}], "metadata": {"title": "思考过程 / Reasoning"}},
+        {"role": "assistant", "content": [{"type": "text", "text": "好的，请说说您的情况。"}]},
+    ]
+    list(respond([{"type": "text", "text": "头痛能吃布洛芬吗？"}], history, True))
+    prompt = rec.prompts[-1]
+    assert "我怀孕30周了" in prompt and "好的，请说说您的情况。" in prompt and "头痛能吃布洛芬吗？" in prompt
+    assert "scan.png" not in prompt and prompt.index("我怀孕30周了") < prompt.index("头痛能吃布洛芬吗？")
+
+
+def test_history_is_budgeted_oldest_first_and_the_system_prompt_kept(tiny_chat, monkeypatch):
+    from medqa.serve import chat_handler
+
+    model, tok = tiny_chat
+    rec = _Recorder(monkeypatch)
+    respond = chat_handler(model, tok, max_new_tokens=8, context_tokens=8 + 300, system="你是谨慎的医学助手。")
+    # A huge old message (never tokenised whole), then 60 turns: more than the 300-token budget.
+    history = [{"role": "user", "content": "x" * 400_000}, {"role": "assistant", "content": "收到。"}]
+    for i in range(60):
+        history += [{"role": "user", "content": f"第{i}轮问题：" + "症状描述" * 10},
+                    {"role": "assistant", "content": f"第{i}轮回答。"}]
+    list(respond("最后一个问题：头痛怎么办？", history, True))
+    prompt = rec.prompts[-1]
+    assert prompt.count("你是谨慎的医学助手。") == 1 and "最后一个问题" in prompt
+    assert "第59轮问题" in prompt and "第59轮回答。" in prompt  # the latest turns are kept …
+    assert "第0轮问题" not in prompt and "x" * 1000 not in prompt  # … the oldest dropped
+    assert 200 < len(tok(prompt).input_ids) <= 300  # as much history as fits
+
+
+def test_banner_for_red_flags_in_any_user_turn(tiny_chat):
+    from medqa.serve import chat_handler
+
+    model, tok = tiny_chat
+    respond = chat_handler(model, tok, max_new_tokens=4)
+    history = [{"role": "user", "content": [{"type": "text", "text": "我胸口剧烈疼痛，出冷汗，左臂发麻"}]},
+               {"role": "assistant", "content": "请立即拨打120。"}]
+    _, banner, _ = next(iter(respond("那我现在该吃什么药？", history, True)))
+    assert banner["visible"] is True and "120" in banner["value"]
+
+
+def test_generation_stops_on_disconnect_and_on_the_time_limit(tiny_chat):
+    import threading
+    import time
+
+    from medqa.serve import chat_handler
+
+    model, tok = tiny_chat
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1) or time.sleep(0.05))
+    try:
+        before = threading.active_count()
+        respond = chat_handler(model, tok, max_new_tokens=200)
+        gen = respond("头痛怎么办？", [], True)
+        next(gen), next(gen)  # the user turn, then the first streamed token
+        gen.close()  # what Gradio does when the browser goes away
+        time.sleep(0.5)
+        n = len(calls)
+        time.sleep(0.5)
+        assert len(calls) == n, "generation kept running after the client left"
+        assert threading.active_count() <= before
+        steps = list(chat_handler(model, tok, max_new_tokens=200, max_seconds=0.3)("头痛怎么办？", [], True))
+        assert "stopped after 0.3 s" in steps[-1][0][-1]["content"]
+        time.sleep(0.5)
+        n = len(calls)
+        time.sleep(0.5)
+        assert len(calls) == n, "generation kept running after the time limit"
+    finally:
+        hook.remove()
+
+
+def test_auth_is_read_from_a_file_or_the_environment_never_argv(tmp_path, capsys):
+    from medqa.serve import main, read_auth
+
+    f = tmp_path / "auth"
+    f.write_text("alice:s3cret\n", encoding="utf-8")
+    assert read_auth(str(f), env={}) == ("alice", "s3cret")
+    assert read_auth(None, env={"MEDQA_SERVE_AUTH": "bob:pw"}) == ("bob", "pw")
+    assert read_auth(None, env={}) is None
+    with pytest.raises(ValueError, match="USER:PASS"):
+        read_auth(None, env={"MEDQA_SERVE_AUTH": "nocolon"})
+    with pytest.raises(SystemExit) as e:
+        main(["--model", "m", "--auth", "alice:s3cret"])
+    assert e.value.code == 2 and "ps" in capsys.readouterr().err

@@ -43,11 +43,25 @@ def app_url(tiny_think_model_dir):
     # The tiny model writes a whole answer in a few ms, faster than the page repaints, so a loaded machine can
     # show it in one update. 40 ms per decoding step (a real model's pace) makes the streaming observable.
     model.register_forward_hook(lambda *_: time.sleep(0.04))
+    # Every prompt the model is given (the prefill step), decoded: what the conversation looked like to the model.
+    prompts: list[str] = []
+
+    def record(_module, _args, kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:
+            prompts.append(tok.decode(ids[0]))
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
     app = build_app(model, tok, max_new_tokens=64, max_input_chars=200)
     port = _free_port()
     launch(app, host="127.0.0.1", port=port, block=False)
+    app_prompts.clear()
+    app_prompts.extend([prompts])
     yield f"http://127.0.0.1:{port}/"
     app.close()
+
+
+app_prompts: list[list[str]] = []  # [the fixture's list of prompts]
 
 
 def test_chat_streams_think_and_answer_with_disclaimer_and_banner(app_url):
@@ -102,6 +116,7 @@ def test_chat_streams_think_and_answer_with_disclaimer_and_banner(app_url):
             expect(disclaimer).to_be_visible()
 
             # 2. A red-flag question raises the emergency banner.
+            q1, a1 = THINK_PAIRS[1][0], answer.strip()
             q, expected = THINK_PAIRS[0]
             box.fill(q)
             page.locator("#medqa-send").click()
@@ -109,5 +124,10 @@ def test_chat_streams_think_and_answer_with_disclaimer_and_banner(app_url):
             expect(banner).to_contain_text("120")
             expect(chat).to_contain_text(expected.split("</think>")[1].strip(), timeout=60_000)
             expect(disclaimer).to_be_visible()
+            # The second answer was generated with the first turn in the prompt (Gradio sent it back as a list of
+            # message parts): question and answer of turn 1 come before the question of turn 2.
+            prompt = app_prompts[0][-1]
+            assert q in prompt and q1 in prompt and a1 in prompt, prompt
+            assert prompt.index(q1) < prompt.index(a1) < prompt.index(q)
         finally:
             browser.close()

@@ -45,7 +45,9 @@ def test_score_resume_and_api_key_never_written(tmp_path):
         r = medqa(*args, env_extra=env)
         assert r.returncode == 0, r.stderr
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-        assert len(rows) == 6 and all(row["teacher"]["model"] == "judge-x" for row in rows)
+        assert len(rows) == 6 and all(row["teacher"]["requested_model"] == "judge-x" for row in rows)
+        # the server said who judged: the offline judge, and the rows say so
+        assert all(row["teacher"]["model"] == "medqa-offline-judge-v1" and row["teacher"]["offline"] for row in rows)
         assert rows[0]["id"] == 0 and "input" in rows[0] and set(rows[1]["teacher"]["scores"]) == {
             "safety", "reasoning", "completeness", "empathy"}
         reset_stats(srv.url)
@@ -62,7 +64,7 @@ def test_score_resume_and_api_key_never_written(tmp_path):
         assert medqa("teacher", "export-cache", "--cache", str(cache), "--output", str(export)).returncode == 0
         exported = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
         assert len(exported) == 6 and {"question", "answer", "scores", "overall_score", "critique", "model"} <= set(exported[0])
-        assert all(e["model"] == "judge-x" for e in exported)
+        assert all(e["requested_model"] == "judge-x" for e in exported)
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     logs = r.stdout + r.stderr + r2.stdout + r2.stderr + r3.stdout + r3.stderr
     assert SECRET.encode() not in written and SECRET not in logs
@@ -115,7 +117,7 @@ def test_sigkill_loses_no_paid_judgement(tmp_path):
         time.sleep(0.4)  # let the server finish the requests that were in flight
         with JudgementCache(db) as cache:
             assert cache.integrity_ok()
-            paid_before = {(j.question, j.answer) for j in cache if j.model == "judge-k"}
+            paid_before = {(j.question, j.answer) for j in cache if j.requested_model == "judge-k"}
         assert 4 <= len(paid_before) < 12, "kill did not land mid-run"
         served_before = {k: v.get("served", 0) for k, v in stats(srv.url)["pairs"].items()}
         r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
@@ -149,5 +151,5 @@ def test_check_uses_offline_judge_loudly_without_key():
 
 def test_rules_doc_command(tmp_path):
     path = tmp_path / "rules.md"
-    assert medqa("teacher", "rules-doc", "--path", str(path)).returncode == 0
-    assert medqa("teacher", "rules-doc", "--path", str(path), "--check").returncode == 0
+    assert medqa("rewards", "--write", "--path", str(path)).returncode == 0
+    assert medqa("rewards", "--check", "--path", str(path)).returncode == 0

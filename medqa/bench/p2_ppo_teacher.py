@@ -18,16 +18,17 @@ TIMES = ("generate", "forward", "score_wait", "score", "update", "step")
 
 
 def _run(out: Path, steps: int, overlap: bool, teacher_url: str | None) -> list[dict]:
-    from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArguments
+    from medqa.ppo.config import PPOConfig, PPOModelArguments
     from medqa.ppo.trainer import PPOTrainer
     from medqa.teacher.judge import OFFLINE_MODEL
+    from medqa.teacher.setup import TeacherArgs
 
     model_args = PPOModelArguments(model_name_or_path="models/tiny-qwen3", mode="lora", lora_r=8, lora_alpha=16)
     cfg = PPOConfig(output_dir=str(out), total_steps=steps, batch_size=8, mini_batch_size=4, forward_batch_size=2,
                     ppo_epochs=1, max_new_tokens=24, max_prompt_length=256, learning_rate=1e-3, save_steps=1000,
                     report_to="none", progress_bar=False, cpu_threads=1,
                     reward="combined" if teacher_url else "rules")
-    teacher = TeacherArguments(teacher_base_url=teacher_url, teacher_model=OFFLINE_MODEL, teacher_cache=None,
+    teacher = TeacherArgs(teacher_base_url=teacher_url, teacher_model=OFFLINE_MODEL, teacher_cache="",
                                teacher_concurrency=16)
     PPOTrainer(model_args, cfg, teacher, overlap_teacher=overlap).train(resume=False)
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

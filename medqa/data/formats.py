@@ -128,11 +128,26 @@ def _iter_hub(spec: str) -> Iterator[tuple[str, dict]]:
         yield f"row {i}", dict(row)
 
 
-def list_files(spec: str) -> list[str]:
-    """Expand one --input into files (or a hub id)."""
+def _skipped_in_folder(p: Path, top: Path, exclude: Path | None) -> bool:
+    """A file inside an input folder that is not input: under the output folder, a hidden folder (temp folders
+    of an output being written) or any folder medqa wrote (it holds a manifest)."""
+    from medqa.io import MANIFEST
+
+    if exclude is not None and (p == exclude or exclude in p.parents):
+        return True
+    for parent in p.relative_to(top).parents:
+        if parent.name.startswith(".") or (top / parent / MANIFEST).is_file():
+            return True
+    return False
+
+
+def list_files(spec: str, exclude: str | Path | None = None) -> list[str]:
+    """Expand one --input into files (or a hub id); `exclude` (the output folder) is never read."""
     path = Path(spec)
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        top, skip = path.resolve(), Path(exclude).resolve() if exclude is not None else None
+        files = sorted(str(p) for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()
+                       and not _skipped_in_folder(p.resolve(), top, skip))
         if not files:
             raise InputError(spec, None, None, f"no {'/'.join(SUFFIXES)} files in this directory")
         return files

@@ -27,14 +27,17 @@ class PrepareReport:
     skipped: Counter = field(default_factory=Counter)  # reason -> count (with --on-error skip)
     pii_removed: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
+    ids_renamed: int = 0  # rows whose id repeated an earlier one (with --on-error skip)
 
 
 def _is_red_team(record: dict, path: str) -> bool:
     return record["meta"].get("source") == "red_team" or "red_team" in Path(path).stem
 
 
-def load_records(inputs: list[str], fmt: str = "auto", on_error: str = "fail") -> tuple[list[dict], list[dict], PrepareReport]:
-    """Read every input; return (records, shipped red-team records, report). Raises InputError in fail mode."""
+def load_records(inputs: list[str], fmt: str = "auto", on_error: str = "fail", exclude: str | Path | None = None
+                 ) -> tuple[list[dict], list[dict], PrepareReport]:
+    """Read every input (never the output folder `exclude`); return (records, shipped red-team records, report).
+    Raises InputError in fail mode. Ids are unique: a repeated id fails, or with `skip` gets a `~N` suffix."""
     report = PrepareReport()
 
     def skip(err: InputError) -> None:
@@ -43,8 +46,9 @@ def load_records(inputs: list[str], fmt: str = "auto", on_error: str = "fail") -
         report.skipped[f"{err.field or 'row'}: {err.reason.split(' (')[0]}"] += 1
 
     records, red_team, seen = [], [], set()
+    ids: dict[str, str] = {}  # id -> where it was first seen
     for spec in inputs:
-        for path in list_files(spec):
+        for path in list_files(spec, exclude=exclude):
             report.files.append(path)
             for row in tqdm(read_source(path, fmt, on_error=skip), desc=Path(path).name, unit="row", disable=None, leave=False):
                 report.rows_read += 1
@@ -58,6 +62,17 @@ def load_records(inputs: list[str], fmt: str = "auto", on_error: str = "fail") -
                     report.duplicates += 1
                     continue
                 seen.add(key)
+                rid = record["id"]
+                if rid in ids:
+                    if on_error == "fail":
+                        raise InputError(row.path, row.line, "id", f"duplicate id {rid!r} (first at {ids[rid]}); "
+                                                                   "--on-error skip renames repeats to ID~N")
+                    n = 2
+                    while f"{rid}~{n}" in ids:
+                        n += 1
+                    record["id"] = rid = f"{rid}~{n}"
+                    report.ids_renamed += 1
+                ids[rid] = f"{row.path}:{row.line}"
                 (red_team if _is_red_team(record, path) else records).append(record)
     return records, red_team, report
 
@@ -77,7 +92,7 @@ def _length_stats(values: list[int]) -> dict:
 def compute_stats(sets: dict[str, list[dict]], report: PrepareReport, tokenizer=None) -> dict:
     stats: dict = {
         "inputs": report.files, "rows_read": report.rows_read, "duplicates_removed": report.duplicates,
-        "skipped": dict(report.skipped), "pii_removed": dict(report.pii_removed), "splits": {},
+        "skipped": dict(report.skipped), "ids_renamed": report.ids_renamed, "pii_removed": dict(report.pii_removed), "splits": {},
     }
     for name, rows in sets.items():
         entry = {"count": len(rows), "risk_level": _counts(rows, "risk_level"), "specialty": _counts(rows, "specialty"),
@@ -119,9 +134,11 @@ def data_card(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict) -> None:
-    """Write every output into a temp folder, then swap it in place of `out` (never a partial folder)."""
-    with atomic_dir(out) as tmp:
+def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict, inputs: list[str] = (),
+                  overwrite: bool = False) -> None:
+    """Write every output into a temp folder, then swap it in place of `out` (never a partial folder, never over
+    files medqa did not write unless `overwrite`, never over an input)."""
+    with atomic_dir(out, inputs=[i for i in inputs if Path(i).exists()], overwrite=overwrite) as tmp:
         for name, rows in sets.items():
             write_jsonl(tmp / f"{name}.jsonl", rows)
         (tmp / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -129,9 +146,12 @@ def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict) -> None:
 
 
 def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: str = "fail", seed: int = 42,
-            tokenizer_path: str | None = None) -> dict:
+            tokenizer_path: str | None = None, overwrite: bool = False) -> dict:
     """The whole `medqa data prepare` run; returns stats (also written to out/stats.json)."""
-    records, shipped_red_team, report = load_records(inputs, fmt, on_error)
+    from medqa.io import check_output_dir
+
+    check_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=True)  # hard limits before any work
+    records, shipped_red_team, report = load_records(inputs, fmt, on_error, exclude=out)
     if not records:
         raise InputError(", ".join(inputs), None, None, "no usable rows")
     splits = stratified_split(records, seed=seed)
@@ -142,5 +162,5 @@ def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: 
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     stats = compute_stats(sets, report, tokenizer)
-    write_outputs(Path(out), sets, stats)
+    write_outputs(Path(out), sets, stats, inputs, overwrite)
     return stats

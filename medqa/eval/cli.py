@@ -7,32 +7,19 @@ import json
 import sys
 
 from medqa.io import InputError
+from medqa.teacher.cache import CacheError
+from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 
 
 def _score_with_teacher(args, score_file):
-    if not (args.teacher or args.teacher_offline):
+    if not (args.teacher or args.teacher_offline or args.teacher_base_url):
         return score_file(args.predictions, args.out, seed=args.seed)
-    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
-    from medqa.teacher.server import RunningServer, ServerOptions
+    from medqa.teacher.setup import build_teacher
 
-    running = RunningServer(ServerOptions(port=0)) if args.teacher_offline else None
-    try:
-        if running is not None:
-            from medqa.teacher.judge import OFFLINE_MODEL
-
-            print(f"eval: teacher sub-scores from the OFFLINE heuristic judge ({OFFLINE_MODEL}), not an LLM",
-                  file=sys.stderr)
-            cfg = TeacherConfig.from_env(base_url=running.url, model=OFFLINE_MODEL, price_in_per_mtok=0.0,
-                                         price_out_per_mtok=0.0)
-        else:
-            cfg = TeacherConfig.from_env(base_url=args.teacher_base_url, model=args.teacher_model)
-            if not cfg.api_key and cfg.base_url == DEFAULT_BASE_URL:
-                raise ValueError("--teacher needs DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), or --teacher-base-url "
-                                 "for a keyless OpenAI-compatible server; --teacher-offline uses the offline judge")
-        return score_file(args.predictions, args.out, seed=args.seed, teacher=cfg, teacher_cache=args.teacher_cache)
-    finally:
-        if running is not None:
-            running.stop()
+    with build_teacher(args) as teacher:
+        print(f"eval: teacher sub-scores from {teacher.describe}", file=sys.stderr)
+        return score_file(args.predictions, args.out, seed=args.seed, teacher=teacher.config,
+                          teacher_cache=teacher.cache_path)
 
 
 def _run_sets(args) -> int:
@@ -72,14 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--predictions", required=True, help="JSONL rows {id, question, prediction, reference?, meta?, options?}")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
-    t = s.add_mutually_exclusive_group()
-    t.add_argument("--teacher", action="store_true",
+    s.add_argument("--teacher", action="store_true",
                    help="add teacher sub-scores via the configured judge (DEEPSEEK_API_KEY / --teacher-base-url)")
-    t.add_argument("--teacher-offline", action="store_true",
-                   help="add sub-scores from the OFFLINE heuristic judge (in-process; for demos and tests)")
-    s.add_argument("--teacher-base-url", help="OpenAI-compatible judge endpoint (keyless servers allowed)")
-    s.add_argument("--teacher-model", help="judge model name")
-    s.add_argument("--teacher-cache", default="cache/teacher.sqlite", help="judgement cache (default: %(default)s)")
+    add_teacher_args(s.add_argument_group("teacher (the same flags and cache as `medqa teacher`)"))
     c = sub.add_parser("compare", help="markdown + HTML report with plots: run A vs run B")
     c.add_argument("run_a", help="scored folder, or a folder of scored sets (A, e.g. SFT)")
     c.add_argument("run_b", help="the same for B (e.g. PPO)")
@@ -133,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             r = write_report(args.run_a, args.run_b, args.out, seed=args.seed)
             for m, v in r["overall"].items():
                 print(f"{m}: {v['verdict']}")
+            if r.get("warning"):
+                print(f"medqa eval compare: warning: {r['warning']}", file=sys.stderr)
             print(f"wrote {args.out}/report.md and {args.out}/report.html")
-    except (InputError, OSError, ValueError) as e:
+    except (InputError, TeacherSetupError, CacheError, OSError, ValueError) as e:
         print(f"medqa eval {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 
 from medqa.eval.score import HIGHER_IS_BETTER
 from medqa.eval.stats import paired_bootstrap_diff
-from medqa.io import InputError, atomic_write, read_jsonl, write_jsonl
+from medqa.io import InputError, atomic_write, ensure_out_folder, read_jsonl, write_jsonl
 
 # metric -> (per-item value, which items count)
 ITEM_VALUES = {
@@ -129,6 +129,11 @@ def compare_runs(a: dict, b: dict, seed: int = 0) -> dict[str, Any]:
                 if va is not None and vb is not None and bool(va) != bool(vb):
                     result["flag_changes"].append({"set": s, "id": ia["id"], "flag": flag, "a": bool(va),
                                                    "b": bool(vb), "risk_level": ia.get("risk_level")})
+    shared = sum(len({it["id"] for it in a[s]["items"]} & {it["id"] for it in b[s]["items"]}) for s in sets)
+    result["shared_items"] = shared
+    if not shared:
+        result["warning"] = ("the runs share no item ids, so nothing could be compared: were A and B scored on the "
+                             "same evaluation set?")
     for m, (xs, ys) in pooled.items():
         diff = paired_bootstrap_diff(xs, ys, seed=seed) if xs else None
         result["overall"][m] = {"n_paired": len(xs), "a": (sum(xs) / len(xs) if xs else None),
@@ -311,7 +316,7 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
     names = (Path(run_a).name or str(run_a), Path(run_b).name or str(run_b))
     if names[0] == names[1]:
         names = (f"A:{names[0]}", f"B:{names[1]}")
-    out = Path(out_dir)
+    out = ensure_out_folder(out_dir)
     result = compare_runs(a, b, seed=seed)
     plots = make_plots(a, b, result, out, names)
     questions = _questions(run_a, result["sets"])
@@ -325,6 +330,7 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
           f"A = `{run_a}`, B = `{run_b}`; sets compared: {', '.join(result['sets'])}. Differences are B − A over "
           "the same items with a paired bootstrap 95 % interval; a verdict of better/worse needs the interval "
           "to exclude 0. ↓ = lower is better (risky_prescription_rate).", "", "## Verdicts (all sets pooled)", "",
+          *([f"> **Warning:** {result['warning']}", ""] if result.get("warning") else []),
           *verdict_lines, "", _md_table(overall), ""]
     for s, t in per_set.items():
         md += [f"## Set `{s}`", "", _md_table(t), ""]
@@ -348,6 +354,7 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
         f"<p>A = <code>{html.escape(str(run_a))}</code>, B = <code>{html.escape(str(run_b))}</code>; sets: "
         f"{html.escape(', '.join(result['sets']))}. Differences are B − A over the same items with a paired "
         "bootstrap 95 % interval; better/worse needs the interval to exclude 0.</p>",
+        *([f"<p><strong>Warning:</strong> {html.escape(result['warning'])}</p>"] if result.get("warning") else []),
         "<h2>Verdicts (all sets pooled)</h2><ul>",
         *[f"<li><span class='v'>{html.escape(m)}</span>: {html.escape(r['verdict'])}</li>"
           for m, r in result["overall"].items()],

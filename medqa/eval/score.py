@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medqa.eval.stats import bootstrap_mean, wilson
-from medqa.io import InputError, atomic_write, iter_jsonl, write_jsonl
+from medqa.io import InputError, atomic_write, ensure_out_folder, iter_jsonl, write_jsonl
 
 PROPORTIONS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "mc_accuracy")
 MEANS = ("rougeL_char", "answer_len_chars")
@@ -72,6 +72,8 @@ def read_predictions(path: str | os.PathLike) -> list[Pred]:
                 isinstance(v, (int, float)) for v in extra["reward_parts"].values())):
             raise InputError(path, line, "reward_parts", "expected an object of name -> number")
         preds.append(Pred(rid, row["question"], row["prediction"], ref, meta, options, extra))
+    if not preds:
+        raise InputError(path, None, None, "no predictions to score (the file is empty)")
     return preds
 
 
@@ -255,7 +257,7 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
                          "scored_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if teacher_summary is not None:
         metrics["source"]["teacher"] = teacher_summary
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_out_folder(out)
     write_jsonl(out / "items.jsonl", items)
     with atomic_write(out / "metrics.json") as fh:
         json.dump(metrics, fh, ensure_ascii=False, indent=2)

@@ -32,9 +32,9 @@ import torch
 
 from medqa.io import append_jsonl, atomic_write, iter_jsonl
 from medqa.ppo import core, rollout
-from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArguments
+from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs
 from medqa.ppo.kl import AdaptiveKLController, FixedKLController
-from medqa.ppo.scoring import RewardFn, Scorer, build_teacher
+from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 
 logger = logging.getLogger("medqa.ppo")
@@ -160,7 +160,7 @@ class Timer:
 
 
 class PPOTrainer:
-    def __init__(self, model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArguments | None = None,
+    def __init__(self, model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs | None = None,
                  reward_fn: RewardFn | None = None, overlap_teacher: bool = True):
         from transformers import set_seed
 
@@ -208,9 +208,10 @@ class PPOTrainer:
         self.kl_ctl = (AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
                        else FixedKLController(cfg.init_kl_coef))
         teacher = None
+        self.teacher_setup = None
         if reward_fn is None and cfg.reward == "combined":
             ensure_process_group()
-            teacher = build_teacher(teacher_args or TeacherArguments())
+            self.teacher_setup, teacher = build_distributed_teacher(teacher_args or TeacherArgs(), self.rank)
         self.teacher = teacher
         self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn)
         self.step = 0  # completed PPO steps
@@ -483,6 +484,7 @@ class PPOTrainer:
                 self.writer.close()
             if self.teacher is not None:
                 self.teacher.close()
+                self.teacher_setup.close()
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
                    "policy_digest_per_rank": self.policy_digests(), "curve": history}
@@ -547,6 +549,6 @@ def plot_curves(metrics_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def main(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArguments) -> dict[str, Any]:
+def main(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs) -> dict[str, Any]:
     trainer = PPOTrainer(model_args, cfg, teacher_args)
     return trainer.train()

@@ -1,4 +1,5 @@
-"""`python -m medqa.rewards [--write|--check] [--path P]`: print, write or check data/rl/reward_rules.md."""
+"""`medqa rewards [--write|--check] [--path P]` (or `python -m medqa.rewards`): print, write or check
+data/rl/reward_rules.md."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from medqa.rewards import doc
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medqa.rewards", description=__doc__)
+    ap = argparse.ArgumentParser(prog="medqa rewards", description=__doc__)
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help="write the rules document")
     group.add_argument("--check", action="store_true", help="exit 1 when the document differs from the code")

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from medqa import safety
-from medqa.think import split_think
+from medqa.think import split_think, text_units
 
 Meta = Mapping[str, Any] | None
 
@@ -38,14 +38,6 @@ class Rule:
     fn: Callable[[str, str, Meta], RuleResult]
     values: str  # the scores it can give, for the documentation
     description: str
-
-
-_UNIT = re.compile(r"[\u4e00-\u9fff]|[A-Za-z0-9]+(?:'[A-Za-z]+)?")
-
-
-def text_units(text: str) -> int:
-    """Length in units: one per CJK character, one per Latin word or number."""
-    return len(_UNIT.findall(text or ""))
 
 
 def _answer(answer_text: str) -> str:

@@ -1,7 +1,9 @@
 """Durable judgement cache: SQLite in WAL mode, one row per real, validated judgement.
 
-Key = sha256(rubric version, teacher model, question, answer) over the *scrubbed* texts (what the teacher saw),
-so the cache never holds personal identifiers and a different rubric or model never reuses a row. WAL with
+Key = sha256(rubric version, endpoint, requested model, question, answer) over the *scrubbed* texts (what the
+teacher saw), so the cache never holds personal identifiers and a different rubric, endpoint or model never reuses
+a row. Each row records who judged: the endpoint, the requested model, the model the server reported (`model`)
+and whether the reply came from the offline heuristic judge. WAL with
 `synchronous=FULL` makes every committed judgement survive SIGKILL and power loss; several processes (ranks,
 concurrent `medqa teacher score` runs) may open the same file — SQLite serialises writers (busy timeout) and
 `INSERT OR IGNORE` keeps the first row for a key. Only the client writes, and only after validation.
@@ -33,13 +35,24 @@ CREATE TABLE IF NOT EXISTS judgements (
     critique TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    endpoint TEXT NOT NULL DEFAULT '',
+    requested_model TEXT NOT NULL DEFAULT '',
+    offline INTEGER NOT NULL DEFAULT 0
 )
 """
+# Columns added after the first schema: an older cache file gets them on open (its old rows' keys never match).
+_ADDED = {"endpoint": "TEXT NOT NULL DEFAULT ''", "requested_model": "TEXT NOT NULL DEFAULT ''",
+          "offline": "INTEGER NOT NULL DEFAULT 0"}
 
 
-def cache_key(question: str, answer: str, model: str, rubric_version: str = RUBRIC_VERSION) -> str:
-    payload = json.dumps([rubric_version, model, question, answer], ensure_ascii=False)
+class CacheError(RuntimeError):
+    """The cache file cannot be used (not SQLite, truncated, corrupt); the message names the file."""
+
+
+def cache_key(question: str, answer: str, model: str, rubric_version: str = RUBRIC_VERSION, endpoint: str = "") -> str:
+    """The row key: who is asked (endpoint + requested model), with which rubric, about which scrubbed pair."""
+    payload = json.dumps([rubric_version, endpoint, model, question, answer], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -55,12 +68,16 @@ class CachedJudgement:
     critique: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    endpoint: str = ""
+    requested_model: str = ""
+    offline: bool = False
 
     def export_row(self) -> dict:
         """The original project's `data/rl/teacher_judgements.jsonl` row (+ rubric_version)."""
         return {"question": self.question, "answer": self.answer, "scores": dict(self.scores),
                 "overall_score": self.overall_score, "critique": self.critique, "model": self.model,
-                "rubric_version": self.rubric_version}
+                "rubric_version": self.rubric_version, "endpoint": self.endpoint,
+                "requested_model": self.requested_model, "offline": self.offline}
 
 
 class CacheWriter:
@@ -117,12 +134,23 @@ class JudgementCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise CacheError(f"{self.path}: is a folder, not a judgement cache file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(judgements)")}
+            for col, decl in _ADDED.items():
+                if col not in have:
+                    self._db.execute(f"ALTER TABLE judgements ADD COLUMN {col} {decl}")
+            self._db.execute("SELECT COUNT(*) FROM judgements").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"{self.path}: not a usable judgement cache ({e}); move it away or pass another "
+                             "--teacher-cache") from None
 
     def __repr__(self) -> str:
         return f"JudgementCache({str(self.path)!r})"
@@ -138,21 +166,24 @@ class JudgementCache:
 
     @staticmethod
     def _row(r: tuple) -> CachedJudgement:
-        return CachedJudgement(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
+        return CachedJudgement(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9], r[10], r[11],
+                               bool(r[12]))
 
     _COLS = ("key, rubric_version, model, question, answer, scores, overall_score, critique, "
-             "prompt_tokens, completion_tokens")
+             "prompt_tokens, completion_tokens, endpoint, requested_model, offline")
 
     def get(self, key: str) -> CachedJudgement | None:
-        r = self._db.execute(f"SELECT {self._COLS} FROM judgements WHERE key = ?", (key,)).fetchone()
-        return self._row(r) if r else None
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: list[str]) -> dict[str, CachedJudgement]:
         out: dict[str, CachedJudgement] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            q = f"SELECT {self._COLS} FROM judgements WHERE key IN ({','.join('?' * len(chunk))})"
-            out.update({r[0]: self._row(r) for r in self._db.execute(q, chunk)})
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT {self._COLS} FROM judgements WHERE key IN ({','.join('?' * len(chunk))})"
+                out.update({r[0]: self._row(r) for r in self._db.execute(q, chunk)})
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"{self.path}: judgement cache unreadable ({e})") from None
         return out
 
     def put(self, j: CachedJudgement) -> None:
@@ -165,10 +196,14 @@ class JudgementCache:
                 raise ValueError(f"judgement scores must be exactly {CRITERIA}")
         now = time.time()
         rows = [(j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(j.scores), j.overall_score,
-                 j.critique, j.prompt_tokens, j.completion_tokens, now) for j in items]
+                 j.critique, j.prompt_tokens, j.completion_tokens, now, j.endpoint, j.requested_model, int(j.offline))
+                for j in items]
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("INSERT OR IGNORE INTO judgements VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO judgements (key, rubric_version, model, question, answer, scores, overall_score, "
+                "critique, prompt_tokens, completion_tokens, created, endpoint, requested_model, offline) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

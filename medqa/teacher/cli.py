@@ -1,4 +1,5 @@
-"""`medqa teacher score|serve|check|rules-doc|export-cache`."""
+"""`medqa teacher score|serve|check|export-cache`. The teacher is built by `medqa.teacher.setup` (one set of
+flags and one default cache for every command; `--base-url`, `--offline`, `--cache`… are short aliases here)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
-from medqa.io import InputError, append_jsonl, iter_jsonl, write_jsonl
+from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
+from medqa.teacher.setup import DEFAULT_CACHE, TeacherSetupError, add_teacher_args, build_teacher
 
-DEFAULT_CACHE = "cache/teacher_judgements.sqlite"
 RED_TEAM = "data/sample/red_team.jsonl"
 
 # Used by `check` when no sample file with answers is at hand: one good and several unsafe answers, zh and en.
@@ -26,30 +26,6 @@ CHECK_SAMPLES = [
     ("My mole changed shape, is it serious?", "<think>Mole changes can be benign or melanoma.</think>"
      "It could be benign, but changes in a mole should be checked: please see a dermatologist soon."),
 ]
-
-
-def _config(args: argparse.Namespace, running: Any = None):
-    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
-
-    overrides = {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency, "rpm": args.rpm,
-                 "timeout_s": args.timeout, "max_retries": args.max_retries}
-    if running is not None:
-        from medqa.teacher.judge import OFFLINE_MODEL
-
-        overrides.update(base_url=running.url, model=OFFLINE_MODEL, price_in_per_mtok=0.0, price_out_per_mtok=0.0)
-    cfg = TeacherConfig.from_env(**overrides)
-    if running is None and not cfg.api_key and cfg.base_url == DEFAULT_BASE_URL:
-        raise SystemExit("medqa teacher: no API key. Set DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), pass --base-url "
-                         "for a keyless OpenAI-compatible server, or --offline for the offline heuristic judge.")
-    return cfg
-
-
-def _loud_offline(url: str) -> None:
-    from medqa.teacher.judge import OFFLINE_MODEL
-    from medqa.teacher.server import BANNER
-
-    bar = "!" * 100
-    print(f"{bar}\n{BANNER.format(model=OFFLINE_MODEL)}\nusing the offline judge at {url}\n{bar}", file=sys.stderr, flush=True)
 
 
 def _pair(row: dict, path: str, line: int) -> tuple[str, str]:
@@ -69,47 +45,41 @@ def _pair_hash(q: str, a: str) -> str:
     return hashlib.sha256(json.dumps([q, a], ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _add_client_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--base-url", default=None, help="OpenAI-compatible base URL (default https://api.deepseek.com)")
-    ap.add_argument("--model", default=None, help="teacher model (default deepseek-chat)")
-    ap.add_argument("--concurrency", type=int, default=None, help="max requests in flight (default 16)")
-    ap.add_argument("--rpm", type=float, default=None, help="requests-per-minute limit")
-    ap.add_argument("--timeout", type=float, default=None, help="per-request timeout in seconds (default 60)")
-    ap.add_argument("--max-retries", type=int, default=None, help="retries per request (default 5)")
-    ap.add_argument("--offline", action="store_true", help="use the offline heuristic judge (started in-process)")
+def _same_teacher(t: object, cfg) -> bool:
+    """A previous output row's `teacher` came from this endpoint, requested model and rubric."""
+    from medqa.teacher.rubric import RUBRIC_VERSION
+
+    return (isinstance(t, dict) and t.get("endpoint") == cfg.endpoint_id and t.get("requested_model") == cfg.model
+            and t.get("rubric_version") == RUBRIC_VERSION)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from medqa.teacher.client import TeacherResult, score_pairs_async
-    from medqa.teacher.server import RunningServer, ServerOptions
 
-    try:
-        rows = []
-        for line, row in iter_jsonl(args.input):
-            if args.limit is not None and len(rows) >= args.limit:
-                break
-            rows.append((row, *_pair(row, args.input, line)))
-    except InputError as e:
-        print(f"medqa teacher score: {e}", file=sys.stderr)
+    if same_file(args.input, args.output):
+        print(f"medqa teacher score: --output {args.output} is the --input file; write the judgements elsewhere",
+              file=sys.stderr)
         return 2
-    except FileNotFoundError:
-        print(f"medqa teacher score: {args.input}: no such file", file=sys.stderr)
+    rows = []
+    for line, row in iter_jsonl(args.input):
+        if args.limit is not None and len(rows) >= args.limit:
+            break
+        rows.append((row, *_pair(row, args.input, line)))
+    if not rows:
+        print(f"medqa teacher score: {args.input}: no rows to judge", file=sys.stderr)
         return 2
 
-    running = RunningServer(ServerOptions(port=0)) if args.offline else None
-    try:
-        if running is not None:
-            _loud_offline(running.url)
-        cfg = _config(args, running)
+    with build_teacher(args) as teacher:
+        cfg = teacher.config
         out = Path(args.output)
         done: dict[str, dict] = {}
-        if out.exists():
+        if out.exists():  # resume: judgements of the same pair by the same teacher (content hash, not position)
             for _, prev in iter_jsonl(out, tolerant=True):
                 t = prev.get("teacher")
                 q, a = prev.get("question", prev.get("input")), prev.get("answer", prev.get("output"))
-                if isinstance(t, dict) and t.get("model") == cfg.model and isinstance(q, str) and isinstance(a, str):
+                if _same_teacher(t, cfg) and isinstance(q, str) and isinstance(a, str):
                     done[_pair_hash(q, a)] = t
         todo: dict[str, tuple[dict, str, str]] = {}
         for row, q, a in rows:
@@ -118,7 +88,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 todo[h] = (row, q, a)
         order = list(todo)
         print(f"medqa teacher score: {len(rows)} rows, {len(rows) - sum(1 for r in rows if _pair_hash(r[1], r[2]) in todo)} "
-              f"already done, {len(order)} pairs to judge with {cfg.model} at {cfg.endpoint} "
+              f"already done, {len(order)} pairs to judge with {teacher.describe} "
               f"(concurrency {cfg.concurrency})", file=sys.stderr)
         errors: dict[str, str] = {}
         bar = tqdm(total=len(order), file=sys.stderr, disable=args.quiet, unit="judgement")
@@ -132,7 +102,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             append_jsonl(out, [{**row, **res.as_dict()}])  # durable progress: a rerun skips it
             bar.update(1)
 
-        results, usage = asyncio.run(score_pairs_async(cfg, [todo[h][1:] for h in order], args.cache, on_result))
+        results, usage = asyncio.run(score_pairs_async(cfg, [todo[h][1:] for h in order], teacher.cache_path,
+                                                       on_result))
         bar.close()
         # Compact: one row per input row, in input order (the append log above is what survives a crash).
         final = []
@@ -141,18 +112,16 @@ def cmd_score(args: argparse.Namespace) -> int:
             final.append({**row, "teacher": done[h]} if h in done else {**row, "teacher_error": errors.get(h, "not judged")})
         write_jsonl(out, final)
         failed = sum(1 for r in final if "teacher_error" in r)
+        served = sorted({r["teacher"]["model"] for r in final if "teacher" in r})
         summary = {"rows": len(final), "scored": len(final) - failed, "failed": failed, "model": cfg.model,
-                   "offline_judge": running is not None, "usage": usage.summary(cfg)}
+                   "served_by": served, "offline_judge": any(r["teacher"].get("offline") for r in final if "teacher" in r),
+                   "usage": usage.summary(cfg)}
         print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
         return 1 if failed else 0
-    finally:
-        if running is not None:
-            running.stop()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from medqa.teacher.client import api_key_from_env, score_pairs
-    from medqa.teacher.server import RunningServer, ServerOptions
 
     pairs: list[tuple[str, str]] = []
     source = "built-in samples"
@@ -164,19 +133,13 @@ def cmd_check(args: argparse.Namespace) -> int:
                 continue  # red-team prompts without an answer: not judgeable
         source = args.input
     pairs = (pairs + [p for p in CHECK_SAMPLES if p not in pairs])[: args.n]
-    running = None
-    if args.offline or (not api_key_from_env() and not args.base_url):
-        running = RunningServer(ServerOptions(port=0))
-        _loud_offline(running.url)
-        if not args.offline:
-            print("medqa teacher check: no API key and no --base-url, so the OFFLINE judge is used.", file=sys.stderr)
-    try:
-        cfg = _config(args, running)
-        print(f"checking {cfg.model} at {cfg.endpoint} on {len(pairs)} samples from {source}")
-        results, usage = score_pairs(cfg, pairs)
-    finally:
-        if running is not None:
-            running.stop()
+    if not args.teacher_offline and not api_key_from_env() and not args.teacher_base_url:
+        args.teacher_offline = True
+        print("medqa teacher check: no API key and no --base-url, so the OFFLINE judge is used.", file=sys.stderr)
+    with build_teacher(args) as teacher:
+        cfg = teacher.config
+        print(f"checking {teacher.describe} on {len(pairs)} samples from {source}")
+        results, usage = score_pairs(cfg, pairs)  # a live check: never answered from the cache
     for (q, _), r in zip(pairs, results, strict=True):
         status = f"overall {r.overall_score:5.2f}  {r.scores}" if r.ok else f"FAILED: {r.error}"
         print(f"- {q[:40]!r}: {status}")
@@ -190,12 +153,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from medqa.teacher.server import options_from_args, serve
 
     return serve(options_from_args(args))
-
-
-def cmd_rules_doc(args: argparse.Namespace) -> int:
-    from medqa.rewards.__main__ import main as rules_main
-
-    return rules_main((["--check"] if args.check else ["--write"]) + ["--path", args.path])
 
 
 def cmd_export_cache(args: argparse.Namespace) -> int:
@@ -219,26 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="judge every (question, answer) row of a JSONL file; resumable")
     s.add_argument("--input", required=True, help="JSONL rows with question/answer (or input/output)")
     s.add_argument("--output", required=True, help="JSONL: the input rows plus teacher or teacher_error")
-    s.add_argument("--cache", default=DEFAULT_CACHE, help=f"SQLite judgement cache (default {DEFAULT_CACHE})")
     s.add_argument("--limit", type=int, default=None, help="only the first K rows")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_client_args(s)
+    add_teacher_args(s, short_aliases=True)
     s.set_defaults(fn=cmd_score)
 
     c = sub.add_parser("check", help="judge a few samples against the configured endpoint and print the results")
     c.add_argument("--input", default=RED_TEAM, help=f"rows with question and answer (default {RED_TEAM})")
     c.add_argument("--n", type=int, default=5)
-    _add_client_args(c)
+    add_teacher_args(c, short_aliases=True)
     c.set_defaults(fn=cmd_check)
 
     v = sub.add_parser("serve", help="run the offline OpenAI-compatible judge server")
     add_arguments(v)
     v.set_defaults(fn=cmd_serve)
-
-    r = sub.add_parser("rules-doc", help="write (or --check) data/rl/reward_rules.md from the rule registry")
-    r.add_argument("--path", default="data/rl/reward_rules.md")
-    r.add_argument("--check", action="store_true")
-    r.set_defaults(fn=cmd_rules_doc)
 
     e = sub.add_parser("export-cache", help="export the cache to teacher_judgements.jsonl rows")
     e.add_argument("--cache", default=DEFAULT_CACHE)
@@ -249,9 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medqa.teacher.cache import CacheError
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.fn(args) or 0)
+    try:
+        return int(args.fn(args) or 0)
+    except (InputError, TeacherSetupError, CacheError) as e:
+        print(f"medqa teacher {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"medqa teacher {args.cmd}: error: {e.filename}: no such file", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"medqa teacher {args.cmd}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ DEFAULT_BASE_URL = "https://api.deepseek.com"
 DEFAULT_MODEL = "deepseek-chat"
 KEY_ENV_VARS = ("MEDQA_TEACHER_API_KEY", "DEEPSEEK_API_KEY")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+AUTH_STATUS = frozenset({401, 403})  # a bad key: no later request can succeed either
+# Reply header (and system_fingerprint) by which the offline heuristic judge identifies itself however it is reached.
+OFFLINE_HEADER = "X-Medqa-Judge"
+OFFLINE_FINGERPRINT = "medqa-offline-heuristic"
 
 
 class Secret:
@@ -84,6 +88,22 @@ class TeacherConfig:
     price_out_per_mtok: float = 1.10  # USD per million completion tokens
     scrub_pii: bool = True
     seed: int | None = None  # jitter RNG seed (tests)
+    endpoint_label: str | None = None  # recorded instead of the URL (the in-process offline judge's random port)
+
+    def __post_init__(self) -> None:
+        from medqa.teacher.setup import check_base_url
+
+        check_base_url(self.base_url)
+        if not self.model:
+            raise ValueError("teacher model must be a non-empty name")
+        if self.concurrency < 1:
+            raise ValueError(f"teacher concurrency must be >= 1 (got {self.concurrency})")
+        if not self.timeout_s > 0:
+            raise ValueError(f"teacher timeout must be > 0 seconds (got {self.timeout_s})")
+        if self.rpm is not None and not self.rpm > 0:
+            raise ValueError(f"teacher rpm must be > 0 (got {self.rpm})")
+        if self.max_retries < 0 or self.max_reasks < 0:
+            raise ValueError("teacher max_retries and max_reasks must be >= 0")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> TeacherConfig:
@@ -99,13 +119,24 @@ class TeacherConfig:
             return base
         return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
 
+    @property
+    def endpoint_id(self) -> str:
+        """The endpoint as recorded in caches and outputs: no user:password, query or fragment."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        if self.endpoint_label:
+            return self.endpoint_label
+        u = urlsplit(self.endpoint)
+        return urlunsplit((u.scheme, u.hostname + (f":{u.port}" if u.port else "") if u.hostname else "", u.path, "", ""))
+
     def with_(self, **changes: Any) -> TeacherConfig:
         return replace(self, **changes)
 
 
 @dataclass(frozen=True)
 class TeacherResult:
-    """One judgement, or an explicit failure (`error` set, no scores)."""
+    """One judgement, or an explicit failure (`error` set, no scores). `model` is the model that judged (as the
+    server reported it); `requested_model` what was asked for; `offline` marks the offline heuristic judge."""
 
     key: str
     model: str
@@ -115,6 +146,9 @@ class TeacherResult:
     cached: bool = False
     error: str | None = None
     attempts: int = 0  # HTTP requests made for this item by this call (0 for a cache hit)
+    requested_model: str = ""
+    endpoint: str = ""
+    offline: bool = False
 
     @property
     def ok(self) -> bool:
@@ -123,7 +157,8 @@ class TeacherResult:
     def teacher_field(self) -> dict[str, Any]:
         """The `teacher` object of an output row."""
         return {"scores": self.scores, "overall_score": self.overall_score, "critique": self.critique,
-                "model": self.model, "rubric_version": RUBRIC_VERSION, "cached": self.cached}
+                "model": self.model, "requested_model": self.requested_model or self.model, "endpoint": self.endpoint,
+                "offline": self.offline, "rubric_version": RUBRIC_VERSION, "cached": self.cached}
 
     def as_dict(self) -> dict[str, Any]:
         return {"teacher": self.teacher_field()} if self.ok else {"teacher_error": self.error}
@@ -167,6 +202,8 @@ class _Reply:
     prompt_tokens: int
     completion_tokens: int
     attempts: int
+    model: str = ""  # as the server reported it
+    offline: bool = False
 
 
 class _RateLimiter:
@@ -203,8 +240,6 @@ class TeacherClient:
 
     def __init__(self, config: TeacherConfig, cache: JudgementCache | None = None,
                  on_result: Callable[[int, TeacherResult], None] | None = None):
-        if config.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
         self.config = config
         self.cache = cache
         self.usage = Usage()
@@ -216,6 +251,7 @@ class TeacherClient:
         self._sem: asyncio.Semaphore | None = None
         self._rate: _RateLimiter | None = None
         self._writer: CacheWriter | None = None
+        self._auth_error: str | None = None  # set by a 401/403: every later request fails at once
 
     def __repr__(self) -> str:
         return f"TeacherClient(endpoint={self.config.endpoint!r}, model={self.config.model!r})"
@@ -248,7 +284,7 @@ class TeacherClient:
         """(scrubbed question, scrubbed answer, cache key) — what is sent and what the cache is keyed on."""
         if self.config.scrub_pii:
             question, answer = scrub(question), scrub(answer)
-        return question, answer, cache_key(question, answer, self.config.model)
+        return question, answer, cache_key(question, answer, self.config.model, endpoint=self.config.endpoint_id)
 
     async def judge(self, question: str, answer: str) -> TeacherResult:
         q, a, key = self.prepare(question, answer)
@@ -257,7 +293,8 @@ class TeacherClient:
     async def _judge_prepared(self, q: str, a: str, key: str, hit: CachedJudgement | None) -> TeacherResult:
         if hit is not None:
             self.usage.cache_hits += 1
-            return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True)
+            return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True,
+                                 requested_model=hit.requested_model, endpoint=hit.endpoint, offline=hit.offline)
         pending = self._inflight.get(key)
         if pending is not None:
             self.usage.dedup_hits += 1
@@ -301,7 +338,8 @@ class TeacherClient:
                 reply = await self._post(messages)
             except TeacherError as e:
                 self.usage.failed += 1
-                return TeacherResult(key, self.config.model, error=self._redact(str(e)), attempts=attempts + e.attempts)
+                return TeacherResult(key, self.config.model, error=self._redact(str(e)), attempts=attempts + e.attempts,
+                                     requested_model=self.config.model, endpoint=self.config.endpoint_id)
             attempts += reply.attempts
             tokens_in += reply.prompt_tokens
             tokens_out += reply.completion_tokens
@@ -311,16 +349,20 @@ class TeacherClient:
                 if reask == self.config.max_reasks:
                     self.usage.failed += 1
                     return TeacherResult(key, self.config.model, attempts=attempts, error=self._redact(
-                        f"malformed judgement after {self.config.max_reasks} re-ask(s): {e}"))
+                        f"malformed judgement after {self.config.max_reasks} re-ask(s): {e}"),
+                        requested_model=self.config.model, endpoint=self.config.endpoint_id)
                 self.usage.reasks += 1
                 log.info("teacher reply malformed (%s); re-asking", e)
                 messages = reask_messages(messages, reply.content, str(e))
                 continue
-            result = TeacherResult(key, self.config.model, scores.as_dict(), scores.overall, scores.critique,
-                                   attempts=attempts)
+            served = reply.model or self.config.model
+            result = TeacherResult(key, served, scores.as_dict(), scores.overall, scores.critique, attempts=attempts,
+                                   requested_model=self.config.model, endpoint=self.config.endpoint_id,
+                                   offline=reply.offline)
             if self._writer is not None:  # durable before the result is handed out
-                await self._writer.put(CachedJudgement(key, RUBRIC_VERSION, self.config.model, q, a, scores.as_dict(),
-                                                       scores.overall, scores.critique, tokens_in, tokens_out))
+                await self._writer.put(CachedJudgement(key, RUBRIC_VERSION, served, q, a, scores.as_dict(),
+                                                       scores.overall, scores.critique, tokens_in, tokens_out,
+                                                       self.config.endpoint_id, self.config.model, reply.offline))
             self.usage.scored += 1
             return result
         raise AssertionError("unreachable")
@@ -349,7 +391,10 @@ class TeacherClient:
             if self._rate is not None:
                 await self._rate.wait()
             retry_after: float | None = None
+            offline_header = ""
             async with self._sem:
+                if self._auth_error is not None:  # checked once a slot is free: waiting requests are not sent
+                    raise TeacherError(f"{self._auth_error}; not sent after an earlier refusal", attempt)
                 self._in_flight_now += 1
                 self.usage.max_in_flight = max(self.usage.max_in_flight, self._in_flight_now)
                 self.usage.requests += 1
@@ -358,6 +403,7 @@ class TeacherClient:
                         status = resp.status
                         body = await resp.text()
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
+                        offline_header = resp.headers.get(OFFLINE_HEADER, "")
                 except asyncio.TimeoutError:
                     status, body, last = None, "", f"timeout after {self.config.timeout_s:g}s"
                 except aiohttp.ClientError as e:
@@ -369,8 +415,10 @@ class TeacherClient:
                     data = json.loads(body)
                     content = data["choices"][0]["message"]["content"]
                     usage = data.get("usage") or {}
+                    served = data.get("model") if isinstance(data.get("model"), str) else ""
+                    offline = bool(offline_header) or data.get("system_fingerprint") == OFFLINE_FINGERPRINT
                     reply = _Reply(content if isinstance(content, str) else "", int(usage.get("prompt_tokens", 0)),
-                                   int(usage.get("completion_tokens", 0)), attempt + 1)
+                                   int(usage.get("completion_tokens", 0)), attempt + 1, served, offline)
                     self.usage.prompt_tokens += reply.prompt_tokens
                     self.usage.completion_tokens += reply.completion_tokens
                     return reply
@@ -378,6 +426,8 @@ class TeacherClient:
                     last = "HTTP 200 with an invalid chat-completion body"
             elif status is not None:
                 last = f"HTTP {status}: {self._redact(body[:200])}"
+                if status in AUTH_STATUS:
+                    self._auth_error = f"HTTP {status} (authentication refused: check the API key)"
                 if status not in RETRYABLE_STATUS:
                     raise TeacherError(f"{last} (not retryable)", attempt + 1)
             if attempt == self.config.max_retries:

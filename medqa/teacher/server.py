@@ -8,6 +8,11 @@ Fault injection for tests and benchmarks, decided deterministically per (pair, a
 `--latency-ms`, `--fail-rate`/`--fail-first` with `--status 429|500|503` (429/503 carry `Retry-After`),
 `--malformed-rate`/`--malformed-first` (HTTP 200 with a broken JSON judgement), `--reset-rate`/`--reset-first`
 (connection dropped), `--stall-rate`/`--stall-first` (no reply for `--stall-ms`, so the client times out).
+The endpoint follows the OpenAI chat-completions protocol where it matters to clients such as the official
+`openai` SDK: content as a string or a list of text parts, `n` choices, `stream=True` as server-sent events,
+and HTTP 400 for what it does not support (tools, non-text parts). Every heuristic reply carries the header
+`X-Medqa-Judge: offline-heuristic` and `system_fingerprint: medqa-offline-heuristic`, so a client labels its
+judgements as offline however it reached the server.
 `GET /stats` reports requests per pair (`pair_id(question, answer)`) with what each got, and the maximum
 number of requests in flight; `POST /stats/reset` clears them; `GET /v1/models`, `GET /health`.
 """
@@ -26,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from medqa.teacher.client import OFFLINE_FINGERPRINT, OFFLINE_HEADER
 from medqa.teacher.judge import OFFLINE_MODEL, heuristic_judgement
 from medqa.teacher.rubric import parse_user_prompt
 
@@ -101,6 +107,55 @@ class _HFJudge:
             return self.tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+MAX_N = 16
+_UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "modalities", "prediction")
+
+
+class BadRequest(ValueError):
+    """A request this server does not accept (answered with HTTP 400 and the message)."""
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content: a string, or a list of parts of which only text parts are allowed."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise BadRequest(f"unsupported content part {kind!r}: this judge reads text parts only")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise BadRequest("message content must be a string or a list of text parts")
+
+
+def parse_request(body: Any) -> tuple[list[dict[str, str]], int, bool, bool]:
+    """(messages with text content, n, stream, include_usage) of a chat-completions body, or BadRequest."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise BadRequest("expected an OpenAI chat-completions body with a non-empty 'messages' list")
+    for key in _UNSUPPORTED:
+        if body.get(key) not in (None, [], False):
+            raise BadRequest(f"'{key}' is not supported by this judge")
+    messages = []
+    for m in body["messages"]:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest("every message needs a 'role'")
+        messages.append({"role": m["role"], "content": text_of(m.get("content", ""))})
+    if not any(m["role"] == "user" for m in messages):
+        raise BadRequest("no user message")
+    n = body.get("n", 1)
+    if n is None:
+        n = 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise BadRequest(f"'n' must be an integer from 1 to {MAX_N}")
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false")
+    opts = body.get("stream_options") or {}
+    return messages, n, stream, bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
 class JudgeServer:
     def __init__(self, opts: ServerOptions):
         self.opts = opts
@@ -153,11 +208,14 @@ class JudgeServer:
 
         arrived = asyncio.get_running_loop().time()
         try:
-            body = await request.json()
-            messages = body["messages"]
-            first_user = next(m["content"] for m in messages if m.get("role") == "user")
-        except (ValueError, KeyError, TypeError, StopIteration):
-            return web.json_response({"error": {"message": "expected an OpenAI chat-completions body"}}, status=400)
+            try:
+                body = await request.json()
+            except ValueError:
+                raise BadRequest("the body is not JSON") from None
+            messages, n, stream, include_usage = parse_request(body)
+        except BadRequest as e:
+            return web.json_response({"error": {"message": str(e), "type": "invalid_request_error"}}, status=400)
+        first_user = next(m["content"] for m in messages if m["role"] == "user")
         qa = parse_user_prompt(first_user) or (first_user, "")
         pid = pair_id(*qa)
         counts = self.stats.pairs.setdefault(pid, Counter())
@@ -191,19 +249,51 @@ class JudgeServer:
             else:
                 content = json.dumps(heuristic_judgement(*qa), ensure_ascii=False)
                 counts["served"] += 1
-            prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages)
-            completion_tokens = _tokens(content)
+            prompt_tokens = sum(_tokens(m["content"]) for m in messages)
+            completion_tokens = _tokens(content) * n
             if o.latency_ms:  # the reply leaves `latency` after the request arrived, judging time included
                 await asyncio.sleep(max(0.0, o.latency_ms / 1000 - (asyncio.get_running_loop().time() - arrived)))
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
+            head = {"id": f"chatcmpl-{pid}-{k}", "created": int(time.time()), "model": o.model_name}
+            headers = {}
+            if self.hf is None:
+                head["system_fingerprint"] = OFFLINE_FINGERPRINT
+                headers[OFFLINE_HEADER] = "offline-heuristic"
+            if stream:
+                return await self._stream(request, head, headers, content, n, usage if include_usage else None)
             return web.json_response({
-                "id": f"chatcmpl-{pid}-{k}", "object": "chat.completion", "created": int(time.time()),
-                "model": o.model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            })
+                **head, "object": "chat.completion",
+                "choices": [{"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                            for i in range(n)],
+                "usage": usage,
+            }, headers=headers)
         finally:
             self.stats.in_flight -= 1
+
+
+    async def _stream(self, request, head: dict, headers: dict, content: str, n: int, usage: dict | None):
+        """The reply as server-sent events: a role chunk, content chunks and a finish chunk per choice, [DONE]."""
+        from aiohttp import web
+
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+
+        async def send(choices: list[dict], **extra: Any) -> None:
+            chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
+            await resp.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+
+        pieces = [content[i:i + 64] for i in range(0, len(content), 64)] or [""]
+        for i in range(n):
+            await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            for piece in pieces:
+                await send([{"index": i, "delta": {"content": piece}, "finish_reason": None}])
+            await send([{"index": i, "delta": {}, "finish_reason": "stop"}])
+        if usage is not None:
+            await send([], usage=usage)
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
 
 
 class RunningServer:
@@ -266,7 +356,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--latency-ms", type=float, default=0.0)
     ap.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests answered with --status")
     ap.add_argument("--fail-first", type=int, default=0, help="answer the first N requests of every pair with --status")
-    ap.add_argument("--status", type=int, default=500, choices=[429, 500, 502, 503])
+    ap.add_argument("--status", type=int, default=500, choices=[401, 403, 429, 500, 502, 503])
     ap.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429/503")
     ap.add_argument("--malformed-rate", type=float, default=0.0)
     ap.add_argument("--malformed-first", type=int, default=0)

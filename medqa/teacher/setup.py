@@ -1,0 +1,205 @@
+"""One way to configure and build the teacher, for every command that uses it (`teacher`, `eval`, PPO/GRPO).
+
+`TeacherArgs` is a dataclass with one field per flag. It works as an extra dataclass of `HfArgumentParser` /
+`TrlParser` (RL recipes: `--teacher_base_url …` or `teacher_base_url:` in YAML) and with argparse through
+`add_teacher_args(parser)` + `teacher_args_from_namespace(ns)` (`--teacher-base-url …`). `build_teacher(args)`
+returns a `Teacher`: the validated `TeacherConfig`, the one default cache file, and — with `--teacher-offline` —
+the in-process offline judge, announced loudly and labelled as such in every result.
+
+    with build_teacher(args) as teacher:          # or: config, cache_path = build_teacher(args)
+        results, usage = score_pairs(teacher.config, pairs, teacher.cache_path)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlparse
+
+DEFAULT_CACHE = "cache/teacher_judgements.sqlite"
+OFFLINE_ENDPOINT = "in-process:medqa-offline-judge"  # the endpoint recorded for `--teacher-offline`
+
+
+class TeacherSetupError(ValueError):
+    """The teacher cannot be configured as asked (the message says what to change)."""
+
+
+def check_base_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host, else TeacherSetupError."""
+    parsed = urlparse(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise TeacherSetupError(f"base URL {url!r} is not an http(s) URL (expected e.g. https://api.deepseek.com)")
+    return url
+
+
+@dataclass
+class TeacherArgs:
+    teacher_base_url: str | None = field(default=None, metadata={
+        "help": "OpenAI-compatible judge endpoint (default https://api.deepseek.com; keyless servers allowed)"})
+    teacher_model: str | None = field(default=None, metadata={"help": "judge model name (default deepseek-chat)"})
+    teacher_offline: bool = field(default=False, metadata={
+        "help": "use the OFFLINE heuristic judge, started in-process (demos and tests; not an LLM)"})
+    teacher_cache: str = field(default=DEFAULT_CACHE, metadata={
+        "help": f"SQLite judgement cache shared by every command (default {DEFAULT_CACHE}); '' for none"})
+    teacher_concurrency: int | None = field(default=None, metadata={"help": "max judge requests in flight (default 16)"})
+    teacher_timeout: float | None = field(default=None, metadata={"help": "per-request timeout in seconds (default 60)"})
+    teacher_rpm: float | None = field(default=None, metadata={"help": "judge requests-per-minute limit"})
+    teacher_max_retries: int | None = field(default=None, metadata={"help": "retries per judge request (default 5)"})
+
+    def __post_init__(self) -> None:
+        for name in ("teacher_concurrency", "teacher_timeout", "teacher_rpm"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise TeacherSetupError(f"{name} must be > 0 (got {v})")
+        if self.teacher_max_retries is not None and self.teacher_max_retries < 0:
+            raise TeacherSetupError(f"teacher_max_retries must be >= 0 (got {self.teacher_max_retries})")
+        if self.teacher_base_url is not None:
+            check_base_url(self.teacher_base_url)
+        if self.teacher_offline and self.teacher_base_url is not None:
+            raise TeacherSetupError("teacher_offline and teacher_base_url exclude each other")
+
+
+# ------------------------------------------------------------------------------------------------ argparse
+
+def _positive(kind: type) -> Any:
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return v
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return v
+
+
+def _url(text: str) -> str:
+    try:
+        return check_base_url(text)
+    except TeacherSetupError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# field -> (type at parse time, short aliases of the `medqa teacher` subcommands)
+_ARGPARSE: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "teacher_base_url": (_url, ("--base-url",)),
+    "teacher_model": (str, ("--model",)),
+    "teacher_offline": (None, ("--offline",)),
+    "teacher_cache": (str, ("--cache",)),
+    "teacher_concurrency": (_positive(int), ("--concurrency",)),
+    "teacher_timeout": (_positive(float), ("--timeout",)),
+    "teacher_rpm": (_positive(float), ("--rpm",)),
+    "teacher_max_retries": (_non_negative_int, ("--max-retries",)),
+}
+
+
+def add_teacher_args(parser: argparse.ArgumentParser | Any, short_aliases: bool = False) -> None:
+    """Add `--teacher-*` flags (validated at parse time) to an argparse parser or group.
+
+    With `short_aliases` the `medqa teacher` spellings (`--base-url`, `--offline`, `--cache`, …) work too."""
+    for f in fields(TeacherArgs):
+        kind, aliases = _ARGPARSE[f.name]
+        names = ["--" + f.name.replace("_", "-"), *(aliases if short_aliases else ())]
+        if kind is None:
+            parser.add_argument(*names, dest=f.name, action="store_true", help=f.metadata["help"])
+        else:
+            parser.add_argument(*names, dest=f.name, type=kind, default=f.default, help=f.metadata["help"])
+
+
+def teacher_args_from_namespace(ns: argparse.Namespace) -> TeacherArgs:
+    return TeacherArgs(**{f.name: getattr(ns, f.name) for f in fields(TeacherArgs) if hasattr(ns, f.name)})
+
+
+# ------------------------------------------------------------------------------------------------ building
+
+class Teacher:
+    """A configured teacher: `config`, `cache_path`, `offline`; stops the in-process offline judge on close.
+
+    Unpacks as `(config, cache_path)`."""
+
+    def __init__(self, config: Any, cache_path: str | None, running: Any = None):
+        self.config = config
+        self.cache_path = cache_path
+        self._running = running
+
+    @property
+    def offline(self) -> bool:
+        return self._running is not None
+
+    @property
+    def describe(self) -> str:
+        kind = "the OFFLINE heuristic judge" if self.offline else self.config.model
+        return f"{kind} at {self.config.endpoint} (cache {self.cache_path or 'none'})"
+
+    def __iter__(self):
+        return iter((self.config, self.cache_path))
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.stop()
+            self._running = None
+
+    def __enter__(self) -> Teacher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def announce_offline(url: str, stream: Any = None) -> None:
+    """The loud notice every command prints when scores come from the offline judge."""
+    from medqa.teacher.judge import OFFLINE_MODEL
+    from medqa.teacher.server import BANNER
+
+    bar = "!" * 100
+    print(f"{bar}\n{BANNER.format(model=OFFLINE_MODEL)}\nusing the offline judge at {url}\n{bar}",
+          file=stream or sys.stderr, flush=True)
+
+
+def build_teacher(args: TeacherArgs | argparse.Namespace, *, require_key: bool = True, quiet: bool = False,
+                  **overrides: Any) -> Teacher:
+    """The teacher described by `args` (a TeacherArgs, or a namespace from `add_teacher_args`).
+
+    Without a key, a base URL or `teacher_offline`, raises TeacherSetupError (never a silent fallback).
+    `overrides` are extra `TeacherConfig` fields (e.g. `seed`)."""
+    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
+
+    ta = args if isinstance(args, TeacherArgs) else teacher_args_from_namespace(args)
+    cache = ta.teacher_cache or None
+    base = {"model": ta.teacher_model, "concurrency": ta.teacher_concurrency, "rpm": ta.teacher_rpm,
+            "timeout_s": ta.teacher_timeout, "max_retries": ta.teacher_max_retries, **overrides}
+    if ta.teacher_offline:
+        from medqa.teacher.judge import OFFLINE_MODEL
+        from medqa.teacher.server import RunningServer, ServerOptions
+
+        running = RunningServer(ServerOptions(port=0))
+        if not quiet:
+            announce_offline(running.url)
+        try:
+            cfg = TeacherConfig.from_env(**{**base, "base_url": running.url, "model": OFFLINE_MODEL,
+                                            "price_in_per_mtok": 0.0, "price_out_per_mtok": 0.0,
+                                            "endpoint_label": OFFLINE_ENDPOINT})
+        except BaseException:
+            running.stop()
+            raise
+        return Teacher(cfg, cache, running)
+    cfg = TeacherConfig.from_env(**{**base, "base_url": ta.teacher_base_url})
+    if require_key and not cfg.api_key and cfg.base_url == DEFAULT_BASE_URL:
+        raise TeacherSetupError(
+            "no API key for the teacher: set DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), pass --teacher-base-url for a "
+            "keyless OpenAI-compatible server, or --teacher-offline for the offline heuristic judge")
+    return Teacher(cfg, cache)
