@@ -34,6 +34,9 @@ class PPOModelArguments:
     lora_alpha: int = field(default=128, metadata={"help": "alpha of a new adapter"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout of a new adapter (0: rollouts = updates)"})
     lora_target_modules: list[str] | None = field(default_factory=lambda: ["all-linear"])
+    reference: str = field(default="base", metadata={
+        "help": "lora/qlora from an SFT adapter: base = the network with the adapter disabled (KL to the base model); "
+                "sft = a frozen second copy of the SFT adapter (KL to the SFT policy)", "choices": ["base", "sft"]})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
     attn_implementation: str | None = field(default="sdpa")
 
@@ -44,6 +47,8 @@ class PPOModelArguments:
             raise ValueError("model_name_or_path is required: the SFT output to start from (SFT=… in make)")
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
             raise ValueError(f"dtype must be auto, bfloat16, float16 or float32; got {self.dtype!r}")
+        if self.reference not in ("base", "sft"):
+            raise ValueError(f"reference must be base or sft; got {self.reference!r}")
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError("lora_r must be >= 1, lora_alpha > 0 and lora_dropout in [0, 1)")
         if self.mode == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
