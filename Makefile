@@ -254,14 +254,18 @@ ppo_default_sft = $(if $(filter cpu,$(PROFILE)),outputs/cpu/sft-lora,$(if $(filt
 ppo_start   = $(or $(SFT),$(ADAPTER),$(MODEL),$(if $(RECIPE),,$(2)))
 ppo_flags   = $(if $(call ppo_start,$(1),$(2)),--model_name_or_path $(call ppo_start,$(1),$(2))) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 0 false no,$(RESUME)),--auto_resume false) $(ARGS)
+# No key and no BASE_URL: the offline heuristic judge, in-process on rank 0 (announced loudly, stopped at the end).
+ppo_teacher = $(if $(BASE_URL),--teacher_base_url $(BASE_URL),$(if $(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),,--teacher_offline true)) \
+	$(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL))
 ppo_deps    = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/rl/training_prompts.jsonl),,rl-prompts)
 
 # $(call run_ppo,MODE,DEFAULT_GPU_ACCEL,DEFAULT_SFT_OR_EMPTY)
 define run_ppo
 	@test -f $(call ppo_recipe,$(1)) || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
 	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
-	bash scripts/with_teacher.sh $(PY) $(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
-		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3))
+	@$(if $(BASE_URL)$(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),true,echo ">> no DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY and no BASE_URL: the OFFLINE heuristic judge scores the teacher part (not an LLM)" >&2)
+	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
+		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3)) $(ppo_teacher)
 endef
 
 .PHONY: ppo ppo-full bench-p2

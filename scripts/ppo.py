@@ -9,6 +9,7 @@ import sys
 
 from medqa.ppo.config import parse_args
 from medqa.ppo.scoring import TeacherUnavailable
+from medqa.teacher.setup import TeacherSetupError
 
 if __name__ == "__main__":
     try:
@@ -21,7 +22,7 @@ if __name__ == "__main__":
 
     try:
         main(model_args, ppo_config, teacher_args)
-    except (InputError, FileNotFoundError) as e:
+    except (InputError, FileNotFoundError, TeacherSetupError) as e:
         print(f"ppo: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except TeacherUnavailable as e:

@@ -50,7 +50,7 @@ def ppo_sft_adapter(tmp_path_factory, tiny_think_model_dir) -> Path:
 def _argv(sft: Path, prompts: Path, out: Path, **overrides) -> list[str]:
     opts = {"model_name_or_path": sft, "prompts_file": prompts, "output_dir": out, "total_steps": 2,
             "batch_size": 2, "mini_batch_size": 1, "forward_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 20,
-            "save_steps": 2, "progress_bar": "false", "teacher_cache": "none", **overrides}
+            "save_steps": 2, "progress_bar": "false", "teacher_cache": "", **overrides}
     argv = ["--config", str(ROOT / "recipes/ppo/cpu/lora.yaml")]
     for k, v in opts.items():
         argv += [f"--{k}", str(v)]
@@ -213,3 +213,39 @@ def test_failing_teacher_items_fall_back_and_a_dead_teacher_stops_the_run(tmp_pa
         with pytest.raises(TeacherUnavailable, match=r"failed for 100% of the items in 2 steps in a row"):
             PPOTrainer(*args).train(resume=False)
     assert [r["step"] for r in _metrics(tmp_path / "dead")] == [1]
+
+
+# ---------------------------------------------------------------- KL to the SFT policy
+
+
+@pytest.mark.slow
+def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_path, tiny_model_dir, ppo_prompts):
+    """reference: sft keeps a frozen copy of the SFT adapter; the KL of step 1 is then 0 even though the SFT
+    adapter differs from the base (its B matrices are non-zero here)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medqa.ppo.config import parse_args
+    from medqa.ppo.trainer import PPOTrainer
+
+    sft = tmp_path / "sft"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    model.save_pretrained(sft)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(sft)
+    runs = {}
+    for reference in ("base", "sft"):
+        out = tmp_path / reference
+        args = parse_args(_argv(sft, ppo_prompts, out, total_steps=1, reward="rules", reference=reference,
+                                cpu_threads=1, max_new_tokens=6, report_to="none"))
+        PPOTrainer(*args).train(resume=False)
+        runs[reference] = _metrics(out)[0]["kl"]
+        assert (out / "adapter_model.safetensors").is_file() and not (out / "reference").exists()
+    assert runs["sft"] == pytest.approx(0.0, abs=1e-6)
+    assert abs(runs["base"]) > 0.1  # the adapter-disabled reference is the base model, far from this SFT adapter

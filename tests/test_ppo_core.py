@@ -122,3 +122,29 @@ def test_kl_controllers():
     g = AdaptiveKLController(1.0, 1.0, 1.0)
     g.load_state_dict(c.state_dict())
     assert g.value == c.value
+
+
+def test_prompt_order_is_a_function_of_the_step_and_splits_ranks():
+    from medqa.ppo.rollout import PromptOrder
+
+    a, b = PromptOrder(10, seed=1, batch_size=2, world_size=2), PromptOrder(10, seed=1, batch_size=2, world_size=2)
+    epoch = [i for s in range(0, 3) for r in range(2) for i in a.indices(s, r)][:10]
+    assert sorted(epoch) == list(range(10))  # one epoch: every prompt once, ranks disjoint
+    assert b.indices(7, 1) == a.indices(7, 1)  # a resumed run (fresh object) sees the same prompts
+
+
+def test_config_rejects_bad_values_with_the_field_name():
+    from medqa.ppo.config import PPOConfig, PPOModelArguments, parse_args
+
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        PPOConfig(batch_size=3, mini_batch_size=2)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        PPOConfig(kl_estimator="k2")
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        PPOModelArguments()
+    with pytest.raises(ValueError, match="unknown"):
+        parse_args(["--config", "recipes/ppo/cpu/lora.yaml", "--no_such_option", "1"])
+    model, cfg, teacher = parse_args(["--config", "recipes/ppo/lora.yaml"])
+    assert (cfg.learning_rate, cfg.batch_size, cfg.mini_batch_size, cfg.target_kl, cfg.ppo_epochs) == (
+        1.41e-5, 4, 1, 0.1, 4)
+    assert model.mode == "lora" and cfg.w_rules == 0.6 and cfg.w_teacher == 0.4 and teacher.teacher_offline is False

@@ -1,7 +1,7 @@
 """PPO options as dataclasses (filled by a recipe YAML + command-line flags through `medqa.recipes`).
 
 Three groups: the policy (`PPOModelArguments`), the algorithm and run (`PPOConfig`) and the teacher
-(`TeacherArguments`). Defaults are the original project's values (lr 1.41e-5, batch 4, mini-batch 1, target_kl
+(`medqa.teacher.setup.TeacherArgs`, the one teacher flag set). Defaults are the original project's values (lr 1.41e-5, batch 4, mini-batch 1, target_kl
 0.1, 4 PPO epochs); recipes under recipes/ppo/ set what differs per mode and hardware profile.
 
 Two different KLs are controlled, and each target says which it measures:
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+
+from medqa.teacher.setup import TeacherArgs
 
 MODES = ("lora", "qlora", "full")
 REWARDS = ("combined", "rules")
@@ -32,6 +34,9 @@ class PPOModelArguments:
     lora_alpha: int = field(default=128, metadata={"help": "alpha of a new adapter"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout of a new adapter (0: rollouts = updates)"})
     lora_target_modules: list[str] | None = field(default_factory=lambda: ["all-linear"])
+    reference: str = field(default="base", metadata={
+        "help": "lora/qlora from an SFT adapter: base = the network with the adapter disabled (KL to the base model); "
+                "sft = a frozen second copy of the SFT adapter (KL to the SFT policy)", "choices": ["base", "sft"]})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
     attn_implementation: str | None = field(default="sdpa")
 
@@ -42,29 +47,12 @@ class PPOModelArguments:
             raise ValueError("model_name_or_path is required: the SFT output to start from (SFT=… in make)")
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
             raise ValueError(f"dtype must be auto, bfloat16, float16 or float32; got {self.dtype!r}")
+        if self.reference not in ("base", "sft"):
+            raise ValueError(f"reference must be base or sft; got {self.reference!r}")
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError("lora_r must be >= 1, lora_alpha > 0 and lora_dropout in [0, 1)")
         if self.mode == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
             raise ValueError("mode qlora needs bitsandbytes (pip install bitsandbytes); use mode lora without it")
-
-
-@dataclass
-class TeacherArguments:
-    """The LLM judge (OpenAI-compatible). The key comes from MEDQA_TEACHER_API_KEY / DEEPSEEK_API_KEY only."""
-
-    teacher_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL"})
-    teacher_model: str | None = field(default=None, metadata={"help": "judge model name"})
-    teacher_concurrency: int = field(default=16, metadata={"help": "requests in flight, over all ranks"})
-    teacher_timeout: float = field(default=60.0, metadata={"help": "seconds per request"})
-    teacher_max_retries: int = field(default=5, metadata={"help": "retries per request"})
-    teacher_cache: str | None = field(default="cache/teacher_judgements.sqlite",
-                                      metadata={"help": "judgement cache (sqlite); none to disable"})
-
-    def __post_init__(self):
-        if isinstance(self.teacher_cache, str) and self.teacher_cache.lower() in {"", "none", "null"}:
-            self.teacher_cache = None
-        if self.teacher_concurrency < 1 or self.teacher_timeout <= 0 or self.teacher_max_retries < 0:
-            raise ValueError("teacher_concurrency >= 1, teacher_timeout > 0 and teacher_max_retries >= 0")
 
 
 @dataclass
@@ -159,8 +147,8 @@ class PPOConfig:
             raise ValueError("teacher_fail_threshold in (0, 1] and teacher_fail_patience >= 1 are required")
 
 
-def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArguments]:
+def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArgs]:
     """`--config RECIPE` plus overrides -> the three dataclasses (unknown options are errors)."""
     from medqa.recipes import parse_recipe_args
 
-    return parse_recipe_args((PPOModelArguments, PPOConfig, TeacherArguments), argv)
+    return parse_recipe_args((PPOModelArguments, PPOConfig, TeacherArgs), argv)

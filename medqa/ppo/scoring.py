@@ -36,18 +36,23 @@ class Scores:
     metrics: dict[str, float] = field(default_factory=dict)  # global-batch means for metrics.jsonl
 
 
-def build_teacher(teacher_args) -> Any:
-    """The cross-rank teacher client (every rank calls this: it is a collective)."""
-    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
-    from medqa.teacher.distributed import DistributedTeacher
+def build_distributed_teacher(teacher_args, rank: int) -> tuple[Any, Any]:
+    """(Teacher, DistributedTeacher), built on every rank (a collective) from the one teacher flag set
+    (`medqa.teacher.setup`). Only rank 0 sends requests, so only rank 0 starts the offline judge when asked."""
+    from dataclasses import replace
 
-    config = TeacherConfig.from_env(base_url=teacher_args.teacher_base_url, model=teacher_args.teacher_model,
-                                    concurrency=teacher_args.teacher_concurrency,
-                                    timeout_s=teacher_args.teacher_timeout, max_retries=teacher_args.teacher_max_retries)
-    if not config.api_key and config.base_url == DEFAULT_BASE_URL:
-        raise ValueError("no teacher API key: set DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), set teacher_base_url to "
-                         "a keyless OpenAI-compatible server (e.g. `medqa teacher serve`), or use reward: rules")
-    return DistributedTeacher(config, teacher_args.teacher_cache)
+    from medqa.teacher.distributed import DistributedTeacher
+    from medqa.teacher.setup import build_teacher
+
+    if rank == 0:
+        teacher = build_teacher(teacher_args)
+    else:  # its config is never used to send; no second offline judge, no key check
+        teacher = build_teacher(replace(teacher_args, teacher_offline=False), require_key=False, quiet=True)
+    try:
+        return teacher, DistributedTeacher(teacher.config, teacher.cache_path)
+    except BaseException:
+        teacher.close()
+        raise
 
 
 class Scorer:

@@ -32,14 +32,15 @@ import torch
 
 from medqa.io import append_jsonl, atomic_write, iter_jsonl
 from medqa.ppo import core, rollout
-from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArguments
+from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs
 from medqa.ppo.kl import AdaptiveKLController, FixedKLController
-from medqa.ppo.scoring import RewardFn, Scorer, build_teacher
+from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 
 logger = logging.getLogger("medqa.ppo")
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+REFERENCE_ADAPTER = "reference"
 STATE_FILE = "ppo_state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
 
 
@@ -120,6 +121,9 @@ def load_policy(model_args: PPOModelArguments, device):
         return tokenizer, model, reference
     if adapter:
         model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        if model_args.reference == "sft":  # a frozen copy of the SFT adapter, switched on for the reference pass
+            model.load_adapter(adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+            model.set_adapter("default")
     else:
         model = get_peft_model(model, LoraConfig(
             r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
@@ -160,7 +164,7 @@ class Timer:
 
 
 class PPOTrainer:
-    def __init__(self, model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArguments | None = None,
+    def __init__(self, model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs | None = None,
                  reward_fn: RewardFn | None = None, overlap_teacher: bool = True):
         from transformers import set_seed
 
@@ -208,9 +212,10 @@ class PPOTrainer:
         self.kl_ctl = (AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
                        else FixedKLController(cfg.init_kl_coef))
         teacher = None
+        self.teacher_setup = None
         if reward_fn is None and cfg.reward == "combined":
             ensure_process_group()
-            teacher = build_teacher(teacher_args or TeacherArguments())
+            self.teacher_setup, teacher = build_distributed_teacher(teacher_args or TeacherArgs(), self.rank)
         self.teacher = teacher
         self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn)
         self.step = 0  # completed PPO steps
@@ -330,8 +335,15 @@ class PPOTrainer:
         return torch.cat(lp) * mask, torch.cat(vals) * mask, torch.cat(ref) * mask
 
     def _reference_logprobs(self, batch, rows) -> torch.Tensor:
+        policy = self.unwrapped.policy
+        if self.reference is None and REFERENCE_ADAPTER in getattr(policy, "peft_config", {}):
+            policy.set_adapter(REFERENCE_ADAPTER)  # the SFT policy (frozen); never concurrent with a policy pass
+            try:
+                return rollout.forward(self.model, batch, rows, self.cfg.temperature)[0]
+            finally:
+                policy.set_adapter("default")  # also restores requires_grad: default trainable, reference frozen
         if self.reference is None:  # LoRA: the base weights are the reference (never concurrent with the policy)
-            with self.unwrapped.policy.disable_adapter():
+            with policy.disable_adapter():
                 return rollout.forward(self.model, batch, rows, self.cfg.temperature)[0]
         input_ids, attention_mask = batch.input_ids[rows], batch.attention_mask[rows]
         P = batch.query_ids.shape[1]
@@ -483,6 +495,7 @@ class PPOTrainer:
                 self.writer.close()
             if self.teacher is not None:
                 self.teacher.close()
+                self.teacher_setup.close()
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
                    "policy_digest_per_rank": self.policy_digests(), "curve": history}
@@ -514,7 +527,8 @@ class PPOTrainer:
             tmp = self.out / ".final.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
-            self.unwrapped.policy.save_pretrained(tmp, state_dict=policy_state)
+            save_kwargs = {"selected_adapters": ["default"]} if hasattr(self.unwrapped.policy, "peft_config") else {}
+            self.unwrapped.policy.save_pretrained(tmp, state_dict=policy_state, **save_kwargs)
             self.tokenizer.save_pretrained(tmp)
             torch.save({k.removeprefix("v_head."): v for k, v in state.items() if k.startswith("v_head.")},
                        tmp / VALUE_HEAD_FILE)
@@ -547,6 +561,6 @@ def plot_curves(metrics_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def main(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArguments) -> dict[str, Any]:
+def main(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs) -> dict[str, Any]:
     trainer = PPOTrainer(model_args, cfg, teacher_args)
     return trainer.train()
