@@ -17,7 +17,8 @@ SFT = ROOT / "data" / "sample" / "sft.jsonl"
 def _user_project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
     (proj / "code").mkdir(parents=True)
-    shutil.copy(SFT, proj / "mydata.jsonl")
+    lines = SFT.read_text(encoding="utf-8").splitlines(keepends=True)
+    (proj / "mydata.jsonl").write_text("".join(lines[:40]), encoding="utf-8")  # enough for every split
     (proj / "thesis.tex").write_text("\\documentclass{article}", encoding="utf-8")
     (proj / "code" / "analysis.py").write_text("print(1)\n", encoding="utf-8")
     return proj
