@@ -45,7 +45,7 @@ def test_without_cuda_the_full_size_run_refuses_and_names_the_smoke_run(tiny_mod
     code = gpu_sft.main(["--tokenizer", str(tiny_model_dir), "--data", str(processed_dir),
                          "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o.json")])
     assert code == 2 and "SMOKE=1" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
-    assert gpu_sft.main(["--smoke", "--data", str(tmp_path / "nowhere")]) == 2
+    assert gpu_sft.main(["--smoke", "--tokenizer", str(tiny_model_dir), "--data", str(tmp_path / "nowhere")]) == 2
     assert "run `make data`" in capsys.readouterr().err
 
 
