@@ -64,7 +64,7 @@ rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 # `make bench` runs them all, a stage's bench-pN target runs one.
 DEMO_STEPS  :=
 
-# ---------------------------------------------------------------- SFT (issue 3)
+# ---------------------------------------------------------------- SFT
 # Recipe: recipes/sft/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/sft/MODE.yaml), or RECIPE=path.
 # Launcher: accelerate_configs/ACCEL.yaml; PROFILE=cpu runs 2 CPU processes: DDP (accelerate_configs/cpu.yaml, also
 # ACCEL=ddp) or ACCEL=zero2|zero3 (cpu_zero2.yaml, cpu_zero3.yaml).
@@ -130,7 +130,7 @@ DEMO_STEPS  += demo-sft
 
 
 
-# ---------------------------------------------------------------- rewards / teacher (issue 4)
+# ---------------------------------------------------------------- rewards / teacher
 PORT ?= 8765
 TEACHER_HOST ?= 127.0.0.1
 TEACHER_N ?= 5
@@ -155,7 +155,7 @@ bench-p1: setup ## P1: teacher throughput vs concurrency/latency (512 judgements
 DEMO_STEPS  += teacher-demo
 
 
-# ---------------------------------------------------------------- eval / predict / serve (issue 5)
+# ---------------------------------------------------------------- eval / predict / serve
 # MODEL= base/merged model dir or adapter dir (default: the tiny model); ADAPTER= PEFT adapter on top of MODEL.
 EVAL_MODEL      = $(or $(MODEL),$(TINY))
 EVAL_ADAPTER    = $(ADAPTER)
@@ -219,53 +219,55 @@ safety-eval: setup ## precision/recall of the safety checks on tests/data/safety
 safety-doc: setup ## regenerate the measured table in docs/safety.md from tests/data/safety_eval.jsonl
 	$(PY) -m medqa.safety_eval --write-doc
 
-# ---------------------------------------------------------------- GRPO (issue 11)
+# ---------------------------------------------------------------- RL teacher (PPO and GRPO)
+# With DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY or BASE_URL= (TEACHER_MODEL=) the configured endpoint judges; without
+# either the offline heuristic judge runs in-process for the run (announced loudly, stopped at the end).
+rl_teacher_flags  = $(if $(BASE_URL),--teacher_base_url $(BASE_URL),$(if $(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),,--teacher_offline true)) \
+	$(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL))
+rl_teacher_notice = $(if $(BASE_URL)$(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),true,echo ">> no DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY and no BASE_URL: the OFFLINE heuristic judge scores the teacher part (not an LLM)" >&2)
+
+# ---------------------------------------------------------------- GRPO
 # Recipe: recipes/grpo/[PROFILE/]MODE.yaml (MODE=lora|qlora|full, default lora), or RECIPE=path. SFT= the SFT output
 # to start from (default per recipe: outputs/cpu/sft-lora with PROFILE=cpu); MODEL= the base model under an SFT
 # adapter (default: the adapter's own). ACCEL=, NPROC=, OUT=, ARGS=, RESUME= as for SFT.
-# Teacher: with DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY (or BASE_URL=, TEACHER_MODEL=) the configured endpoint;
-# without, the run starts the offline judge in-process (--teacher_offline) and stops it at the end (said loudly).
+# Teacher: see "RL teacher" above.
 SFT  ?=
 MODE ?= lora
 grpo_recipe = $(or $(RECIPE),recipes/grpo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(MODE).yaml)
 grpo_flags = $(if $(SFT),--model_name_or_path $(SFT)) $(if $(MODEL),--base_model $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) \
-	$(if $(BASE_URL),--teacher_base_url $(BASE_URL)) $(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL)) \
-	$(if $(or $(DEEPSEEK_API_KEY),$(MEDQA_TEACHER_API_KEY),$(BASE_URL)),,--teacher_offline true) $(ARGS)
+	$(rl_teacher_flags) $(ARGS)
 .PHONY: grpo
 
 grpo: $(sft_deps) ## GRPO (TRL) from an SFT output on 0.6 rules + 0.4 teacher: SFT=… MODE=lora|qlora|full PROFILE= ACCEL= OUT= ARGS=
 	@test -f $(grpo_recipe) || { echo "no recipe $(grpo_recipe) for PROFILE=$(PROFILE) MODE=$(MODE); see recipes/grpo/" >&2; exit 2; }
 	@test -f $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) || { echo "no accelerate config for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
 	@test -f data/rl/training_prompts.jsonl || $(MAKE) --no-print-directory rl-prompts
-	$(if $(or $(DEEPSEEK_API_KEY),$(MEDQA_TEACHER_API_KEY),$(BASE_URL)),,@echo ">> no teacher API key and no BASE_URL: rewards use the OFFLINE heuristic judge (not an LLM), started for this run and stopped after it" >&2)
+	@$(rl_teacher_notice)
 	$(ACCELERATE) launch --config_file $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) $(if $(NPROC),--num_processes $(NPROC)) \
 		scripts/grpo.py --config $(grpo_recipe) $(grpo_flags)
 
-# ---------------------------------------------------------------- PPO (issue 10)
+# ---------------------------------------------------------------- PPO
 # Recipe: recipes/ppo/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/ppo/MODE.yaml; PROFILE=8gb is QLoRA), or RECIPE=.
 # Launcher as for SFT: ACCEL=ddp|zero2|zero3 with PROFILE=cpu (2 CPU processes), single_gpu | multi_gpu | zero2 |
 # zero3 on GPUs. SFT= (or ADAPTER=/MODEL=) is the SFT output to start from; OUT= the run folder; RESUME=0 starts
 # fresh (resuming from OUT's newest checkpoint is automatic); ARGS="--total_steps 3 …" overrides the recipe.
-# Teacher: BASE_URL= and TEACHER_MODEL=, or the API with DEEPSEEK_API_KEY; without either the offline judge runs.
+# Teacher: see "RL teacher" above.
 ppo_mode    = $(if $(filter 8gb,$(PROFILE)),qlora,$(1))
 ppo_recipe  = $(or $(RECIPE),recipes/ppo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(call ppo_mode,$(1)).yaml)
 ppo_default_sft = $(if $(filter cpu,$(PROFILE)),outputs/cpu/sft-lora,$(if $(filter 8gb,$(PROFILE)),outputs/sft-qlora-8gb,outputs/sft-lora))
 ppo_start   = $(or $(SFT),$(ADAPTER),$(MODEL),$(if $(RECIPE),,$(2)))
 ppo_flags   = $(if $(call ppo_start,$(1),$(2)),--model_name_or_path $(call ppo_start,$(1),$(2))) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 0 false no,$(RESUME)),--auto_resume false) $(ARGS)
-# No key and no BASE_URL: the offline heuristic judge, in-process on rank 0 (announced loudly, stopped at the end).
-ppo_teacher = $(if $(BASE_URL),--teacher_base_url $(BASE_URL),$(if $(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),,--teacher_offline true)) \
-	$(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL))
 ppo_deps    = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/rl/training_prompts.jsonl),,rl-prompts)
 
 # $(call run_ppo,MODE,DEFAULT_GPU_ACCEL,DEFAULT_SFT_OR_EMPTY)
 define run_ppo
 	@test -f $(call ppo_recipe,$(1)) || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
 	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
-	@$(if $(BASE_URL)$(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),true,echo ">> no DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY and no BASE_URL: the OFFLINE heuristic judge scores the teacher part (not an LLM)" >&2)
+	@$(rl_teacher_notice)
 	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
-		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3)) $(ppo_teacher)
+		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3)) $(rl_teacher_flags)
 endef
 
 .PHONY: ppo ppo-full bench-p2
@@ -280,13 +282,11 @@ ppo-full: $(ppo_deps) ## full-parameter PPO with a frozen reference copy (ACCEL=
 bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time, overlapped submit vs blocking (goal <= 5 %)
 	$(MEDQA) bench --only p2
 
-BENCH_STEPS += bench-p2
-# ---------------------------------------------------------------- Slurm (issue 12)
+# ---------------------------------------------------------------- Slurm
 # slurm/sft.sh, slurm/ppo.sh and slurm/eval.sh run the targets above under sbatch, with the same variables read from
 # the environment (sbatch --export=ALL, its default). `make slurm-sft …` prints that sbatch command; SUBMIT=1 submits it.
 # NODES= number of nodes; SBATCH_ARGS="…" any other sbatch flags (--partition, --account, --gpus-per-node, --time, --mem);
 # MODE=lora|qlora|full; STAGE=sft|ppo|eval for slurm-preflight. Cluster setup: README "Clusters".
-MODE        ?= lora
 STAGE       ?= sft
 NODES       ?=
 SBATCH_ARGS ?=
