@@ -34,9 +34,12 @@ class PPOModelArguments:
     lora_alpha: int = field(default=128, metadata={"help": "alpha of a new adapter"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout of a new adapter (0: rollouts = updates)"})
     lora_target_modules: list[str] | None = field(default_factory=lambda: ["all-linear"])
-    reference: str = field(default="base", metadata={
-        "help": "lora/qlora from an SFT adapter: base = the network with the adapter disabled (KL to the base model); "
-                "sft = a frozen second copy of the SFT adapter (KL to the SFT policy)", "choices": ["base", "sft"]})
+    reference: str = field(default="sft", metadata={
+        "help": "KL anchor when starting from an SFT adapter: sft = a frozen second copy of the SFT adapter, switched on "
+                "for the reference pass (KL to the SFT policy, the usual RLHF anchor; adapter-sized memory); base = the "
+                "network with the adapter disabled (KL to the pre-SFT base model: the KL starts at the SFT's own distance "
+                "and the controller pulls towards the base). From a full/merged model a new adapter is trained and "
+                "both mean the adapter disabled, i.e. the SFT model", "choices": ["sft", "base"]})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
     attn_implementation: str | None = field(default="sdpa")
 

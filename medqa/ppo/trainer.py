@@ -79,7 +79,8 @@ def _dtype(model_args: PPOModelArguments):
 
 def load_policy(model_args: PPOModelArguments, device):
     """(tokenizer, policy, frozen reference or None). LoRA/QLoRA: the SFT adapter trained further (a new adapter
-    when the SFT output is a full model); the reference is the same network with the adapter disabled."""
+    when the SFT output is a full model); the reference is a frozen copy of the SFT adapter (`reference=sft`) or
+    the same network with the adapter disabled (`reference=base`, or a new adapter on a full SFT model)."""
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
