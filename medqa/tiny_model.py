@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -130,7 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size before special tokens")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of sample JSON/JSONL to train the tokenizer on")
+    p.add_argument("--pretrain", action="store_true",
+                   help="build the small pretrained base instead (models/tiny-base; see medqa/pretrain.py)")
+    from medqa import pretrain
+
+    pretrain.add_arguments(p)
     args = p.parse_args(argv)
+    if args.pretrain:
+        try:
+            return pretrain.run(args)
+        except (OSError, ValueError) as e:
+            print(f"medqa tiny-model --pretrain: error: {e}", file=sys.stderr)
+            return 2
     out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus)
     print(f"tiny Qwen3 saved to {out}")
     return 0
