@@ -205,6 +205,42 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 DEMO_STEPS  += demo-eval
 BENCH_STEPS += bench-p4
 
+# ---------------------------------------------------------------- PPO (issue 10)
+# Recipe: recipes/ppo/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/ppo/MODE.yaml; PROFILE=8gb is QLoRA), or RECIPE=.
+# Launcher as for SFT: ACCEL=ddp|zero2|zero3 with PROFILE=cpu (2 CPU processes), single_gpu | multi_gpu | zero2 |
+# zero3 on GPUs. SFT= (or ADAPTER=/MODEL=) is the SFT output to start from; OUT= the run folder; RESUME=0 starts
+# fresh (resuming from OUT's newest checkpoint is automatic); ARGS="--total_steps 3 …" overrides the recipe.
+# Teacher: BASE_URL= and TEACHER_MODEL=, or the API with DEEPSEEK_API_KEY; without either the offline judge runs.
+ppo_mode    = $(if $(filter 8gb,$(PROFILE)),qlora,$(1))
+ppo_recipe  = $(or $(RECIPE),recipes/ppo/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(call ppo_mode,$(1)).yaml)
+ppo_default_sft = $(if $(filter cpu,$(PROFILE)),outputs/cpu/sft-lora,$(if $(filter 8gb,$(PROFILE)),outputs/sft-qlora-8gb,outputs/sft-lora))
+ppo_start   = $(or $(SFT),$(ADAPTER),$(MODEL),$(if $(RECIPE),,$(2)))
+ppo_flags   = $(if $(call ppo_start,$(1),$(2)),--model_name_or_path $(call ppo_start,$(1),$(2))) $(if $(OUT),--output_dir $(OUT)) \
+	$(if $(filter 0 false no,$(RESUME)),--auto_resume false) $(ARGS)
+ppo_deps    = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/rl/training_prompts.jsonl),,rl-prompts)
+
+# $(call run_ppo,MODE,DEFAULT_GPU_ACCEL,DEFAULT_SFT_OR_EMPTY)
+define run_ppo
+	@test -f $(call ppo_recipe,$(1)) || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
+	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	bash scripts/with_teacher.sh $(PY) $(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) \
+		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3))
+endef
+
+.PHONY: ppo ppo-full bench-p2
+
+ppo: $(ppo_deps) ## PPO from an SFT adapter (SFT=outputs/[cpu/]sft-lora, OUT=, PROFILE=gpu|cpu|8gb, ACCEL=, ARGS=, RESUME=0)
+	@test -e "$(call ppo_start,lora,$(ppo_default_sft))" || { echo "no SFT output $(call ppo_start,lora,$(ppo_default_sft)): run make sft-lora$(if $(filter cpu,$(PROFILE)), PROFILE=cpu) first, or pass SFT=dir" >&2; exit 2; }
+	$(call run_ppo,lora,single_gpu,$(ppo_default_sft))
+
+ppo-full: $(ppo_deps) ## full-parameter PPO with a frozen reference copy (ACCEL=zero3 shards both; SFT=merged model)
+	$(call run_ppo,full,zero3,)
+
+bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time, overlapped submit vs blocking (goal <= 5 %)
+	$(MEDQA) bench --only p2
+
+BENCH_STEPS += bench-p2
+
 # ---------------------------------------------------------------- umbrella targets
 
 demo: setup tiny-model data $(DEMO_STEPS) ## the whole pipeline on the tiny model, CPU only, no downloads, no API key

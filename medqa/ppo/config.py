@@ -1,0 +1,166 @@
+"""PPO options as dataclasses (filled by a recipe YAML + command-line flags through `medqa.recipes`).
+
+Three groups: the policy (`PPOModelArguments`), the algorithm and run (`PPOConfig`) and the teacher
+(`TeacherArguments`). Defaults are the original project's values (lr 1.41e-5, batch 4, mini-batch 1, target_kl
+0.1, 4 PPO epochs); recipes under recipes/ppo/ set what differs per mode and hardware profile.
+
+Two different KLs are controlled, and each target says which it measures:
+* `kl_target` — KL(policy ‖ reference) **per sequence** (sum over the response tokens, mean over the batch),
+  steered by the adaptive controller through `init_kl_coef`;
+* `target_kl` — approximate KL(old policy ‖ new policy) **per token** (mean over response tokens) within one
+  step's PPO epochs; the epoch loop stops early once it exceeds 1.5 × target_kl.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+MODES = ("lora", "qlora", "full")
+REWARDS = ("combined", "rules")
+
+
+@dataclass
+class PPOModelArguments:
+    """The policy: an SFT output (LoRA/QLoRA adapter, trained further, or a full/merged model)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "SFT output to start from: an adapter folder or a full/merged model folder"})
+    mode: str = field(default="lora", metadata={"help": "lora | qlora (4-bit base + LoRA) | full", "choices": list(MODES)})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on a bf16 GPU, else fp32) | bfloat16 | float32"})
+    lora_r: int = field(default=64, metadata={"help": "rank of a new adapter (only when starting from a full model)"})
+    lora_alpha: int = field(default=128, metadata={"help": "alpha of a new adapter"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout of a new adapter (0: rollouts = updates)"})
+    lora_target_modules: list[str] | None = field(default_factory=lambda: ["all-linear"])
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
+    attn_implementation: str | None = field(default="sdpa")
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required: the SFT output to start from (SFT=… in make)")
+        if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
+            raise ValueError(f"dtype must be auto, bfloat16, float16 or float32; got {self.dtype!r}")
+        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError("lora_r must be >= 1, lora_alpha > 0 and lora_dropout in [0, 1)")
+        if self.mode == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError("mode qlora needs bitsandbytes (pip install bitsandbytes); use mode lora without it")
+
+
+@dataclass
+class TeacherArguments:
+    """The LLM judge (OpenAI-compatible). The key comes from MEDQA_TEACHER_API_KEY / DEEPSEEK_API_KEY only."""
+
+    teacher_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL"})
+    teacher_model: str | None = field(default=None, metadata={"help": "judge model name"})
+    teacher_concurrency: int = field(default=16, metadata={"help": "requests in flight, over all ranks"})
+    teacher_timeout: float = field(default=60.0, metadata={"help": "seconds per request"})
+    teacher_max_retries: int = field(default=5, metadata={"help": "retries per request"})
+    teacher_cache: str | None = field(default="cache/teacher_judgements.sqlite",
+                                      metadata={"help": "judgement cache (sqlite); none to disable"})
+
+    def __post_init__(self):
+        if isinstance(self.teacher_cache, str) and self.teacher_cache.lower() in {"", "none", "null"}:
+            self.teacher_cache = None
+        if self.teacher_concurrency < 1 or self.teacher_timeout <= 0 or self.teacher_max_retries < 0:
+            raise ValueError("teacher_concurrency >= 1, teacher_timeout > 0 and teacher_max_retries >= 0")
+
+
+@dataclass
+class PPOConfig:
+    """The algorithm, the rollouts, the reward and the run."""
+
+    output_dir: str = field(default="outputs/ppo-lora")
+    prompts_file: str = field(default="data/rl/training_prompts.jsonl", metadata={"help": "`make rl-prompts` output"})
+    max_prompts: int | None = field(default=None, metadata={"help": "use only the first N prompts"})
+    seed: int = 42
+    total_steps: int = field(default=200, metadata={"help": "PPO steps (one rollout batch + its update each)"})
+    # batch
+    batch_size: int = field(default=4, metadata={"help": "prompts per rank per step (global: × processes)"})
+    mini_batch_size: int = field(default=1, metadata={"help": "sequences per rank per optimizer step"})
+    ppo_epochs: int = field(default=4, metadata={"help": "passes over the step's rollouts"})
+    forward_batch_size: int = field(default=4, metadata={"help": "sequences per no-grad forward (same on all ranks)"})
+    # optimisation
+    learning_rate: float = 1.41e-5
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "constant | linear (decay to 0)"})
+    adam_eps: float = 1e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (global norm)"})
+    # PPO
+    gamma: float = field(default=1.0, metadata={"help": "GAE discount"})
+    lam: float = field(default=0.95, metadata={"help": "GAE λ"})
+    cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip ε"})
+    cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the rollout's values"})
+    vf_coef: float = field(default=0.1, metadata={"help": "weight of the value loss"})
+    ent_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (entropy is logged either way)"})
+    target_kl: float | None = field(default=0.1, metadata={
+        "help": "per-token approx KL(old‖new) that stops the epoch loop once > 1.5×target_kl; none: never"})
+    whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over the global batch"})
+    # KL to the reference
+    kl_estimator: str = field(default="k1", metadata={"help": "k1 | k3 (per-token KL estimator)", "choices": ["k1", "k3"]})
+    init_kl_coef: float = field(default=0.2, metadata={"help": "initial coefficient of the per-token KL penalty"})
+    adaptive_kl: bool = field(default=True, metadata={"help": "adapt the coefficient towards kl_target"})
+    kl_target: float = field(default=6.0, metadata={"help": "target KL(policy‖ref) per sequence (summed over tokens)"})
+    kl_horizon: float = field(default=10000.0, metadata={"help": "adaptive controller horizon (sequences)"})
+    # rollouts
+    max_prompt_length: int = field(default=1024, metadata={"help": "prompt tokens kept (from the end)"})
+    max_new_tokens: int = 512
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature (log-probs use the same)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling; < 1 makes rollouts slightly off-policy"})
+    top_k: int = field(default=0, metadata={"help": "0: off"})
+    enable_thinking: bool = True
+    missing_eos_penalty: float = field(default=-1.0, metadata={"help": "added to the score of an answer with no EOS"})
+    missing_think_penalty: float = field(default=-0.5, metadata={"help": "added when </think> is never closed"})
+    # reward
+    reward: str = field(default="combined", metadata={"help": "combined (rules + teacher) | rules", "choices": list(REWARDS)})
+    w_rules: float = 0.6
+    w_teacher: float = 0.4
+    score_clip: float | None = field(default=None, metadata={"help": "clip scores to ±value; none: off"})
+    score_norm: bool = field(default=False, metadata={"help": "scale scores by their global-batch std"})
+    teacher_fail_threshold: float = field(default=0.5, metadata={"help": "failed share that counts as a bad step"})
+    teacher_fail_patience: int = field(default=3, metadata={"help": "stop after this many bad steps in a row"})
+    # checkpoints, logs
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (and at the end)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
+    auto_resume: bool = field(default=True, metadata={"help": "resume from the newest complete checkpoint"})
+    sample_steps: int = field(default=10, metadata={"help": "write sample rollouts every N steps"})
+    num_samples: int = 4
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | none"})
+    progress_bar: bool = True
+    cpu_threads: int = field(default=0, metadata={
+        "help": "torch CPU threads per process (0: torch's default); 1 avoids oversubscription on a busy CPU"})
+
+    def __post_init__(self):
+        positive = ("total_steps", "batch_size", "mini_batch_size", "ppo_epochs", "forward_batch_size",
+                    "max_new_tokens", "max_prompt_length", "save_steps", "sample_steps", "save_total_limit")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of mini_batch_size {self.mini_batch_size}")
+        if self.learning_rate <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("learning_rate > 0, temperature > 0 and 0 < top_p <= 1 are required")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError("gamma and lam must be in [0, 1]")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"kl_estimator must be k1 or k3; got {self.kl_estimator!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARDS)}; got {self.reward!r}")
+        if self.lr_scheduler_type not in ("constant", "linear"):
+            raise ValueError(f"lr_scheduler_type must be constant or linear; got {self.lr_scheduler_type!r}")
+        if self.report_to not in ("tensorboard", "none"):
+            raise ValueError(f"report_to must be tensorboard or none; got {self.report_to!r}")
+        if self.kl_target <= 0 or self.kl_horizon <= 0 or self.init_kl_coef < 0:
+            raise ValueError("kl_target > 0, kl_horizon > 0 and init_kl_coef >= 0 are required")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError("target_kl must be > 0 (or none to disable the early stop)")
+        if not 0 < self.teacher_fail_threshold <= 1 or self.teacher_fail_patience < 1:
+            raise ValueError("teacher_fail_threshold in (0, 1] and teacher_fail_patience >= 1 are required")
+
+
+def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArguments]:
+    """`--config RECIPE` plus overrides -> the three dataclasses (unknown options are errors)."""
+    from medqa.recipes import parse_with_recipe
+
+    return parse_with_recipe((PPOModelArguments, PPOConfig, TeacherArguments), argv)

@@ -1,0 +1,187 @@
+"""PPO math as small pure tensor functions (no model, no distributed state): easy to test by hand.
+
+Shapes: `B` sequences × `T` response tokens. `mask` is 1 on the response tokens that count (the generated tokens
+up to and including the first EOS) and 0 on the padding after them.
+
+The names follow the PPO-for-language-models literature (Ziegler et al. 2019; Huang et al. 2024, "The N+
+implementation details of RLHF with PPO"), and each trick is named where it is used:
+  * KL-penalised per-token rewards, score on the last response token (the EOS when there is one),
+  * GAE with γ/λ over the response only (value 0 after the last token),
+  * advantage whitening over the masked tokens, optionally over the global batch of every rank,
+  * clipped surrogate policy loss, clipped value loss, approximate KL for early stopping,
+  * explained variance of the value head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+AllReduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over every rank (identity for one rank)
+
+
+# ---------------------------------------------------------------- masked statistics
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over the tokens where mask is 1 (0 when there are none, instead of NaN)."""
+    mask = mask.to(x.dtype)
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return masked_sum(x, mask, dim) / count.clamp(min=1.0)
+
+
+def masked_moments(x: torch.Tensor, mask: torch.Tensor, all_reduce: AllReduce | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, unbiased variance, count) of the masked entries, over every rank when `all_reduce` sums across them."""
+    mask = mask.to(x.dtype)
+    stats = torch.stack([masked_sum(x, mask), masked_sum(x * x, mask), mask.sum()])
+    if all_reduce is not None:
+        stats = all_reduce(stats.clone())
+    total, total_sq, count = stats.unbind()
+    mean = total / count.clamp(min=1.0)
+    var = (total_sq - count * mean * mean) / (count - 1).clamp(min=1.0)  # Bessel's correction
+    return mean, var.clamp(min=0.0), count
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, all_reduce: AllReduce | None = None,
+                  eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the masked entries (of the global batch with `all_reduce`); masked-out entries -> 0.
+
+    `shift_mean=False` only rescales (used for rewards, whose sign carries meaning)."""
+    mean, var, _ = masked_moments(x, mask, all_reduce)
+    whitened = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask.to(x.dtype)
+
+
+# ---------------------------------------------------------------- response masks and log-probs
+
+
+def response_mask(response_ids: torch.Tensor, eos_ids: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask, has_eos): mask is 1 up to and including the first EOS of each row (every id in `eos_ids` counts;
+    Qwen3 lists two), all 1 when a row has none (it ran to max_new_tokens). Padding after the EOS -> 0."""
+    is_eos = torch.zeros_like(response_ids, dtype=torch.bool)
+    for eos in eos_ids:
+        is_eos |= response_ids == eos
+    has_eos = is_eos.any(dim=1)
+    T = response_ids.shape[1]
+    first = torch.where(has_eos, is_eos.float().argmax(dim=1), torch.full_like(has_eos, T - 1, dtype=torch.long))
+    positions = torch.arange(T, device=response_ids.device).unsqueeze(0)
+    return (positions <= first.unsqueeze(1)).long(), has_eos
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last counted token of each row (the EOS, or the last generated token without one)."""
+    T = mask.shape[1]
+    positions = torch.arange(T, device=mask.device).expand_as(mask)
+    return torch.where(mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values.clamp(min=0)
+
+
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log π(label | context) per position; logits (B, T, V), labels (B, T)."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the policy's next-token distribution per position (nats)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+# ---------------------------------------------------------------- KL and rewards
+
+
+def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from tokens sampled from π (Schulman, "Approximating KL divergence").
+
+    k1 = log π − log π_ref (unbiased, can be negative per token); k3 = (r − 1) − log r with r = π_ref/π
+    (unbiased, always ≥ 0, lower variance)."""
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}: use k1 or k3")
+
+
+def kl_penalised_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token rewards: −kl_coef·KL on every response token, plus the sequence's score on its last counted token
+    (the EOS, or the last generated token when there is no EOS). Padding gets 0."""
+    mask = mask.to(kl.dtype)
+    rewards = -kl_coef * kl * mask
+    last = last_token_index(mask)
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last] += scores.to(rewards.dtype)
+    return rewards
+
+
+# ---------------------------------------------------------------- advantages
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the response tokens; returns (advantages, returns).
+
+    δ_t = r_t + γ·V_{t+1} − V_t, A_t = δ_t + γλ·A_{t+1}; the value after the last counted token is 0 (the episode
+    ends there), and padding contributes nothing. returns = A + V (the value targets)."""
+    mask = mask.to(values.dtype)
+    values = values * mask
+    rewards = rewards * mask
+    T = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(values[:, 0])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last_gae = (delta + gamma * lam * last_gae) * mask[:, t]
+        advantages[:, t] = last_gae
+    return advantages, (advantages + values) * mask
+
+
+# ---------------------------------------------------------------- losses
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                cliprange: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate objective (negated, to minimise): mean over tokens of max(−A·ρ, −A·clip(ρ, 1±ε)).
+
+    Also returns the clip fraction and the approximate KL between the old and the new policy,
+    ½·mean((log ρ)²), used to stop the epoch loop early."""
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask),
+                 "approx_kl": masked_mean(0.5 * log_ratio.pow(2), mask),
+                 "ratio": masked_mean(ratio, mask)}
+    return loss, stats
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               cliprange_value: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss: ½·mean(max((V − R)², (V_clip − R)²)) with V_clip = V_old + clip(V − V_old, ±ε)."""
+    clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    loss_unclipped = (values - returns).pow(2)
+    loss_clipped = (clipped_values - returns).pow(2)
+    loss = 0.5 * masked_mean(torch.maximum(loss_unclipped, loss_clipped), mask)
+    with torch.no_grad():
+        stats = {"vf_clipfrac": masked_mean((loss_clipped > loss_unclipped).float(), mask)}
+    return loss, stats
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                       all_reduce: AllReduce | None = None) -> float:
+    """1 − Var(R − V)/Var(R) over the masked tokens: 1 = perfect value head, 0 = no better than a constant."""
+    _, var_returns, _ = masked_moments(returns, mask, all_reduce)
+    _, var_residual, _ = masked_moments(returns - values, mask, all_reduce)
+    if float(var_returns) == 0.0:
+        return float("nan")
+    return float(1.0 - var_residual / var_returns)

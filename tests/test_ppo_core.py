@@ -1,0 +1,124 @@
+"""PPO math against values computed by hand (medqa/ppo/core.py, medqa/ppo/kl.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from medqa.ppo import core
+from medqa.ppo.kl import AdaptiveKLController, FixedKLController
+
+
+def t(x):
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def test_masked_mean_and_whiten_by_hand():
+    x = t([[1, 2, 3], [4, 5, 6]])
+    mask = t([[1, 1, 0], [1, 0, 0]])
+    assert core.masked_mean(x, mask).item() == pytest.approx(7 / 3)
+    assert core.masked_mean(x, mask, dim=1).tolist() == pytest.approx([1.5, 4.0])
+    assert core.masked_mean(x, torch.zeros_like(x)).item() == 0.0  # no NaN for an empty mask
+    mean, var, count = core.masked_moments(x, mask)
+    assert (mean.item(), var.item(), count.item()) == pytest.approx((7 / 3, 7 / 3, 3))  # unbiased: 42/18
+    w = core.masked_whiten(x, mask)
+    std = math.sqrt(7 / 3)
+    assert w.flatten().tolist() == pytest.approx([(1 - 7 / 3) / std, (2 - 7 / 3) / std, 0, (4 - 7 / 3) / std, 0, 0], abs=1e-5)
+    scaled = core.masked_whiten(x, mask, shift_mean=False)  # only rescaled: the mean is kept
+    assert scaled[0, 0].item() == pytest.approx((1 - 7 / 3) / std + 7 / 3, abs=1e-5)
+
+
+def test_global_whitening_over_ranks_equals_whitening_the_whole_batch():
+    torch.manual_seed(0)
+    x = torch.randn(4, 5)
+    mask = t([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0]])
+    halves = [(x[:2], mask[:2]), (x[2:], mask[2:])]
+
+    def all_reduce(stats):  # what torch.distributed.all_reduce(SUM) returns on 2 ranks
+        return sum(torch.stack([core.masked_sum(a, m), core.masked_sum(a * a, m), m.sum()]) for a, m in halves)
+
+    whole = core.masked_whiten(x, mask)
+    rank0 = core.masked_whiten(*halves[0], all_reduce=all_reduce)
+    rank1 = core.masked_whiten(*halves[1], all_reduce=all_reduce)
+    assert torch.allclose(torch.cat([rank0, rank1]), whole, atol=1e-5)
+    assert not torch.allclose(core.masked_whiten(*halves[0]), whole[:2], atol=1e-3)  # local stats differ
+
+
+def test_response_mask_every_eos_counts_and_no_eos_keeps_all():
+    ids = torch.tensor([[5, 1, 0, 0], [5, 6, 7, 8], [2, 9, 1, 0]])
+    mask, has_eos = core.response_mask(ids, eos_ids=[1, 2])
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert has_eos.tolist() == [True, False, True]
+    assert core.last_token_index(mask).tolist() == [1, 3, 0]
+
+
+def test_kl_estimators_by_hand():
+    lp, ref = t([-1.0, -2.0]), t([-1.5, -1.0])
+    assert core.kl_estimate(lp, ref, "k1").tolist() == pytest.approx([0.5, -1.0])
+    assert core.kl_estimate(lp, ref, "k3").tolist() == pytest.approx([math.exp(-0.5) - 0.5, math.e - 2.0], abs=1e-6)
+    assert (core.kl_estimate(t([-3.0, 0.0]), t([0.0, -3.0]), "k3") >= 0).all()
+    with pytest.raises(ValueError, match="k2"):
+        core.kl_estimate(lp, ref, "k2")
+
+
+def test_kl_penalised_rewards_score_on_eos_or_last_token():
+    kl = t([[0.1, 0.2, 0.3], [0.5, 0.5, 0.5]])
+    mask = t([[1, 1, 0], [1, 1, 1]])  # row 0 ended with EOS at index 1; row 1 has no EOS
+    r = core.kl_penalised_rewards(t([2.0, 3.0]), kl, 0.1, mask)
+    assert r.flatten().tolist() == pytest.approx([-0.01, -0.02 + 2.0, 0.0, -0.05, -0.05, -0.05 + 3.0])
+
+
+def test_gae_by_hand_full_masked_and_discounted():
+    adv, ret = core.gae(t([[0, 0, 1]]), t([[0.5, 0.5, 0.5]]), t([[1, 1, 1]]), gamma=1.0, lam=0.5)
+    assert adv[0].tolist() == pytest.approx([0.125, 0.25, 0.5])
+    assert ret[0].tolist() == pytest.approx([0.625, 0.75, 1.0])
+    # Padding after the last token: its reward/value are ignored and the episode ends at the last counted token.
+    adv, ret = core.gae(t([[0, 1, 99]]), t([[0.5, 0.5, 7]]), t([[1, 1, 0]]), gamma=1.0, lam=0.5)
+    assert adv[0].tolist() == pytest.approx([0.25, 0.5, 0.0])
+    assert ret[0].tolist() == pytest.approx([0.75, 1.0, 0.0])
+    adv, _ = core.gae(t([[0, 0, 1]]), t([[0, 0, 0]]), t([[1, 1, 1]]), gamma=0.9, lam=1.0)
+    assert adv[0].tolist() == pytest.approx([0.81, 0.9, 1.0])
+
+
+def test_clipped_policy_loss_by_hand():
+    old = t([[0.0, 0.0]])
+    new = torch.log(t([[1.5, 0.5]]))
+    loss, stats = core.policy_loss(new, old, t([[1.0, 1.0]]), t([[1, 1]]), cliprange=0.2)
+    assert loss.item() == pytest.approx((-1.2 - 0.5) / 2)  # max(-A·ρ, -A·clip(ρ)) per token
+    assert stats["clipfrac"].item() == pytest.approx(0.5)
+    assert stats["approx_kl"].item() == pytest.approx(0.5 * (math.log(1.5) ** 2 + math.log(0.5) ** 2) / 2)
+    loss, _ = core.policy_loss(new, old, t([[-1.0, -1.0]]), t([[0, 1]]), cliprange=0.2)  # masked token ignored
+    assert loss.item() == pytest.approx(0.8)  # A<0, ρ=0.5: the pessimistic clipped term 0.8
+
+
+def test_clipped_value_loss_and_explained_variance_by_hand():
+    loss, stats = core.value_loss(t([[1.0, 0.0]]), t([[0.5, 0.5]]), t([[2.0, 0.0]]), t([[1, 1]]), 0.2)
+    assert loss.item() == pytest.approx(0.5 * (1.69 + 0.09) / 2)
+    assert stats["vf_clipfrac"].item() == pytest.approx(1.0)
+    returns, mask = t([[1, 2, 3, 4]]), t([[1, 1, 1, 1]])
+    assert core.explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    assert core.explained_variance(torch.full_like(returns, 2.5), returns, mask) == pytest.approx(0.0)
+
+
+def test_logprobs_and_entropy():
+    logits = torch.log(t([[[0.5, 0.25, 0.25]]]))
+    assert core.logprobs_from_logits(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.25))
+    assert core.entropy_from_logits(logits).item() == pytest.approx(-(0.5 * math.log(0.5) + 0.5 * math.log(0.25)))
+
+
+def test_kl_controllers():
+    c = AdaptiveKLController(0.2, target=6.0, horizon=10000)
+    c.update(12.0, 100)  # KL twice the target: error clipped to +0.2
+    assert c.value == pytest.approx(0.2 * 1.002)
+    c.update(3.0, 100)  # half the target: error clipped to -0.2
+    assert c.value == pytest.approx(0.2 * 1.002 * 0.998)
+    c.update(6.0, 100)
+    assert c.value == pytest.approx(0.2 * 1.002 * 0.998)
+    f = FixedKLController(0.05)
+    f.update(100.0, 100)
+    assert f.value == 0.05
+    g = AdaptiveKLController(1.0, 1.0, 1.0)
+    g.load_state_dict(c.state_dict())
+    assert g.value == c.value
