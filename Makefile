@@ -241,10 +241,23 @@ bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time
 
 BENCH_STEPS += bench-p2
 
+# ---------------------------------------------------------------- demo: tiny base -> SFT -> PPO -> report (issue 13)
+# `make demo` runs medqa/demo.py: every stage through the targets above, skipping finished ones (FORCE=1 reruns),
+# then outputs/demo/report/report.html and outputs/demo/summary.json. DEMO_LIMIT= items per eval set (default all),
+# DEMO_ARGS= more `medqa demo` options (e.g. "--sft-args '--max_steps 10'").
+TINY_BASE  := models/tiny-base
+DEMO_LIMIT ?=
+DEMO_ARGS  ?=
+.PHONY: tiny-base
+
+tiny-base: setup data ## pretrain the demo's small Qwen3 base on the training split's text (~2 min; cached by recipe key)
+	$(MEDQA) tiny-model --pretrain --out $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force)
+
 # ---------------------------------------------------------------- umbrella targets
 
-demo: setup tiny-model data $(DEMO_STEPS) ## the whole pipeline on the tiny model, CPU only, no downloads, no API key
-	@echo ">> demo finished"
+demo: setup ## tiny base -> data -> SFT -> PPO -> eval -> report, CPU only, no downloads (FORCE=1 reruns all stages)
+	$(MEDQA) demo --out outputs/demo --base $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
+	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 bench: setup $(BENCH_STEPS) ## performance benchmarks, reported as ratios measured in one run
 	@echo ">> benchmark results in bench_results/"
