@@ -33,8 +33,8 @@ class DemoConfig:
     out: Path = Path("outputs/demo")
     base: Path = Path("models/tiny-base")
     data: Path = Path("data/processed")
-    sft_recipe: str = "recipes/sft/cpu/demo.yaml"
-    ppo_recipe: str = "recipes/ppo/cpu/demo.yaml"
+    sft_recipe: str = "recipes/sft/demo/lora.yaml"
+    ppo_recipe: str = "recipes/ppo/demo/lora.yaml"
     limit: int | None = None  # items per evaluation set (None: all)
     sft_args: str = ""  # extra recipe overrides for the SFT stage, e.g. "--max_steps 10"
     ppo_args: str = ""
@@ -180,6 +180,10 @@ def run_demo(cfg: DemoConfig) -> dict:
             json.dump({**previous, **cfg.stages}, fh, indent=2)
     wall = round(time.perf_counter() - started, 1)
     summary = json.loads((cfg.out / "summary.json").read_text(encoding="utf-8"))
+    summary["stage_seconds"] = {k: v.get("seconds") for k, v in cfg.stages.items()}  # the report stage included
+    summary["demo_wall_seconds"] = wall
+    with atomic_write(cfg.out / "summary.json") as fh:
+        json.dump(summary, fh, ensure_ascii=False, indent=2)
     print(f">> demo finished in {wall} s; stage times (s): "
           + ", ".join(f"{k} {v.get('seconds', '?')}{' (skipped)' if v.get('skipped') else ''}"
                       for k, v in cfg.stages.items()))
