@@ -93,14 +93,19 @@ def documents(train_file: str | Path) -> list[str]:
 
 
 def pretrain_key(cfg: PretrainConfig, train_file: str | Path) -> str:
-    """What produced a base: recipe, corpus bytes, tokenizer corpus and the code of this module and the tokenizer."""
+    """What produced a base: recipe, corpus bytes, tokenizer corpus, and the code that builds the tokenizer, the
+    documents and the model (not the CLI around it)."""
+    import inspect
+
     from medqa import tiny_model
 
     h = hashlib.sha256()
     h.update(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}, sort_keys=True).encode())
     h.update(Path(train_file).read_bytes())
-    for src in (__file__, tiny_model.__file__):
-        h.update(Path(src).read_bytes())
+    for fn in (documents, token_stream, lr_at, build_tiny_base, PretrainConfig.qwen3_shape,
+               tiny_model.build_tokenizer, tiny_model.corpus_texts, tiny_model.qwen3_chat_template):
+        h.update(inspect.getsource(fn).encode())
+    h.update(repr(sorted(tiny_model.TINY.items())).encode())
     for text in tiny_model.corpus_texts():
         h.update(text.encode("utf-8"))
     return h.hexdigest()[:16]

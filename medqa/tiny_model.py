@@ -127,7 +127,7 @@ def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, co
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa tiny-model", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: %(default)s)")
+    p.add_argument("--out", help="output directory (default: models/tiny-qwen3, or models/tiny-base with --pretrain)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size before special tokens")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of sample JSON/JSONL to train the tokenizer on")
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pretrain.add_arguments(p)
     args = p.parse_args(argv)
+    args.out = args.out or ("models/tiny-base" if args.pretrain else "models/tiny-qwen3")
     if args.pretrain:
         try:
             return pretrain.run(args)
