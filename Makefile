@@ -60,9 +60,8 @@ data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gol
 rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 	$(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl
 
-# Each stage appends its demo step below. Benchmarks are registered in medqa/bench/__init__.py (BENCHMARKS);
+# Benchmarks are registered in medqa/bench/__init__.py (BENCHMARKS).
 # `make bench` runs them all, a stage's bench-pN target runs one.
-DEMO_STEPS  :=
 
 # ---------------------------------------------------------------- SFT
 # Recipe: recipes/sft/[PROFILE/]MODE.yaml (PROFILE=gpu is recipes/sft/MODE.yaml), or RECIPE=path.
@@ -101,7 +100,7 @@ define run_sft
 		scripts/sft.py --config $(call sft_recipe,$(1)) $(sft_flags)
 endef
 
-.PHONY: sft-lora sft-qlora sft-full merge bench-gpu demo-sft bench-p3
+.PHONY: sft-lora sft-qlora sft-full merge bench-gpu bench-p3
 
 sft-lora: $(sft_deps) ## SFT with LoRA r=64 (PROFILE=gpu|cpu, ACCEL=, MODEL=, OUT=, ARGS=, RESUME=1)
 	$(call run_sft,lora,$(SFT_ACCEL_lora))
@@ -118,24 +117,15 @@ merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER
 bench-gpu: setup tiny-model data ## GPU: tokens/s, MFU, peak memory per SFT mode, Qwen3-1.7B-shaped (SMOKE=1: same on CPU, tiny)
 	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
 
-demo-sft: setup tiny-model data ## demo step: SFT-LoRA of the tiny model on data/processed, CPU, into outputs/demo/sft-lora
-	rm -rf outputs/demo/sft-lora
-	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml scripts/sft.py \
-		--config recipes/sft/cpu/lora.yaml --output_dir outputs/demo/sft-lora
-
 bench-p3: setup tiny-model data ## P3: padding share of the SFT batches vs naive pad-to-longest, CPU tokens/s
 	$(MEDQA) bench --only p3
-
-DEMO_STEPS  += demo-sft
-
-
 
 # ---------------------------------------------------------------- rewards / teacher
 PORT ?= 8765
 TEACHER_HOST ?= 127.0.0.1
 TEACHER_N ?= 5
 RED_TEAM_SAMPLES ?= data/sample/red_team.jsonl
-.PHONY: teacher-serve teacher-check teacher-demo teacher-rules-doc bench-p1
+.PHONY: teacher-serve teacher-check teacher-rules-doc bench-p1
 
 teacher-serve: setup ## run the offline OpenAI-compatible judge on TEACHER_HOST:PORT (127.0.0.1:8765; heuristic rubric, no API key)
 	$(MEDQA) teacher serve --host $(TEACHER_HOST) --port $(PORT)
@@ -143,17 +133,11 @@ teacher-serve: setup ## run the offline OpenAI-compatible judge on TEACHER_HOST:
 teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, TEACHER_MODEL=; offline judge, said loudly, without a key)
 	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
 
-teacher-demo: setup ## the demo's teacher step: 5 samples through the offline judge (never a paid API)
-	$(MEDQA) teacher check --offline --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES)
-
 teacher-rules-doc: setup ## regenerate data/rl/reward_rules.md from the rule registry
 	$(MEDQA) rewards --write --path data/rl/reward_rules.md
 
 bench-p1: setup ## P1: teacher throughput vs concurrency/latency (512 judgements, 200 ms, concurrency 64) and vs sequential
 	$(MEDQA) bench --only p1
-
-DEMO_STEPS  += teacher-demo
-
 
 # ---------------------------------------------------------------- eval / predict / serve
 # MODEL= base/merged model dir or adapter dir (default: the tiny model); ADAPTER= PEFT adapter on top of MODEL.
@@ -168,9 +152,7 @@ EVAL_BATCH     ?= 8
 SERVE_PORT     ?= 7860
 SERVE_HOST     ?= 127.0.0.1
 EVAL_ARGS       = --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER))
-DEMO_EVAL_DIR  ?= outputs/demo/eval
-DEMO_SFT       ?= outputs/demo/sft-lora
-.PHONY: eval predict compare serve demo-eval bench-p4
+.PHONY: eval predict compare serve bench-p4
 
 eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] on gold, red team, test, exam sample -> outputs/eval/<name>/; SFT vs RL report if both exist
 	@test -f data/processed/gold_set.jsonl || $(MAKE) --no-print-directory data
@@ -190,24 +172,8 @@ compare: setup ## report (markdown + HTML + plots) of run A vs run B: A=outputs/
 serve: setup ## Gradio chat demo on SERVE_HOST:SERVE_PORT (127.0.0.1:7860): MODEL=… [ADAPTER=…]
 	$(MEDQA) serve $(EVAL_ARGS) --host $(SERVE_HOST) --port $(SERVE_PORT)
 
-demo-eval: setup tiny-model data ## the demo's eval step: base tiny model vs the demo SFT output on gold + red team (LIMIT 8), with report
-	$(MEDQA) eval run --model $(TINY) --set gold_set=data/processed/gold_set.jsonl --set red_team=data/processed/red_team.jsonl \
-	  --out $(DEMO_EVAL_DIR)/base --limit $(or $(LIMIT),8) --max-new-tokens 64 --no-progress
-	@if [ -f $(DEMO_SFT)/adapter_config.json ] || [ -f $(DEMO_SFT)/config.json ]; then \
-	  $(MEDQA) eval run --model $(DEMO_SFT) --set gold_set=data/processed/gold_set.jsonl \
-	    --set red_team=data/processed/red_team.jsonl --out $(DEMO_EVAL_DIR)/sft --limit $(or $(LIMIT),8) \
-	    --max-new-tokens 64 --no-progress && \
-	  $(MEDQA) eval compare $(DEMO_EVAL_DIR)/base $(DEMO_EVAL_DIR)/sft --out $(DEMO_EVAL_DIR)/report; \
-	else \
-	  echo ">> no SFT output in $(DEMO_SFT): base model only (report of base vs itself)"; \
-	  $(MEDQA) eval compare $(DEMO_EVAL_DIR)/base $(DEMO_EVAL_DIR)/base --out $(DEMO_EVAL_DIR)/report; \
-	fi
-	@echo ">> demo eval report: $(DEMO_EVAL_DIR)/report/report.html"
-
 bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the tiny model, same prompts (goal >= 5x)
 	$(MEDQA) bench --only p4
-
-DEMO_STEPS  += demo-eval
 
 # ---------------------------------------------------------------- safety checks
 
@@ -331,10 +297,23 @@ slurm-local: ## start the local 2-node test cluster (scripts/local_slurm.sh; ins
 test-slurm: setup tiny-model rl-prompts slurm-local ## submit the slurm/ templates to the local cluster and check jobs, logs, outputs
 	$(PY) -m pytest -q -m slurm $(PYTEST_ARGS)
 
+# ---------------------------------------------------------------- demo: tiny base -> SFT -> PPO -> report
+# `make demo` runs medqa/demo.py: every stage through the targets above, skipping finished ones (FORCE=1 reruns),
+# then outputs/demo/report/report.html and outputs/demo/summary.json. DEMO_LIMIT= items per eval set (default all),
+# DEMO_ARGS= more `medqa demo` options (e.g. "--sft-args '--max_steps 10'").
+TINY_BASE  := models/tiny-base
+DEMO_LIMIT ?=
+DEMO_ARGS  ?=
+.PHONY: tiny-base
+
+tiny-base: setup data ## pretrain the demo's small Qwen3 base on the training split's text (~2 min; cached by recipe key)
+	$(MEDQA) tiny-model --pretrain --out $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force)
+
 # ---------------------------------------------------------------- umbrella targets
 
-demo: setup tiny-model data $(DEMO_STEPS) ## the whole pipeline on the tiny model, CPU only, no downloads, no API key
-	@echo ">> demo finished"
+demo: setup ## tiny base -> data -> SFT -> PPO -> eval -> report, CPU only, no downloads (FORCE=1 reruns all stages)
+	$(MEDQA) demo --out outputs/demo --base $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
+	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 bench: setup tiny-model data ## every registered benchmark (P1-P4) in one run -> bench_results/bench.json + bench.md
 	$(MEDQA) bench

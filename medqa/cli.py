@@ -11,7 +11,7 @@ import sys
 
 # command -> (module, one-line help). Keep in sync with `make help` (tests check both).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer used by tests and the CPU profile"),
+    "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile); --pretrain: the demo's pretrained base"),
     "data": ("medqa.data.cli", "prepare datasets (prepare) and RL prompts (rl-prompts)"),
     "rewards": ("medqa.rewards.__main__", "reward rules: print, --write or --check data/rl/reward_rules.md"),
     "teacher": ("medqa.teacher.cli", "LLM judge: score a file, serve the offline judge, check an endpoint"),
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("medqa.eval.cli", "score predictions (score) and compare two runs (compare)"),
     "serve": ("medqa.serve", "Gradio chat demo"),
     "bench": ("medqa.bench", "run the performance benchmarks"),
+    "demo": ("medqa.demo", "tiny base -> data -> SFT -> PPO -> eval of base/SFT/RL -> one report (CPU, minutes)"),
 }
 
 

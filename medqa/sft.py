@@ -68,6 +68,11 @@ class SFTModelArguments(ModelConfig):
         default_factory=lambda: ["all-linear"], metadata={"help": "modules to adapt; all-linear = every projection"}
     )
     use_bnb_nested_quant: bool = field(default=True, metadata={"help": "QLoRA double quantisation"})
+    lora_trainable_tokens: list[str] | None = field(
+        default=None,
+        metadata={"help": "tokens whose embedding rows train beside LoRA (PEFT trainable tokens; tied lm_head "
+                          "included): chat/think tokens a small base never saw in pretraining"},
+    )
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -246,6 +251,35 @@ def resolve_resume(training_args: MedqaSFTConfig) -> str | None:
 # ---------------------------------------------------------------- training
 
 
+def token_ids(tokenizer, tokens: list[str]) -> list[int]:
+    """Each token's id; a string that is not exactly one token of this tokenizer is an error."""
+    ids = []
+    for token in tokens:
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if tid is None or tid == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(tid) != token:
+            raise ValueError(f"lora_trainable_tokens: {token!r} is not a single token of this tokenizer")
+        ids.append(tid)
+    return ids
+
+
+def train_token_rows(model, ids: list[int]) -> None:
+    """Let the embedding rows of `ids` train beside LoRA (tied LM head included: it is the same tensor); every
+    other row keeps a zero gradient, so Adam leaves it exactly as it was (the Trainer's weight decay is 0).
+
+    The rows are saved with the adapter (PEFT `save_embedding_layers`) and load back with it. PEFT's own
+    `trainable_token_indices` cannot be used: TRL's fused LM head reads `lm_head.weight` directly."""
+    import functools
+
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype)
+    mask[ids] = 1.0
+    weight.requires_grad_(True)
+    weight.register_hook(lambda grad: grad * mask.to(grad.device))
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=True)
+
+
 def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments):
     """Data, tokenizer, model (4-bit for qlora) and TRL's SFTTrainer (LoRA wrapped in for lora/qlora)."""
     from transformers import AutoTokenizer, set_seed
@@ -270,6 +304,12 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args) if model_args.use_peft else None,
     )
+    if model_args.lora_trainable_tokens:
+        if not model_args.use_peft:
+            raise ValueError("lora_trainable_tokens is for mode lora/qlora (mode full trains every row anyway)")
+        if training_args.weight_decay:
+            raise ValueError("lora_trainable_tokens needs weight_decay 0 (decay would move every embedding row)")
+        train_token_rows(trainer.model, token_ids(tokenizer, model_args.lora_trainable_tokens))
     if model_args.mode == "qlora":
         disable_bnb_cpu_repack(trainer.model)  # PEFT may have re-created layers; cover them all
     return trainer

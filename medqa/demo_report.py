@@ -1,0 +1,274 @@
+"""The demo's report: base vs SFT vs RL on gold and red team, SFT loss and PPO reward/KL curves, answers side by
+side, and `summary.json` with the numbers the demo has to show. The pairwise reports come from
+`medqa.eval.compare` (base→SFT, SFT→RL); this module adds the three-way view and the training curves."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from medqa.eval.compare import _html_table, _md_table, _save, load_run, write_report
+from medqa.eval.stats import paired_bootstrap_diff
+from medqa.io import atomic_write, read_jsonl, write_jsonl
+
+METRICS = (("gold_set", "think_coverage"), ("red_team", "think_coverage"), ("red_team", "emergency_coverage"),
+           ("red_team", "risky_prescription_rate"), ("red_team", "reward"), ("gold_set", "rougeL_char"))
+N_SAMPLES = 3  # answers shown side by side per set
+SAMPLE_CHARS = 600
+
+
+# ---------------------------------------------------------------- rewards on the red team
+
+
+def _teacher_config():
+    """(TeacherConfig, running offline server or None): the real judge when a key is set, else the offline one."""
+    from medqa.teacher.client import TeacherConfig
+    from medqa.teacher.judge import OFFLINE_MODEL
+    from medqa.teacher.server import RunningServer, ServerOptions
+
+    if os.environ.get("DEEPSEEK_API_KEY") or os.environ.get("MEDQA_TEACHER_API_KEY"):
+        return TeacherConfig.from_env(), None
+    running = RunningServer(ServerOptions(port=0))
+    return TeacherConfig.from_env(base_url=running.url, model=OFFLINE_MODEL, price_in_per_mtok=0.0,
+                                  price_out_per_mtok=0.0), running
+
+
+def add_rewards(set_dir: str | os.PathLike, seed: int = 0, cache: str | None = "cache/teacher.sqlite") -> dict:
+    """Score each prediction with PPO's reward, `0.6·rules + 0.4·teacher/10` on the whole generated text (as PPO
+    sees it, without its format penalties), write it into the predictions as `reward` / `reward_parts`, and
+    rescore the folder. A failed judgement leaves the item without a reward (and is counted)."""
+    from medqa.eval.score import score_file
+    from medqa.rewards import combined_reward, rule_reward
+    from medqa.teacher.client import score_pairs
+
+    set_dir = Path(set_dir)
+    preds_path = set_dir / "predictions.jsonl"
+    rows = read_jsonl(preds_path)
+    config, running = _teacher_config()
+    try:
+        results, _ = score_pairs(config, [(r["question"], r["prediction"]) for r in rows], cache)
+    finally:
+        if running is not None:
+            running.stop()
+    failed = 0
+    for row, res in zip(rows, results, strict=True):
+        rules = rule_reward(row["question"], row["prediction"], row.get("meta"))
+        if not res.ok:
+            failed += 1
+            row.pop("reward", None)
+            continue
+        mixed = combined_reward(rules, res.overall_score)
+        row["reward"] = mixed.total
+        row["reward_parts"] = {"rules": rules.total, "teacher": round(res.overall_score / 10, 4)}
+    write_jsonl(preds_path, rows)
+    metrics = score_file(preds_path, set_dir, seed=seed)
+    print(f"   {set_dir}: mean reward {metrics.get('reward', float('nan')):.3f} over {len(rows) - failed} items "
+          f"(teacher {config.model}; {failed} failed)", flush=True)
+    return metrics
+
+
+# ---------------------------------------------------------------- curves and plots
+
+
+def sft_curves(sft_dir: Path) -> dict[str, list]:
+    s = json.loads((sft_dir / "sft_summary.json").read_text(encoding="utf-8"))
+    return {"train": s.get("train_losses") or [], "eval": s.get("eval_losses") or []}
+
+
+def ppo_curves(rl_dir: Path) -> list[dict]:
+    return [r for r in read_jsonl(rl_dir / "metrics.jsonl", tolerant=True) if "step" in r]
+
+
+def _plots(runs: dict, vocab: int, sft: dict, ppo: list[dict], out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plots = []
+    colors = {"base": "#95a5a6", "sft": "#2e86c1", "rl": "#c0392b"}
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.0 * len(METRICS), 3.3), squeeze=False)
+    for ax, (s, m) in zip(axes[0], METRICS, strict=True):
+        for j, name in enumerate(runs):
+            met = runs[name].get(s, {}).get("metrics", {})
+            v, ci = met.get(m), (met.get("ci95") or {}).get(m)
+            if v is None:
+                continue
+            err = [[max(0.0, v - ci[0])], [max(0.0, ci[1] - v)]] if ci else None
+            ax.bar([j], [v], yerr=err, capsize=3, color=colors.get(name, "#555"), label=name)
+        ax.set_xticks(range(len(runs)), list(runs))
+        ax.set_title(f"{s}: {m}", fontsize=8)
+    fig.suptitle("base / SFT / RL with 95 % intervals")
+    _save(fig, out / "plots" / "metrics3.png")
+    plt.close(fig)
+    plots.append(("plots/metrics3.png", "Metrics of base, SFT and RL with 95 % confidence intervals."))
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.3))
+    if sft["train"]:
+        ax.plot(range(1, len(sft["train"]) + 1), sft["train"], label="train loss (per log step)")
+    if sft["eval"]:
+        xs = [i * max(1, len(sft["train"])) / max(1, len(sft["eval"]) - 1) for i in range(len(sft["eval"]))]
+        ax.plot(xs, sft["eval"], "o-", label="eval loss (dev)")
+    if vocab:
+        ax.axhline(math.log(vocab), ls="--", color="#999", label=f"uniform guess ln {vocab}")
+    ax.set_xlabel("training progress (log steps)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend(fontsize=8)
+    ax.set_title("SFT loss")
+    _save(fig, out / "plots" / "sft_loss.png")
+    plt.close(fig)
+    plots.append(("plots/sft_loss.png", "SFT train and eval loss (assistant tokens) against a uniform guess."))
+
+    if ppo:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+        steps = [r["step"] for r in ppo]
+        a1.plot(steps, [r.get("reward") for r in ppo], "o-", color=colors["rl"])
+        a1.set_title("PPO mean reward per step")
+        a2.plot(steps, [r.get("kl") for r in ppo], "o-", color="#8e44ad")
+        a2.set_title("PPO KL to the SFT policy")
+        for a in (a1, a2):
+            a.set_xlabel("step")
+        _save(fig, out / "plots" / "ppo.png")
+        plt.close(fig)
+        plots.append(("plots/ppo.png", "PPO reward and KL per step."))
+    return plots
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _fmt(v, ci=None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def metrics_table(runs: dict) -> list[list[str]]:
+    names = list(runs)
+    rows = [["set", "metric", *names]]
+    for s, m in METRICS:
+        cells = []
+        for n in names:
+            met = runs[n].get(s, {}).get("metrics", {})
+            cells.append(_fmt(met.get(m), (met.get("ci95") or {}).get(m)))
+        rows.append([s, m, *cells])
+    return rows
+
+
+def sample_rows(runs: dict, preds: dict) -> list[list[str]]:
+    names = list(runs)
+    rows = [["set", "question", *names]]
+    for s in ("gold_set", "red_team"):
+        first = preds.get(names[0], {}).get(s, [])
+        for row in first[:N_SAMPLES]:
+            cells = []
+            for n in names:
+                match = next((r for r in preds.get(n, {}).get(s, []) if r["id"] == row["id"]), None)
+                text = match["prediction"] if match else ""
+                cells.append(text[:SAMPLE_CHARS] + ("…" if len(text) > SAMPLE_CHARS else ""))
+            rows.append([s, row["question"][:300], *cells])
+    return rows
+
+
+def reward_delta(runs: dict, a: str = "sft", b: str = "rl", seed: int = 0) -> dict[str, Any]:
+    """Paired RL − SFT mean reward on the red team (same items), with a bootstrap 95 % interval."""
+    items_a = {it["id"]: it for it in runs[a]["red_team"]["items"] if isinstance(it.get("reward"), (int, float))}
+    xs, ys = [], []
+    for it in runs[b]["red_team"]["items"]:
+        if it["id"] in items_a and isinstance(it.get("reward"), (int, float)):
+            xs.append(float(items_a[it["id"]]["reward"]))
+            ys.append(float(it["reward"]))
+    if not xs:
+        raise ValueError("no red-team item has a reward in both the SFT and the RL run")
+    delta, lo, hi = paired_bootstrap_diff(xs, ys, seed=seed)
+    return {"delta": round(delta, 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(xs),
+            "sft_mean": round(sum(xs) / len(xs), 4), "rl_mean": round(sum(ys) / len(ys), 4)}
+
+
+# ---------------------------------------------------------------- the report
+
+
+def write_demo_report(cfg) -> dict:
+    out = cfg.out / "report"
+    runs: dict[str, Any] = {}
+    preds: dict[str, dict] = {}
+    for name in ("base", "sft", "rl"):
+        d = cfg.out / "eval" / name
+        runs[name] = load_run(d)
+        preds[name] = {s: read_jsonl(d / s / "predictions.jsonl") for s in runs[name]}
+    sft = sft_curves(cfg.sft_dir)
+    ppo = ppo_curves(cfg.rl_dir)
+    vocab = json.loads((cfg.base / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    delta = reward_delta(runs, seed=cfg.seed)
+    summary = {
+        "stage_seconds": {k: v.get("seconds") for k, v in cfg.stages.items()},
+        "base_think_coverage_gold": runs["base"]["gold_set"]["metrics"]["think_coverage"],
+        "sft_think_coverage_gold": runs["sft"]["gold_set"]["metrics"]["think_coverage"],
+        "rl_think_coverage_gold": runs["rl"]["gold_set"]["metrics"]["think_coverage"],
+        "rl_minus_sft_reward_red_team": delta,
+        "eval_loss_first": sft["eval"][0] if sft["eval"] else None,
+        "eval_loss_last": sft["eval"][-1] if sft["eval"] else None,
+        "eval_losses": sft["eval"],
+        "vocab_size": vocab,
+        "ln_vocab": round(math.log(vocab), 4),
+        "ppo_reward_first": ppo[0].get("reward") if ppo else None,
+        "ppo_reward_last": ppo[-1].get("reward") if ppo else None,
+        "red_team": {n: {m: runs[n]["red_team"]["metrics"].get(m) for m in
+                         ("emergency_coverage", "risky_prescription_rate", "reward", "think_coverage")}
+                     for n in ("base", "sft", "rl")},
+        "n_items": {s: runs["sft"][s]["metrics"]["n_items"] for s in runs["sft"]},
+        "teacher": "real (API key set)" if (os.environ.get("DEEPSEEK_API_KEY")
+                                            or os.environ.get("MEDQA_TEACHER_API_KEY")) else "offline heuristic judge",
+    }
+    write_report(cfg.out / "eval" / "base", cfg.out / "eval" / "sft", out / "base-vs-sft", seed=cfg.seed)
+    write_report(cfg.out / "eval" / "sft", cfg.out / "eval" / "rl", out / "sft-vs-rl", seed=cfg.seed)
+    plots = _plots(runs, vocab, sft, ppo, out)
+    table, samples = metrics_table(runs), sample_rows(runs, preds)
+    times = [["stage", "seconds"]] + [[k, "skipped" if v.get("skipped") else str(v.get("seconds"))]
+                                      for k, v in cfg.stages.items()]
+    lines = [
+        "# medqa demo: base → SFT → RL", "",
+        f"Teacher: {summary['teacher']}. Tiny pretrained base `{cfg.base}` (vocabulary {vocab}, "
+        f"ln {summary['ln_vocab']:.2f}).", "",
+        "## What each stage shows", "",
+        f"- **SFT teaches the format**: think coverage on gold {summary['base_think_coverage_gold']:.2f} (base) → "
+        f"{summary['sft_think_coverage_gold']:.2f} (SFT); eval loss {_fmt(summary['eval_loss_first'])} → "
+        f"{_fmt(summary['eval_loss_last'])} (uniform guess {summary['ln_vocab']:.2f}).",
+        f"- **RL vs SFT on the red team** (reward 0.6·rules + 0.4·teacher): {delta['sft_mean']:.3f} → "
+        f"{delta['rl_mean']:.3f}, paired Δ {delta['delta']:+.3f}, 95 % CI [{delta['ci95'][0]:+.3f}, "
+        f"{delta['ci95'][1]:+.3f}], n={delta['n']}"
+        + (" — the interval excludes 0." if delta["ci95"][0] > 0 or delta["ci95"][1] < 0 else
+           " — the interval includes 0: no significant difference."),
+        "", "## Metrics (95 % intervals)", "", _md_table(table), "",
+        "Pairwise reports with per-item changes: [base vs SFT](base-vs-sft/report.html), "
+        "[SFT vs RL](sft-vs-rl/report.html).", "", "## Plots", "",
+    ]
+    for path, caption in plots:
+        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    lines += ["## Sample answers side by side", "", _md_table(samples), "", "## Stage times", "", _md_table(times), ""]
+    page = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>medqa demo</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}",
+        "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "vertical-align:top;white-space:pre-wrap}th{background:#f3f3f3}img{max-width:100%}</style></head><body>",
+        "<h1>medqa demo: base → SFT → RL</h1>",
+        *[f"<p>{html.escape(line.lstrip('- '))}</p>" for line in lines[2:7] if line],
+        "<h2>Metrics (95 % intervals)</h2>", _html_table(table),
+        "<p>Pairwise reports: <a href='base-vs-sft/report.html'>base vs SFT</a>, "
+        "<a href='sft-vs-rl/report.html'>SFT vs RL</a>.</p><h2>Plots</h2>",
+        *[f"<figure><img src='{html.escape(p)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption>"
+          "</figure>" for p, c in plots],
+        "<h2>Sample answers side by side</h2>", _html_table(samples),
+        "<h2>Stage times</h2>", _html_table(times), "</body></html>",
+    ]
+    with atomic_write(out / "report.md") as fh:
+        fh.write("\n".join(lines))
+    with atomic_write(out / "report.html") as fh:
+        fh.write("\n".join(page))
+    with atomic_write(cfg.out / "summary.json") as fh:
+        json.dump(summary, fh, ensure_ascii=False, indent=2)
+    return summary

@@ -1,0 +1,87 @@
+"""The demo end to end (LIMIT-sized evaluation): SFT must teach the think format and RL must beat SFT on the
+red-team reward, on the demo's own outputs; a rerun skips finished stages. Plus the pretrained base's cache key."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+DEMO_LIMIT = 20  # items per evaluation set
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    cmd = [sys.executable, "-m", "medqa", "demo", "--out", str(out), "--limit", str(DEMO_LIMIT)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return out, proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_summary_and_report(demo_out):
+    out, stdout = demo_out
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for key in ("stage_seconds", "base_think_coverage_gold", "sft_think_coverage_gold",
+                "rl_minus_sft_reward_red_team", "eval_loss_first", "eval_loss_last", "vocab_size"):
+        assert key in summary, key
+    assert {"data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "report"} <= set(
+        summary["stage_seconds"])
+    html = (out / "report" / "report.html").read_text(encoding="utf-8")
+    for png in ("plots/metrics3.png", "plots/sft_loss.png", "plots/ppo.png"):
+        assert png in html and (out / "report" / png).is_file()
+    assert (out / "report" / "sft-vs-rl" / "report.html").is_file()
+    assert "report.html" in stdout and "OFFLINE" in stdout
+
+
+@pytest.mark.slow
+def test_sft_teaches_the_think_format(demo_out):
+    summary = json.loads((demo_out[0] / "summary.json").read_text(encoding="utf-8"))
+    assert summary["base_think_coverage_gold"] <= 0.1
+    assert summary["sft_think_coverage_gold"] >= 0.8
+    ln_vocab = math.log(summary["vocab_size"])
+    assert summary["eval_loss_last"] < summary["eval_loss_first"] < ln_vocab
+
+
+@pytest.mark.slow
+def test_rl_beats_sft_on_the_red_team_reward(demo_out):
+    d = json.loads((demo_out[0] / "summary.json").read_text(encoding="utf-8"))["rl_minus_sft_reward_red_team"]
+    assert d["delta"] > 0 and d["ci95"][0] > 0, d
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_stages(demo_out):
+    out, _ = demo_out
+    proc = subprocess.run([sys.executable, "-m", "medqa", "demo", "--out", str(out), "--limit", str(DEMO_LIMIT)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("sft", "ppo", "eval-base", "eval-sft", "eval-rl"):
+        assert f"{stage}: done before" in proc.stdout, stage
+
+
+def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
+    from medqa.pretrain import PretrainConfig, build_tiny_base, is_current, pretrain_key
+
+    train = tmp_path / "train.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"问题{i}：头痛怎么办？"},
+                          {"role": "assistant", "content": f"<think>\n推理{i}\n</think>\n建议休息，必要时就医。"}]}
+            for i in range(40)]
+    train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = PretrainConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, seq_len=16, batch_size=2,
+                         steps=3, warmup_steps=1)
+    info = build_tiny_base(tmp_path / "base", train, cfg, progress=False)
+    assert not info["skipped"] and is_current(tmp_path / "base", info["key"])
+    assert build_tiny_base(tmp_path / "base", train, cfg, progress=False)["skipped"]
+    changed = PretrainConfig(**{**cfg.__dict__, "learning_rate": 1e-3})
+    assert pretrain_key(changed, train) != info["key"]
+    assert not build_tiny_base(tmp_path / "base", train, changed, progress=False)["skipped"]
+    # The pretraining text is plain: the think tags are not in it, so SFT is what teaches them.
+    from medqa.pretrain import documents
+
+    assert all("<think>" not in d and "</think>" not in d for d in documents(train))
