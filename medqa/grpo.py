@@ -142,36 +142,15 @@ def parse_args(argv: list[str]) -> tuple[GRPOScriptArguments, MedqaGRPOConfig, G
 
 
 def load_prompts(path: str | Path, limit: int | None = None):
-    """`make rl-prompts` rows -> a Dataset with `prompt` (chat messages up to the user turn), `question`, `meta`."""
+    """`make rl-prompts` rows -> a Dataset with `prompt` (chat messages up to the user turn), `question` and `meta`
+    (JSON text: a dataset column of dicts would be given a fixed schema)."""
     from datasets import Dataset
 
-    from medqa.io import InputError, iter_jsonl
+    from medqa.data.rl_prompts import load_rl_prompts
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `make rl-prompts` first, or set prompts_file")
-    rows = []
-    for line, row in iter_jsonl(path):
-        prompt = row.get("prompt")
-        if not isinstance(prompt, list) or not prompt or not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
-        ):
-            raise InputError(path, line, "prompt", "expected a list of {role, content} strings")
-        if prompt[-1]["role"] != "user":
-            raise InputError(path, line, "prompt", "the last message must be the user turn")
-        question = row.get("question", prompt[-1]["content"])
-        if not isinstance(question, str) or not question.strip():
-            raise InputError(path, line, "question", "must be a non-empty string")
-        meta = row.get("meta") or {}
-        if not isinstance(meta, dict):
-            raise InputError(path, line, "meta", "must be an object")
-        rows.append({"prompt": [{"role": m["role"], "content": m["content"]} for m in prompt], "question": question,
-                     "meta": json.dumps(meta, ensure_ascii=False)})
-        if limit is not None and len(rows) >= limit:
-            break
-    if not rows:
-        raise InputError(path, None, None, "no rows")
-    return Dataset.from_list(rows)
+    return Dataset.from_list([{"prompt": r["prompt"], "question": r["question"],
+                               "meta": json.dumps(r["meta"], ensure_ascii=False)}
+                              for r in load_rl_prompts(path, limit)])
 
 
 # ---------------------------------------------------------------- rewards

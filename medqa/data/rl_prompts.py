@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medqa.data.splits import is_gold
-from medqa.io import read_jsonl, write_jsonl
+from medqa.io import InputError, iter_jsonl, read_jsonl, write_jsonl
 from medqa.think import split_think
 
 _RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -28,3 +28,34 @@ def build_rl_prompts(data_dir: str | Path, out: str | Path, splits: tuple[str, .
     rows = [r for s in splits for r in read_jsonl(Path(data_dir) / f"{s}.jsonl")]
     rows.sort(key=lambda r: (_RISK_ORDER.get(r["meta"].get("risk_level"), 4), not is_gold(r), r["id"]))
     return write_jsonl(out, (rl_prompt(r) for r in rows))
+
+
+def load_rl_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Read `make rl-prompts` rows back, checked: `id`, `prompt` (chat messages up to the user's question),
+    `question` and `meta` (a dict). The one reader of the RL prompts file, for PPO and GRPO."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `make rl-prompts` first, or set prompts_file")
+    rows = []
+    for line, row in iter_jsonl(path):
+        prompt = row.get("prompt")
+        if not isinstance(prompt, list) or not prompt or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in prompt):
+            raise InputError(path, line, "prompt", "expected a list of {role, content} messages")
+        if prompt[-1]["role"] != "user":
+            raise InputError(path, line, "prompt", "the last message must be the user's question")
+        question = row.get("question", prompt[-1]["content"])
+        if not isinstance(question, str) or not question.strip():
+            raise InputError(path, line, "question", "must be a non-empty string")
+        meta = row.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise InputError(path, line, "meta", "must be an object")
+        rows.append({"id": row.get("id", f"line-{line}"),
+                     "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
+                     "question": question, "meta": meta})
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise InputError(path, None, None, "no prompts")
+    return rows

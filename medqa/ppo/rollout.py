@@ -8,39 +8,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from medqa.generation import build_prompt
-from medqa.io import InputError, iter_jsonl
 from medqa.ppo import core
-
-
-def load_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
-    """`make rl-prompts` rows: `prompt` (chat messages without the answer), `question`, optional `meta`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `make rl-prompts` first, or set prompts_file")
-    rows = []
-    for line, row in iter_jsonl(path):
-        prompt = row.get("prompt")
-        if not isinstance(prompt, list) or not prompt or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in prompt):
-            raise InputError(path, line, "prompt", "expected a list of {role, content} messages")
-        if prompt[-1]["role"] != "user":
-            raise InputError(path, line, "prompt", "the last message must be the user's question")
-        question = row.get("question", prompt[-1]["content"])
-        if not isinstance(question, str) or not question.strip():
-            raise InputError(path, line, "question", "must be a non-empty string")
-        rows.append({"id": row.get("id", f"line-{line}"), "prompt": prompt, "question": question,
-                     "meta": row.get("meta") or {}})
-        if limit is not None and len(rows) >= limit:
-            break
-    if not rows:
-        raise InputError(path, None, None, "no prompts")
-    return rows
 
 
 class PromptOrder:
