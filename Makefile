@@ -41,8 +41,8 @@ $(STAMP): requirements.lock pyproject.toml
 test: setup browser-deps slurm-local ## run the whole test suite on CPU (creates the environment from nothing)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: setup ## unit tests only (skips slow, distributed and browser tests)
-	$(PY) -m pytest -q -m "not slow and not distributed and not browser" $(PYTEST_ARGS)
+test-fast: setup ## unit tests only (skips slow, distributed, Slurm and browser tests)
+	$(PY) -m pytest -q -m "not slow and not distributed and not browser and not slurm" $(PYTEST_ARGS)
 
 lint: setup ## ruff over the package, scripts and tests
 	$(BIN)/ruff check medqa scripts tests
