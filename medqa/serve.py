@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medqa.argtypes import at_least
 from medqa.think import THINK_CLOSE, THINK_OPEN
 
 DISCLAIMER = (
@@ -244,16 +245,6 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
                               prevent_thread_lock=not block, show_error=True, quiet=not block)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
-    return v
-
-
 def read_auth(auth_file: str | None, env: dict | None = None) -> tuple[str, str] | None:
     """(user, password) from `auth_file` or the MEDQA_SERVE_AUTH variable (USER:PASS), or None; ValueError if bad."""
     env = os.environ if env is None else env
@@ -281,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (explicit opt-in)")
     p.add_argument("--auth-file", help=f"file holding USER:PASS for a basic login (or set {AUTH_ENV}=USER:PASS)")
     p.add_argument("--auth", help=argparse.SUPPRESS)  # refused: a password on the command line shows in `ps`
-    p.add_argument("--max-new-tokens", type=_positive_int, default=512)
-    p.add_argument("--max-input-chars", type=_positive_int, default=DEFAULT_MAX_INPUT_CHARS)
-    p.add_argument("--context-tokens", type=_positive_int, default=DEFAULT_CONTEXT_TOKENS,
+    p.add_argument("--max-new-tokens", type=at_least(int, 1), default=512)
+    p.add_argument("--max-input-chars", type=at_least(int, 1), default=DEFAULT_MAX_INPUT_CHARS)
+    p.add_argument("--context-tokens", type=at_least(int, 1), default=DEFAULT_CONTEXT_TOKENS,
                    help="prompt + answer token budget; the oldest turns are dropped to fit (default: %(default)s)")
     p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
                    help="stop an answer after this many seconds (default: %(default)s)")

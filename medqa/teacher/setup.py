@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
+from medqa.argtypes import at_least
+
 DEFAULT_CACHE = "cache/teacher_judgements.sqlite"
 OFFLINE_ENDPOINT = "in-process:medqa-offline-judge"  # the endpoint recorded for `--teacher-offline`
 
@@ -63,30 +65,6 @@ class TeacherArgs:
 
 # ------------------------------------------------------------------------------------------------ argparse
 
-def _positive(kind: type) -> Any:
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
-        return v
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
-    return v
-
-
 def _url(text: str) -> str:
     try:
         return check_base_url(text)
@@ -100,10 +78,10 @@ _ARGPARSE: dict[str, tuple[Any, tuple[str, ...]]] = {
     "teacher_model": (str, ("--model",)),
     "teacher_offline": (None, ("--offline",)),
     "teacher_cache": (str, ("--cache",)),
-    "teacher_concurrency": (_positive(int), ("--concurrency",)),
-    "teacher_timeout": (_positive(float), ("--timeout",)),
-    "teacher_rpm": (_positive(float), ("--rpm",)),
-    "teacher_max_retries": (_non_negative_int, ("--max-retries",)),
+    "teacher_concurrency": (at_least(int, 0, inclusive=False), ("--concurrency",)),
+    "teacher_timeout": (at_least(float, 0, inclusive=False), ("--timeout",)),
+    "teacher_rpm": (at_least(float, 0, inclusive=False), ("--rpm",)),
+    "teacher_max_retries": (at_least(int, 0), ("--max-retries",)),
 }
 
 
