@@ -100,6 +100,8 @@ def test_cpu_smoke_run_reports_every_mode(tiny_model_dir, processed_dir, rl_prom
             assert split["step"] >= split["generate"] + split["update"], (name, split)
             assert run["rollout_tokens_per_s"] > 0 and run["reward_first"] is not None, name
             assert "tokens_per_s_per_gpu" not in run and "mfu_percent" not in run, name  # SFT-only figures
+            run_dir = tmp_path / "work" / f"run-{name}"
+            assert (run_dir / "value_head.pt").is_file() and not list(run_dir.glob("checkpoint-*")), name
         else:
             assert 0 < run["measured_tokens"] < run["train_tokens"], name
             assert run["tokens_per_s_per_gpu"] > 0 and run["mfu_percent"] is None, name  # MFU: CUDA-only
