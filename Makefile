@@ -114,7 +114,7 @@ sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | z
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
 	$(PY) -m medqa.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
 
-bench-gpu: setup tiny-model data ## GPU: tokens/s, MFU, peak memory per SFT mode, Qwen3-1.7B-shaped (SMOKE=1: same on CPU, tiny)
+bench-gpu: setup tiny-model data rl-prompts ## GPU: SFT tokens/s + MFU, PPO step split, peak memory per mode, Qwen3-1.7B-shaped (SMOKE=1: CPU, tiny)
 	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
 
 bench-p3: setup tiny-model data ## P3: padding share of the SFT batches vs naive pad-to-longest, CPU tokens/s

@@ -329,7 +329,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
-    from medqa.throughput import ThroughputMeter
+    from medqa.throughput import ThroughputMeter, peak_memory_gib
 
     meter = ThroughputMeter()
     trainer.add_callback(meter)
@@ -343,9 +343,6 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
         return {"stopped_at": stopper.stopped_at, "resumed_from": resume}
     trainer.save_model(training_args.output_dir)  # the best model when load_best_model_at_end
     wall = time.perf_counter() - started
-    import torch
-
-    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
     train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
@@ -364,7 +361,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
         "wall_s": round(wall, 2),
         "train_tokens": trainer._total_train_tokens,
         "tokens_per_s": round(trainer._total_train_tokens / wall, 1) if wall > 0 else None,
-        "peak_memory_gib": round(peak_gib, 3) if peak_gib is not None else None,
+        "peak_memory_gib": peak_memory_gib(),
         **meter.summary(),  # tokens_per_s_after_warmup and the window it was measured over
     }
     if trainer.accelerator.is_main_process:

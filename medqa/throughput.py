@@ -1,9 +1,11 @@
-"""Training throughput after the warm-up window, from the trainer's own token count.
+"""Training throughput and step timings after the warm-up window, and the process's peak GPU memory.
 
 The first logging window of a run pays one-time costs (CUDA context and kernel selection, allocator growth,
 DeepSpeed/bitsandbytes set-up, the first batch's data loading), so tokens/s over the whole runtime understates
 steady-state speed. `ThroughputMeter` marks the wall clock and TRL's cumulative `num_tokens` (all processes) at
 every training log; the rate is taken between the first mark (the end of the warm-up window) and the last.
+`split_after_warmup` does the same for a loop that times its phases per step (PPO): mean seconds per phase over
+the steps after the warm-up ones.
 """
 
 from __future__ import annotations
@@ -29,6 +31,23 @@ def rate_after_warmup(marks: list[Mark]) -> dict:
         "measured_tokens": tokens1 - tokens0,
         "measured_s": round(seconds, 3),
     }
+
+
+def split_after_warmup(steps: list[dict[str, float]], warmup: int = 1) -> dict:
+    """Mean seconds per step of each phase (keys in first-seen order) over `steps[warmup:]`, one dict of
+    phase -> seconds per step; `step_split_s` is None when no step is left after the warm-up."""
+    measured = steps[warmup:]
+    phases = list(dict.fromkeys(k for step in measured for k in step))
+    split = {k: round(sum(step.get(k, 0.0) for step in measured) / len(measured), 4) for k in phases} if measured else None
+    return {"warmup_steps": min(warmup, len(steps)), "measured_steps": len(measured), "step_split_s": split}
+
+
+def peak_memory_gib() -> float | None:
+    """`torch.cuda.max_memory_allocated()` of this process in GiB (3 decimals): weights, gradients, optimizer
+    states and activations, without the CUDA context or allocator slack; None without CUDA."""
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
 
 
 class ThroughputMeter(TrainerCallback):

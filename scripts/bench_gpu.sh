@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU training benchmark, medqa/bench/gpu_sft.py (see docs/gpu.md): `make bench-gpu` prepares its inputs
-# (tiny tokenizer, data/processed as `make data` writes them) and runs this. Arguments go to the module:
-# --smoke is the CPU smoke run, --modes/--steps/--out narrow or redirect it. The whole run is capped at
-# BENCH_GPU_TIMEOUT seconds (default 480) so that a borrowed GPU is never held by a hung run.
+# (tiny tokenizer, data/processed and the RL prompts as `make data rl-prompts` write them) and runs this. Arguments
+# go to the module: --smoke is the CPU smoke run, --modes/--steps/--out narrow or redirect it. The whole run is
+# capped at BENCH_GPU_TIMEOUT seconds (default 1200) so that a borrowed GPU is never held by a hung run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec timeout "${BENCH_GPU_TIMEOUT:-480}" "${PY:-.venv/bin/python}" -m medqa.bench.gpu_sft "$@"
+exec timeout "${BENCH_GPU_TIMEOUT:-1200}" "${PY:-.venv/bin/python}" -m medqa.bench.gpu_sft "$@"

@@ -112,7 +112,8 @@ class PPOConfig:
     teacher_fail_threshold: float = field(default=0.5, metadata={"help": "failed share that counts as a bad step"})
     teacher_fail_patience: int = field(default=3, metadata={"help": "stop after this many bad steps in a row"})
     # checkpoints, logs
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (and at the end)"})
+    save_steps: int = field(default=50, metadata={
+        "help": "checkpoint every N steps (and at the end); 0: no checkpoints (benchmarks), the final model only"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     auto_resume: bool = field(default=True, metadata={"help": "resume from the newest complete checkpoint"})
     sample_steps: int = field(default=10, metadata={"help": "write sample rollouts every N steps"})
@@ -124,10 +125,12 @@ class PPOConfig:
 
     def __post_init__(self):
         positive = ("total_steps", "batch_size", "mini_batch_size", "ppo_epochs", "forward_batch_size",
-                    "max_new_tokens", "max_prompt_length", "save_steps", "sample_steps", "save_total_limit")
+                    "max_new_tokens", "max_prompt_length", "sample_steps", "save_total_limit")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.save_steps < 0:
+            raise ValueError(f"save_steps must be >= 0 (0: no checkpoints), got {self.save_steps}")
         if self.batch_size % self.mini_batch_size:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of mini_batch_size {self.mini_batch_size}")
         if self.learning_rate <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:

@@ -12,6 +12,10 @@ One step, on every rank in lockstep (ZeRO-3 parameter gathers are collectives):
 4. `ppo_epochs` passes over shuffled mini-batches (clipped policy + value loss, optional entropy bonus,
    gradient clipping), stopping early once the global approx KL(old‖new) per token exceeds 1.5 × target_kl;
 5. adapt the KL coefficient to the global per-sequence KL; log; checkpoint every `save_steps`.
+
+Each step's phases are timed (`time/<phase>_s` in metrics.jsonl, means over ranks); ppo_summary.json adds their
+mean per step after the first (warm-up) step, the rollout tokens generated per second and process, and the peak
+GPU memory of rank 0 (`medqa/throughput.py`; `make bench-gpu` reports them per mode).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs
 from medqa.ppo.kl import AdaptiveKLController, FixedKLController
 from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
+from medqa.throughput import peak_memory_gib, split_after_warmup
 
 logger = logging.getLogger("medqa.ppo")
 
@@ -477,17 +482,19 @@ class PPOTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, desc="ppo", dynamic_ncols=True)
-        started, history = time.perf_counter(), []
+        started, history, timings = time.perf_counter(), [], []
         try:
             while self.step < cfg.total_steps:
                 metrics = self.ppo_step()
                 self.step += 1
                 self._log(metrics)
                 history.append({k: metrics[k] for k in ("step", "reward", "kl")})
+                timings.append({k[len("time/"):-len("_s")]: v for k, v in metrics.items() if k.startswith("time/")})
+                timings[-1]["rollout_tokens"] = metrics["response_length"] * cfg.batch_size  # per process
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.3f}")
-                if self.step % cfg.save_steps == 0 or self.step == cfg.total_steps:
+                if cfg.save_steps and (self.step % cfg.save_steps == 0 or self.step == cfg.total_steps):
                     self.save_checkpoint()
             self.save_final()
         finally:
@@ -500,7 +507,8 @@ class PPOTrainer:
                 self.teacher_setup.close()
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
-                   "policy_digest_per_rank": self.policy_digests(), "curve": history}
+                   "policy_digest_per_rank": self.policy_digests(), "curve": history,
+                   **step_split(timings), "peak_memory_gib": peak_memory_gib()}
         if acc.is_main_process:
             with atomic_write(self.out / "ppo_summary.json") as fh:
                 json.dump(summary, fh, indent=2)
@@ -539,6 +547,16 @@ class PPOTrainer:
             tmp.rmdir()
             plot_curves(self.out / "metrics.jsonl", self.out / "reward_kl.png")
         acc.wait_for_everyone()
+
+
+def step_split(timings: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean seconds per step of each timed phase after the first (warm-up) step of this process, and the rollout
+    tokens (response tokens up to EOS) generated per second of generation and process over the same steps."""
+    tokens = [t.pop("rollout_tokens") for t in timings]
+    split = split_after_warmup(timings)
+    gen_s = sum(t["generate"] for t in timings[1:])
+    split["rollout_tokens_per_s"] = round(sum(tokens[1:]) / gen_s, 1) if gen_s > 0 else None
+    return split
 
 
 def plot_curves(metrics_path: Path, png: Path) -> None:
