@@ -36,9 +36,17 @@ class GenerationSettings:
     top_p: float = 0.95
     top_k: int = 20
     seed: int | None = None  # seeds sampling per batch, so a sampled run is reproducible
+    # > 1 lowers the logits of tokens already in the prompt or the answer (transformers' `repetition_penalty`),
+    # the counterpart of the presence penalty Qwen3's card recommends against endless repetitions; 1 is off.
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self):
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+                                  "repetition_penalty": self.repetition_penalty}
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         else:
@@ -46,6 +54,15 @@ class GenerationSettings:
             # turn greedy decoding into sampling or warn about unused sampling flags.
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+def add_repetition_penalty_arg(p) -> None:
+    """`--repetition-penalty` for the commands that generate (predict, eval run), checked at parse time."""
+    from medqa.argtypes import at_least
+
+    p.add_argument("--repetition-penalty", type=at_least(float, 0.0, inclusive=False), default=1.0,
+                   help="> 1 discourages tokens already in the prompt or answer (Qwen3's card recommends a presence "
+                        "penalty against endless repetitions); default 1 (off)")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medqa.generation import add_repetition_penalty_arg
 from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
 from medqa.think import split_think
 
@@ -200,6 +201,7 @@ def run_predict(
     think: bool = True,
     sample: bool = False,
     seed: int = 42,
+    repetition_penalty: float = 1.0,
     system: str | None = None,
     device: str | None = None,
     progress: bool = True,
@@ -225,9 +227,11 @@ def run_predict(
         rank, world = state.process_index, state.num_processes
         device = device or str(state.device)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
-                                  seed=seed if sample else None)
-    identity = model_identity(model, adapter, {"think": think, "max_new_tokens": max_new_tokens, "sample": sample,
-                                               "seed": seed if sample else None})
+                                  seed=seed if sample else None, repetition_penalty=repetition_penalty)
+    decoding = {"think": think, "max_new_tokens": max_new_tokens, "sample": sample, "seed": seed if sample else None}
+    if repetition_penalty != 1.0:  # only when set, so rows written before the option keep their keys
+        decoding["repetition_penalty"] = repetition_penalty
+    identity = model_identity(model, adapter, decoding)
     keys = {it.id: item_key(it, identity) for it in items}
     done = _done_rows([output, *_shard_paths(output)])
     pending = list({keys[it.id]: it for it in reversed(items) if keys[it.id] not in done}.values())[::-1]
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-think", action="store_true", help="Qwen3 enable_thinking=False (empty think block)")
     p.add_argument("--sample", action="store_true", help="sample (T=0.6, top-p 0.95, top-k 20) instead of greedy")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (with --sample)")
+    add_repetition_penalty_arg(p)
     p.add_argument("--system", help="system prompt for rows that do not carry one")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available; per rank under accelerate)")
     p.add_argument("--no-progress", action="store_true")
@@ -286,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.input, args.output, adapter=args.adapter, batch_size=args.batch_size,
             limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think, sample=args.sample,
             seed=args.seed, system=args.system, device=args.device, progress=not args.no_progress,
+            repetition_penalty=args.repetition_penalty,
         )
     except (InputError, OSError, ValueError) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)

@@ -187,3 +187,33 @@ def test_eval_run_predicts_and_scores_each_set(tmp_path, tiny_think_model_dir, c
     assert m["think_coverage"] == 1.0 and m["counts"]["think_coverage"] == {"k": 4, "n": 4}
     assert m["counts"]["emergency_coverage"] == {"k": 1, "n": 1}
     assert m["rougeL_char"] == pytest.approx(1.0)
+
+
+def test_repetition_penalty_breaks_greedy_loops_and_keys_the_resume(tmp_path, tiny_model_dir, capsys):
+    """The random-init tiny model loops under greedy decoding; `--repetition-penalty` makes it use more distinct
+    tokens, is part of what keys a resumed row, and refuses values <= 0."""
+    from medqa.generation import GenerationSettings, generate, load_model
+    from medqa.predict import main
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    questions = [q for q, _ in THINK_PAIRS]
+    greedy = generate(model, tok, questions, GenerationSettings(max_new_tokens=40))
+    penalised = generate(model, tok, questions, GenerationSettings(max_new_tokens=40, repetition_penalty=2.0))
+
+    def distinct(gens):
+        return sum(len(set(tok(g.text, add_special_tokens=False).input_ids)) for g in gens)
+
+    assert distinct(penalised) > distinct(greedy)
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        GenerationSettings(repetition_penalty=0.0)
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp)
+    base = ["--model", str(tiny_model_dir), "--input", str(inp), "--output", str(out), "--max-new-tokens", "16",
+            "--device", "cpu", "--no-progress", "--limit", "2"]
+    assert main(base) == 0 and main(base) == 0
+    assert "0 generated, 2 already done" in capsys.readouterr().out
+    assert main(base + ["--repetition-penalty", "1.3"]) == 0  # other decoding: not the rows of the greedy run
+    assert "2 generated, 0 already done" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(base + ["--repetition-penalty", "0"])

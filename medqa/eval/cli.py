@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from medqa.generation import add_repetition_penalty_arg
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
@@ -53,7 +54,7 @@ def _run_sets(args) -> int:
         print(f">> eval run: {name} ({path})", flush=True)
         run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
                     limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think,
-                    device=args.device, progress=not args.no_progress)
+                    repetition_penalty=args.repetition_penalty, device=args.device, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
             m = score_file(out / "predictions.jsonl", out, seed=args.seed)
             keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--max-new-tokens", type=int, default=512)
     r.add_argument("--no-think", action="store_true")
+    add_repetition_penalty_arg(r)
     r.add_argument("--device")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
