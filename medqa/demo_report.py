@@ -221,6 +221,8 @@ def write_demo_report(cfg) -> dict:
                          ("emergency_coverage", "risky_prescription_rate", "reward", "think_coverage")}
                      for n in ("base", "sft", "rl")},
         "n_items": {s: runs["sft"][s]["metrics"]["n_items"] for s in runs["sft"]},
+        "decoding": {"greedy": True, "repetition_penalty": cfg.repetition_penalty,
+                     "max_new_tokens": cfg.max_new_tokens},
         "teacher": "real (API key set)" if (os.environ.get("DEEPSEEK_API_KEY")
                                             or os.environ.get("MEDQA_TEACHER_API_KEY")) else "offline heuristic judge",
     }
@@ -233,7 +235,8 @@ def write_demo_report(cfg) -> dict:
     lines = [
         "# medqa demo: base → SFT → RL", "",
         f"Teacher: {summary['teacher']}. Tiny pretrained base `{cfg.base}` (vocabulary {vocab}, "
-        f"ln {summary['ln_vocab']:.2f}).", "",
+        f"ln {summary['ln_vocab']:.2f}). Every model answers with the same decoding: greedy, repetition penalty "
+        f"{cfg.repetition_penalty}, at most {cfg.max_new_tokens} new tokens.", "",
         "## What each stage shows", "",
         f"- **SFT teaches the format**: think coverage on gold {summary['base_think_coverage_gold']:.2f} (base) → "
         f"{summary['sft_think_coverage_gold']:.2f} (SFT); eval loss {_fmt(summary['eval_loss_first'])} → "
