@@ -42,7 +42,9 @@ def test_every_recipe_parses(recipe):
         pytest.skip("a profile overlay, not a whole recipe")
     script_args, training_args, model_args = parse_args(["--config", str(recipe)])
     assert model_args.mode in {"lora", "qlora", "full"} and recipe.stem == model_args.mode
-    assert training_args.assistant_only_loss and training_args.packing
+    assert training_args.assistant_only_loss
+    # Packing everywhere but the CPU demo, where padding-free packing measured slower (docs/demo.md).
+    assert training_args.packing != (recipe.parent.name == "demo")
     assert training_args.bf16 is False  # no GPU here: fp32 automatically
     assert Path(training_args.output_dir).parts[0] == "outputs"
 
