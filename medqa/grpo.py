@@ -40,6 +40,7 @@ from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
+from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
 from medqa.sft import SFTModelArguments, disable_bnb_cpu_repack, load_model, resolve_resume
 from medqa.teacher.setup import TeacherArgs
@@ -386,6 +387,10 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
 
     trainer = build_trainer(script_args, training_args, model_args, teacher_args)
     is_main = trainer.accelerator.is_main_process
+    stop_file = stop_file_from_env()  # MEDQA_STOP_FILE: checkpoint and stop (medqa/preemption.py)
+    stopper = StopFileCallback(stop_file) if stop_file else None
+    if stopper:
+        trainer.add_callback(stopper)
     resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
@@ -395,7 +400,9 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model(training_args.output_dir)
+        stopped_at = stopper.stopped_at if stopper else None
+        if stopped_at is None:
+            trainer.save_model(training_args.output_dir)
     finally:
         usage = trainer.teacher.usage if trainer.teacher is not None else None
         teacher = trainer.teacher_setup.describe if trainer.teacher_setup is not None else None
@@ -403,6 +410,10 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
         if trainer.teacher is not None:
             trainer.teacher.close()
             trainer.teacher_setup.close()
+    if stopped_at is not None:  # unfinished: the next run resumes from the checkpoint just saved
+        logger.warning("stopped at step %d on request; checkpoint-%d saved in %s", stopped_at, stopped_at,
+                       training_args.output_dir)
+        return {"stopped_at": stopped_at, "resumed_from": resume}
     wall = time.perf_counter() - started
     history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {

@@ -237,6 +237,29 @@ def test_grpo_against_the_offline_judge_survives_failures_and_sigkill(sft_lora_o
 
 
 @pytest.mark.slow
+def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(sft_lora_output, prompts_file, tmp_path,
+                                                                   monkeypatch):
+    """MEDQA_STOP_FILE (the Slurm templates' USR1 request): a checkpoint after the current step, no final model or
+    summary; the next run resumes from that checkpoint and finishes."""
+    from medqa.grpo import main, parse_args
+    from medqa.teacher.server import RunningServer, ServerOptions
+
+    out, stop = tmp_path / "grpo", tmp_path / "stop"
+    stop.touch()
+    monkeypatch.setenv("MEDQA_STOP_FILE", str(stop))
+    with RunningServer(ServerOptions(port=0, seed=3)) as server:
+        args = argv(sft_lora_output, prompts_file, out, max_steps=3, save_steps=10, max_completion_length=8,
+                    teacher_base_url=server.url)
+        assert main(*parse_args(args)) == {"stopped_at": 1, "resumed_from": None}
+        assert find_resume_checkpoint(out).endswith("checkpoint-1")
+        assert not (out / "grpo_summary.json").exists() and not (out / "adapter_model.safetensors").exists()
+        stop.unlink()
+        summary = main(*parse_args(args))
+    assert summary["resumed_from"].endswith("checkpoint-1") and summary["global_step"] == 3
+    assert (out / "grpo_summary.json").is_file() and (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_grpo_two_processes_share_one_capped_teacher(sft_lora_output, prompts_file, tmp_path):
     """2 CPU processes (DDP): every rank calls the teacher once per step with its own completions, rank 0 sends

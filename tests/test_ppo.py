@@ -182,6 +182,32 @@ def test_sigkill_then_resume_continues_with_the_same_data(tmp_path, ppo_sft_adap
     assert json.loads((out / "ppo_summary.json").read_text())["steps"] == 5
 
 
+@pytest.mark.slow
+def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(tmp_path, monkeypatch, ppo_sft_adapter,
+                                                                   ppo_prompts, capsys):
+    """MEDQA_STOP_FILE (set by the Slurm templates, created on USR1 before the time limit): PPO saves a checkpoint
+    after the step it sees the file at and stops without a final model; the requeued run resumes from it."""
+    from medqa.ppo.config import parse_args
+    from medqa.ppo.trainer import PPOTrainer
+
+    out, stop = tmp_path / "out", tmp_path / "stop"
+    argv = _argv(ppo_sft_adapter, ppo_prompts, out, total_steps=3, save_steps=0, reward="rules", cpu_threads=1,
+                 max_new_tokens=6, report_to="none")
+    stop.touch()
+    monkeypatch.setenv("MEDQA_STOP_FILE", str(stop))
+    first = PPOTrainer(*parse_args(argv)).train(resume=False)
+    assert first["stopped_at"] == 1 and first["steps"] == 1
+    assert (out / "checkpoint-1" / "ppo_state.json").is_file()  # saved although save_steps is 0
+    assert not (out / "adapter_model.safetensors").exists()  # no final model: the run is not finished
+    assert "stop requested" in capsys.readouterr().out
+
+    stop.unlink()
+    second = PPOTrainer(*parse_args(argv)).train()  # auto_resume, as the requeued job does
+    assert second["resumed_from"].endswith("checkpoint-1") and second["stopped_at"] is None
+    assert second["steps"] == 3 and [r["step"] for r in _metrics(out)] == [1, 2, 3]
+    assert (out / "adapter_model.safetensors").is_file()
+
+
 # ---------------------------------------------------------------- teacher faults
 
 

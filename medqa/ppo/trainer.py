@@ -41,6 +41,7 @@ from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs
 from medqa.ppo.kl import AdaptiveKLController, FixedKLController
 from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
+from medqa.preemption import any_rank, stop_file_from_env
 from medqa.throughput import peak_memory_gib, split_after_warmup
 
 logger = logging.getLogger("medqa.ppo")
@@ -483,6 +484,7 @@ class PPOTrainer:
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, desc="ppo", dynamic_ncols=True)
         started, history, timings = time.perf_counter(), [], []
+        stop_file, stopped_at = stop_file_from_env(), None  # MEDQA_STOP_FILE: medqa/preemption.py
         try:
             while self.step < cfg.total_steps:
                 metrics = self.ppo_step()
@@ -494,9 +496,19 @@ class PPOTrainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.3f}")
-                if cfg.save_steps and (self.step % cfg.save_steps == 0 or self.step == cfg.total_steps):
+                saved = bool(cfg.save_steps and (self.step % cfg.save_steps == 0 or self.step == cfg.total_steps))
+                if saved:
                     self.save_checkpoint()
-            self.save_final()
+                if stop_file is not None and any_rank(stop_file.exists()):  # every rank agrees on the same step
+                    if not saved:
+                        self.save_checkpoint()
+                    stopped_at = self.step
+                    if acc.is_main_process:
+                        print(f"ppo: stop requested ({stop_file}): checkpoint at step {self.step}, stopping",
+                              flush=True)
+                    break
+            if stopped_at is None:
+                self.save_final()
         finally:
             if bar is not None:
                 bar.close()
@@ -507,7 +519,7 @@ class PPOTrainer:
                 self.teacher_setup.close()
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
-                   "policy_digest_per_rank": self.policy_digests(), "curve": history,
+                   "stopped_at": stopped_at, "policy_digest_per_rank": self.policy_digests(), "curve": history,
                    **step_split(timings), "peak_memory_gib": peak_memory_gib()}
         if acc.is_main_process:
             with atomic_write(self.out / "ppo_summary.json") as fh:
