@@ -56,13 +56,15 @@ def test_ppo_step_split_leaves_out_the_warm_up_step():
     assert split_after_warmup(steps[:1]) == {"warmup_steps": 1, "measured_steps": 0, "step_split_s": None}
 
 
-def test_without_cuda_the_full_size_run_refuses_and_names_the_smoke_run(tiny_model_dir, processed_dir, tmp_path, capsys):
+def test_without_cuda_the_full_size_run_refuses_and_names_the_smoke_run(tiny_model_dir, processed_dir, rl_prompts_file,
+                                                                       tmp_path, capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the full-size run would start")
     code = gpu_sft.main(["--tokenizer", str(tiny_model_dir), "--data", str(processed_dir),
-                         "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o.json")])
+                         "--prompts", str(rl_prompts_file), "--work", str(tmp_path / "w"), "--out",
+                         str(tmp_path / "o.json")])
     assert code == 2 and "SMOKE=1" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
     assert gpu_sft.main(["--smoke", "--tokenizer", str(tiny_model_dir), "--data", str(tmp_path / "nowhere")]) == 2
     assert "run `make data`" in capsys.readouterr().err
