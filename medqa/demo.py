@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medqa.io import atomic_write
+from medqa.io import MANIFEST, atomic_write, protected_reason
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")
@@ -86,6 +86,19 @@ def _make(*args: str) -> list[str]:
     return ["make", "--no-print-directory", *args]
 
 
+def fresh_stage_dir(path: Path) -> None:
+    """Empty a stage's output folder for a fresh run, marking it as the demo's. Only a folder that is missing, empty
+    or marked by an earlier demo run is removed: anything else (a user's files under `--out`) is an error."""
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+        raise RuntimeError(f"{path}: holds files the demo did not write; choose another --out or move them away")
+    reason = protected_reason(path)
+    if reason is not None:
+        raise RuntimeError(f"{path}: refusing to replace it: {reason}")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    (path / MANIFEST).write_text(json.dumps({"written_by": "medqa demo"}) + "\n", encoding="utf-8")
+
+
 def stage_data(cfg: DemoConfig) -> None:
     _run(_make("tiny-model", "data", "rl-prompts"))
 
@@ -96,13 +109,13 @@ def stage_tiny_base(cfg: DemoConfig) -> None:
 
 
 def stage_sft(cfg: DemoConfig) -> None:
-    shutil.rmtree(cfg.sft_dir, ignore_errors=True)  # the demo's own output: a fresh run, never a stale resume
+    fresh_stage_dir(cfg.sft_dir)  # a fresh run, never a stale resume
     _run(_make("sft-full", "PROFILE=cpu", "ACCEL=ddp", f"RECIPE={cfg.sft_recipe}", f"MODEL={cfg.base}",
                f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}", f"ARGS={cfg.sft_args}"))
 
 
 def stage_ppo(cfg: DemoConfig) -> None:
-    shutil.rmtree(cfg.rl_dir, ignore_errors=True)
+    fresh_stage_dir(cfg.rl_dir)
     _run(_make("ppo", "PROFILE=cpu", f"RECIPE={cfg.ppo_recipe}", f"SFT={cfg.sft_dir}", f"OUT={cfg.rl_dir}",
                "RESUME=0", f"ARGS={cfg.ppo_args}"))
 

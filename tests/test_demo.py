@@ -98,3 +98,19 @@ def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
     from medqa.pretrain import documents
 
     assert all("<think>" not in d and "</think>" not in d for d in documents(train))
+
+
+def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
+    from medqa.demo import fresh_stage_dir
+
+    stage = tmp_path / "out" / "sft"
+    fresh_stage_dir(stage)  # missing: created and marked
+    (stage / "checkpoint-4").mkdir()
+    fresh_stage_dir(stage)  # the demo's own: emptied for a fresh run
+    assert not (stage / "checkpoint-4").exists()
+    mine = tmp_path / "mine" / "sft"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(RuntimeError, match="did not write"):
+        fresh_stage_dir(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
