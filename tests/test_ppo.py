@@ -100,6 +100,36 @@ def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tmp_path, tiny_model_dir
     assert (tmp_path / "out" / "adapter_config.json").is_file() and (tmp_path / "out" / "reward_kl.png").is_file()
 
 
+def test_group_baseline_repeats_each_prompt_and_ignores_what_only_the_prompt_decides(tmp_path, tiny_model_dir):
+    """samples_per_prompt 2: each step answers each of its prompts twice, side by side. A score fixed by the prompt
+    alone (here its number) then teaches nothing under the group baseline (zero advantage, zero gradient), while
+    without the baseline the same score moves the policy."""
+    from medqa.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.ppo.trainer import PPOTrainer
+
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"id": f"p{i}", "question": f"q{i}", "prompt": [{"role": "user", "content": f"问题{i}"}]}
+                          for i in range(8)])
+
+    def by_prompt(questions, answers, metas):
+        return [float(q[1:]) for q in questions]
+
+    def run(name, **kw):
+        cfg = PPOConfig(output_dir=str(tmp_path / name), prompts_file=str(prompts), total_steps=1, batch_size=4,
+                        mini_batch_size=4, forward_batch_size=4, ppo_epochs=1, learning_rate=1e-2, max_new_tokens=4,
+                        max_prompt_length=32, save_steps=0, report_to="none", progress_bar=False, cpu_threads=1,
+                        reward="rules", **kw)
+        model = PPOModelArguments(model_name_or_path=str(tiny_model_dir), mode="lora", lora_r=4, lora_alpha=8)
+        return PPOTrainer(model, cfg, reward_fn=by_prompt).train(resume=False), _metrics(tmp_path / name)[0]
+
+    _, grouped = run("group", samples_per_prompt=2, score_baseline="group")
+    ids = grouped["prompt_ids"]
+    assert len(ids) == 4 and ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
+    assert grouped["loss/policy"] == 0.0 and grouped["grad_norm"] == 0.0
+    _, plain = run("plain")
+    assert len(set(plain["prompt_ids"])) == 4 and plain["grad_norm"] > 0.0
+
+
 # ---------------------------------------------------------------- 2 processes, real reward, offline judge
 
 

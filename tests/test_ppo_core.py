@@ -82,6 +82,18 @@ def test_gae_by_hand_full_masked_and_discounted():
     assert adv[0].tolist() == pytest.approx([0.81, 0.9, 1.0])
 
 
+def test_group_baseline_leave_one_out_by_hand():
+    # Two prompts × 3 rollouts: 1, 2, 6 -> each minus the mean of the other two; a prompt scored the same on
+    # every rollout (−1.5 ×3) gives 0 however low its level.
+    out = core.group_baseline(t([1.0, 2.0, 6.0, -1.5, -1.5, -1.5]), 3)
+    assert out.tolist() == pytest.approx([1 - 4.0, 2 - 3.5, 6 - 1.5, 0.0, 0.0, 0.0])
+    assert core.group_baseline(t([3.0, 1.0]), 2).tolist() == pytest.approx([2.0, -2.0])
+    with pytest.raises(ValueError, match="divisible"):
+        core.group_baseline(t([1.0, 2.0, 3.0]), 2)
+    with pytest.raises(ValueError, match=">= 2"):
+        core.group_baseline(t([1.0, 2.0]), 1)
+
+
 def test_clipped_policy_loss_by_hand():
     old = t([[0.0, 0.0]])
     new = torch.log(t([[1.5, 0.5]]))
@@ -140,6 +152,12 @@ def test_config_rejects_bad_values_with_the_field_name():
         PPOConfig(batch_size=3, mini_batch_size=2)
     with pytest.raises(ValueError, match="kl_estimator"):
         PPOConfig(kl_estimator="k2")
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        PPOConfig(batch_size=8, mini_batch_size=2, samples_per_prompt=3)
+    with pytest.raises(ValueError, match="samples_per_prompt >= 2"):
+        PPOConfig(score_baseline="group")
+    with pytest.raises(ValueError, match="score_baseline"):
+        PPOConfig(score_baseline="mean")
     with pytest.raises(ValueError, match="model_name_or_path"):
         PPOModelArguments()
     with pytest.raises(ValueError, match="unknown"):

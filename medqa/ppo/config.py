@@ -20,6 +20,7 @@ from medqa.teacher.setup import TeacherArgs
 
 MODES = ("lora", "qlora", "full")
 REWARDS = ("combined", "rules")
+BASELINES = ("none", "group")
 
 
 @dataclass
@@ -68,7 +69,9 @@ class PPOConfig:
     seed: int = 42
     total_steps: int = field(default=200, metadata={"help": "PPO steps (one rollout batch + its update each)"})
     # batch
-    batch_size: int = field(default=4, metadata={"help": "prompts per rank per step (global: × processes)"})
+    batch_size: int = field(default=4, metadata={"help": "rollouts per rank per step (global: × processes)"})
+    samples_per_prompt: int = field(default=1, metadata={
+        "help": "rollouts of each prompt per step, on the same rank (batch_size / samples_per_prompt prompts per rank)"})
     mini_batch_size: int = field(default=1, metadata={"help": "sequences per rank per optimizer step"})
     ppo_epochs: int = field(default=4, metadata={"help": "passes over the step's rollouts"})
     forward_batch_size: int = field(default=4, metadata={"help": "sequences per no-grad forward (same on all ranks)"})
@@ -109,6 +112,10 @@ class PPOConfig:
     w_teacher: float = 0.4
     score_clip: float | None = field(default=None, metadata={"help": "clip scores to ±value; none: off"})
     score_norm: bool = field(default=False, metadata={"help": "scale scores by their global-batch std"})
+    score_baseline: str = field(default="none", metadata={
+        "help": "none | group: subtract from each score the mean score of the same prompt's other rollouts "
+                "(leave-one-out, RLOO), so the advantage compares answers to one question, not easy questions to "
+                "hard ones; needs samples_per_prompt >= 2", "choices": list(BASELINES)})
     teacher_fail_threshold: float = field(default=0.5, metadata={"help": "failed share that counts as a bad step"})
     teacher_fail_patience: int = field(default=3, metadata={"help": "stop after this many bad steps in a row"})
     # checkpoints, logs
@@ -131,6 +138,14 @@ class PPOConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.save_steps < 0:
             raise ValueError(f"save_steps must be >= 0 (0: no checkpoints), got {self.save_steps}")
+        if self.samples_per_prompt < 1 or self.batch_size % self.samples_per_prompt:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of samples_per_prompt "
+                             f"{self.samples_per_prompt} (>= 1)")
+        if self.score_baseline not in BASELINES:
+            raise ValueError(f"score_baseline must be one of {', '.join(BASELINES)}; got {self.score_baseline!r}")
+        if self.score_baseline == "group" and self.samples_per_prompt < 2:
+            raise ValueError("score_baseline group needs samples_per_prompt >= 2 (a prompt's other rollouts are "
+                             "its baseline)")
         if self.batch_size % self.mini_batch_size:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of mini_batch_size {self.mini_batch_size}")
         if self.learning_rate <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:

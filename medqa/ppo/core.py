@@ -124,6 +124,18 @@ def kl_penalised_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float,
 # ---------------------------------------------------------------- advantages
 
 
+def group_baseline(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out baseline (RLOO, Ahmadian et al. 2024): `scores` holds consecutive groups of `group_size`
+    rollouts of one prompt; each score minus the mean of its group's *other* scores. A prompt every rollout
+    scores the same on gives 0, whatever its level."""
+    if group_size < 2 or scores.shape[0] % group_size:
+        raise ValueError(f"need groups of >= 2 and {scores.shape[0]} scores divisible by {group_size}")
+    groups = scores.view(-1, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(scores.shape)
+
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over the response tokens; returns (advantages, returns).

@@ -216,7 +216,8 @@ class PPOTrainer:
         self.unwrapped: PolicyWithValueHead = acc.unwrap_model(self.model)
 
         self.prompts = load_rl_prompts(cfg.prompts_file, cfg.max_prompts)
-        self.order = rollout.PromptOrder(len(self.prompts), cfg.seed, cfg.batch_size, self.world)
+        self.order = rollout.PromptOrder(len(self.prompts), cfg.seed, cfg.batch_size // cfg.samples_per_prompt,
+                                         self.world)
         self.kl_ctl = (AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
                        else FixedKLController(cfg.init_kl_coef))
         teacher = None
@@ -255,7 +256,7 @@ class PPOTrainer:
         from trl.models.utils import unwrap_model_for_generation
 
         step_start = time.perf_counter()
-        rows = [self.prompts[i] for i in self.order.indices(self.step, self.rank)]
+        rows = [self.prompts[i] for i in self.order.indices(self.step, self.rank) for _ in range(cfg.samples_per_prompt)]
         questions, metas = [r["question"] for r in rows], [r["meta"] for r in rows]
 
         # 1. rollouts, with the ZeRO-3 shards gathered once for the whole generate call
@@ -282,6 +283,8 @@ class PPOTrainer:
         scores = scored.scores.to(old_values.device)
         if cfg.score_clip is not None:
             scores = scores.clamp(-cfg.score_clip, cfg.score_clip)
+        if cfg.score_baseline == "group":
+            scores = core.group_baseline(scores, cfg.samples_per_prompt)
         if cfg.score_norm:  # scale by the global std, keeping the sign
             scores = core.masked_whiten(scores, torch.ones_like(scores), shift_mean=False, all_reduce=self.all_reduce)
 
