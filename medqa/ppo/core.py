@@ -6,6 +6,7 @@ up to and including the first EOS) and 0 on the padding after them.
 The names follow the PPO-for-language-models literature (Ziegler et al. 2019; Huang et al. 2024, "The N+
 implementation details of RLHF with PPO"), and each trick is named where it is used:
   * KL-penalised per-token rewards, score on the last response token (the EOS when there is one),
+  * optionally a leave-one-out baseline over each prompt's group of rollouts (RLOO), before the KL penalty,
   * GAE with γ/λ over the response only (value 0 after the last token),
   * advantage whitening over the masked tokens, optionally over the global batch of every rank,
   * clipped surrogate policy loss, clipped value loss, approximate KL for early stopping,
@@ -133,7 +134,6 @@ def group_baseline(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     groups = scores.view(-1, group_size)
     others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
     return (groups - others).reshape(scores.shape)
-
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
