@@ -598,4 +598,7 @@ def plot_curves(metrics_path: Path, png: Path) -> None:
 
 def main(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs) -> dict[str, Any]:
     trainer = PPOTrainer(model_args, cfg, teacher_args)
-    return trainer.train()
+    summary = trainer.train()
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()  # destroys the process groups before the interpreter's exit does
+    return summary

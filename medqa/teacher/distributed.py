@@ -81,7 +81,8 @@ class DistributedTeacher:
         if not dist.is_initialized():
             raise RuntimeError("DistributedTeacher needs torch.distributed.init_process_group first")
         self._dist = dist
-        self.group = group if group is not None else dist.new_group(backend="gloo")
+        self._own_group = group is None
+        self.group = dist.new_group(backend="gloo") if group is None else group
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.root = root
@@ -117,6 +118,12 @@ class DistributedTeacher:
         return out[0]
 
     def close(self) -> None:
+        """Stop the worker thread, then destroy the group this object created. A gloo group left to the
+        interpreter's exit can abort the process ("terminate called without an active exception") after the
+        work is done."""
         self._worker.shutdown(wait=True)
         if self._root is not None:
             self._root.close()
+        if self._own_group and self.group is not None and self._dist.is_initialized():
+            self._dist.destroy_process_group(self.group)
+            self.group = None
