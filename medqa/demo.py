@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medqa.io import MANIFEST, atomic_write, protected_reason
+from medqa.io import MANIFEST, atomic_write, check_output_dir
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")
@@ -89,11 +89,9 @@ def _make(*args: str) -> list[str]:
 def fresh_stage_dir(path: Path) -> None:
     """Empty a stage's output folder for a fresh run, marking it as the demo's. Only a folder that is missing, empty
     or marked by an earlier demo run is removed: anything else (a user's files under `--out`) is an error."""
+    check_output_dir(path, overwrite=True)  # never a file, an input, the project, the current or home folder
     if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
         raise RuntimeError(f"{path}: holds files the demo did not write; choose another --out or move them away")
-    reason = protected_reason(path)
-    if reason is not None:
-        raise RuntimeError(f"{path}: refusing to replace it: {reason}")
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     (path / MANIFEST).write_text(json.dumps({"written_by": "medqa demo"}) + "\n", encoding="utf-8")
