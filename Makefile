@@ -24,7 +24,7 @@ TINY   := models/tiny-qwen3
 SEED   ?= 42
 SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/formats
 
-.PHONY: help setup test test-fast lint browser-deps demo tiny-model data rl-prompts bench clean
+.PHONY: help setup test test-fast test-seeds lint browser-deps demo tiny-model data rl-prompts bench clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ test: setup browser-deps slurm-local ## run the whole test suite on CPU (creates
 
 test-fast: setup ## unit tests only (skips slow, distributed, Slurm and browser tests)
 	$(PY) -m pytest -q -m "not slow and not distributed and not browser and not slurm" $(PYTEST_ARGS)
+
+SEEDS ?= 1,2,3,4,5
+test-seeds: setup ## rerun the learning tests under SEEDS=1,2,3,4,5: min/median/max of each asserted quantity vs its bound (DEMO=1 adds make demo)
+	$(PY) scripts/test_seeds.py --seeds $(SEEDS) $(if $(filter 1 true yes,$(DEMO)),--demo) -- $(PYTEST_ARGS)
 
 lint: setup ## ruff over the package, scripts and tests
 	$(BIN)/ruff check medqa scripts tests

@@ -109,13 +109,13 @@ def stage_tiny_base(cfg: DemoConfig) -> None:
 def stage_sft(cfg: DemoConfig) -> None:
     fresh_stage_dir(cfg.sft_dir)  # a fresh run, never a stale resume
     _run(_make("sft-full", "PROFILE=cpu", "ACCEL=ddp", f"RECIPE={cfg.sft_recipe}", f"MODEL={cfg.base}",
-               f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}", f"ARGS={cfg.sft_args}"))
+               f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}", f"ARGS=--seed {cfg.seed} {cfg.sft_args}"))
 
 
 def stage_ppo(cfg: DemoConfig) -> None:
     fresh_stage_dir(cfg.rl_dir)
     _run(_make("ppo", "PROFILE=cpu", f"RECIPE={cfg.ppo_recipe}", f"SFT={cfg.sft_dir}", f"OUT={cfg.rl_dir}",
-               "RESUME=0", f"ARGS={cfg.ppo_args}"))
+               "RESUME=0", f"ARGS=--seed {cfg.seed} {cfg.ppo_args}"))
 
 
 def stage_eval(cfg: DemoConfig, name: str) -> None:
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sft-args", default="", help="SFT recipe overrides, e.g. '--max_steps 10'")
     p.add_argument("--ppo-args", default="", help="PPO recipe overrides, e.g. '--total_steps 4'")
     p.add_argument("--force", action="store_true", help="rerun every stage")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seed of the pretraining, SFT, PPO and reward sampling")
     args = p.parse_args(argv)
     try:
         cfg = DemoConfig(out=args.out, base=args.base, limit=args.limit, max_new_tokens=args.max_new_tokens,

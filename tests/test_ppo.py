@@ -71,10 +71,12 @@ def _assert_no_secret(out: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tmp_path, tiny_model_dir):
-    """Reward = share of CJK characters in a 2-token answer of the random-init tiny model (≈ 0.3 at first, sampled
-    at temperature 0.5): PPO
-    raises it within 14 steps (fixed seed, one thread: deterministic) while KL to the reference stays bounded."""
+@pytest.mark.learning
+def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tmp_path, tiny_model_dir, learning_seed, measure):
+    """Reward = share of CJK characters in a 2-token answer of the random-init tiny model, sampled at temperature
+    0.5: ≈ 0.3 for the initial policy (0.18–0.59 at step 1 over 20 seeds; its rollouts come before the first
+    update). PPO raises the mean of the last four of 24 steps well above it while KL to the reference stays
+    bounded. Bounds: below the worst of 20 seeds with a margin (README, Tests: `make test-seeds`)."""
     from medqa.ppo.config import PPOConfig, PPOModelArguments
     from medqa.ppo.trainer import PPOTrainer
 
@@ -85,18 +87,19 @@ def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tmp_path, tiny_model_dir
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"问题{i}：头痛{i}天怎么办？"}]}
                           for i in range(32)])
-    cfg = PPOConfig(output_dir=str(tmp_path / "out"), prompts_file=str(prompts), total_steps=14, batch_size=16,
-                    mini_batch_size=8, forward_batch_size=16, ppo_epochs=4, learning_rate=1e-2, max_new_tokens=2,
+    cfg = PPOConfig(output_dir=str(tmp_path / "out"), prompts_file=str(prompts), total_steps=24, batch_size=16,
+                    mini_batch_size=8, forward_batch_size=16, ppo_epochs=4, learning_rate=5e-3, max_new_tokens=2,
                     max_prompt_length=64, temperature=0.5, missing_eos_penalty=0.0, missing_think_penalty=0.0,
                     init_kl_coef=0.05, target_kl=None, save_steps=100, report_to="none", progress_bar=False,
-                    cpu_threads=1, reward="rules")
+                    cpu_threads=1, reward="rules", seed=learning_seed)
     summary = PPOTrainer(model_args, cfg, reward_fn=cjk_share).train(resume=False)
     rewards = [row["reward"] for row in summary["curve"]]
     kls = [row["kl"] for row in summary["curve"]]
-    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
     print("reward per step", [round(r, 3) for r in rewards], "kl", [round(k, 2) for k in kls])
-    assert last > first + 0.2, f"mean reward did not rise: first steps {first:.3f}, last steps {last:.3f}"
-    assert max(kls) < 30.0, f"KL to the reference ran away: {kls}"
+    initial, last = measure("ppo/reward_initial", rewards[0]), sum(rewards[-4:]) / 4
+    measure("ppo/reward_last4_minus_initial", last - initial, at_least=0.1)
+    measure("ppo/reward_last4", last, at_least=0.6)
+    measure("ppo/max_kl", max(kls), at_most=30.0)
     assert (tmp_path / "out" / "adapter_config.json").is_file() and (tmp_path / "out" / "reward_kl.png").is_file()
 
 

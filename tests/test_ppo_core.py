@@ -118,6 +118,38 @@ def test_logprobs_and_entropy():
     logits = torch.log(t([[[0.5, 0.25, 0.25]]]))
     assert core.logprobs_from_logits(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.25))
     assert core.entropy_from_logits(logits).item() == pytest.approx(-(0.5 * math.log(0.5) + 0.5 * math.log(0.25)))
+    # With a temperature: softmax([ln .5, ln .25, ln .25] / 0.5) = (.25, .0625, .0625) / .375
+    p = torch.tensor([0.25, 0.0625, 0.0625]) / 0.375
+    assert core.logprobs_from_logits(logits, torch.tensor([[0]]), 0.5).item() == pytest.approx(math.log(p[0]))
+    assert core.entropy_from_logits(logits, 0.5).item() == pytest.approx(-(p * p.log()).sum().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_block_wise_logprobs_and_entropy_equal_the_plain_formula_and_its_gradient(dtype):
+    """Blocks of 7 positions over 3 × 20 positions (not a multiple) against log_softmax on the whole fp32 tensor:
+    values and gradients equal to 1e-5; bf16 logits are upcast per block."""
+    g = torch.Generator().manual_seed(0)
+    base = (torch.randn(3, 20, 50, generator=g) * 3).to(dtype)
+    labels = torch.randint(0, 50, (3, 20), generator=g)
+    plain_in = base.clone().float().requires_grad_(True)
+    logp = torch.log_softmax(plain_in / 0.7, dim=-1)
+    plain = logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    plain_ent = -(logp.exp() * logp).sum(-1)
+    (plain.sum() + 0.3 * plain_ent.sum()).backward()
+
+    blocks_in = base.clone().requires_grad_(True)
+    fn = core._by_blocks
+    got = fn(lambda x, y: core._selected_logprobs(x, y, 0.7), blocks_in, labels, chunk=7)
+    got_ent = fn(lambda x: core._entropy(x, 0.7), blocks_in, chunk=7)
+    assert got.dtype == torch.float32 and got.shape == (3, 20)
+    torch.testing.assert_close(got, plain.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_ent, plain_ent.detach(), atol=1e-5, rtol=1e-5)
+    (got.sum() + 0.3 * got_ent.sum()).backward()
+    torch.testing.assert_close(blocks_in.grad.float(), plain_in.grad.to(dtype).float(), atol=1e-5 if dtype == torch.float32 else 1e-2, rtol=1e-2)
+    # The public functions give the same values (default block size, no grad).
+    with torch.no_grad():
+        torch.testing.assert_close(core.logprobs_from_logits(base, labels, 0.7), plain.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(core.entropy_from_logits(base, 0.7), plain_ent.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_kl_controllers():

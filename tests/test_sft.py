@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import LEARNING_SEED
 from medqa.sft import find_resume_checkpoint, load_recipe, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,19 +182,28 @@ def runs(tiny_model_dir, sft_data_dir, tmp_path_factory):
                                       save_steps=4, max_length=256),
                         "full": dict(learning_rate=2e-3, max_steps=6, per_device_train_batch_size=2,
                                      gradient_accumulation_steps=2, eval_steps=3, save_steps=3, max_length=256)}[mode]
-            cache[mode] = out, train(mode, tiny_model_dir, sft_data_dir, out, logging_steps=1, **settings)
+            cache[mode] = out, train(mode, tiny_model_dir, sft_data_dir, out, logging_steps=1, seed=LEARNING_SEED,
+                                     **settings)
         return cache[mode]
 
     return get
 
 
+# About half the smallest drop seen over 8 seeds (`make test-seeds`): lora 5.0, qlora 1.05, full 0.81.
+LOSS_DROP = {"lora": 2.5, "qlora": 0.5, "full": 0.4}
+
+
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.parametrize("mode", ["lora", "qlora", "full"])
-def test_training_loss_falls(runs, mode):
+def test_training_loss_falls(runs, mode, measure):
+    """The first logged loss is the initial model's (step 1, before any update has shown in it); the mean of the
+    last three steps falls below it with a margin (bounds: `make test-seeds`)."""
     out, summary = runs(mode)
     losses = summary["train_losses"]
+    print(mode, "train losses", [round(x, 3) for x in losses])
     assert summary["mode"] == mode and len(losses) >= 6
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.05, losses
+    measure(f"sft-{mode}/loss_initial_minus_last3", losses[0] - sum(losses[-3:]) / 3, at_least=LOSS_DROP[mode])
     assert (out / "README.md").is_file() and (out / "tokenizer_config.json").is_file()
     weights = "adapter_model.safetensors" if mode != "full" else "model.safetensors"
     assert (out / weights).is_file() and find_resume_checkpoint(out) is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.utils.checkpoint
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over every rank (identity for one rank)
 
@@ -84,15 +85,56 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values.clamp(min=0)
 
 
-def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log π(label | context) per position; logits (B, T, V), labels (B, T)."""
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+# Positions per block in the log-prob and entropy passes: each block is upcast to fp32 alone, so the extra memory
+# is one block × vocabulary, never B × T × vocabulary (607,744 bytes per position at Qwen3's 151,936 tokens).
+CHUNK_POSITIONS = 256
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the policy's next-token distribution per position (nats)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+def _by_blocks(fn: Callable[..., torch.Tensor], logits: torch.Tensor, *per_position: torch.Tensor,
+               chunk: int = CHUNK_POSITIONS) -> torch.Tensor:
+    """`fn(logits_block, *blocks)` over blocks of `chunk` positions of (…, V) logits, concatenated back to (…).
+
+    Under autograd each block is checkpointed: its fp32 intermediates are recomputed in the backward pass instead
+    of kept, so training holds one block's worth of them at a time too."""
+    shape = logits.shape[:-1]
+    flat = logits.reshape(-1, logits.shape[-1])
+    rest = [t.reshape(-1) for t in per_position]
+    grad = torch.is_grad_enabled() and flat.requires_grad
+    out = []
+    for i in range(0, flat.shape[0], chunk):
+        args = (flat[i:i + chunk], *(t[i:i + chunk] for t in rest))
+        if grad:
+            out.append(torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False))
+        else:
+            out.append(fn(*args))
+    if not out:
+        return flat.new_zeros(shape, dtype=torch.float32)
+    return torch.cat(out).view(shape)
+
+
+def _selected_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    x = logits.float() / temperature
+    return x.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(x, dim=-1)
+
+
+def _entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    x = logits.float() / temperature
+    logz = torch.logsumexp(x, dim=-1, keepdim=True)
+    p = torch.exp(x - logz)
+    return (logz.squeeze(-1) - (p * x).sum(-1))
+
+
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log π(label | context) per position in fp32, of softmax(logits / temperature); logits (B, T, V), labels
+    (B, T). Selective log-softmax: the label's logit minus the log-sum-exp of its row, block by block, so no full
+    (B, T, V) log-softmax or fp32 copy is ever made."""
+    return _by_blocks(lambda x, y: _selected_logprobs(x, y, temperature), logits, labels)
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy (nats, fp32) of softmax(logits / temperature) per position, block by block:
+    H = log Z − Σ p·x with x the scaled logits and Z = Σ exp x."""
+    return _by_blocks(lambda x: _entropy(x, temperature), logits)
 
 
 # ---------------------------------------------------------------- KL and rewards

@@ -108,7 +108,7 @@ def forward(model, batch: RolloutBatch, rows: slice | torch.Tensor, temperature:
     input_ids, attention_mask = batch.input_ids[rows], batch.attention_mask[rows]
     P = batch.query_ids.shape[1]
     logits, values = model(input_ids, attention_mask, position_ids(attention_mask), logits_from=P - 1)
-    logits = logits[:, :-1].float() / temperature  # position P-1+t predicts response token t
-    logprobs = core.logprobs_from_logits(logits, batch.response_ids[rows])
-    entropy = core.entropy_from_logits(logits) if with_entropy else None
+    logits = logits[:, :-1]  # position P-1+t predicts response token t
+    logprobs = core.logprobs_from_logits(logits, batch.response_ids[rows], temperature)
+    entropy = core.entropy_from_logits(logits, temperature) if with_entropy else None
     return logprobs, values[:, :-1].float(), entropy

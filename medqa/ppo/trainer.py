@@ -361,7 +361,7 @@ class PPOTrainer:
         logits = self.reference(input_ids=input_ids, attention_mask=attention_mask,
                                 position_ids=rollout.position_ids(attention_mask), use_cache=False,
                                 logits_to_keep=input_ids.shape[1] - P + 1).logits
-        return core.logprobs_from_logits(logits[:, :-1].float() / self.cfg.temperature, batch.response_ids[rows])
+        return core.logprobs_from_logits(logits[:, :-1], batch.response_ids[rows], self.cfg.temperature)
 
     def _update(self, batch, old_logprobs, old_values, advantages, returns, mask) -> dict[str, float]:
         cfg, acc = self.cfg, self.accelerator
