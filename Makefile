@@ -104,7 +104,7 @@ define run_sft
 		scripts/sft.py --config $(call sft_recipe,$(1)) $(sft_flags)
 endef
 
-.PHONY: sft-lora sft-qlora sft-full merge bench-gpu bench-p3
+.PHONY: sft-lora sft-qlora sft-full merge bench-gpu bench-shape bench-p3
 
 sft-lora: $(sft_deps) ## SFT with LoRA r=64 (PROFILE=gpu|cpu, ACCEL=, MODEL=, OUT=, ARGS=, RESUME=1)
 	$(call run_sft,lora,$(SFT_ACCEL_lora))
@@ -120,6 +120,9 @@ merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER
 
 bench-gpu: setup tiny-model data rl-prompts ## GPU: SFT tokens/s + MFU, PPO step split, peak memory per mode, Qwen3-1.7B-shaped (SMOKE=1: CPU, tiny)
 	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
+
+bench-shape: setup tiny-model data rl-prompts ## CPU, no GPU: SFT/PPO/GRPO once at Qwen3-1.7B's shape: step time, peak memory, log-prob path (≈ 25 min, 16 GB RAM)
+	$(PY) -m medqa.bench.shape $(BENCH_SHAPE_ARGS)
 
 bench-p3: setup tiny-model data ## P3: padding share of the SFT batches vs naive pad-to-longest, CPU tokens/s
 	$(MEDQA) bench --only p3

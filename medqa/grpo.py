@@ -385,6 +385,8 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
     """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary."""
     from accelerate.utils import gather_object
 
+    from medqa.throughput import peak_memory_gib, peak_rss_gib
+
     trainer = build_trainer(script_args, training_args, model_args, teacher_args)
     is_main = trainer.accelerator.is_main_process
     stop_file = stop_file_from_env()  # MEDQA_STOP_FILE: checkpoint and stop (medqa/preemption.py)
@@ -426,6 +428,8 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
         "reward_weights": training_args.reward_weights,
         "rewards": [h["reward"] for h in history],
         "wall_s": round(wall, 2),
+        "peak_memory_gib": peak_memory_gib(),
+        "peak_rss_gib": peak_rss_gib(),
         "teacher_calls_per_rank": calls,
         "teacher": teacher,
         "teacher_usage": usage,

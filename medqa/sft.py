@@ -329,7 +329,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
-    from medqa.throughput import ThroughputMeter, peak_memory_gib
+    from medqa.throughput import ThroughputMeter, peak_memory_gib, peak_rss_gib
 
     meter = ThroughputMeter()
     trainer.add_callback(meter)
@@ -362,6 +362,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
         "train_tokens": trainer._total_train_tokens,
         "tokens_per_s": round(trainer._total_train_tokens / wall, 1) if wall > 0 else None,
         "peak_memory_gib": peak_memory_gib(),
+        "peak_rss_gib": peak_rss_gib(),
         **meter.summary(),  # tokens_per_s_after_warmup and the window it was measured over
     }
     if trainer.accelerator.is_main_process:

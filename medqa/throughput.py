@@ -1,11 +1,12 @@
-"""Training throughput and step timings after the warm-up window, and the process's peak GPU memory.
+"""Training throughput and step timings after the warm-up window, and the process's peak GPU and resident memory.
 
 The first logging window of a run pays one-time costs (CUDA context and kernel selection, allocator growth,
 DeepSpeed/bitsandbytes set-up, the first batch's data loading), so tokens/s over the whole runtime understates
 steady-state speed. `ThroughputMeter` marks the wall clock and TRL's cumulative `num_tokens` (all processes) at
 every training log; the rate is taken between the first mark (the end of the warm-up window) and the last.
 `split_after_warmup` does the same for a loop that times its phases per step (PPO): mean seconds per phase over
-the steps after the warm-up ones.
+the steps after the warm-up ones. `peak_memory_gib` (GPU) and `peak_rss_gib` (the process) are what the summaries
+report as peak memory.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def peak_memory_gib() -> float | None:
     import torch
 
     return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
+
+
+def peak_rss_gib() -> float | None:
+    """This process's peak resident set size in GiB (3 decimals; `ru_maxrss`, KiB on Linux): on CPU, everything the
+    process held at its fullest — weights, optimizer state, activations, the framework itself. None where the
+    platform has no `resource` module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
 
 
 class ThroughputMeter(TrainerCallback):

@@ -145,9 +145,20 @@ def test_block_wise_logprobs_and_entropy_equal_the_plain_formula_and_its_gradien
     torch.testing.assert_close(got, plain.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_ent, plain_ent.detach(), atol=1e-5, rtol=1e-5)
     (got.sum() + 0.3 * got_ent.sum()).backward()
-    torch.testing.assert_close(blocks_in.grad.float(), plain_in.grad.to(dtype).float(), atol=1e-5 if dtype == torch.float32 else 1e-2, rtol=1e-2)
+    grad_tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-2, rtol=1e-2)  # bf16 grads
+    torch.testing.assert_close(blocks_in.grad.float(), plain_in.grad.to(dtype).float(), **grad_tol)
+    # Both in one pass: the same values and gradient.
+    both_in = base.clone().requires_grad_(True)
+    lp, ent = fn(lambda x, y: core._selected_logprobs_and_entropy(x, y, 0.7), both_in, labels, chunk=7).unbind(-1)
+    torch.testing.assert_close(lp, plain.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent, plain_ent.detach(), atol=1e-5, rtol=1e-5)
+    (lp.sum() + 0.3 * ent.sum()).backward()
+    torch.testing.assert_close(both_in.grad.float(), blocks_in.grad.float(), **grad_tol)
     # The public functions give the same values (default block size, no grad).
     with torch.no_grad():
+        lp, ent = core.logprobs_and_entropy(base, labels, 0.7)
+        torch.testing.assert_close(lp, plain.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ent, plain_ent.detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(core.logprobs_from_logits(base, labels, 0.7), plain.detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(core.entropy_from_logits(base, 0.7), plain_ent.detach(), atol=1e-5, rtol=1e-5)
 

@@ -62,7 +62,7 @@ def ppo_flags(inputs: Inputs, out: Path, steps: int, start: str = "model") -> li
 def sft_numbers(summary: dict) -> dict:
     """What an SFT run reports: medqa/sft.py's sft_summary.json, reduced to the benchmark's fields."""
     keys = ("global_step", "num_processes", "train_tokens", "train_runtime_s", "tokens_per_s_after_warmup",
-            "warmup_steps", "measured_steps", "measured_tokens", "measured_s", "peak_memory_gib",
+            "warmup_steps", "measured_steps", "measured_tokens", "measured_s", "peak_memory_gib", "peak_rss_gib",
             "train_loss_first", "train_loss_last")
     return {k: summary.get(k) for k in keys}
 
@@ -73,7 +73,7 @@ def ppo_numbers(summary: dict) -> dict:
     return {"global_step": summary.get("steps"), "num_processes": summary.get("num_processes"),
             "train_runtime_s": summary.get("wall_s"),
             **{k: summary.get(k) for k in ("warmup_steps", "measured_steps", "step_split_s", "rollout_tokens_per_s",
-                                           "peak_memory_gib")},
+                                           "peak_memory_gib", "peak_rss_gib")},
             "reward_first": curve[0].get("reward"), "reward_last": curve[-1].get("reward")}
 
 
@@ -191,16 +191,19 @@ def build_data(source: Path, out: Path, tokens_wanted: int, tokenizer_dir: Path)
     return write_jsonl(out / "train.jsonl", picked)
 
 
-def launch_command(mode: Mode, inputs: Inputs, out: Path, steps: int, smoke: bool) -> list[str]:
-    accel = mode.cpu_accel if smoke else mode.accel
+def launch_command(mode: Mode, inputs: Inputs, out: Path, steps: int, cpu: bool, extra: tuple[str, ...] = ()
+                   ) -> list[str]:
+    """One process under the mode's accelerate config (its CPU one with `cpu`), the recipe, the inputs' flags, the
+    mode's fixed flags, then `extra` (the smoke run's small shapes, or medqa.bench.shape's)."""
+    accel = mode.cpu_accel if cpu else mode.accel
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{accel}.yaml",
             "--num_processes", "1", mode.script, "--config", mode.recipe, *mode.flags(inputs, out, steps),
-            *mode.args, *(mode.smoke_args if smoke else ())]
+            *mode.args, *extra]
 
 
-def run_mode(mode: Mode, inputs: Inputs, out: Path, steps: int, smoke: bool) -> dict:
+def run_mode(mode: Mode, inputs: Inputs, out: Path, steps: int, cpu: bool, extra: tuple[str, ...] = ()) -> dict:
     started = time.perf_counter()
-    cmd = launch_command(mode, inputs, out, steps, smoke)
+    cmd = launch_command(mode, inputs, out, steps, cpu, extra)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = round(time.perf_counter() - started, 1)
     base = {"recipe": mode.recipe, "accelerate_config": cmd[cmd.index("--config_file") + 1], "steps": steps,
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                "parameters": parameters, "train_rows": train_rows, "max_length": max_length,
                "peak_bf16_flops": peak, "flops_per_token": flops_per_token, "runs": {}}
     for mode in modes:
-        run = run_mode(mode, inputs, work / f"run-{mode.name}", steps[mode.name], args.smoke)
+        run = run_mode(mode, inputs, work / f"run-{mode.name}", steps[mode.name], cpu=args.smoke,
+                       extra=mode.smoke_args if args.smoke else ())
         results["runs"][mode.name] = run = add_rates(run, flops_per_token, peak)
         print(json.dumps({mode.name: {k: run.get(k) for k in mode.headline}}), flush=True)
         with atomic_write(out) as fh:  # after each mode, so a run cut short keeps what it measured

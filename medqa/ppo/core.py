@@ -92,24 +92,22 @@ CHUNK_POSITIONS = 256
 
 def _by_blocks(fn: Callable[..., torch.Tensor], logits: torch.Tensor, *per_position: torch.Tensor,
                chunk: int = CHUNK_POSITIONS) -> torch.Tensor:
-    """`fn(logits_block, *blocks)` over blocks of `chunk` positions of (…, V) logits, concatenated back to (…).
+    """`fn(logits_block, *blocks)` over blocks of `chunk` positions of (…, V) logits, concatenated back to (…) (or
+    (…, k) when fn returns k values per position).
 
     Under autograd each block is checkpointed: its fp32 intermediates are recomputed in the backward pass instead
-    of kept, so training holds one block's worth of them at a time too."""
+    of kept, so training holds one block's worth of them at a time too. The blocks are a `split`, whose backward
+    is one concatenation: the logits' gradient is allocated once, not once per block."""
     shape = logits.shape[:-1]
     flat = logits.reshape(-1, logits.shape[-1])
-    rest = [t.reshape(-1) for t in per_position]
-    grad = torch.is_grad_enabled() and flat.requires_grad
-    out = []
-    for i in range(0, flat.shape[0], chunk):
-        args = (flat[i:i + chunk], *(t[i:i + chunk] for t in rest))
-        if grad:
-            out.append(torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False))
-        else:
-            out.append(fn(*args))
-    if not out:
+    if flat.shape[0] == 0:
         return flat.new_zeros(shape, dtype=torch.float32)
-    return torch.cat(out).view(shape)
+    blocks = zip(flat.split(chunk), *(t.reshape(-1).split(chunk) for t in per_position), strict=True)
+    grad = torch.is_grad_enabled() and flat.requires_grad
+    out = [torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False) if grad else fn(*args)
+           for args in blocks]
+    result = torch.cat(out)
+    return result.view(*shape, *result.shape[1:])
 
 
 def _selected_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -121,7 +119,15 @@ def _entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     x = logits.float() / temperature
     logz = torch.logsumexp(x, dim=-1, keepdim=True)
     p = torch.exp(x - logz)
-    return (logz.squeeze(-1) - (p * x).sum(-1))
+    return logz.squeeze(-1) - (p * x).sum(-1)
+
+
+def _selected_logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    x = logits.float() / temperature
+    logz = torch.logsumexp(x, dim=-1, keepdim=True)
+    logprobs = x.gather(-1, labels.unsqueeze(-1)) - logz
+    entropy = logz - (torch.exp(x - logz) * x).sum(-1, keepdim=True)
+    return torch.cat([logprobs, entropy], dim=-1)
 
 
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -135,6 +141,14 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch
     """Entropy (nats, fp32) of softmax(logits / temperature) per position, block by block:
     H = log Z − Σ p·x with x the scaled logits and Z = Σ exp x."""
     return _by_blocks(lambda x: _entropy(x, temperature), logits)
+
+
+def logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logprobs_from_logits` and `entropy_from_logits` in one pass over the blocks (one upcast and one
+    log-sum-exp per block, one gradient for the logits)."""
+    both = _by_blocks(lambda x, y: _selected_logprobs_and_entropy(x, y, temperature), logits, labels)
+    return both[..., 0], both[..., 1]
 
 
 # ---------------------------------------------------------------- KL and rewards

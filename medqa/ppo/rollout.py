@@ -109,6 +109,8 @@ def forward(model, batch: RolloutBatch, rows: slice | torch.Tensor, temperature:
     P = batch.query_ids.shape[1]
     logits, values = model(input_ids, attention_mask, position_ids(attention_mask), logits_from=P - 1)
     logits = logits[:, :-1]  # position P-1+t predicts response token t
-    logprobs = core.logprobs_from_logits(logits, batch.response_ids[rows], temperature)
-    entropy = core.entropy_from_logits(logits, temperature) if with_entropy else None
+    if with_entropy:
+        logprobs, entropy = core.logprobs_and_entropy(logits, batch.response_ids[rows], temperature)
+    else:
+        logprobs, entropy = core.logprobs_from_logits(logits, batch.response_ids[rows], temperature), None
     return logprobs, values[:, :-1].float(), entropy

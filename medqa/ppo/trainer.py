@@ -42,7 +42,7 @@ from medqa.ppo.kl import AdaptiveKLController, FixedKLController
 from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 from medqa.preemption import any_rank, stop_file_from_env
-from medqa.throughput import peak_memory_gib, split_after_warmup
+from medqa.throughput import peak_memory_gib, peak_rss_gib, split_after_warmup
 
 logger = logging.getLogger("medqa.ppo")
 
@@ -523,7 +523,8 @@ class PPOTrainer:
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
                    "stopped_at": stopped_at, "policy_digest_per_rank": self.policy_digests(), "curve": history,
-                   **step_split(timings), "peak_memory_gib": peak_memory_gib()}
+                   **step_split(timings), "peak_memory_gib": peak_memory_gib(),
+                   "peak_rss_gib": peak_rss_gib()}
         if acc.is_main_process:
             with atomic_write(self.out / "ppo_summary.json") as fh:
                 json.dump(summary, fh, indent=2)
