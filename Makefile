@@ -121,7 +121,7 @@ merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER
 bench-gpu: setup tiny-model data rl-prompts ## GPU: SFT tokens/s + MFU, PPO step split, peak memory per mode, Qwen3-1.7B-shaped (SMOKE=1: CPU, tiny)
 	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
 
-bench-shape: setup tiny-model data rl-prompts ## CPU, no GPU: SFT/PPO/GRPO once at Qwen3-1.7B's shape: step time, peak memory, log-prob path (≈ 25 min, 16 GB RAM)
+bench-shape: setup tiny-model data rl-prompts ## CPU, no GPU: SFT/PPO/GRPO once at Qwen3-1.7B's shape: step time, peak memory, log-prob path (≈ 15 min, 9 GB RAM)
 	$(PY) -m medqa.bench.shape $(BENCH_SHAPE_ARGS)
 
 bench-p3: setup tiny-model data ## P3: padding share of the SFT batches vs naive pad-to-longest, CPU tokens/s
