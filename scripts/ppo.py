@@ -5,6 +5,8 @@ The loop lives in medqa/ppo/; see docs/rl_quickstart.md.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 from medqa.ppo.config import parse_args
@@ -28,3 +30,12 @@ if __name__ == "__main__":
     except TeacherUnavailable as e:
         print(f"ppo: stopped: {e}", file=sys.stderr)
         raise SystemExit(3) from None
+    # Every rank has passed main's last barrier with its outputs written and synced. A multi-process run ends here
+    # without the interpreter's teardown: tearing down the distributed backends' C++ objects (gloo groups,
+    # DeepSpeed's shared-memory op) after a finished run now and then met a still-joinable thread and aborted a rank
+    # with SIGABRT ("terminate called without an active exception"), failing a run whose outputs were complete.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -205,8 +206,6 @@ def measure(request):
                "at_most": at_most, "gated": gate, "ok": ok, "seed": LEARNING_SEED}
         _MEASURED.append(row)
         if os.environ.get("MEDQA_LEARNING_LOG"):
-            import json
-
             with open(os.environ["MEDQA_LEARNING_LOG"], "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
         return value

@@ -94,7 +94,7 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
     returns (inputs, parameter count, built now)."""
     from transformers import AutoTokenizer
 
-    from medqa.io import check_output_dir
+    from medqa.io import atomic_write, check_output_dir
 
     vocab = len(AutoTokenizer.from_pretrained(tokenizer))
     key = model_key(model_config(tiny, vocab), seed=0)
@@ -104,7 +104,8 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
         return inputs, json.loads(stamp.read_text())["parameters"], False
     check_output_dir(model_dir, new_entries=["model", "sft-adapter", "shape-key.json"])
     parameters = build_model(tokenizer, inputs.model, smoke=tiny, adapter=inputs.adapter)
-    stamp.write_text(json.dumps({"key": key, "parameters": parameters}) + "\n")
+    with atomic_write(stamp) as fh:  # last: an interrupted build has no stamp and is rebuilt
+        json.dump({"key": key, "parameters": parameters}, fh)
     return inputs, parameters, True
 
 

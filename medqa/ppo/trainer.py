@@ -600,6 +600,5 @@ def plot_curves(metrics_path: Path, png: Path) -> None:
 def main(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs) -> dict[str, Any]:
     trainer = PPOTrainer(model_args, cfg, teacher_args)
     summary = trainer.train()
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()  # destroys the process groups before the interpreter's exit does
+    trainer.accelerator.wait_for_everyone()  # every rank has written everything; scripts/ppo.py then ends the process
     return summary
