@@ -43,3 +43,15 @@ def test_tiny_shape_run_caches_the_model_and_writes_the_report(tiny_model_dir, p
     assert "| grpo-lora |" in (tmp_path / "shape.md").read_text()
     assert shape.main([*argv, "--stages"]) == 0  # no stage: the cached model is reused
     assert "cached" in capsys.readouterr().out
+
+
+def test_an_existing_file_that_is_not_a_report_is_never_replaced(tiny_model_dir, processed_dir, tmp_path, capsys):
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "notes"}')
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("")
+    argv = ["--tiny", "--tokenizer", str(tiny_model_dir), "--data", str(processed_dir), "--prompts", str(prompts),
+            "--model-dir", str(tmp_path / "model"), "--work", str(tmp_path / "work"), "--out", str(mine), "--stages"]
+    assert shape.main(argv) == 2
+    assert "not a bench-shape report" in capsys.readouterr().err
+    assert mine.read_text() == '{"my": "notes"}' and not (tmp_path / "model").exists()

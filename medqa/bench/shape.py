@@ -212,6 +212,21 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_report(path: Path) -> bool:
+    """`path` is a report this benchmark wrote (its JSON, or its markdown table)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix == ".md":
+        return text.startswith("Measured by `make bench-shape`")
+    try:
+        report = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(report, dict) and {"machine", "model", "parameters", "stages"} <= report.keys()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m medqa.bench.shape", description=__doc__.splitlines()[0])
     p.add_argument("--tokenizer", type=Path, default=ROOT / "models" / "tiny-qwen3")
@@ -234,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from medqa.io import atomic_write, ensure_out_folder
+
+    for path in (args.out, args.out.with_suffix(".md")):  # replaced only when an earlier bench-shape wrote them
+        if path.exists() and not is_report(path):
+            print(f"bench-shape: {path} exists and is not a bench-shape report; choose another --out", file=sys.stderr)
+            return 2
 
     suffix = "-tiny" if args.tiny else ""
     model_dir = (args.model_dir or ROOT / "models" / f"qwen3-1.7b-shape{suffix}").resolve()
