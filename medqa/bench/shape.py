@@ -56,6 +56,8 @@ def grpo_numbers(summary: dict) -> dict:
 
 GRPO_ARGS = ("--teacher_offline", "true", "--teacher_cache", "", "--save_strategy", "no", "--report_to", "none",
              "--disable_tqdm", "true", "--logging_steps", "1")
+
+
 def grpo_flags(inputs: Inputs, out: Path, steps: int) -> list[str]:
     return ["--model_name_or_path", str(inputs.adapter), "--prompts_file", str(inputs.prompts), "--output_dir",
             str(out), "--max_steps", str(steps)]
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = Inputs(model=inputs.model, adapter=inputs.adapter, data=work / "data", prompts=args.prompts.resolve())
     (work / "data").mkdir(exist_ok=True)
     build_data(args.data, inputs.data, tokens_wanted=SEQ_LEN * 4 * (SHAPE_STEPS + 2), tokenizer_dir=args.tokenizer)
-    config = model_config(args.tiny, 0)
+    config = json.loads((inputs.model / "config.json").read_text(encoding="utf-8"))  # the model as built
     results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
                "model": "tiny Qwen3-shaped" if args.tiny else "Qwen3-1.7B-shaped", "parameters": parameters,
                "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "steps": SHAPE_STEPS, "stages": {}}
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         save()
     if not args.no_logprob_path:
         tokens = 64 if args.tiny else PROMPT_LEN + NEW_TOKENS
-        vocab = 4160 if args.tiny else config["vocab_size"]
+        vocab = config["vocab_size"]
         results["logprob_path"] = {}
         for case, kw in LOGPROB_CASES.items():
             results["logprob_path"][case] = logprob_path(config["hidden_size"], vocab, tokens, **kw)
