@@ -4,6 +4,7 @@ import ast
 import re
 
 import pytest
+
 from conftest import ROOT
 
 PACKAGE = ROOT / "medqa"
