@@ -26,8 +26,8 @@ SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/fo
 
 .PHONY: help setup test test-fast test-seeds lint browser-deps demo tiny-model data rl-prompts bench clean
 
-help: ## list every target with one line each
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
+help: ## list every target with one line each, grouped by pipeline stage (medqa/stages.py)
+	@PYTHONPATH=$(CURDIR) $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## create .venv and install the pinned stack (idempotent; no-op when nothing changed)
 $(STAMP): requirements.lock pyproject.toml
@@ -91,7 +91,8 @@ SFT_ACCEL_qlora := single_gpu
 SFT_ACCEL_full  := zero2
 
 sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
-sft_accel = $(if $(filter %.yaml,$(ACCEL)),$(ACCEL),accelerate_configs/$(if $(filter cpu,$(PROFILE)),$(if $(filter-out cpu ddp,$(ACCEL)),cpu_$(ACCEL),cpu),$(or $(ACCEL),$(1))).yaml)
+# $(call sft_accel,DEFAULT_GPU_ACCEL): the accelerate config for PROFILE= and ACCEL= (medqa/launch.py, accelerate_config).
+sft_accel = $(shell PYTHONPATH=$(CURDIR) $(PYTHON) -m medqa.launch --profile '$(PROFILE)' --accel '$(ACCEL)' --default '$(1)')
 sft_flags = $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) $(ARGS)
 sft_deps = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/processed/train.jsonl),,data)
@@ -314,7 +315,7 @@ DEMO_ARGS  ?=
 .PHONY: tiny-base
 
 tiny-base: setup data ## pretrain the demo's small Qwen3 base on the training split's text (~2 min; cached by recipe key)
-	$(MEDQA) tiny-model --pretrain --out $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force)
+	$(MEDQA) pretrain --out $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force)
 
 # ---------------------------------------------------------------- umbrella targets
 

@@ -1,7 +1,8 @@
 """`medqa <command> …` — dispatches to the module that owns the command.
 
-Each command module exposes `main(argv: list[str]) -> int`; modules are imported only when their
-command runs, so `medqa --help` and light commands never import torch.
+Each command's entry is `module` (its `main(argv) -> int`) or `module:function`; modules are imported only when
+their command runs, so `medqa --help` and light commands never import torch. `medqa --help` groups the commands
+by pipeline stage (medqa/stages.py).
 """
 
 from __future__ import annotations
@@ -9,26 +10,41 @@ from __future__ import annotations
 import importlib
 import sys
 
-# command -> (module, one-line help). Keep in sync with `make help` (tests check both).
+# command -> (entry, one-line help). Keep in sync with `make help` (tests check both).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile); --pretrain: the demo's pretrained base"),
+    "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile)"),
+    "pretrain": ("medqa.pretrain", "pretrain the demo's small Qwen3 base on the training split's text (models/tiny-base)"),
     "data": ("medqa.data.cli", "prepare datasets (prepare) and RL prompts (rl-prompts)"),
+    "sft": ("medqa.launch:sft", "SFT (LoRA, QLoRA or full) from a recipe, one process: --config recipes/sft/…"),
+    "merge": ("medqa.merge", "merge a LoRA/QLoRA adapter into its full-precision base"),
+    "launch-config": ("medqa.launch:launch_config_main", "print the accelerate config a run uses (--profile, --accel)"),
     "rewards": ("medqa.rewards.__main__", "reward rules: print, --write or --check data/rl/reward_rules.md"),
     "teacher": ("medqa.teacher.cli", "LLM judge: score a file, serve the offline judge, check an endpoint"),
+    "ppo": ("medqa.launch:ppo", "PPO from an SFT output on 0.6 rules + 0.4 teacher, one process: --config recipes/ppo/…"),
+    "grpo": ("medqa.launch:grpo", "GRPO (TRL) from an SFT output, one process: --config recipes/grpo/…"),
     "predict": ("medqa.predict", "batched generation from a base model, adapter or merged model"),
-    "eval": ("medqa.eval.cli", "score predictions (score) and compare two runs (compare)"),
+    "eval": ("medqa.eval.cli", "predict + score a model (run), score predictions (score), compare two runs (compare)"),
     "serve": ("medqa.serve", "Gradio chat demo"),
-    "bench": ("medqa.bench", "run the performance benchmarks"),
     "demo": ("medqa.demo", "tiny base -> data -> SFT -> PPO -> eval of base/SFT/RL -> one report (CPU, minutes)"),
+    "bench": ("medqa.bench", "run the performance benchmarks"),
 }
+# Older spellings that keep working: `medqa tiny-model --pretrain …` is `medqa pretrain …`.
+FLAG_ALIASES: dict[tuple[str, str], str] = {("tiny-model", "--pretrain"): "pretrain"}
+
+
+def entry_point(name: str):
+    """The function that runs command `name`."""
+    module, _, function = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")
 
 
 def _usage() -> str:
-    lines = ["usage: medqa <command> [options]", "", "commands:"]
-    width = max(map(len, COMMANDS))
-    for name, (_, help_text) in COMMANDS.items():
-        lines.append(f"  {name:<{width}}  {help_text}")
-    lines += ["", "Run `medqa <command> --help` for a command's options."]
+    from medqa.stages import format_groups, grouped
+
+    helps = {name: help_text for name, (_, help_text) in COMMANDS.items()}
+    lines = ["usage: medqa <command> [options]", "", "commands, by pipeline stage:", "",
+             format_groups(grouped(helps, "commands"), max(map(len, COMMANDS))),
+             "", "Run `medqa <command> --help` for a command's options; `make help` lists the make targets."]
     return "\n".join(lines)
 
 
@@ -43,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
+    for (command, flag), target in FLAG_ALIASES.items():
+        if name == command and flag in rest:
+            name, rest = target, [a for a in rest if a != flag]
     if name not in COMMANDS:
         print(f"medqa: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    return int(entry_point(name)(rest) or 0)
 
 
 if __name__ == "__main__":

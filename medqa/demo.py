@@ -102,7 +102,7 @@ def stage_data(cfg: DemoConfig) -> None:
 
 
 def stage_tiny_base(cfg: DemoConfig) -> None:
-    _run([cfg.python, "-m", "medqa", "tiny-model", "--pretrain", "--out", str(cfg.base), "--seed", str(cfg.seed),
+    _run([cfg.python, "-m", "medqa", "pretrain", "--out", str(cfg.base), "--seed", str(cfg.seed),
           "--train-file", str(cfg.data / "train.jsonl"), *(["--force"] if cfg.force else [])])
 
 

@@ -1,12 +1,7 @@
-"""Model loading and generation shared by `medqa predict`, the evaluation and the Gradio demo.
+"""Generation shared by `medqa predict`, the evaluation and the Gradio demo.
 
-One code path for every kind of checkpoint the project produces:
-
-* a base model directory (or hub id, resolved offline from the local cache),
-* a PEFT adapter directory (LoRA / QLoRA / PPO policy adapters: detected by `adapter_config.json`),
-  either given as `--adapter` on top of `--model`, or given alone as `--model` (its base is read from
-  `base_model_name_or_path`),
-* a merged model directory (just a model).
+Models load through `medqa.modeling.load_for_inference` (`load_model` below): a base model directory (or hub id), a
+PEFT adapter directory (given as `--adapter` on top of `--model`, or alone as `--model`), or a merged model.
 
 Generation is batched with *left* padding (decoder-only models continue from the last prompt token), uses
 the model's chat template with Qwen3's `enable_thinking` switch, and is greedy unless sampling is asked
@@ -15,15 +10,12 @@ for. Greedy batched generation gives the same tokens as one-by-one generation (t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-ADAPTER_CONFIG = "adapter_config.json"
 DEFAULT_SYSTEM_PROMPT = None  # the SFT data carries its own system message; None = the template's default
 
 
@@ -72,77 +64,12 @@ class Generation:
     latency_ms: float  # wall time of the batch this item was generated in, shared by the batch
 
 
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
+def load_model(model: str, adapter: str | None = None, **kwargs: Any):
+    """(model, tokenizer) ready for generation: `medqa.modeling.load_for_inference`, imported on first use so that
+    the commands that only read generation settings stay light."""
+    from medqa.modeling import load_for_inference
 
-
-def resolve_model_paths(model: str, adapter: str | None = None) -> tuple[str, str | None]:
-    """Return (base model, adapter or None). `model` may itself be an adapter directory."""
-    if adapter is not None and not is_adapter_dir(adapter):
-        raise FileNotFoundError(f"{adapter}: not a PEFT adapter directory (no {ADAPTER_CONFIG})")
-    if is_adapter_dir(model):
-        if adapter is not None:
-            raise ValueError(f"{model} is an adapter directory; pass the base model as --model and it as --adapter")
-        cfg_path = Path(model) / ADAPTER_CONFIG
-        try:
-            base = json.loads(cfg_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}:{e.lineno}: malformed JSON ({e.msg})") from None
-        if not base:
-            raise ValueError(f"{cfg_path}: base_model_name_or_path: missing; pass --model BASE --adapter {model}")
-        return str(base), str(model)
-    return str(model), adapter
-
-
-def _pick_device(device: str | None):
-    import torch
-
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_model(
-    model: str,
-    adapter: str | None = None,
-    *,
-    device: str | None = None,
-    dtype: str = "auto",
-    merge_adapter: bool = True,
-):
-    """Load (model, tokenizer) ready for generation, in eval mode, on `device` (default: cuda if present).
-
-    With an adapter, the tokenizer is taken from the adapter directory when it ships one (SFT saves the
-    tokenizer next to the adapter, with the training chat template), else from the base model. The adapter
-    is merged into the weights by default: identical outputs, faster generation.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base, adapter = resolve_model_paths(model, adapter)
-    if not Path(base).is_dir() and (base.startswith(("/", ".", "~")) or base.count("/") != 1):
-        raise FileNotFoundError(f"{base}: no such model directory (and not a hub id like Qwen/Qwen3-1.7B)")
-    dev = _pick_device(device)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype)
-    tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
-    tokenizer = AutoTokenizer.from_pretrained(tok_src)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
-    if adapter:
-        from peft import PeftModel
-
-        if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
-            lm.resize_token_embeddings(len(tokenizer))
-        lm = PeftModel.from_pretrained(lm, adapter)
-        if merge_adapter:
-            lm = lm.merge_and_unload()
-    lm.to(dev)
-    lm.eval()
-    return lm, tokenizer
+    return load_for_inference(model, adapter, **kwargs)
 
 
 def chat_messages(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[dict[str, str]]:

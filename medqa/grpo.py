@@ -34,15 +34,16 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
+from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
-from medqa.sft import SFTModelArguments, disable_bnb_cpu_repack, load_model, resolve_resume
+from medqa.sft import resolve_resume
 from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class GRPOScriptArguments(ScriptArguments):
 
 
 @dataclass
-class GRPOModelArguments(SFTModelArguments):
+class GRPOModelArguments(ModelArguments):
     """The SFT output to start from (`model_name_or_path`) and how it is trained (see the module docstring)."""
 
     base_model: str | None = field(
@@ -81,11 +82,10 @@ class GRPOModelArguments(SFTModelArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        from medqa.generation import is_adapter_dir
+        from medqa.modeling import is_adapter_dir, looks_local
 
         path = Path(self.model_name_or_path)
-        local = str(path).startswith(("/", ".", "~")) or str(path).count("/") != 1  # else a hub id like org/name
-        if local and not path.is_dir():
+        if looks_local(path) and not path.is_dir():
             raise FileNotFoundError(
                 f"model_name_or_path={self.model_name_or_path}: no such SFT output (run `make sft-lora` first, or set SFT=)")
         if is_adapter_dir(path) and self.mode == "full":
@@ -314,23 +314,19 @@ class MedqaGRPOTrainer(GRPOTrainer):
 
 def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig):
     """(model, tokenizer, peft_config) from the SFT output; see the module docstring for the three cases."""
-    from transformers import AutoTokenizer
-    from trl import get_peft_config
+    from medqa import modeling
 
-    from medqa.generation import resolve_model_paths
-
-    base, adapter = resolve_model_paths(model_args.model_name_or_path)
+    base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
     base = model_args.base_model or base
-    tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
-    tokenizer = AutoTokenizer.from_pretrained(tok_src, revision=model_args.model_revision)
-    model = load_model(replace(model_args, model_name_or_path=base, base_model=None), training_args)
+    tokenizer = modeling.load_tokenizer(base, adapter, revision=model_args.model_revision, pad_with_eos=False)
+    dtype = modeling.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16))
+    model = modeling.load_model(model_args, path=base, dtype=dtype, device=training_args.device,
+                                trust_remote_code=training_args.trust_remote_code)
     peft_config = None
     if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    elif model_args.use_peft:
-        peft_config = get_peft_config(model_args)
+        model = modeling.attach_adapter(model, adapter, trainable=True, tokenizer=tokenizer)
+    else:
+        peft_config = model_args.lora_config()
     return model, tokenizer, peft_config
 
 

@@ -26,14 +26,13 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     inputs = [p for p in (adapter, Path(base)) if p.exists()]
     check_output_dir(out, inputs, overwrite=True)  # the hard limits, before loading anything
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)  # no quantization_config: full precision
-    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
+    from medqa import modeling
+
+    tokenizer = modeling.load_tokenizer(base, str(adapter), pad_with_eos=False)
+    # No quantisation: the adapter goes onto the full-precision base; dtype auto keeps the checkpoint's dtype.
+    model = modeling.load_causal_lm(base, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
+    model = modeling.attach_adapter(model, str(adapter), merge=True, tokenizer=tokenizer)
     with atomic_dir(out, inputs=inputs, overwrite=overwrite) as tmp:  # a killed merge leaves no half-written model
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

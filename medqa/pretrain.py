@@ -213,20 +213,18 @@ def build_tiny_base(out: str | Path, train_file: str | Path, cfg: PretrainConfig
     return {**info, "skipped": False}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("pretraining (with --pretrain)")
-    g.add_argument("--train-file", default="data/processed/train.jsonl", help="training split from `make data`")
-    g.add_argument("--force", action="store_true", help="rebuild even when the output is current")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medqa pretrain", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="models/tiny-base", help="output directory (default: models/tiny-base)")
+    p.add_argument("--train-file", default="data/processed/train.jsonl", help="training split from `make data`")
+    p.add_argument("--force", action="store_true", help="rebuild even when the output is current")
     for f in fields(PretrainConfig):
-        if f.name in {"seed", "vocab_size"}:
-            continue  # shared with tiny-model's own flags
-        g.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, dest=f"pt_{f.name}")
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, dest=f"pt_{f.name}")
+    return p
 
 
-def run(args) -> int:
-    cfg = PretrainConfig(seed=args.seed, vocab_size=args.vocab_size,
-                         **{f.name: getattr(args, f"pt_{f.name}") for f in fields(PretrainConfig)
-                            if f.name not in {"seed", "vocab_size"}})
+def run(args: argparse.Namespace) -> int:
+    cfg = PretrainConfig(**{f.name: getattr(args, f"pt_{f.name}") for f in fields(PretrainConfig)})
     if not Path(args.train_file).is_file():
         raise FileNotFoundError(f"{args.train_file} not found: run `make data` first")
     info = build_tiny_base(args.out, args.train_file, cfg, force=args.force)
@@ -236,3 +234,12 @@ def run(args) -> int:
         print(f"tiny base saved to {args.out}: {info['parameters']:,} parameters, loss {info['loss_first']:.2f} -> "
               f"{info['loss_last']:.2f} (uniform {info['uniform_loss']:.2f}) over {cfg.steps} steps in {info['wall_s']} s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (OSError, ValueError) as e:
+        print(f"medqa pretrain: error: {e}", file=sys.stderr)
+        return 2

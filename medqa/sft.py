@@ -12,7 +12,6 @@ hardware profile. A recipe may name `base:` recipes (a path or a list, relative 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -20,16 +19,15 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from trl import ModelConfig, ScriptArguments, SFTConfig
+from trl import ScriptArguments, SFTConfig
 
+from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
 
 logger = logging.getLogger(__name__)
 
-MODES = ("lora", "qlora", "full")
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -52,54 +50,8 @@ class SFTScriptArguments(ScriptArguments):
                 raise ValueError(f"{name} must be a positive number of rows, got {value}")
 
 
-@dataclass
-class SFTModelArguments(ModelConfig):
-    """The base model and how it is trained: `mode` sets use_peft / load_in_4bit, so recipes never set them."""
-
-    mode: str = field(default="lora", metadata={"help": "lora | qlora (4-bit nf4 base + LoRA) | full", "choices": list(MODES)})
-    dtype: str | None = field(
-        default="auto",
-        metadata={"help": "weights dtype: auto (bfloat16 when training in bf16, else float32), bfloat16, float16, float32"},
-    )
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha (scaling = alpha / r)"})
-    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA input"})
-    lora_target_modules: list[str] | None = field(
-        default_factory=lambda: ["all-linear"], metadata={"help": "modules to adapt; all-linear = every projection"}
-    )
-    use_bnb_nested_quant: bool = field(default=True, metadata={"help": "QLoRA double quantisation"})
-    lora_trainable_tokens: list[str] | None = field(
-        default=None,
-        metadata={"help": "tokens whose embedding rows train beside LoRA (PEFT trainable tokens; tied lm_head "
-                          "included): chat/think tokens a small base never saw in pretraining"},
-    )
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if not self.model_name_or_path:
-            raise ValueError("model_name_or_path is required (a hub id or a local folder such as models/tiny-qwen3)")
-        if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
-            raise ValueError(f"dtype must be auto, bfloat16, float16 or float32; got {self.dtype!r}")
-        if self.load_in_8bit:
-            raise ValueError("load_in_8bit is not supported; use `mode: qlora` for a 4-bit base")
-        if self.mode == "full":
-            if self.use_peft or self.load_in_4bit:
-                raise ValueError("mode full trains every weight: remove use_peft / load_in_4bit, or use mode lora/qlora")
-        else:
-            if self.lora_r < 1:
-                raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
-            if self.lora_alpha <= 0:
-                raise ValueError(f"lora_alpha must be > 0, got {self.lora_alpha}")
-            if not 0.0 <= self.lora_dropout < 1.0:
-                raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-            if self.mode == "lora" and self.load_in_4bit:
-                raise ValueError("load_in_4bit with mode lora: set `mode: qlora` instead")
-        if self.mode == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
-            raise ValueError("mode qlora needs bitsandbytes (pip install bitsandbytes); use mode lora without it")
-        self.use_peft = self.mode != "full"
-        self.load_in_4bit = self.mode == "qlora"
-        super().__post_init__()
+# The SFT stage's model arguments are the project's one `ModelArguments` (medqa/modeling.py).
+SFTModelArguments = ModelArguments
 
 
 @dataclass
@@ -170,51 +122,16 @@ def load_split(path: Path, limit: int | None):
     return Dataset.from_list(rows)
 
 
-def resolve_dtype(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
-    import torch
-
-    if model_args.dtype == "auto":
-        return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
-    return getattr(torch, model_args.dtype)
-
-
-def disable_bnb_cpu_repack(model) -> int:
-    """bitsandbytes repacks 4-bit weights for AVX512-BF16 CPUs on the first no-grad forward (eval, generate),
-    after which LoRA gradients through that layer are silently wrong or None. Turn it off on every layer."""
-    import bitsandbytes as bnb
-
-    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    for layer in layers:
-        layer.support_avx512bf16_for_cpu = False
-    return len(layers)
-
-
 def load_model(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
-    import torch
-    from transformers import AutoModelForCausalLM
+    """The base model to fine-tune (4-bit for qlora), in the training precision when dtype is auto."""
+    from medqa import modeling
 
-    kwargs: dict[str, Any] = dict(
-        dtype=resolve_dtype(model_args, training_args),
-        revision=model_args.model_revision,
-        attn_implementation=model_args.attn_implementation,
+    return modeling.load_model(
+        model_args,
+        dtype=modeling.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16)),
+        device=training_args.device,
         trust_remote_code=training_args.trust_remote_code,
     )
-    if model_args.mode == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage,
-        )
-        device = training_args.device
-        kwargs["device_map"] = {"": device.index if device.type == "cuda" else "cpu"}
-    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
-    if model_args.mode == "qlora":
-        disable_bnb_cpu_repack(model)
-    return model
 
 
 def find_resume_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -282,8 +199,10 @@ def train_token_rows(model, ids: list[int]) -> None:
 
 def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments):
     """Data, tokenizer, model (4-bit for qlora) and TRL's SFTTrainer (LoRA wrapped in for lora/qlora)."""
-    from transformers import AutoTokenizer, set_seed
-    from trl import SFTTrainer, get_peft_config
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    from medqa.modeling import load_tokenizer
 
     set_seed(training_args.seed)
     data_dir = Path(script_args.data_dir)
@@ -294,7 +213,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
     elif training_args.eval_strategy != "no" or training_args.load_best_model_at_end:
         raise ValueError("eval_file is none: also set eval_strategy no and load_best_model_at_end false")
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision, pad_with_eos=False)
     model = load_model(model_args, training_args)
     trainer = SFTTrainer(
         model=model,
@@ -302,7 +221,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args) if model_args.use_peft else None,
+        peft_config=model_args.lora_config(),
     )
     if model_args.lora_trainable_tokens:
         if not model_args.use_peft:

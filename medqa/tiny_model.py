@@ -133,22 +133,14 @@ def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, co
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa tiny-model", description=__doc__.splitlines()[0])
-    p.add_argument("--out", help="output directory (default: models/tiny-qwen3, or models/tiny-base with --pretrain)")
+    p.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: models/tiny-qwen3)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size before special tokens")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of sample JSON/JSONL to train the tokenizer on")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
-    p.add_argument("--pretrain", action="store_true",
-                   help="build the small pretrained base instead (models/tiny-base; see medqa/pretrain.py)")
-    from medqa import pretrain
-
-    pretrain.add_arguments(p)
     args = p.parse_args(argv)
-    args.out = args.out or ("models/tiny-base" if args.pretrain else "models/tiny-qwen3")
     try:
-        if args.pretrain:
-            return pretrain.run(args)
         # Before the minutes of work: an older build (no manifest) holds only these files; anything else is foreign.
         check_output_dir(args.out, [args.corpus], overwrite=args.overwrite, new_entries=SAVED_FILES)
         out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus,
@@ -157,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medqa tiny-model: error: {e}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:
-        print(f"medqa tiny-model{' --pretrain' if args.pretrain else ''}: error: {e}", file=sys.stderr)
+        print(f"medqa tiny-model: error: {e}", file=sys.stderr)
         return 2
     print(f"tiny Qwen3 saved to {out}")
     return 0

@@ -1,24 +1,13 @@
 """Entry point for GRPO: `accelerate launch [--config_file accelerate_configs/X.yaml] scripts/grpo.py --config RECIPE [overrides]`.
 
-Parsing and training live in medqa/grpo.py; see docs/rl_quickstart.md.
+The same as `medqa grpo` in one process: `medqa.launch.grpo` parses the recipe and flags and trains (medqa/grpo.py; see docs/rl_quickstart.md).
 """
 
 from __future__ import annotations
 
 import sys
 
-from medqa.grpo import main, parse_args
-from medqa.io import InputError
-from medqa.teacher.setup import TeacherSetupError
+from medqa.launch import grpo
 
 if __name__ == "__main__":
-    try:
-        args = parse_args(sys.argv[1:])
-    except (ValueError, FileNotFoundError) as e:
-        print(f"grpo: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
-        main(*args)
-    except (TeacherSetupError, InputError, FileNotFoundError) as e:
-        print(f"grpo: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    raise SystemExit(grpo(sys.argv[1:]))

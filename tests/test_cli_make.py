@@ -19,10 +19,34 @@ def test_medqa_help_lists_every_command():
 
 
 def test_every_command_module_exists_and_has_main():
-    import importlib
+    from medqa.cli import entry_point
 
-    for name, (module, _) in COMMANDS.items():
-        assert callable(importlib.import_module(module).main), name
+    for name in COMMANDS:
+        assert callable(entry_point(name)), name
+
+
+def test_medqa_help_and_make_help_group_by_pipeline_stage():
+    from medqa.stages import STAGES
+
+    makefile = (ROOT / "Makefile").read_text()
+    targets = {m.group(1) for m in re.finditer(r"^([a-zA-Z][\w-]*):(?!=)", makefile, re.M)}
+    staged_targets = [t for s in STAGES for t in s.targets]
+    staged_commands = [c for s in STAGES for c in s.commands]
+    assert sorted(staged_targets) == sorted(targets), "every make target in exactly one stage of medqa/stages.py"
+    assert sorted(staged_commands) == sorted(COMMANDS), "every command in exactly one stage of medqa/stages.py"
+    make_out, cli_out = _make("help").stdout, run_cli("--help").stdout
+    for out, field in ((make_out, "targets"), (cli_out, "commands")):
+        positions = [out.index(f"{s.name}:\n") for s in STAGES if getattr(s, field)]
+        assert positions == sorted(positions), f"stages out of pipeline order in {field}"
+    # SFT before RL, PPO before the benchmarks: pipeline order, not file order
+    assert make_out.index("  sft-lora ") < make_out.index("  ppo ") < make_out.index("  grpo ") < make_out.index("  bench ")
+    for stage in ("sft", "ppo", "grpo", "eval", "predict", "serve", "demo", "pretrain", "merge"):
+        assert re.search(rf"^\s+{stage}\s+\S", cli_out, re.M), stage
+
+
+def test_tiny_model_pretrain_is_still_the_pretrain_command():
+    proc = run_cli("tiny-model", "--pretrain", "--help")
+    assert proc.returncode == 0 and "medqa pretrain" in proc.stdout and "--train-file" in proc.stdout
 
 
 def test_make_help_lists_every_target_with_one_line():

@@ -143,7 +143,8 @@ def test_adapter_dir_is_detected_and_applied(tmp_path, tiny_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medqa.generation import GenerationSettings, generate, load_model, resolve_model_paths
+    from medqa.generation import GenerationSettings, generate, load_model
+    from medqa.modeling import resolve_model_paths
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],

@@ -13,28 +13,25 @@ Two different KLs are controlled, and each target says which it measures:
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 
+from medqa.modeling import ModelArguments
 from medqa.teacher.setup import TeacherArgs
 
-MODES = ("lora", "qlora", "full")
 REWARDS = ("combined", "rules")
 BASELINES = ("none", "group")
 
 
 @dataclass
-class PPOModelArguments:
-    """The policy: an SFT output (LoRA/QLoRA adapter, trained further, or a full/merged model)."""
+class PPOModelArguments(ModelArguments):
+    """The policy: an SFT output (LoRA/QLoRA adapter, trained further, or a full/merged model). The project's
+    `ModelArguments` (medqa/modeling.py) with PPO's defaults and its KL anchor."""
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "SFT output to start from: an adapter folder or a full/merged model folder"})
-    mode: str = field(default="lora", metadata={"help": "lora | qlora (4-bit base + LoRA) | full", "choices": list(MODES)})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on a bf16 GPU, else fp32) | bfloat16 | float32"})
     lora_r: int = field(default=64, metadata={"help": "rank of a new adapter (only when starting from a full model)"})
     lora_alpha: int = field(default=128, metadata={"help": "alpha of a new adapter"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout of a new adapter (0: rollouts = updates)"})
-    lora_target_modules: list[str] | None = field(default_factory=lambda: ["all-linear"])
     reference: str = field(default="sft", metadata={
         "help": "KL anchor when starting from an SFT adapter: sft = a frozen second copy of the SFT adapter, switched on "
                 "for the reference pass (KL to the SFT policy, the usual RLHF anchor; adapter-sized memory); base = the "
@@ -45,18 +42,13 @@ class PPOModelArguments:
     attn_implementation: str | None = field(default="sdpa")
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required: the SFT output to start from (SFT=… in make)")
-        if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
-            raise ValueError(f"dtype must be auto, bfloat16, float16 or float32; got {self.dtype!r}")
         if self.reference not in ("base", "sft"):
             raise ValueError(f"reference must be base or sft; got {self.reference!r}")
-        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError("lora_r must be >= 1, lora_alpha > 0 and lora_dropout in [0, 1)")
-        if self.mode == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
-            raise ValueError("mode qlora needs bitsandbytes (pip install bitsandbytes); use mode lora without it")
+        if self.lora_trainable_tokens:
+            raise ValueError("lora_trainable_tokens is an SFT option; PPO trains the SFT adapter as it is")
+        super().__post_init__()
 
 
 @dataclass

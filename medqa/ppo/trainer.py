@@ -78,65 +78,38 @@ def ensure_process_group() -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
 
-def _dtype(model_args: PPOModelArguments):
-    if model_args.dtype != "auto":
-        return getattr(torch, model_args.dtype)
-    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-
-
 def load_policy(model_args: PPOModelArguments, device):
     """(tokenizer, policy, frozen reference or None). LoRA/QLoRA: the SFT adapter trained further (a new adapter
     when the SFT output is a full model); the reference is a frozen copy of the SFT adapter (`reference=sft`) or
     the same network with the adapter disabled (`reference=base`, or a new adapter on a full SFT model)."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import get_peft_model
 
-    from medqa.generation import resolve_model_paths
+    from medqa import modeling
 
-    base, adapter = resolve_model_paths(model_args.model_name_or_path)
-    if not Path(base).is_dir() and (base.startswith(("/", ".", "~")) or base.count("/") != 1):
-        raise FileNotFoundError(f"{base}: no such model directory (the SFT output's base model)")
-    tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
-    tokenizer = AutoTokenizer.from_pretrained(tok_src)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-
-    kwargs: dict[str, Any] = {"dtype": _dtype(model_args), "attn_implementation": model_args.attn_implementation}
-    if model_args.mode == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        from medqa.sft import disable_bnb_cpu_repack
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
-        kwargs["device_map"] = {"": device.index if device.type == "cuda" else "cpu"}
+    base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
+    modeling.check_model_path(base, "model (the SFT output's base)")
+    tokenizer = modeling.load_tokenizer(base, adapter)
+    dtype = modeling.torch_dtype(model_args.dtype, device=device)
 
     def load_base():
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-        if model_args.mode == "qlora":
-            disable_bnb_cpu_repack(model)
-        return model
+        return modeling.load_model(model_args, path=base, dtype=dtype, device=device)
 
     model = load_base()
     if model_args.mode == "full":
         if adapter:
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+            model = modeling.attach_adapter(model, adapter, merge=True, tokenizer=tokenizer)
         reference = load_base()
         if adapter:
-            reference = PeftModel.from_pretrained(reference, adapter).merge_and_unload()
+            reference = modeling.attach_adapter(reference, adapter, merge=True, tokenizer=tokenizer)
         reference.requires_grad_(False).eval()
         return tokenizer, model, reference
     if adapter:
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        model = modeling.attach_adapter(model, adapter, trainable=True, tokenizer=tokenizer)
         if model_args.reference == "sft":  # a frozen copy of the SFT adapter, switched on for the reference pass
             model.load_adapter(adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
             model.set_adapter("default")
     else:
-        model = get_peft_model(model, LoraConfig(
-            r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-            target_modules=(model_args.lora_target_modules[0] if model_args.lora_target_modules == ["all-linear"]
-                            else model_args.lora_target_modules), task_type="CAUSAL_LM"))
+        model = get_peft_model(model, model_args.lora_config())
     return tokenizer, model, None
 
 

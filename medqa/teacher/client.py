@@ -26,18 +26,21 @@ from typing import Any
 
 from medqa.pii import scrub
 from medqa.teacher.cache import CachedJudgement, CacheWriter, JudgementCache, cache_key
+from medqa.teacher.protocol import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    OFFLINE_FINGERPRINT,
+    OFFLINE_HEADER,
+    check_base_url,
+)
 from medqa.teacher.rubric import RUBRIC_VERSION, RubricError, build_messages, reask_messages, validate
 
 log = logging.getLogger("medqa.teacher")
 
-DEFAULT_BASE_URL = "https://api.deepseek.com"
-DEFAULT_MODEL = "deepseek-chat"
 KEY_ENV_VARS = ("MEDQA_TEACHER_API_KEY", "DEEPSEEK_API_KEY")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 AUTH_STATUS = frozenset({401, 403})  # a bad key: no later request can succeed either
 # Reply header (and system_fingerprint) by which the offline heuristic judge identifies itself however it is reached.
-OFFLINE_HEADER = "X-Medqa-Judge"
-OFFLINE_FINGERPRINT = "medqa-offline-heuristic"
 
 
 class Secret:
@@ -91,8 +94,6 @@ class TeacherConfig:
     endpoint_label: str | None = None  # recorded instead of the URL (the in-process offline judge's random port)
 
     def __post_init__(self) -> None:
-        from medqa.teacher.setup import check_base_url
-
         check_base_url(self.base_url)
         if not self.model:
             raise ValueError("teacher model must be a non-empty name")

@@ -31,14 +31,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from medqa.teacher.client import OFFLINE_FINGERPRINT, OFFLINE_HEADER
 from medqa.teacher.judge import OFFLINE_MODEL, heuristic_judgement
+from medqa.teacher.protocol import OFFLINE_BANNER, OFFLINE_FINGERPRINT, OFFLINE_HEADER
 from medqa.teacher.rubric import parse_user_prompt
 
 log = logging.getLogger("medqa.teacher.server")
 
-BANNER = ("!!! OFFLINE JUDGE: scores come from a transparent heuristic rubric (medqa.safety + rules), "
-          "NOT from an LLM teacher. Cache rows are labelled '{model}'. !!!")
+BANNER = OFFLINE_BANNER
 
 
 def pair_id(question: str, answer: str) -> str:
@@ -91,10 +90,9 @@ class _HFJudge:
     """A local causal LM as the judge (GPU users without API access). Generation runs in a worker thread."""
 
     def __init__(self, path: str):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from medqa.modeling import load_for_inference
 
-        self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype="auto", device_map="auto")
+        self.model, self.tok = load_for_inference(path)
         self.lock = threading.Lock()
 
     def generate(self, messages: list[dict[str, str]], max_tokens: int) -> str:

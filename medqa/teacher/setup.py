@@ -16,24 +16,12 @@ import argparse
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlparse
 
 from medqa.argtypes import at_least
+from medqa.teacher.protocol import OFFLINE_BANNER, TeacherSetupError, check_base_url
 
 DEFAULT_CACHE = "cache/teacher_judgements.sqlite"
 OFFLINE_ENDPOINT = "in-process:medqa-offline-judge"  # the endpoint recorded for `--teacher-offline`
-
-
-class TeacherSetupError(ValueError):
-    """The teacher cannot be configured as asked (the message says what to change)."""
-
-
-def check_base_url(url: str) -> str:
-    """`url` if it is an http(s) URL with a host, else TeacherSetupError."""
-    parsed = urlparse(url or "")
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise TeacherSetupError(f"base URL {url!r} is not an http(s) URL (expected e.g. https://api.deepseek.com)")
-    return url
 
 
 @dataclass
@@ -141,10 +129,9 @@ class Teacher:
 def announce_offline(url: str, stream: Any = None) -> None:
     """The loud notice every command prints when scores come from the offline judge."""
     from medqa.teacher.judge import OFFLINE_MODEL
-    from medqa.teacher.server import BANNER
 
     bar = "!" * 100
-    print(f"{bar}\n{BANNER.format(model=OFFLINE_MODEL)}\nusing the offline judge at {url}\n{bar}",
+    print(f"{bar}\n{OFFLINE_BANNER.format(model=OFFLINE_MODEL)}\nusing the offline judge at {url}\n{bar}",
           file=stream or sys.stderr, flush=True)
 
 
@@ -154,7 +141,8 @@ def build_teacher(args: TeacherArgs | argparse.Namespace, *, require_key: bool =
 
     Without a key, a base URL or `teacher_offline`, raises TeacherSetupError (never a silent fallback).
     `overrides` are extra `TeacherConfig` fields (e.g. `seed`)."""
-    from medqa.teacher.client import DEFAULT_BASE_URL, TeacherConfig
+    from medqa.teacher.client import TeacherConfig
+    from medqa.teacher.protocol import DEFAULT_BASE_URL
 
     ta = args if isinstance(args, TeacherArgs) else teacher_args_from_namespace(args)
     cache = ta.teacher_cache or None

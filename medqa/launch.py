@@ -1,0 +1,114 @@
+"""Launching the training stages: which accelerate config a run uses, and the stage entry points.
+
+`accelerate_config` is the launcher choice of `make sft-* / ppo / grpo / slurm-*` (PROFILE=, ACCEL=, the mode's
+default), printed for the Makefile by `medqa launch-config`. `sft`, `grpo` and `ppo` are what `scripts/*.py` run under
+`accelerate launch` and what `medqa sft|grpo|ppo` run in one process: parse the recipe and flags, train, and turn
+a bad input into exit status 2 with one line naming it.
+
+Stdlib only at import time: `make` runs `launch-config` with the system Python, before `make setup`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+ACCEL_DIR = "accelerate_configs"
+CPU_PROFILE = "cpu"
+
+
+def accelerate_config(profile: str, accel: str | None, default: str) -> str:
+    """The accelerate config file of a run.
+
+    `accel` naming a .yaml file is used as is. Under the cpu profile every launcher is a CPU one: `cpu.yaml`
+    (DDP; also `accel` cpu or ddp) or `cpu_<accel>.yaml` (zero2, zero3). Elsewhere `accel` or the mode's `default`
+    names `accelerate_configs/<name>.yaml`."""
+    accel = (accel or "").strip()
+    if accel.endswith(".yaml"):
+        return accel
+    if profile == CPU_PROFILE:
+        name = f"cpu_{accel}" if accel and accel not in ("cpu", "ddp") else "cpu"
+    else:
+        name = accel or default
+    return f"{ACCEL_DIR}/{name}.yaml"
+
+
+def launch_config_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="medqa launch-config", description="print the accelerate config a run uses")
+    p.add_argument("--profile", default="gpu", help="hardware profile (gpu, cpu, 8gb, …)")
+    p.add_argument("--accel", default="", help="ACCEL=: a config name or a .yaml path; empty: the mode's default")
+    p.add_argument("--default", required=True, help="the mode's launcher on GPUs (single_gpu, zero2, zero3, …)")
+    args = p.parse_args(argv)
+    print(accelerate_config(args.profile, args.accel, args.default))
+    return 0
+
+
+def _fail(stage: str, error: BaseException, status: int = 2, prefix: str = "") -> int:
+    print(f"{stage}: {prefix}{error}", file=sys.stderr)
+    return status
+
+
+def sft(argv: list[str]) -> int:
+    """SFT from `--config RECIPE` and flags (medqa/sft.py)."""
+    from medqa.sft import main, parse_args
+
+    try:
+        args = parse_args(argv)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail("sft", e)
+    main(*args)
+    return 0
+
+
+def grpo(argv: list[str]) -> int:
+    """GRPO from `--config RECIPE` and flags (medqa/grpo.py)."""
+    from medqa.grpo import main, parse_args
+    from medqa.io import InputError
+    from medqa.teacher.setup import TeacherSetupError
+
+    try:
+        args = parse_args(argv)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail("grpo", e)
+    try:
+        main(*args)
+    except (TeacherSetupError, InputError, FileNotFoundError) as e:
+        return _fail("grpo", e)
+    return 0
+
+
+def ppo(argv: list[str]) -> int:
+    """PPO from `--config RECIPE` and flags (medqa/ppo/); 3 when the teacher became unavailable mid-run."""
+    from medqa.ppo.config import parse_args
+    from medqa.ppo.scoring import TeacherUnavailable
+    from medqa.teacher.setup import TeacherSetupError
+
+    try:
+        model_args, ppo_config, teacher_args = parse_args(argv)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail("ppo", e)
+    from medqa.io import InputError
+    from medqa.ppo.trainer import main
+
+    try:
+        main(model_args, ppo_config, teacher_args)
+    except (InputError, FileNotFoundError, TeacherSetupError) as e:
+        return _fail("ppo", e)
+    except TeacherUnavailable as e:
+        return _fail("ppo", e, status=3, prefix="stopped: ")
+    # Every rank has passed main's last barrier with its outputs written and synced. A multi-process run ends here
+    # without the interpreter's teardown: tearing down the distributed backends' C++ objects (gloo groups,
+    # DeepSpeed's shared-memory op) after a finished run now and then met a still-joinable thread and aborted a rank
+    # with SIGABRT ("terminate called without an active exception"), failing a run whose outputs were complete.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(launch_config_main())
