@@ -169,6 +169,17 @@ def _full_tokens(text, near):
     return out
 
 
+def test_round_two_blind_set_meets_the_targets():
+    """tests/data/pii_blind_r2.jsonl (written before the round-2 changes; 12/41 identifiers were removed then):
+    recall >= 0.98 and at most 1 % of its clinical texts changed."""
+    from medqa.safety_eval import pii_measure
+
+    m = pii_measure(_DATA / "pii_blind_r2.jsonl")
+    assert m["identifiers"] >= 40 and m["clinical"] >= 30
+    assert m["found"] / m["identifiers"] >= 0.98, m
+    assert m["false_scrubs"] / m["clinical"] <= 0.01, m
+
+
 def test_segmenting_only_candidate_blocks_finds_the_same_identifiers(monkeypatch):
     """jieba runs only on blocks that can hold a name; that must not change a single finding."""
     import json

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from medqa import safety as S
 from medqa.safety import checks as C
