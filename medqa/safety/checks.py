@@ -8,6 +8,7 @@ their patterns here.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -58,8 +59,13 @@ def red_flags(question: str) -> list[str]:
     pregnancy, poisoning, choking, bites, trauma (also large burns), sepsis, dehydration, torsion, abdomen,
     vision, gi_bleeding, hypoglycemia, heat, drowning, electric, asthma.
     """
-    text = question or ""
-    return [name for name in LEXICON.red_flags.categories if _category_hit(name, text)]
+    return list(_flags(question or ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _flags(text: str) -> tuple[str, ...]:
+    """`red_flags` of one text, remembered: the reward, the judge and the metrics ask about the same question."""
+    return tuple(name for name in LEXICON.red_flags.categories if _category_hit(name, text))
 
 
 def needs_emergency(question: str, meta: Mapping[str, Any] | None = None) -> bool:
