@@ -80,8 +80,9 @@ def load_sets(paths: Iterable[str | os.PathLike] = DEFAULT_SETS) -> list[dict[st
     rows: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     for path in paths:
-        for line, row in enumerate(load(path), 1):
+        for row in load(path):
             if row["id"] in seen:
+                line = next(n for n, r in iter_jsonl(path) if r.get("id") == row["id"])
                 raise InputError(path, line, "id", f"duplicate id {row['id']!r} (also in {seen[row['id']]})")
             seen[row["id"]] = str(path)
             rows.append(row)

@@ -79,3 +79,13 @@ def test_bad_labelled_row_is_reported_with_file_line_and_field(tmp_path):
     with pytest.raises(E.InputError, match=r"bad\.jsonl:2: needs_emergency: expected bool"):
         E.load(bad)
     assert E.main(["--data", str(bad)]) == 2
+
+
+def test_an_id_in_two_labelled_files_is_reported(tmp_path):
+    row = {"id": "q1", "kind": "question", "lang": "en", "category": "none", "needs_emergency": False, "question": "hi"}
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps(row) + "\n")
+    second.write_text(json.dumps({**row, "id": "q0"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(E.InputError, match=r"b\.jsonl:2: id: duplicate id 'q1' \(also in .*a\.jsonl\)"):
+        E.load_sets([first, second])
+    assert E.main(["--data", str(first), "--data", str(second)]) == 2
