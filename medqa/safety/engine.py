@@ -130,8 +130,8 @@ _FILLER = re.compile(r"^(?:\s|then|also|please|immediately|straight away|right a
                      r"drive|him|her|them|yourself|the (?:child|baby|patient)|straight|立即|立刻|马上|赶紧|赶快|尽快|请|也|就|直接|"
                      r"现在|快|去|送|带[他她孩子宝宝]*)*$", _I)
 _LEAD_END = re.compile(r"\b(?:and|but|or|so|then|also|please|however|otherwise)[\s,]*$", _I)
-# A condition's own consequent starts in its clause: "如果有X就…", "X的话可以…", "if so, then…".
-_CONSEQUENT = re.compile(r"就|则|那么|的话|\bthen\b", _I)
+# A condition's own instruction starts in its clause: "如果有X就…", "如果有X先测一下", "X的话可以…", "if so, then…".
+_CONSEQUENT = re.compile(r"就|则|那么|的话|先|可以|请|\bthen\b", _I)
 
 
 def _segments(text: str, start: int, end: int) -> list[tuple[int, int]]:
