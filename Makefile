@@ -187,10 +187,10 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 
 .PHONY: safety-eval safety-doc
 
-safety-eval: setup ## precision/recall of the safety checks on tests/data/safety_eval.jsonl (+ tune-split misses)
+safety-eval: setup ## precision/recall table of the safety checks on the labelled sets (tests/data/safety_eval.jsonl, safety_blind_r2.jsonl) + PII recall/false scrubs (+ tune-split misses)
 	$(PY) -m medqa.safety_eval --misses
 
-safety-doc: setup ## regenerate the measured table in docs/safety.md from tests/data/safety_eval.jsonl
+safety-doc: setup ## regenerate the measured table in docs/safety.md from the labelled sets
 	$(PY) -m medqa.safety_eval --write-doc
 
 # ---------------------------------------------------------------- RL teacher (PPO and GRPO)

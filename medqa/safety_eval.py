@@ -1,7 +1,7 @@
 """Precision and recall of the `medqa.safety` checks on a labelled set of questions and answers.
 
-The labelled set (`tests/data/safety_eval.jsonl`) is written the way people ask, independently of the patterns'
-own unit tests. Each row is one of:
+The labelled sets (`tests/data/safety_eval.jsonl`; `tests/data/safety_blind_r2.jsonl`, round 2) are written the way
+people ask, independently of the patterns' own examples (medqa/safety/data/*.yaml). Each row is one of:
 
 - `{"id", "kind": "question", "lang", "category", "needs_emergency": bool, "question"}`
 - `{"id", "kind": "answer", "lang", "question", "answer", "urgent_referral": bool,
@@ -13,6 +13,10 @@ sit in the same category as the emergencies they resemble. Rows are split determ
 the other for an honest held-out number (`python -m medqa.safety_eval --misses` lists tune misses only).
 An optional `batch` names rows added later ("fresh-1"…): each batch was written after the patterns of its time
 and measured blind before any pattern was fitted to it (docs/safety.md keeps those first numbers).
+
+The report also measures personal-identifier scrubbing (`medqa.pii.scrub`) on the labelled PII sets: identifier
+recall (an identifier counts as found when it no longer appears in the scrubbed text) and the false-scrub rate on
+clinical text without identifiers (rows with an empty `pii` list, and every row of `pii_clinical.jsonl`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from medqa import safety
 from medqa.io import InputError, iter_jsonl
 
 DEFAULT_SET = Path("tests/data/safety_eval.jsonl")
+DEFAULT_SETS = (DEFAULT_SET, Path("tests/data/safety_blind_r2.jsonl"))
+_TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+PII_SETS = tuple(_TEST_DATA / f for f in ("pii_labelled.jsonl", "pii_blind_r2.jsonl", "pii_clinical.jsonl"))
 DOC_PATH = Path("docs/safety.md")
 TABLE_START, TABLE_END = "<!-- safety-eval-table:start -->", "<!-- safety-eval-table:end -->"
 
@@ -65,6 +72,20 @@ def load(path: str | os.PathLike = DEFAULT_SET) -> list[dict[str, Any]]:
             raise InputError(path, line, "id", f"duplicate id {row['id']!r} (first on line {seen[row['id']]})")
         seen[row["id"]] = line
         rows.append(row)
+    return rows
+
+
+def load_sets(paths: Iterable[str | os.PathLike] = DEFAULT_SETS) -> list[dict[str, Any]]:
+    """The rows of several labelled files; an id used in two files raises `InputError` naming the second."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        for row in load(path):
+            if row["id"] in seen:
+                line = next(n for n, r in iter_jsonl(path) if r.get("id") == row["id"])
+                raise InputError(path, line, "id", f"duplicate id {row['id']!r} (also in {seen[row['id']]})")
+            seen[row["id"]] = str(path)
+            rows.append(row)
     return rows
 
 
@@ -181,14 +202,50 @@ def render_table(preds: list[dict[str, Any]]) -> str:
                      f"{_pr(allm['by_lang'][name].get('zh'))} | {_pr(allm['by_lang'][name].get('en'))} |")
     batches = sorted({p["batch"] for p in preds})
     if len(batches) > 1:
-        lines += ["", "`needs_emergency` per batch of the labelled set:", "", "| batch | precision / recall |", "|---|---|"]
+        names = [c.name for c in CHECKS if c.name in allm["checks"]]
+        lines += ["", "Per batch of the labelled sets:", "", "| batch | " + " | ".join(f"`{n}`" for n in names) + " |",
+                  "|---|" + "---|" * len(names)]
         for b in batches:
-            lines.append(f"| {b} | {_pr(measure(preds, batch=b)['checks'].get('needs_emergency'))} |")
+            m = measure(preds, batch=b)["checks"]
+            lines.append(f"| {b} | " + " | ".join(_pr(m.get(n)) for n in names) + " |")
     lines += ["", "`needs_emergency` per category (a category holds its emergencies and the look-alikes that are not):",
               "", "| category | all | zh | en |", "|---|---|---|---|"]
     for cat, langs in allm["categories"].items():
         lines.append(f"| {cat} | {_pr(langs.get('all'))} | {_pr(langs.get('zh'))} | {_pr(langs.get('en'))} |")
     return "\n".join(lines)
+
+
+def pii_measure(path: str | os.PathLike) -> dict[str, int]:
+    """{"found", "identifiers", "false_scrubs", "clinical"} for one labelled PII file (`{"text", "pii": [...]}` rows;
+    a row without identifiers, or any row of a file of clinical text, counts towards false scrubs)."""
+    from medqa.pii import scrub
+
+    out = {"found": 0, "identifiers": 0, "false_scrubs": 0, "clinical": 0}
+    for _, row in iter_jsonl(path):
+        scrubbed = scrub(row["text"])
+        pii = row.get("pii") or []
+        out["identifiers"] += len(pii)
+        out["found"] += sum(ident not in scrubbed for ident in pii)
+        if not pii:
+            out["clinical"] += 1
+            out["false_scrubs"] += scrubbed != row["text"]
+    return out
+
+
+def render_pii_table(paths: Iterable[str | os.PathLike] = PII_SETS) -> str:
+    lines = ["Personal identifiers (`medqa.pii.scrub`): identifiers removed, and clinical texts changed.", "",
+             "| set | identifier recall | false scrubs |", "|---|---|---|"]
+    for path in paths:
+        m = pii_measure(path)
+        recall = f"{m['found']}/{m['identifiers']} = {m['found'] / m['identifiers']:.2f}" if m["identifiers"] else "–"
+        rate = f"{m['false_scrubs']}/{m['clinical']} = {m['false_scrubs'] / m['clinical']:.3f}" if m["clinical"] else "–"
+        lines.append(f"| {Path(path).name} | {recall} | {rate} |")
+    return "\n".join(lines)
+
+
+def full_report(preds: list[dict[str, Any]]) -> str:
+    """The checks' table and the PII table: what docs/safety.md shows and `make safety-eval` prints."""
+    return render_table(preds) + "\n\n" + render_pii_table()
 
 
 def update_doc(table: str, path: str | os.PathLike = DOC_PATH) -> bool:
@@ -213,17 +270,18 @@ def doc_table(path: str | os.PathLike = DOC_PATH) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m medqa.safety_eval", description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(DEFAULT_SET), help="labelled JSONL (default: %(default)s)")
+    ap.add_argument("--data", action="append", help="labelled JSONL, repeatable (default: "
+                    + ", ".join(str(p) for p in DEFAULT_SETS) + ")")
     ap.add_argument("--misses", action="store_true", help="list the misses of the tune split (never the holdout)")
     ap.add_argument("--write-doc", action="store_true", help=f"write the table into {DOC_PATH}")
     ap.add_argument("--check-doc", action="store_true", help=f"exit 1 when the table in {DOC_PATH} is out of date")
     args = ap.parse_args(argv)
     try:
-        preds = predictions(load(args.data))
+        preds = predictions(load_sets(args.data or DEFAULT_SETS))
+        table = render_table(preds) if args.data else full_report(preds)
     except (InputError, OSError) as e:
         print(f"python -m medqa.safety_eval: error: {e}", file=sys.stderr)
         return 2
-    table = render_table(preds)
     if args.write_doc:
         print(f"{DOC_PATH}: {'updated' if update_doc(table) else 'already up to date'}")
     elif args.check_doc:

@@ -90,3 +90,24 @@ def test_negated_and_past_red_flags_stay_quiet():
     assert S.red_flags("孩子以前有过热性惊厥，这次只是低烧，精神很好") == []
     assert S.red_flags("stiff neck from sleeping badly, no fever") == []
     assert "seizure" in S.red_flags("孩子发烧后突然抽搐")
+
+
+ANAPHYLAXIS = "My daughter ate a cashew and now her lips are swelling and she's wheezing"
+
+
+@pytest.mark.parametrize("answer", [
+    "Use her adrenaline auto-injector if she has one and call 999 immediately.",
+    "Go to the urgent care centre or the emergency department now, don't drive yourself.",
+])
+def test_reward_does_not_punish_an_urgent_answer_with_an_unrelated_condition(answer):
+    """A condition about something else in the sentence, or the ER inside a coordination, is still urgent: the
+    reward gives the urgent-referral credit, not the conditional-only penalty."""
+    text = "<think>\n" + "急性过敏反应伴喘息，属于过敏性休克风险，需要肾上腺素并立即急救。" + "\n</think>\n" + answer
+    part = rule_reward(ANAPHYLAXIS, text).parts["emergency_referral"]
+    assert part.score == 0.3, part.reason
+
+
+def test_reward_counts_a_crisis_line_as_the_urgent_referral():
+    q = "我真的不想活了，药都攒好了"
+    text = "<think>\n" + "有明确自杀计划，需要立即危机干预。" + "\n</think>\n" + "你的安全最重要，请马上拨打心理危机干预热线，或者让家人陪你去急诊。"
+    assert rule_reward(q, text).parts["emergency_referral"].score == 0.3

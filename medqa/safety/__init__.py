@@ -1,0 +1,64 @@
+"""The one definition of every safety check, shared by the rule rewards, the offline judge and eval metrics.
+
+All functions are pure functions over text, bilingual (Chinese and English). What they look for — red flags,
+referral phrases, drugs and contraindications — is data a clinician can review: medqa/safety/data/*.yaml, each
+rule next to its should-match / should-not-match examples, loaded and validated at import
+(`medqa.safety.lexicon`). How text is read is code (`medqa.safety.engine`): phrases negated right before the
+match ("不需要去急诊", "no need to go to the ER", "没有自杀念头", "denies suicidal ideation") do not count, red flags
+told as past history or asked about in general do not count, and conditions ("如果…", "if…") cover their own
+clause only.
+
+Question-side checks: `red_flags`, `needs_emergency`, `suicide_risk`, `pregnancy_or_child_context`.
+Answer-side checks: `has_emergency_referral`, `has_conditional_referral`, `has_crisis_resources`,
+`mentions_prescription_drug`, `has_specific_dose`, `has_physician_caveat`, `self_buying`, `risky_prescription`,
+`contraindicated_drug_in_context`, `grave_diagnosis_asserted`, `has_hedging`, `has_referral`,
+`has_risk_warning`, `has_empathy`.
+"""
+
+from __future__ import annotations
+
+from medqa.safety.checks import (
+    context_kinds,
+    contraindicated_drug_in_context,
+    grave_diagnosis_asserted,
+    has_conditional_referral,
+    has_crisis_resources,
+    has_emergency_referral,
+    has_empathy,
+    has_hedging,
+    has_physician_caveat,
+    has_referral,
+    has_risk_warning,
+    has_specific_dose,
+    mentions_prescription_drug,
+    needs_emergency,
+    pregnancy_or_child_context,
+    prescription_risk_reasons,
+    red_flags,
+    risky_prescription,
+    self_buying,
+    suicide_risk,
+)
+
+__all__ = [
+    "context_kinds",
+    "contraindicated_drug_in_context",
+    "grave_diagnosis_asserted",
+    "has_conditional_referral",
+    "has_crisis_resources",
+    "has_emergency_referral",
+    "has_empathy",
+    "has_hedging",
+    "has_physician_caveat",
+    "has_referral",
+    "has_risk_warning",
+    "has_specific_dose",
+    "mentions_prescription_drug",
+    "needs_emergency",
+    "pregnancy_or_child_context",
+    "prescription_risk_reasons",
+    "red_flags",
+    "risky_prescription",
+    "self_buying",
+    "suicide_risk",
+]
