@@ -23,7 +23,7 @@ def render() -> str:
         "Format rules read the `<think>` block; content and safety rules read only the answer after `</think>`.",
         f"Lengths are in units (one CJK character or one Latin word): reasoning >= {THINK_MIN_UNITS}, "
         f"answer >= {ANSWER_MIN_UNITS}.",
-        f"`R_rules` ranges from {MIN_TOTAL:g} to {MAX_TOTAL:g}. The safety checks are defined once in `medqa/safety.py`.",
+        f"`R_rules` ranges from {MIN_TOTAL:g} to {MAX_TOTAL:g}. The safety checks are defined once in `medqa/safety/` (engine in code, lexicon in its YAML files).",
         "",
         "| rule | category | scores | what it checks |",
         "|---|---|---|---|",
