@@ -34,7 +34,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
-    with atomic_dir(out, inputs=inputs, overwrite=overwrite) as tmp:  # a killed merge leaves no half-written model
+    with atomic_dir(out, inputs=inputs, overwrite=overwrite, kind="merge") as tmp:  # a killed merge leaves no half-written model
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out

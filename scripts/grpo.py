@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import sys
 
+from medqa.checkpoints import ResumeError
 from medqa.grpo import main, parse_args
-from medqa.io import InputError
+from medqa.io import InputError, OutputError
+from medqa.preemption import RankZeroError, exit_with_launcher
 from medqa.teacher.setup import TeacherSetupError
 
 if __name__ == "__main__":
+    exit_with_launcher()
     try:
         args = parse_args(sys.argv[1:])
     except (ValueError, FileNotFoundError) as e:
@@ -19,6 +22,6 @@ if __name__ == "__main__":
         raise SystemExit(2) from None
     try:
         main(*args)
-    except (TeacherSetupError, InputError, FileNotFoundError) as e:
+    except (TeacherSetupError, InputError, FileNotFoundError, OutputError, ResumeError, RankZeroError) as e:
         print(f"grpo: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -9,11 +9,15 @@ import logging
 import os
 import sys
 
+from medqa.checkpoints import ResumeError
+from medqa.io import OutputError
 from medqa.ppo.config import parse_args
 from medqa.ppo.scoring import TeacherUnavailable
+from medqa.preemption import RankZeroError, exit_with_launcher
 from medqa.teacher.setup import TeacherSetupError
 
 if __name__ == "__main__":
+    exit_with_launcher()
     try:
         model_args, ppo_config, teacher_args = parse_args(sys.argv[1:])
     except (ValueError, FileNotFoundError) as e:
@@ -24,7 +28,7 @@ if __name__ == "__main__":
 
     try:
         main(model_args, ppo_config, teacher_args)
-    except (InputError, FileNotFoundError, TeacherSetupError) as e:
+    except (InputError, FileNotFoundError, TeacherSetupError, OutputError, ResumeError, RankZeroError) as e:
         print(f"ppo: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except TeacherUnavailable as e:
