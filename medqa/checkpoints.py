@@ -38,8 +38,9 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 RUN_RECORD = "medqa_run.json"
 LOG_FILES = ("metrics.jsonl", "samples.jsonl")
 EVENTS_DIR = "runs"
-# What a stage writes while it runs (the manifest lists these from the start, the rest once the run is done).
-RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_DIR)
+# What a stage writes while it runs (the manifest lists these from the start, the rest once the run is done);
+# TRL rewrites the model card README.md with every checkpoint.
+RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_DIR, "README.md")
 
 
 class ResumeError(ValueError):
@@ -342,3 +343,15 @@ class TrainerRun:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+TRAINING_STAGES = ("sft", "grpo", "ppo")
+
+
+def discard_run(out: str | os.PathLike) -> None:
+    """Delete the run folder `out` when its manifest says a training stage wrote it (a benchmark's scratch run,
+    rerun from scratch each time); anything else is left for the run to refuse."""
+    import shutil
+
+    if Path(out).is_dir() and read_manifest(out).get("kind") in TRAINING_STAGES:
+        shutil.rmtree(out)
