@@ -28,6 +28,7 @@ from medqa.io import (
     atomic_write,
     check_output_dir,
     iter_jsonl,
+    manifest_files,
     own_entries,
     read_manifest,
     write_jsonl,
@@ -198,7 +199,7 @@ def prepare_run_dir(out: str | os.PathLike, identity: RunIdentity, *, complete_m
         say(f"{identity.stage}: a fresh run: moved the earlier run in {out} to {aside}")
     out.mkdir(parents=True, exist_ok=True)
     entries = set(RUN_ENTRIES) | (own_entries(out) - {MANIFEST})
-    write_manifest(out, identity.stage, entries, read_manifest(out).get("files"))
+    write_manifest(out, identity.stage, entries, manifest_files(out))
     return RunDir(out, Path(requested) if requested is not None else found, aside)
 
 
@@ -213,7 +214,7 @@ def finish_run_dir(out: str | os.PathLike, stage: str) -> None:
     """Record everything the finished run left in `out` in its manifest (the final model files included)."""
     out = Path(out)
     names = {p.name for p in out.iterdir()} - {MANIFEST}
-    write_manifest(out, stage, set(RUN_ENTRIES) | names, read_manifest(out).get("files"))
+    write_manifest(out, stage, set(RUN_ENTRIES) | names, manifest_files(out))
 
 
 # ---------------------------------------------------------------- logs

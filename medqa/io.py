@@ -110,6 +110,12 @@ def write_manifest(folder: str | os.PathLike, kind: str | None, entries: Iterabl
         fh.write(json.dumps(data, indent=1) + "\n")
 
 
+def manifest_files(folder: str | os.PathLike) -> dict[str, str]:
+    """The single files recorded in `folder`'s manifest: name -> the command that writes it."""
+    files = read_manifest(folder).get("files", {})
+    return files if isinstance(files, dict) else {}
+
+
 def _is_known(name: str, patterns: Iterable[str]) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -117,7 +123,9 @@ def _is_known(name: str, patterns: Iterable[str]) -> bool:
 def own_entries(folder: str | os.PathLike) -> set[str]:
     """The names in `folder` medqa's manifest accounts for (the manifest and lock included)."""
     m = read_manifest(folder)
-    patterns = [*m.get("entries", []), *m.get("files", {})] if isinstance(m.get("entries", []), list) else []
+    entries, files = m.get("entries", []), m.get("files", {})
+    patterns = [str(p) for p in (entries if isinstance(entries, list) else [])] + list(
+        files if isinstance(files, dict) else {})
     return {p.name for p in Path(folder).iterdir() if p.name == MANIFEST or _is_known(p.name, patterns)}
 
 
@@ -161,7 +169,7 @@ def check_output_file(path: str | os.PathLike, kind: str, inputs: Iterable[str |
         raise OutputError(f"{path}: is a folder; the output is a file, choose another path")
     if not p.exists() or overwrite:
         return
-    if read_manifest(p.parent).get("files", {}).get(p.name) != kind:
+    if manifest_files(p.parent).get(p.name) != kind:
         raise OutputError(f"{path}: exists and was not written by medqa {kind}; choose another output path, or pass "
                           "--overwrite to replace it")
 
@@ -171,10 +179,9 @@ def record_output_file(path: str | os.PathLike, kind: str) -> None:
     short can be resumed or rerun)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    m = read_manifest(p.parent)
-    files = {**m.get("files", {}), p.name: kind}
-    if m.get("files", {}).get(p.name) != kind:
-        write_manifest(p.parent, m.get("kind"), m.get("entries", []), files)
+    m, files = read_manifest(p.parent), manifest_files(p.parent)
+    if files.get(p.name) != kind:
+        write_manifest(p.parent, m.get("kind"), m.get("entries", []), {**files, p.name: kind})
 
 
 # ---------------------------------------------------------------- one run per output

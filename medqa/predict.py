@@ -36,7 +36,7 @@ from medqa.io import (
     append_jsonl,
     check_output_file,
     iter_jsonl,
-    read_manifest,
+    manifest_files,
     record_output_file,
     same_file,
     write_jsonl,
@@ -247,7 +247,7 @@ def run_predict(
 
     def claim() -> None:
         lock.acquire()
-        if output.exists() and read_manifest(output.parent).get("files", {}).get(output.name) != KIND:
+        if output.exists() and manifest_files(output.parent).get(output.name) != KIND:
             output.unlink()  # --overwrite (checked above): replaced, not continued
         record_output_file(output, KIND)
 
