@@ -5,6 +5,10 @@ which a signal would kill. So the request is a file: `MEDQA_STOP_FILE` names it 
 create it when Slurm sends USR1 before the time limit). After every optimizer step each rank looks for the file and
 the ranks agree (one all-reduce of a flag), so all of them save the same checkpoint and stop at the same step;
 the next attempt resumes from that checkpoint.
+
+The other way round, the ranks stop when their launcher is killed (`exit_with_launcher`: torchrun starts each rank
+in a session of its own, out of reach of a signal to make's process group), and rank 0 takes the decisions about
+the output folder for all ranks (`rank0_decides`).
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def exit_with_launcher(poll_s: float = PARENT_POLL_S) -> bool:
     import threading
 
     launched = "LOCAL_RANK" in os.environ or any(k.startswith("ACCELERATE_") for k in os.environ)
-    if not launched or os.environ.get("MEDQA_KEEP_ORPHANS") == "1":
+    if not launched:
         return False
     parent = os.getppid()
 
