@@ -39,9 +39,14 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 RUN_RECORD = "medqa_run.json"
 LOG_FILES = ("metrics.jsonl", "samples.jsonl")
 EVENTS_DIR = "runs"
-# What a stage writes while it runs (the manifest lists these from the start, the rest once the run is done);
+# What a stage writes into its folder (the manifest lists these patterns from the start, so a run cut short, even
+# while saving its final model, is still recognised as the stage's own; the finished run lists its actual entries).
 # TRL rewrites the model card README.md with every checkpoint.
-RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_DIR, "README.md")
+RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_DIR, "README.md",
+               "adapter_*", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "config.json",
+               "generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+               "merges.txt", "chat_template.jinja", "training_args.bin", "value_head.pt", "ref", "*_summary.json",
+               "reward_kl.png")
 
 
 class ResumeError(ValueError):

@@ -152,6 +152,33 @@ def test_predict_and_eval_run_refuse_files_they_did_not_write(tmp_path, tiny_thi
     assert (run / "dev" / "metrics.json").read_text() == '{"mine": 1}' and not (run / "dev" / "predictions.jsonl").exists()
 
 
+def test_eval_score_and_compare_write_only_their_own_files(tmp_path, capsys):
+    from medqa.eval.cli import main
+
+    preds = tmp_path / "preds.jsonl"
+    write_jsonl(preds, [{"id": f"q{i}", "question": "头痛三天了", "prediction": "<think>x</think>注意休息。"}
+                        for i in range(3)])
+    scored = tmp_path / "A" / "dev"
+    scored.mkdir(parents=True)
+    (scored / "items.jsonl").write_text("my items\n")
+    assert main(["score", "--predictions", str(preds), "--out", str(scored)]) == 2
+    assert "items.jsonl: exists and was not written by medqa eval" in capsys.readouterr().err
+    assert (scored / "items.jsonl").read_text() == "my items\n" and not (scored / "metrics.json").exists()
+    assert main(["score", "--predictions", str(preds), "--out", str(scored), "--overwrite"]) == 0
+    assert main(["score", "--predictions", str(preds), "--out", str(scored)]) == 0  # its own files: rescored
+    assert main(["score", "--predictions", str(preds), "--out", str(tmp_path / "B" / "dev")]) == 0
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("my report")
+    assert main(["compare", str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(report)]) == 2
+    assert "report.md" in capsys.readouterr().err and (report / "report.md").read_text() == "my report"
+    (report / "report.md").unlink()
+    for _ in range(2):  # an empty folder, then its own report
+        assert main(["compare", str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(report)]) == 0
+    assert (report / "report.html").is_file()
+
+
 # ---------------------------------------------------------------- 4, 5: RESUME=0 moves aside; resume trims every log
 
 
