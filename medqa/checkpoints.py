@@ -10,7 +10,6 @@ earlier run is moved aside (`OUT.prev-<time>`), never mixed with the new one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -260,22 +259,6 @@ def _trim_event_file(path: Path, step: int) -> None:
         for raw in kept:
             writer.write(raw)
         writer.flush()
-
-
-# ---------------------------------------------------------------- the lock
-
-
-@contextlib.contextmanager
-def holding(out: str | os.PathLike, what: str, enabled: bool = True):
-    """Hold the output lock of `out` (medqa.io.OutputLock) for the block, on the process that writes (rank 0)."""
-    from medqa.io import OutputLock
-
-    if not enabled:
-        yield None
-        return
-    with OutputLock(out, what) as lock:
-        yield lock
-
 
 
 # ---------------------------------------------------------------- Hugging Face Trainer runs (SFT, GRPO)

@@ -197,6 +197,7 @@ def lock_path(out: str | os.PathLike) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """A process with this pid exists on this host (signal 0 only checks)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -237,12 +238,17 @@ class OutputLock:
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError):
-            if time.time() - self.path.stat().st_mtime < 10:  # being written right now
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return
+            if age < 10:  # being written right now
                 time.sleep(0.5)
                 return
             owner, pid, host = {}, -1, socket.gethostname()  # unreadable and old: a torn write
-        if host == socket.gethostname() and (pid == os.getpid() or not _pid_alive(pid)):
-            print(f"medqa: taking over the stale lock {self.path} (pid {pid} is gone)", file=sys.stderr)
+        if host == socket.gethostname() and (pid <= 0 or pid == os.getpid() or not _pid_alive(pid)):
+            why = f"pid {pid} is gone" if pid > 0 and pid != os.getpid() else "left by this process or unreadable"
+            print(f"medqa: taking over the stale lock {self.path} ({why})", file=sys.stderr)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             return
