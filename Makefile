@@ -72,7 +72,8 @@ rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
 # Launcher: accelerate_configs/ACCEL.yaml; PROFILE=cpu runs 2 CPU processes: DDP (accelerate_configs/cpu.yaml, also
 # ACCEL=ddp) or ACCEL=zero2|zero3 (cpu_zero2.yaml, cpu_zero3.yaml).
 # MODEL=, OUT= and ARGS="--max_steps 3 …" override the recipe; RESUME=1 resumes (it is automatic when OUT has a
-# checkpoint), RESUME=0 starts fresh; NPROC= sets the number of processes (GPUs).
+# checkpoint of the same run), RESUME=0 starts fresh (an earlier run in OUT is moved aside to OUT.prev-<time>);
+# NPROC= sets the number of processes (GPUs).
 PROFILE ?= gpu
 ACCEL   ?=
 RECIPE  ?=

@@ -43,7 +43,6 @@ from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
-from medqa.sft import resolve_resume
 from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
@@ -111,7 +110,11 @@ class MedqaGRPOConfig(GRPOConfig):
     save_total_limit: int | None = 2
     seed: int = 42
     auto_resume: bool = field(
-        default=True, metadata={"help": "resume from the newest complete checkpoint in output_dir, if any"}
+        default=True, metadata={"help": "resume from the newest complete checkpoint of this run in output_dir, if "
+                                        "any (false: move an earlier run aside)"}
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "output_dir holds files medqa grpo did not write: move them aside and start fresh"}
     )
 
     def __post_init__(self):
@@ -366,35 +369,54 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
     return trainer
 
 
-def trim_logs(output_dir: str | Path, step: int) -> None:
-    """Drop metrics/samples rows logged after `step` (a resumed run logs those steps again)."""
-    from medqa.io import iter_jsonl, write_jsonl
+# The settings a resumed run must share with its checkpoint (max_steps, save_steps, logging may change).
+RUN_KEY_SCRIPT = ("prompts_file", "max_prompts")
+RUN_KEY_TRAINING = ("seed", "learning_rate", "lr_scheduler_type", "beta", "num_generations", "temperature",
+                    "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
+                    "reward_weights")
+RUN_KEY_MODEL = ("model_name_or_path", "base_model", "mode", "lora_r", "lora_alpha", "lora_target_modules")
 
-    for name in (METRICS_FILE, SAMPLES_FILE):
-        path = Path(output_dir) / name
-        if path.is_file():
-            write_jsonl(path, [row for _, row in iter_jsonl(path, tolerant=True) if row.get("step", 0) <= step])
+
+def run_settings(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig,
+                 model_args: GRPOModelArguments) -> dict[str, Any]:
+    return {**{k: getattr(script_args, k) for k in RUN_KEY_SCRIPT},
+            **{k: getattr(training_args, k) for k in RUN_KEY_TRAINING},
+            **{k: getattr(model_args, k) for k in RUN_KEY_MODEL}}
 
 
 def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
          teacher_args: TeacherArgs) -> dict:
-    """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary."""
+    """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary. OUT is locked
+    and claimed first (medqa/checkpoints.py): never the SFT output, never another command's folder or run."""
+    from medqa.checkpoints import TrainerRun
+    from medqa.generation import resolve_model_paths
+
+    base, adapter = resolve_model_paths(model_args.model_name_or_path)
+    run = TrainerRun("grpo", training_args, run_settings(script_args, training_args, model_args),
+                     inputs=[model_args.model_name_or_path, model_args.base_model or base, adapter,
+                             script_args.prompts_file])
+    resume = run.start()  # before the model loads: a refused output costs nothing
+    try:
+        return _train(run, resume, script_args, training_args, model_args, teacher_args)
+    finally:
+        run.release()
+
+
+def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig,
+           model_args: GRPOModelArguments, teacher_args: TeacherArgs) -> dict:
     from accelerate.utils import gather_object
 
     from medqa.throughput import peak_memory_gib, peak_rss_gib
 
     trainer = build_trainer(script_args, training_args, model_args, teacher_args)
+    trainer.add_callback(run.callback())
     is_main = trainer.accelerator.is_main_process
     stop_file = stop_file_from_env()  # MEDQA_STOP_FILE: checkpoint and stop (medqa/preemption.py)
     stopper = StopFileCallback(stop_file) if stop_file else None
     if stopper:
         trainer.add_callback(stopper)
-    resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
-    if is_main:
-        trim_logs(training_args.output_dir, int(Path(resume).name.split("-")[-1]) if resume else 0)
-    trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)
@@ -437,5 +459,6 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
 
         with atomic_write(Path(training_args.output_dir) / SUMMARY_FILE) as fh:
             json.dump(summary, fh, indent=2, ensure_ascii=False)
+    run.finish()
     trainer.accelerator.wait_for_everyone()
     return summary

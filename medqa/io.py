@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -86,14 +90,53 @@ def protected_reason(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     return None
 
 
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """The manifest of `folder` ({} when there is none or it does not parse)."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("written_by", "").startswith("medqa") else {}
+
+
+def write_manifest(folder: str | os.PathLike, kind: str | None, entries: Iterable[str],
+                   files: dict[str, str] | None = None) -> None:
+    """Record that medqa (the command `kind`) wrote `entries` (names or fnmatch patterns) and `files` (name ->
+    the kind that wrote that single file) in `folder`."""
+    data: dict[str, Any] = {"written_by": "medqa", "kind": kind, "entries": sorted(set(entries))}
+    if files:
+        data["files"] = dict(sorted(files.items()))
+    with atomic_write(Path(folder) / MANIFEST) as fh:
+        fh.write(json.dumps(data, indent=1) + "\n")
+
+
+def manifest_files(folder: str | os.PathLike) -> dict[str, str]:
+    """The single files recorded in `folder`'s manifest: name -> the command that writes it."""
+    files = read_manifest(folder).get("files", {})
+    return files if isinstance(files, dict) else {}
+
+
+def _is_known(name: str, patterns: Iterable[str]) -> bool:
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def own_entries(folder: str | os.PathLike) -> set[str]:
+    """The names in `folder` medqa's manifest accounts for (the manifest and lock included)."""
+    m = read_manifest(folder)
+    entries, files = m.get("entries", []), m.get("files", {})
+    patterns = [str(p) for p in (entries if isinstance(entries, list) else [])] + list(
+        files if isinstance(files, dict) else {})
+    return {p.name for p in Path(folder).iterdir() if p.name == MANIFEST or _is_known(p.name, patterns)}
+
+
 def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False,
-                     new_entries: Iterable[str] | None = None) -> None:
+                     new_entries: Iterable[str] | None = None, kind: str | None = None) -> None:
     """Raise OutputError unless the folder `out` may be (re)written.
 
     A missing or empty folder is fine; an existing file is not. A non-empty folder is replaced only when every
-    entry in it was written by medqa (its manifest) or is one of `new_entries` (what is about to be written), or
-    with `overwrite` — and never, not even with `overwrite`, when it is or contains an input, the project, the
-    current folder or the home folder."""
+    entry in it was written by medqa (its manifest) or is one of `new_entries` (what is about to be written) and,
+    with `kind`, the manifest names that same kind; or with `overwrite` — and never, not even with `overwrite`,
+    when it is or contains an input, the project, the current folder or the home folder."""
     o = Path(out)
     if o.exists() and not o.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out (or delete the file yourself)")
@@ -103,16 +146,129 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     if not o.is_dir() or overwrite:
         return
     present = {p.name for p in o.iterdir()}
-    known = {MANIFEST, *(new_entries or ())}
-    try:
-        known |= set(json.loads((o / MANIFEST).read_text(encoding="utf-8")).get("entries", []))
-    except (OSError, ValueError, AttributeError):
-        pass
-    foreign = sorted(present - known)
+    foreign = sorted(present - own_entries(o) - set(new_entries or ()))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputError(f"{out}: folder holds files medqa did not write ({shown}); choose another --out, or pass "
                           "--overwrite to replace the whole folder")
+    manifest = read_manifest(o)
+    other = manifest.get("kind")
+    # A manifest from before commands were recorded (no "kind" key) is medqa's own output of an unknown command.
+    if kind is not None and present - {MANIFEST} and "kind" in manifest and other != kind:
+        raise OutputError(f"{out}: folder holds the output of {f'medqa {other}' if other else 'another medqa command'}"
+                          f", not of {kind}; choose another --out, or pass --overwrite to replace it")
+
+
+def check_output_file(path: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike] = (),
+                      overwrite: bool = False) -> None:
+    """Raise OutputError unless the file `path` may be (re)written by the command `kind`: it is missing, or its
+    folder's manifest records it as written by `kind`, or `overwrite`; never when it is an input or a folder."""
+    p = Path(path)
+    for inp in inputs:
+        if same_file(p, inp):
+            raise OutputError(f"{path}: is the input {inp}; write the output elsewhere")
+    if p.is_dir():
+        raise OutputError(f"{path}: is a folder; the output is a file, choose another path")
+    if not p.exists() or overwrite:
+        return
+    if manifest_files(p.parent).get(p.name) != kind:
+        raise OutputError(f"{path}: exists and was not written by medqa {kind}; choose another output path, or pass "
+                          "--overwrite to replace it")
+
+
+def record_output_file(path: str | os.PathLike, kind: str) -> None:
+    """Note in the manifest of `path`'s folder that medqa `kind` writes `path` (before writing it, so a run cut
+    short can be resumed or rerun)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    m, files = read_manifest(p.parent), manifest_files(p.parent)
+    if files.get(p.name) != kind:
+        write_manifest(p.parent, m.get("kind"), m.get("entries", []), {**files, p.name: kind})
+
+
+# ---------------------------------------------------------------- one run per output
+
+class OutputLocked(OutputError):
+    """Another live medqa run holds the output."""
+
+
+def lock_path(out: str | os.PathLike) -> Path:
+    """The lock of the output `out` (a file or a folder) lies beside it, so moving the folder aside keeps it."""
+    o = Path(out).absolute()
+    return o.parent / f".{o.name}.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    """A process with this pid exists on this host (signal 0 only checks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OutputLock:
+    """An exclusive claim on an output for one run's life: a lock file beside it holding the owner's pid and
+    host. A second run is refused with OutputLocked; a lock whose process on this host is gone is taken over."""
+
+    def __init__(self, out: str | os.PathLike, what: str = "run"):
+        self.out, self.path, self.what = Path(out), lock_path(out), what
+        self.held = False
+
+    def acquire(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
+              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(me) + "\n")
+            self.held = True
+            return self
+        raise OutputLocked(f"{self.out}: could not take the lock {self.path}")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            pid, host = int(owner["pid"]), str(owner["host"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return
+            if age < 10:  # being written right now
+                time.sleep(0.5)
+                return
+            owner, pid, host = {}, -1, socket.gethostname()  # unreadable and old: a torn write
+        if host == socket.gethostname() and (pid <= 0 or pid == os.getpid() or not _pid_alive(pid)):
+            why = f"pid {pid} is gone" if pid > 0 and pid != os.getpid() else "left by this process or unreadable"
+            print(f"medqa: taking over the stale lock {self.path} ({why})", file=sys.stderr)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return
+        raise OutputLocked(f"{self.out}: another medqa {owner.get('what', 'run')} is writing here (pid {pid} on "
+                           f"{host}, since {owner.get('since', '?')}); wait for it to finish, or delete {self.path} "
+                           "if that run is gone")
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.held = False
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def ensure_out_folder(out: str | os.PathLike) -> Path:
@@ -130,12 +286,12 @@ def ensure_out_folder(out: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
-               overwrite: bool = False) -> Iterator[Path]:
+               overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
     """Fill a temp folder beside `path`, then swap it in place of `path`: never a partial folder.
 
     A previous `path` is replaced only once the new one is complete, and only if `check_output_dir` allows it
     (nothing medqa did not write is ever deleted unless `overwrite`); on an error it is left untouched. The new
-    folder gets a manifest of its entries."""
+    folder gets a manifest of its entries and of the command (`kind`) that wrote them."""
     path = Path(path)
     inputs = list(inputs)
     check_output_dir(path, inputs, overwrite=True)  # the hard limits, before any work
@@ -147,9 +303,10 @@ def atomic_dir(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] =
     try:
         yield tmp
         entries = sorted(p.name for p in tmp.iterdir())
-        check_output_dir(path, inputs, overwrite=overwrite, new_entries=entries)
-        (tmp / MANIFEST).write_text(json.dumps({"written_by": "medqa", "entries": entries}, indent=1) + "\n",
-                                    encoding="utf-8")
+        # an older output that records no command is replaced by any medqa command (nothing foreign is lost)
+        check_output_dir(path, inputs, overwrite=overwrite, new_entries=entries,
+                         kind=kind if read_manifest(path).get("kind") else None)
+        write_manifest(tmp, kind, entries)
         os.chmod(tmp, 0o777 & ~_UMASK)
         old = None
         if path.exists():

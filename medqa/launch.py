@@ -50,31 +50,52 @@ def _fail(stage: str, error: BaseException, status: int = 2, prefix: str = "") -
     return status
 
 
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """The errors a stage reports in one line with status 2: a bad input, an output it may not write, a checkpoint
+    it may not resume, a rank-0 decision the other ranks received."""
+    from medqa.checkpoints import ResumeError
+    from medqa.io import InputError, OutputError
+    from medqa.preemption import RankZeroError
+    from medqa.teacher.setup import TeacherSetupError
+
+    return (InputError, FileNotFoundError, OutputError, ResumeError, RankZeroError, TeacherSetupError)
+
+
+def _start() -> None:
+    """Under a launcher, a rank exits when its launcher dies (killing make or accelerate stops training)."""
+    from medqa.preemption import exit_with_launcher
+
+    exit_with_launcher()
+
+
 def sft(argv: list[str]) -> int:
     """SFT from `--config RECIPE` and flags (medqa/sft.py)."""
     from medqa.sft import main, parse_args
 
+    _start()
     try:
         args = parse_args(argv)
     except (ValueError, FileNotFoundError) as e:
         return _fail("sft", e)
-    main(*args)
+    try:
+        main(*args)
+    except _bad_input_errors() as e:
+        return _fail("sft", e)
     return 0
 
 
 def grpo(argv: list[str]) -> int:
     """GRPO from `--config RECIPE` and flags (medqa/grpo.py)."""
     from medqa.grpo import main, parse_args
-    from medqa.io import InputError
-    from medqa.teacher.setup import TeacherSetupError
 
+    _start()
     try:
         args = parse_args(argv)
     except (ValueError, FileNotFoundError) as e:
         return _fail("grpo", e)
     try:
         main(*args)
-    except (TeacherSetupError, InputError, FileNotFoundError) as e:
+    except _bad_input_errors() as e:
         return _fail("grpo", e)
     return 0
 
@@ -83,18 +104,17 @@ def ppo(argv: list[str]) -> int:
     """PPO from `--config RECIPE` and flags (medqa/ppo/); 3 when the teacher became unavailable mid-run."""
     from medqa.ppo.config import parse_args
     from medqa.ppo.scoring import TeacherUnavailable
-    from medqa.teacher.setup import TeacherSetupError
 
+    _start()
     try:
         model_args, ppo_config, teacher_args = parse_args(argv)
     except (ValueError, FileNotFoundError) as e:
         return _fail("ppo", e)
-    from medqa.io import InputError
     from medqa.ppo.trainer import main
 
     try:
         main(model_args, ppo_config, teacher_args)
-    except (InputError, FileNotFoundError, TeacherSetupError) as e:
+    except _bad_input_errors() as e:
         return _fail("ppo", e)
     except TeacherUnavailable as e:
         return _fail("ppo", e, status=3, prefix="stopped: ")

@@ -33,7 +33,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     # No quantisation: the adapter goes onto the full-precision base; dtype auto keeps the checkpoint's dtype.
     model = modeling.load_causal_lm(base, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
     model = modeling.attach_adapter(model, str(adapter), merge=True, tokenizer=tokenizer)
-    with atomic_dir(out, inputs=inputs, overwrite=overwrite) as tmp:  # a killed merge leaves no half-written model
+    with atomic_dir(out, inputs=inputs, overwrite=overwrite, kind="merge") as tmp:  # a killed merge leaves no half-written model
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out

@@ -29,9 +29,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medqa.generation import add_repetition_penalty_arg
-from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
+from medqa.io import (
+    InputError,
+    OutputError,
+    OutputLock,
+    append_jsonl,
+    check_output_file,
+    iter_jsonl,
+    manifest_files,
+    record_output_file,
+    same_file,
+    write_jsonl,
+)
 from medqa.think import split_think
 
+KIND = "predict"  # the command recorded in the output folder's manifest
 OPTION_LETTERS = "ABCDEFGH"
 MC_INSTRUCTION = "请从以上选项中选择一个最佳答案，先写出答案字母，再简要说明理由。"
 
@@ -205,13 +217,16 @@ def run_predict(
     system: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
-    """Generate predictions for every item not yet in `output_path`; returns a small summary."""
-    from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
+    """Generate predictions for every item not yet in `output_path`; returns a small summary.
 
+    An existing `output_path` is continued only when medqa predict wrote it (its folder's manifest says so), else
+    refused (OutputError) unless `overwrite`; rank 0 holds its lock for the run."""
     output = Path(output_path)
     if same_file(input_path, output):
         raise InputError(output, None, None, "--output is the --input file; write predictions elsewhere")
+    check_output_file(output, KIND, overwrite=overwrite)
     items = read_items(input_path, limit=limit, system=system)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -226,6 +241,30 @@ def run_predict(
             raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed a group of {state.num_processes}")
         rank, world = state.process_index, state.num_processes
         device = device or str(state.device)
+    from medqa.preemption import rank0_decides
+
+    lock = OutputLock(output, KIND)
+
+    def claim() -> None:
+        lock.acquire()
+        if output.exists() and manifest_files(output.parent).get(output.name) != KIND:
+            output.unlink()  # --overwrite (checked above): replaced, not continued
+        record_output_file(output, KIND)
+
+    rank0_decides(claim, rank == 0)
+    try:
+        return _predict(output, items, rank, world, state, adapter=adapter, batch_size=batch_size, model=model,
+                        max_new_tokens=max_new_tokens, think=think, sample=sample, seed=seed,
+                        repetition_penalty=repetition_penalty, device=device, progress=progress)
+    finally:
+        lock.release()
+
+
+def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, model: str, adapter: str | None,
+             batch_size: int, max_new_tokens: int, think: bool, sample: bool, seed: int, repetition_penalty: float,
+             device: str | None, progress: bool) -> dict:
+    from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
+
     settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
                                   seed=seed if sample else None, repetition_penalty=repetition_penalty)
     decoding = {"think": think, "max_new_tokens": max_new_tokens, "sample": sample, "seed": seed if sample else None}
@@ -283,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system", help="system prompt for rows that do not carry one")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available; per rank under accelerate)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --output that medqa predict did not write")
     args = p.parse_args(argv)
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or args.max_new_tokens < 1:
         p.error("--batch-size and --max-new-tokens must be >= 1, --limit >= 0")
@@ -291,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.input, args.output, adapter=args.adapter, batch_size=args.batch_size,
             limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think, sample=args.sample,
             seed=args.seed, system=args.system, device=args.device, progress=not args.no_progress,
-            repetition_penalty=args.repetition_penalty,
+            repetition_penalty=args.repetition_penalty, overwrite=args.overwrite,
         )
-    except (InputError, OSError, ValueError) as e:
+    except (InputError, OutputError, OSError, ValueError) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

@@ -206,7 +206,7 @@ def build_tiny_base(out: str | Path, train_file: str | Path, cfg: PretrainConfig
         "uniform_loss": round(math.log(vocab), 4), "losses": losses, "wall_s": round(wall, 1),
         "tokens_per_s": round(cfg.steps * cfg.batch_size * cfg.seq_len / wall, 1),
     }
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="tiny-model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / KEY_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,6 @@ from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_ar
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
@@ -74,7 +71,11 @@ class MedqaSFTConfig(SFTConfig):
     metric_for_best_model: str | None = "eval_loss"
     seed: int = 42
     auto_resume: bool = field(
-        default=True, metadata={"help": "resume from the newest complete checkpoint in output_dir, if any"}
+        default=True, metadata={"help": "resume from the newest complete checkpoint of this run in output_dir, if "
+                                        "any (false: move an earlier run aside)"}
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "output_dir holds files medqa sft did not write: move them aside and start fresh"}
     )
 
     def __post_init__(self):
@@ -134,35 +135,18 @@ def load_model(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
     )
 
 
-def find_resume_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest checkpoint-N whose trainer_state.json (written last by the Trainer) parses; a run killed
-    mid-save leaves a checkpoint without it, which is skipped."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    found = []
-    for child in out.iterdir():
-        m = _CHECKPOINT_RE.match(child.name)
-        if not (m and child.is_dir()):
-            continue
-        try:
-            json.loads((child / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        found.append((int(m.group(1)), child))
-    return str(max(found)[1]) if found else None
+# The settings a resumed run must share with its checkpoint (epochs, max_steps, save and eval cadence may change).
+RUN_KEY_SCRIPT = ("data_dir", "train_file", "max_train_samples")
+RUN_KEY_TRAINING = ("seed", "learning_rate", "lr_scheduler_type", "per_device_train_batch_size",
+                    "gradient_accumulation_steps", "max_length", "packing", "assistant_only_loss")
+RUN_KEY_MODEL = ("model_name_or_path", "mode", "lora_r", "lora_alpha", "lora_target_modules", "lora_trainable_tokens")
 
 
-def resolve_resume(training_args: MedqaSFTConfig) -> str | None:
-    requested = training_args.resume_from_checkpoint
-    if requested and requested.lower() not in {"true", "auto", "last"}:
-        if not Path(requested).is_dir():
-            raise FileNotFoundError(f"resume_from_checkpoint={requested}: no such checkpoint folder")
-        return requested
-    last = find_resume_checkpoint(training_args.output_dir)
-    if requested and last is None and requested.lower() == "true":
-        raise FileNotFoundError(f"asked to resume, but {training_args.output_dir} has no complete checkpoint")
-    return last if (requested or training_args.auto_resume) else None
+def run_settings(script_args: SFTScriptArguments, training_args: MedqaSFTConfig,
+                 model_args: SFTModelArguments) -> dict[str, Any]:
+    return {**{k: getattr(script_args, k) for k in RUN_KEY_SCRIPT},
+            **{k: getattr(training_args, k) for k in RUN_KEY_TRAINING},
+            **{k: getattr(model_args, k) for k in RUN_KEY_MODEL}}
 
 
 # ---------------------------------------------------------------- training
@@ -235,8 +219,23 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
 
 
 def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments) -> dict:
-    """Train, save the best model (adapter or full weights) + tokenizer + model card; returns a summary dict."""
+    """Train, save the best model (adapter or full weights) + tokenizer + model card; returns a summary dict. OUT is
+    locked and claimed first (medqa/checkpoints.py): never the base model or the data, never another run."""
+    from medqa.checkpoints import TrainerRun
+
+    run = TrainerRun("sft", training_args, run_settings(script_args, training_args, model_args),
+                     inputs=[model_args.model_name_or_path, script_args.data_dir])
+    resume = run.start()
+    try:
+        return _train(run, resume, script_args, training_args, model_args)
+    finally:
+        run.release()
+
+
+def _train(run, resume: str | None, script_args: SFTScriptArguments, training_args: MedqaSFTConfig,
+           model_args: SFTModelArguments) -> dict:
     trainer = build_trainer(script_args, training_args, model_args)
+    trainer.add_callback(run.callback())
     if trainer.accelerator.is_main_process and model_args.use_peft:
         trainer.model.print_trainable_parameters()
 
@@ -245,7 +244,6 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     if stopper:
         trainer.add_callback(stopper)
 
-    resume = resolve_resume(training_args)
     if resume:
         logger.warning("resuming from %s", resume)
     from medqa.throughput import ThroughputMeter, peak_memory_gib, peak_rss_gib
@@ -292,6 +290,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
         )
         with open(Path(training_args.output_dir) / "sft_summary.json", "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
+    run.finish()
     trainer.accelerator.wait_for_everyone()
     trainer.end()
     return summary

@@ -125,7 +125,7 @@ def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, co
     model = Qwen3ForCausalLM(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.pad_token_id]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    with atomic_dir(out, inputs=[corpus], overwrite=overwrite) as tmp:
+    with atomic_dir(out, inputs=[corpus], overwrite=overwrite, kind="tiny-model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out

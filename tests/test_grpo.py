@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import THINK_PAIRS
+from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
 from medqa.grpo import TeacherReward, parse_args, rules
-from medqa.sft import find_resume_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (ROOT / "recipes" / "grpo").rglob("*.yaml") if p.name != "profile.yaml")
@@ -207,14 +207,14 @@ def test_grpo_against_the_offline_judge_survives_failures_and_sigkill(sft_lora_o
                                 start_new_session=True)
         deadline = time.monotonic() + 300
         try:
-            while time.monotonic() < deadline and proc.poll() is None and not find_resume_checkpoint(out):
+            while time.monotonic() < deadline and proc.poll() is None and not newest_checkpoint(out, HF_STATE):
                 time.sleep(0.2)
             assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-3000:]
             os.kill(proc.pid, signal.SIGKILL)
         finally:
             proc.wait()
         assert proc.returncode == -signal.SIGKILL and not (out / "grpo_summary.json").exists()
-        stopped_at = int(find_resume_checkpoint(out).rsplit("-", 1)[1])
+        stopped_at = checkpoint_step(newest_checkpoint(out, HF_STATE))
         rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         server_failed = sum(c.get("status_500", 0) for c in server.server.stats.pairs.values())
@@ -255,7 +255,7 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(sft_lora_outp
         args = argv(sft_lora_output, prompts_file, out, max_steps=3, save_steps=10, max_completion_length=8,
                     teacher_base_url=server.url)
         assert main(*parse_args(args)) == {"stopped_at": 1, "resumed_from": None}
-        assert find_resume_checkpoint(out).endswith("checkpoint-1")
+        assert newest_checkpoint(out, HF_STATE).name == "checkpoint-1"
         assert not (out / "grpo_summary.json").exists() and not (out / "adapter_model.safetensors").exists()
         stop.unlink()
         summary = main(*parse_args(args))

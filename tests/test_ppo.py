@@ -300,7 +300,7 @@ def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_p
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(sft)
     runs = {}
     for reference in ("base", "sft"):
-        out = tmp_path / reference
+        out = tmp_path / f"ppo-{reference}"  # never the SFT folder it starts from
         args = parse_args(_argv(sft, ppo_prompts, out, total_steps=1, reward="rules", reference=reference,
                                 cpu_threads=1, max_new_tokens=6, report_to="none"))
         PPOTrainer(*args).train(resume=False)

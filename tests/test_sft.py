@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import LEARNING_SEED
-from medqa.sft import find_resume_checkpoint, load_recipe, parse_args
+from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
+from medqa.sft import load_recipe, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes" / "sft").rglob("*.yaml"))
@@ -206,7 +207,7 @@ def test_training_loss_falls(runs, mode, measure):
     measure(f"sft-{mode}/loss_initial_minus_last3", losses[0] - sum(losses[-3:]) / 3, at_least=LOSS_DROP[mode])
     assert (out / "README.md").is_file() and (out / "tokenizer_config.json").is_file()
     weights = "adapter_model.safetensors" if mode != "full" else "model.safetensors"
-    assert (out / weights).is_file() and find_resume_checkpoint(out) is not None
+    assert (out / weights).is_file() and newest_checkpoint(out, HF_STATE) is not None
     assert summary["best_checkpoint"] is not None and summary["eval_losses"]
 
 
@@ -312,8 +313,8 @@ def test_sigkilled_run_resumes_and_matches_an_uninterrupted_one(tiny_model_dir, 
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            checkpoint = find_resume_checkpoint(killed)
-            if checkpoint and int(checkpoint.rsplit("-", 1)[1]) >= 4:
+            checkpoint = newest_checkpoint(killed, HF_STATE)
+            if checkpoint and checkpoint_step(checkpoint) >= 4:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
@@ -322,7 +323,7 @@ def test_sigkilled_run_resumes_and_matches_an_uninterrupted_one(tiny_model_dir, 
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "sft_summary.json").exists()
-    stopped_at = int(find_resume_checkpoint(killed).rsplit("-", 1)[1])
+    stopped_at = checkpoint_step(newest_checkpoint(killed, HF_STATE))
     assert 4 <= stopped_at < 8
 
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -202,6 +202,9 @@ def launch_command(mode: Mode, inputs: Inputs, out: Path, steps: int, cpu: bool,
 
 
 def run_mode(mode: Mode, inputs: Inputs, out: Path, steps: int, cpu: bool, extra: tuple[str, ...] = ()) -> dict:
+    from medqa.checkpoints import discard_run
+
+    discard_run(out)  # the previous measurement's run, not kept beside the new one
     started = time.perf_counter()
     cmd = launch_command(mode, inputs, out, steps, cpu, extra)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

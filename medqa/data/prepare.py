@@ -143,7 +143,7 @@ def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict, inputs: l
                   overwrite: bool = False) -> None:
     """Write every output into a temp folder, then swap it in place of `out` (never a partial folder, never over
     files medqa did not write unless `overwrite`, never over an input)."""
-    with atomic_dir(out, inputs=[i for i in inputs if Path(i).exists()], overwrite=overwrite) as tmp:
+    with atomic_dir(out, inputs=[i for i in inputs if Path(i).exists()], overwrite=overwrite, kind="data") as tmp:
         for name, rows in sets.items():
             write_jsonl(tmp / f"{name}.jsonl", rows)
         (tmp / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -14,13 +14,13 @@ from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 
 def _score_with_teacher(args, score_file):
     if not (args.teacher or args.teacher_offline or args.teacher_base_url):
-        return score_file(args.predictions, args.out, seed=args.seed)
+        return score_file(args.predictions, args.out, seed=args.seed, overwrite=args.overwrite)
     from medqa.teacher.setup import build_teacher
 
     with build_teacher(args) as teacher:
         print(f"eval: teacher sub-scores from {teacher.describe}", file=sys.stderr)
         return score_file(args.predictions, args.out, seed=args.seed, teacher=teacher.config,
-                          teacher_cache=teacher.cache_path)
+                          teacher_cache=teacher.cache_path, overwrite=args.overwrite)
 
 
 def _print_rules_vs_teacher(second: dict | None) -> None:
@@ -34,11 +34,10 @@ def _print_rules_vs_teacher(second: dict | None) -> None:
 
 
 def _run_sets(args) -> int:
+    """Every set's outputs are checked before any work; rank 0 holds OUT's lock for the run."""
+    import contextlib
     import os
     from pathlib import Path
-
-    from medqa.eval.score import score_file
-    from medqa.predict import run_predict
 
     sets = []
     for spec in args.sets:
@@ -46,21 +45,39 @@ def _run_sets(args) -> int:
         if not sep or not name or not path:
             raise ValueError(f"--set {spec!r}: expected NAME=FILE")
         sets.append((name, Path(path)))
-    for name, path in sets:
-        if not path.is_file():
-            print(f"eval run: {name}: {path} does not exist, skipped")
-            continue
+    from medqa.eval.score import check_score_outputs
+    from medqa.io import OutputLock, check_output_file
+    from medqa.predict import KIND as PREDICT
+
+    present = [(name, path) for name, path in sets if path.is_file()]
+    for name, _ in present:  # every output checked before any work
         out = Path(args.out) / name
-        print(f">> eval run: {name} ({path})", flush=True)
-        run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
-                    limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think,
-                    repetition_penalty=args.repetition_penalty, device=args.device, progress=not args.no_progress)
-        if int(os.environ.get("RANK", "0")) == 0:
-            m = score_file(out / "predictions.jsonl", out, seed=args.seed)
-            keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
-            print(f"   {name}: " + ", ".join(f"{k}={m[k]:.3f}" if m[k] is not None else f"{k}=n/a" for k in keys)
-                  + f" (n={m['n_items']}) -> {out}/metrics.json", flush=True)
+        check_output_file(out / "predictions.jsonl", PREDICT, overwrite=args.overwrite)
+        check_score_outputs(out, out / "predictions.jsonl", overwrite=args.overwrite)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with OutputLock(args.out, "eval run") if rank0 else contextlib.nullcontext():
+        for name, path in sets:
+            if (name, path) not in present:
+                print(f"eval run: {name}: {path} does not exist, skipped")
+                continue
+            _run_set(args, name, path, Path(args.out) / name, rank0)
     return 0
+
+
+def _run_set(args, name: str, path, out, rank0: bool) -> None:
+    from medqa.eval.score import score_file
+    from medqa.predict import run_predict
+
+    print(f">> eval run: {name} ({path})", flush=True)
+    run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
+                limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think,
+                repetition_penalty=args.repetition_penalty, device=args.device, progress=not args.no_progress,
+                overwrite=args.overwrite)
+    if rank0:
+        m = score_file(out / "predictions.jsonl", out, seed=args.seed, overwrite=args.overwrite)
+        keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
+        print(f"   {name}: " + ", ".join(f"{k}={m[k]:.3f}" if m[k] is not None else f"{k}=n/a" for k in keys)
+              + f" (n={m['n_items']}) -> {out}/metrics.json", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--predictions", required=True, help="JSONL rows {id, question, prediction, reference?, meta?, options?}")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    s.add_argument("--overwrite", action="store_true", help="replace metrics.json / items.jsonl medqa eval did not write")
     s.add_argument("--teacher", action="store_true",
                    help="add teacher sub-scores via the configured judge (DEEPSEEK_API_KEY / --teacher-base-url)")
     add_teacher_args(s.add_argument_group("teacher (the same flags and cache as `medqa teacher`)"))
@@ -78,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_b", help="the same for B (e.g. PPO)")
     c.add_argument("--out", required=True, help="report folder")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--overwrite", action="store_true", help="write into a --out folder that holds other files")
     r = sub.add_parser("run", help="predict + score several sets in one process: --set NAME=FILE …")
     r.add_argument("--model", required=True)
     r.add_argument("--adapter")
@@ -92,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--overwrite", action="store_true", help="replace outputs medqa eval run did not write")
     ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL runs (ppo/grpo/rl), and PPO with GRPO, under ROOT")
     ac.add_argument("root", help="folder of runs, e.g. outputs/eval")
     ac.add_argument("--seed", type=int, default=0)
@@ -125,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from medqa.eval.compare import write_report
 
-            r = write_report(args.run_a, args.run_b, args.out, seed=args.seed)
+            r = write_report(args.run_a, args.run_b, args.out, seed=args.seed, overwrite=args.overwrite)
             for m, v in r["overall"].items():
                 print(f"{m}: {v['verdict']}")
             if r.get("warning"):

@@ -19,7 +19,15 @@ from typing import Any
 
 from medqa.eval.score import HIGHER_IS_BETTER
 from medqa.eval.stats import paired_bootstrap_diff
-from medqa.io import InputError, atomic_write, ensure_out_folder, read_jsonl, write_jsonl
+from medqa.io import (
+    InputError,
+    atomic_write,
+    check_output_dir,
+    ensure_out_folder,
+    read_jsonl,
+    write_jsonl,
+    write_manifest,
+)
 
 # metric -> (per-item value, which items count)
 ITEM_VALUES = {
@@ -310,13 +318,20 @@ def _change_rows(result: dict, questions: dict[tuple[str, str], str]) -> list[li
     return rows
 
 
+KIND = "eval-compare"  # the command recorded in the report folder's manifest
+REPORT_ENTRIES = ("plots", "flag_changes.jsonl", "comparison.json", "report.md", "report.html", ".*.tmp")
+
+
 def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: str | os.PathLike,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+    """The report folder `out_dir`: empty, new, or an earlier report (else OutputError, unless `overwrite`)."""
+    check_output_dir(out_dir, [run_a, run_b], overwrite=overwrite, kind=KIND)
     a, b = load_run(run_a), load_run(run_b)
     names = (Path(run_a).name or str(run_a), Path(run_b).name or str(run_b))
     if names[0] == names[1]:
         names = (f"A:{names[0]}", f"B:{names[1]}")
     out = ensure_out_folder(out_dir)
+    write_manifest(out, KIND, REPORT_ENTRIES)
     result = compare_runs(a, b, seed=seed)
     plots = make_plots(a, b, result, out, names)
     questions = _questions(run_a, result["sets"])

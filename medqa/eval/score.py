@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from medqa.eval.stats import bootstrap_mean, wilson
-from medqa.io import InputError, atomic_write, ensure_out_folder, iter_jsonl, write_jsonl
+from medqa.io import (
+    InputError,
+    atomic_write,
+    check_output_file,
+    ensure_out_folder,
+    iter_jsonl,
+    record_output_file,
+    write_jsonl,
+)
 
 PROPORTIONS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "mc_accuracy")
 MEANS = ("rougeL_char", "answer_len_chars")
@@ -261,12 +269,24 @@ def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None)
     return out, summary
 
 
+KIND = "eval"  # the command recorded in the output folder's manifest for metrics.json and items.jsonl
+SCORED_FILES = ("metrics.json", "items.jsonl")
+
+
+def check_score_outputs(out_dir: str | os.PathLike, predictions: str | os.PathLike, overwrite: bool = False) -> None:
+    """OutputError unless `out_dir`'s metrics.json and items.jsonl are missing or were written by a medqa eval."""
+    for name in SCORED_FILES:
+        check_output_file(Path(out_dir) / name, KIND, inputs=[predictions], overwrite=overwrite)
+
+
 def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, teacher=None,
-               teacher_cache: str | None = None) -> dict[str, Any]:
-    """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically.
+               teacher_cache: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically; existing ones
+    are replaced only when a medqa eval wrote them, or with `overwrite`.
 
     `teacher` (a `medqa.teacher.client.TeacherConfig`) adds judged sub-scores to rows that lack them."""
     predictions, out = Path(predictions), Path(out_dir)
+    check_score_outputs(out, predictions, overwrite)
     preds = read_predictions(predictions)
     teacher_summary = None
     if teacher is not None:
@@ -282,6 +302,8 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
     if teacher_summary is not None:
         metrics["source"]["teacher"] = teacher_summary
     ensure_out_folder(out)
+    for name in SCORED_FILES:
+        record_output_file(out / name, KIND)
     write_jsonl(out / "items.jsonl", items)
     with atomic_write(out / "metrics.json") as fh:
         json.dump(metrics, fh, ensure_ascii=False, indent=2)

@@ -114,7 +114,10 @@ class PPOConfig:
     save_steps: int = field(default=50, metadata={
         "help": "checkpoint every N steps (and at the end); 0: no checkpoints (benchmarks), the final model only"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
-    auto_resume: bool = field(default=True, metadata={"help": "resume from the newest complete checkpoint"})
+    auto_resume: bool = field(default=True, metadata={
+        "help": "resume from the newest complete checkpoint of this run (false: move an earlier run aside)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "output_dir holds files medqa ppo did not write: move them aside and start fresh"})
     sample_steps: int = field(default=10, metadata={"help": "write sample rollouts every N steps"})
     num_samples: int = 4
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | none"})
@@ -158,6 +161,18 @@ class PPOConfig:
             raise ValueError("target_kl must be > 0 (or none to disable the early stop)")
         if not 0 < self.teacher_fail_threshold <= 1 or self.teacher_fail_patience < 1:
             raise ValueError("teacher_fail_threshold in (0, 1] and teacher_fail_patience >= 1 are required")
+
+
+# The settings a resumed run must share with its checkpoint (total_steps, save_steps, logging may change).
+RUN_KEY_MODEL = ("model_name_or_path", "mode", "dtype", "lora_r", "lora_alpha", "lora_target_modules", "reference")
+RUN_KEY_CONFIG = ("prompts_file", "max_prompts", "seed", "batch_size", "samples_per_prompt", "mini_batch_size",
+                  "ppo_epochs", "learning_rate", "lr_scheduler_type", "reward", "w_rules", "w_teacher",
+                  "max_prompt_length", "max_new_tokens", "temperature", "top_p", "top_k", "enable_thinking",
+                  "kl_estimator", "init_kl_coef", "adaptive_kl", "score_baseline")
+
+
+def run_settings(model_args: PPOModelArguments, cfg: PPOConfig) -> dict:
+    return {**{k: getattr(model_args, k) for k in RUN_KEY_MODEL}, **{k: getattr(cfg, k) for k in RUN_KEY_CONFIG}}
 
 
 def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArgs]:

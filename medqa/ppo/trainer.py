@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from collections import defaultdict
@@ -34,19 +33,19 @@ from typing import Any
 
 import torch
 
+from medqa.checkpoints import CHECKPOINT_RE, RunIdentity, finish_run_dir, prepare_run_dir, trim_logs
 from medqa.data.rl_prompts import load_rl_prompts
-from medqa.io import append_jsonl, atomic_write, iter_jsonl
+from medqa.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
 from medqa.ppo import core, rollout
-from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs
+from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs, run_settings
 from medqa.ppo.kl import AdaptiveKLController, FixedKLController
 from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
-from medqa.preemption import any_rank, stop_file_from_env
+from medqa.preemption import any_rank, rank0_decides, stop_file_from_env
 from medqa.throughput import peak_memory_gib, peak_rss_gib, split_after_warmup
 
 logger = logging.getLogger("medqa.ppo")
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 REFERENCE_ADAPTER = "reference"
 STATE_FILE = "ppo_state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
 
@@ -111,21 +110,6 @@ def load_policy(model_args: PPOModelArguments, device):
     else:
         model = get_peft_model(model, model_args.lora_config())
     return tokenizer, model, None
-
-
-def find_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint-N (its STATE_FILE parses); a save cut by a kill is skipped."""
-    out = Path(output_dir)
-    found = []
-    for child in out.iterdir() if out.is_dir() else ():
-        m = CHECKPOINT_RE.match(child.name)
-        if m and child.is_dir():
-            try:
-                json.loads((child / STATE_FILE).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            found.append((int(m.group(1)), child))
-    return max(found)[1] if found else None
 
 
 class Timer:
@@ -202,6 +186,8 @@ class PPOTrainer:
         self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn)
         self.step = 0  # completed PPO steps
         self.writer = None
+        self.identity = RunIdentity("ppo", run_settings(model_args, cfg), self.world)
+        self.lock: OutputLock | None = None
 
     # -- distributed helpers
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -384,6 +370,7 @@ class PPOTrainer:
         if acc.is_main_process:
             state = {"step": self.step, "kl_ctl": self.kl_ctl.state_dict(), "scorer": self.scorer.state_dict(),
                      "world_size": self.world, "seed": self.cfg.seed}
+            self.identity.write(tmp)
             with atomic_write(tmp / STATE_FILE) as fh:
                 json.dump(state, fh, indent=2)
             shutil.rmtree(final, ignore_errors=True)
@@ -399,9 +386,6 @@ class PPOTrainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        if state.get("world_size", self.world) != self.world:
-            raise ValueError(f"{path} was written by {state['world_size']} processes, this run has {self.world}: "
-                             "the data order would differ; resume with the same number or start fresh (RESUME=0)")
         self.accelerator.load_state(str(path))
         self.step = int(state["step"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
@@ -425,31 +409,41 @@ class PPOTrainer:
                     for q, t, p in list(zip(questions, texts, parts, strict=True))[: self.cfg.num_samples]]
             append_jsonl(self.out / "samples.jsonl", rows, fsync=False)
 
-    def _truncate_metrics(self) -> None:
-        """After a resume, drop the rows of steps the checkpoint does not include (they will be redone)."""
-        path = self.out / "metrics.jsonl"
-        if self.accelerator.is_main_process and path.exists():
-            keep = [row for _, row in iter_jsonl(path, tolerant=True) if row.get("step", 0) <= self.step]
-            with atomic_write(path) as fh:
-                for row in keep:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    def _claim_output(self, resume: bool) -> str | None:
+        """Rank 0: lock OUT for this run, claim it (medqa/checkpoints.py: never the SFT model or a folder of
+        another command; an earlier run not resumed is moved aside), trim the logs to the resumed step."""
+        from medqa.generation import resolve_model_paths
+
+        self.lock = OutputLock(self.out, "ppo").acquire()
+        try:
+            base, adapter = resolve_model_paths(self.model_args.model_name_or_path)
+            run = prepare_run_dir(self.out, self.identity, complete_marker=STATE_FILE,
+                                  inputs=[self.model_args.model_name_or_path, base, adapter, self.cfg.prompts_file],
+                                  resume="auto" if resume else "no", overwrite=self.cfg.overwrite,
+                                  log=lambda msg: print(msg, flush=True))
+            trim_logs(self.out, run.step)
+        except BaseException:
+            self.lock.release()
+            raise
+        return str(run.resume_from) if run.resume_from else None
 
     # -- the run
     def train(self, resume: bool | None = None) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
         resume = cfg.auto_resume if resume is None else resume
-        checkpoint = find_checkpoint(self.out) if resume else None
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if not resume:
-                for name in ("metrics.jsonl", "samples.jsonl"):  # a fresh run starts fresh logs
-                    (self.out / name).unlink(missing_ok=True)
-        acc.wait_for_everyone()
+        found = rank0_decides(lambda: self._claim_output(resume), acc.is_main_process)
+        try:
+            return self._train(Path(found) if found else None)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _train(self, checkpoint: Path | None) -> dict[str, Any]:
+        cfg, acc = self.cfg, self.accelerator
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
             if acc.is_main_process:
                 print(f"ppo: resuming from {checkpoint} (step {self.step})", flush=True)
-        self._truncate_metrics()
         if acc.is_main_process and cfg.report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -501,6 +495,7 @@ class PPOTrainer:
         if acc.is_main_process:
             with atomic_write(self.out / "ppo_summary.json") as fh:
                 json.dump(summary, fh, indent=2)
+            finish_run_dir(self.out, "ppo")
         return summary
 
     def policy_digests(self) -> list[float]:
