@@ -389,7 +389,7 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
     """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary. OUT is locked
     and claimed first (medqa/checkpoints.py): never the SFT output, never another command's folder or run."""
     from medqa.checkpoints import TrainerRun
-    from medqa.generation import resolve_model_paths
+    from medqa.modeling import resolve_model_paths
 
     base, adapter = resolve_model_paths(model_args.model_name_or_path)
     run = TrainerRun("grpo", training_args, run_settings(script_args, training_args, model_args),

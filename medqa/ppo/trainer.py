@@ -412,7 +412,7 @@ class PPOTrainer:
     def _claim_output(self, resume: bool) -> str | None:
         """Rank 0: lock OUT for this run, claim it (medqa/checkpoints.py: never the SFT model or a folder of
         another command; an earlier run not resumed is moved aside), trim the logs to the resumed step."""
-        from medqa.generation import resolve_model_paths
+        from medqa.modeling import resolve_model_paths
 
         self.lock = OutputLock(self.out, "ppo").acquire()
         try:
