@@ -16,7 +16,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from medqa.argtypes import at_least
 
@@ -34,6 +34,17 @@ def check_base_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise TeacherSetupError(f"base URL {url!r} is not an http(s) URL (expected e.g. https://api.deepseek.com)")
     return url
+
+
+def public_url(url: str) -> str:
+    """`url` as it may be printed, logged or recorded: without user:password, query or fragment."""
+    u = urlsplit(url)
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    host = (u.hostname or "") + (f":{port}" if port else "")
+    return urlunsplit((u.scheme, host, u.path, "", "")) if u.scheme or u.netloc else url
 
 
 @dataclass
@@ -121,7 +132,7 @@ class Teacher:
     @property
     def describe(self) -> str:
         kind = "the OFFLINE heuristic judge" if self.offline else self.config.model
-        return f"{kind} at {self.config.endpoint} (cache {self.cache_path or 'none'})"
+        return f"{kind} at {public_url(self.config.endpoint)} (cache {self.cache_path or 'none'})"
 
     def __iter__(self):
         return iter((self.config, self.cache_path))
