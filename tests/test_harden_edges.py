@@ -288,7 +288,7 @@ def test_a_stage_folder_keeps_files_its_manifest_does_not_list(tmp_path):
 def test_serve_refuses_a_huge_history_fast_without_reading_it():
     from medqa.serve import chat_handler
 
-    respond = chat_handler(None, None, max_new_tokens=8, max_history_chars=60_000)  # never reaches the model
+    respond = chat_handler(None, None, max_new_tokens=8)  # the default cap; never reaches the model
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": "胸痛" * 50_000} for i in range(40)]
     started = time.perf_counter()
     steps = list(respond("头痛怎么办？", history, True))
