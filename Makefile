@@ -140,7 +140,7 @@ teacher-serve: setup ## run the offline OpenAI-compatible judge on TEACHER_HOST:
 	$(MEDQA) teacher serve --host $(TEACHER_HOST) --port $(PORT)
 
 teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, TEACHER_MODEL=; offline judge, said loudly, without a key)
-	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
+	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url "$$BASE_URL") $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
 
 teacher-rules-doc: setup ## regenerate data/rl/reward_rules.md from the rule registry
 	$(MEDQA) rewards --write --path data/rl/reward_rules.md
@@ -195,9 +195,12 @@ safety-doc: setup ## regenerate the measured table in docs/safety.md from the la
 	$(PY) -m medqa.safety_eval --write-doc
 
 # ---------------------------------------------------------------- RL teacher (PPO and GRPO)
+# BASE_URL reaches the commands through their environment, so make's echo of a command never shows the
+# credentials a URL may carry (user:token@host).
+export BASE_URL
 # With DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY or BASE_URL= (TEACHER_MODEL=) the configured endpoint judges; without
 # either the offline heuristic judge runs in-process for the run (announced loudly, stopped at the end).
-rl_teacher_flags  = $(if $(BASE_URL),--teacher_base_url $(BASE_URL),$(if $(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),,--teacher_offline true)) \
+rl_teacher_flags  = $(if $(BASE_URL),--teacher_base_url "$$BASE_URL",$(if $(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),,--teacher_offline true)) \
 	$(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL))
 rl_teacher_notice = $(if $(BASE_URL)$(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),true,echo ">> no DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY and no BASE_URL: the OFFLINE heuristic judge scores the teacher part (not an LLM)" >&2)
 

@@ -11,6 +11,7 @@ judge and the demo says so; otherwise the offline heuristic judge, said loudly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,12 @@ class DemoConfig:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.max_new_tokens < 16:
             raise ValueError(f"--max-new-tokens must be >= 16, got {self.max_new_tokens}")
+        for place in (self.out, *self.out.parents):
+            if place.exists():
+                if not place.is_dir():
+                    raise ValueError(f"--out {self.out}: {place} exists and is not a folder; the demo writes a "
+                                     "folder: choose another --out")
+                break
 
     @property
     def sft_dir(self) -> Path:
@@ -86,15 +94,52 @@ def _make(*args: str) -> list[str]:
     return ["make", "--no-print-directory", *args]
 
 
+def _listed_entries(path: Path) -> set[str]:
+    """The entries a folder's manifest lists (what medqa wrote there); none without a readable manifest."""
+    try:
+        entries = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("entries", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {e for e in entries if isinstance(e, str) and e and "/" not in e and e not in {".", ".."}}
+
+
 def fresh_stage_dir(path: Path) -> None:
-    """Empty a stage's output folder for a fresh run, marking it as the demo's. Only a folder that is missing, empty
-    or marked by an earlier demo run is removed: anything else (a user's files under `--out`) is an error."""
+    """Empty a stage's output folder for a fresh run, marking it as the demo's. Only the entries its manifest lists
+    (what an earlier demo stage wrote there, see `demo_stage`) are removed; a folder holding anything else (a
+    user's files under `--out`) is an error, and nothing in it is touched."""
     check_output_dir(path, overwrite=True)  # never a file, an input, the project, the current or home folder
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
-        raise RuntimeError(f"{path}: holds files the demo did not write; choose another --out or move them away")
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    (path / MANIFEST).write_text(json.dumps({"written_by": "medqa demo"}) + "\n", encoding="utf-8")
+    listed = _listed_entries(path)
+    foreign = sorted({p.name for p in path.iterdir()} - listed - {MANIFEST}) if path.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise RuntimeError(f"{path}: holds files the demo did not write ({shown}); choose another --out or move "
+                           "them away")
+    for name in listed:
+        entry = path / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    _write_stage_manifest(path, [])
+
+
+def _write_stage_manifest(path: Path, entries: list[str]) -> None:
+    with atomic_write(path / MANIFEST) as fh:
+        json.dump({"written_by": "medqa demo", "entries": entries}, fh)
+        fh.write("\n")
+
+
+@contextlib.contextmanager
+def demo_stage(path: Path) -> Iterator[Path]:
+    """A stage's fresh output folder (`fresh_stage_dir`); afterwards, finished or not, its manifest lists what the
+    stage wrote there, so the next fresh run removes exactly that."""
+    fresh_stage_dir(path)
+    try:
+        yield path
+    finally:
+        if path.is_dir():
+            _write_stage_manifest(path, sorted(p.name for p in path.iterdir() if p.name != MANIFEST))
 
 
 def stage_data(cfg: DemoConfig) -> None:
@@ -107,15 +152,15 @@ def stage_tiny_base(cfg: DemoConfig) -> None:
 
 
 def stage_sft(cfg: DemoConfig) -> None:
-    fresh_stage_dir(cfg.sft_dir)  # a fresh run, never a stale resume
-    _run(_make("sft-full", "PROFILE=cpu", "ACCEL=ddp", f"RECIPE={cfg.sft_recipe}", f"MODEL={cfg.base}",
-               f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}", f"ARGS=--seed {cfg.seed} {cfg.sft_args}"))
+    with demo_stage(cfg.sft_dir):  # a fresh run, never a stale resume
+        _run(_make("sft-full", "PROFILE=cpu", "ACCEL=ddp", f"RECIPE={cfg.sft_recipe}", f"MODEL={cfg.base}",
+                   f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}", f"ARGS=--seed {cfg.seed} {cfg.sft_args}"))
 
 
 def stage_ppo(cfg: DemoConfig) -> None:
-    fresh_stage_dir(cfg.rl_dir)
-    _run(_make("ppo", "PROFILE=cpu", f"RECIPE={cfg.ppo_recipe}", f"SFT={cfg.sft_dir}", f"OUT={cfg.rl_dir}",
-               "RESUME=0", f"ARGS=--seed {cfg.seed} {cfg.ppo_args}"))
+    with demo_stage(cfg.rl_dir):
+        _run(_make("ppo", "PROFILE=cpu", f"RECIPE={cfg.ppo_recipe}", f"SFT={cfg.sft_dir}", f"OUT={cfg.rl_dir}",
+                   "RESUME=0", f"ARGS=--seed {cfg.seed} {cfg.ppo_args}"))
 
 
 def stage_eval(cfg: DemoConfig, name: str) -> None:

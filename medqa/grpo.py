@@ -63,10 +63,14 @@ class GRPOScriptArguments(ScriptArguments):
     prompts_file: str = field(default="data/rl/training_prompts.jsonl", metadata={"help": "written by `make rl-prompts`"})
     max_prompts: int | None = field(default=None, metadata={"help": "keep only the first N prompts"})
     samples_per_log: int = field(default=4, metadata={"help": "completions written to samples.jsonl per logged step"})
+    max_prompt_length: int = field(default=1024, metadata={
+        "help": "longest prompt in tokens (chat template applied); a longer one in prompts_file is an error"})
 
     def __post_init__(self):
         if self.max_prompts is not None and self.max_prompts < 1:
             raise ValueError(f"max_prompts must be a positive number of rows, got {self.max_prompts}")
+        if self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1 tokens, got {self.max_prompt_length}")
         if self.samples_per_log < 0:
             raise ValueError(f"samples_per_log must be >= 0, got {self.samples_per_log}")
 
@@ -145,16 +149,20 @@ def parse_args(argv: list[str]) -> tuple[GRPOScriptArguments, MedqaGRPOConfig, G
 # ---------------------------------------------------------------- data
 
 
-def load_prompts(path: str | Path, limit: int | None = None):
+def load_prompts(path: str | Path, limit: int | None = None, *, tokenizer=None, max_prompt_length: int | None = None,
+                 enable_thinking: bool = True):
     """`make rl-prompts` rows -> a Dataset with `prompt` (chat messages up to the user turn), `question` and `meta`
-    (JSON text: a dataset column of dicts would be given a fixed schema)."""
+    (JSON text: a dataset column of dicts would be given a fixed schema). With a tokenizer, a prompt over
+    `max_prompt_length` tokens is an error (`medqa.data.rl_prompts.load_rl_prompts`)."""
     from datasets import Dataset
 
-    from medqa.data.rl_prompts import load_rl_prompts
+    from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
 
+    count = prompt_token_counter(tokenizer, enable_thinking) if tokenizer is not None else None
     return Dataset.from_list([{"prompt": r["prompt"], "question": r["question"],
                                "meta": json.dumps(r["meta"], ensure_ascii=False)}
-                              for r in load_rl_prompts(path, limit)])
+                              for r in load_rl_prompts(path, limit, max_prompt_length=max_prompt_length,
+                                                       count_tokens=count)])
 
 
 # ---------------------------------------------------------------- rewards
@@ -315,13 +323,22 @@ class MedqaGRPOTrainer(GRPOTrainer):
         return out
 
 
-def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig):
+def load_tokenizer(model_args: GRPOModelArguments):
+    """The SFT output's tokenizer (the adapter's own, with its chat template, else the base model's)."""
+    from medqa import modeling
+
+    base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
+    base = model_args.base_model or base
+    return modeling.load_tokenizer(base, adapter, revision=model_args.model_revision, pad_with_eos=False)
+
+
+def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig, tokenizer=None):
     """(model, tokenizer, peft_config) from the SFT output; see the module docstring for the three cases."""
     from medqa import modeling
 
     base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
     base = model_args.base_model or base
-    tokenizer = modeling.load_tokenizer(base, adapter, revision=model_args.model_revision, pad_with_eos=False)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_args)
     dtype = modeling.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16))
     model = modeling.load_model(model_args, path=base, dtype=dtype, device=training_args.device,
                                 trust_remote_code=training_args.trust_remote_code)
@@ -331,6 +348,11 @@ def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig):
     else:
         peft_config = model_args.lora_config()
     return model, tokenizer, peft_config
+
+
+def _template_kwargs(training_args: MedqaGRPOConfig) -> dict:
+    kwargs = training_args.chat_template_kwargs
+    return json.loads(kwargs) if isinstance(kwargs, str) and kwargs else kwargs if isinstance(kwargs, dict) else {}
 
 
 def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
@@ -344,7 +366,10 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
     from medqa.teacher.setup import build_teacher
 
     set_seed(training_args.seed)
-    dataset = load_prompts(script_args.prompts_file, script_args.max_prompts)
+    tokenizer = load_tokenizer(model_args)
+    dataset = load_prompts(script_args.prompts_file, script_args.max_prompts, tokenizer=tokenizer,
+                           max_prompt_length=script_args.max_prompt_length,
+                           enable_thinking=_template_kwargs(training_args).get("enable_thinking", True))
     teacher = setup = None
     if reward_funcs is None:
         if teacher_args is None:
@@ -355,7 +380,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_funcs):
         raise ValueError(f"reward_weights has {len(training_args.reward_weights)} values for {len(reward_funcs)} rewards")
     try:
-        model, tokenizer, peft_config = load_policy(model_args, training_args)
+        model, tokenizer, peft_config = load_policy(model_args, training_args, tokenizer)
         trainer = MedqaGRPOTrainer(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset,
                                    processing_class=tokenizer, peft_config=peft_config)
     except BaseException:

@@ -7,7 +7,7 @@ shows red-flag symptoms (`medqa.safety.red_flags`, the same check the reward and
 The model sees the whole conversation: every message shape Gradio sends (a string, a list of parts
 `[{"type": "text", "text": …}]`, files — which are ignored) is read, the oldest turns are dropped first when the
 prompt would exceed the token budget (a system prompt is always kept), and the history is capped in messages and
-characters before it is tokenised. Generation stops when the client disconnects or after `--max-seconds`.
+characters before it is tokenised; a conversation over `--max-history-chars` in all is refused before it is read. Generation stops when the client disconnects or after `--max-seconds`.
 Listens on 127.0.0.1 unless `--host` says otherwise; `--share` (a public Gradio link) is opt-in, and a login is read
 from `MEDQA_SERVE_AUTH` or `--auth-file` (never from the command line, where `ps` would show it).
 """
@@ -45,6 +45,7 @@ THINK_TITLE = "思考过程 / Reasoning"
 DEFAULT_MAX_INPUT_CHARS = 2000
 DEFAULT_CONTEXT_TOKENS = 4096  # prompt + new tokens; older turns are dropped to fit
 MAX_HISTORY_MESSAGES = 200  # read at most this many of the latest messages
+DEFAULT_MAX_HISTORY_CHARS = 60_000  # a longer conversation is refused before it is read (clear it to go on)
 DEFAULT_MAX_SECONDS = 300.0
 AUTH_ENV = "MEDQA_SERVE_AUTH"
 
@@ -83,6 +84,22 @@ def message_text(content) -> str | None:
         texts = [t for t in parts if t]
         return "\n".join(texts) if texts else None
     return None
+
+
+def history_chars(history: Sequence) -> int:
+    """Characters of text in a conversation, every message and part counted, without building any text."""
+    return sum(_content_chars(m.get("content")) for m in history if isinstance(m, dict))
+
+
+def _content_chars(content) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, dict):
+        text = content.get("text")
+        return len(text) if isinstance(text, str) else 0
+    if isinstance(content, (list, tuple)):
+        return sum(_content_chars(part) for part in content)
+    return 0
 
 
 def history_chat(history: Sequence, max_messages: int = MAX_HISTORY_MESSAGES, max_chars: int | None = None
@@ -159,8 +176,11 @@ def conversation_banner(user_turns: Sequence[str]) -> str | None:
 
 def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
                  context_tokens: int = DEFAULT_CONTEXT_TOKENS, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 system: str | None = None):
-    """The Gradio event handler: (question, history, enable_thinking) -> stream of (history, banner, textbox)."""
+                 system: str | None = None, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
+    """The Gradio event handler: (question, history, enable_thinking) -> stream of (history, banner, textbox).
+
+    A conversation over `max_history_chars` characters is refused before any of it is read (scanned for red
+    flags, templated or tokenised): the user clears it to go on."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
@@ -169,8 +189,14 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
     budget = max(256, context_tokens - max_new_tokens)
 
     def respond(question, history: list, enable_thinking: bool) -> Iterator:
-        question = (message_text(question) or "").strip()
         history = list(history or [])
+        size = history_chars(history)
+        if size > max_history_chars:
+            gr.Warning(f"对话过长（{size} 字符，上限 {max_history_chars}），请点击“清空”后继续 / conversation too "
+                       f"long ({size} characters, limit {max_history_chars}): clear it to continue")
+            yield history, gr.update(), question if isinstance(question, str) else ""
+            return
+        question = (message_text(question) or "").strip()
         if not question:
             yield history, gr.update(), ""
             return
@@ -212,11 +238,13 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
 
 def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
               title: str = "medqa — medical QA demo", context_tokens: int = DEFAULT_CONTEXT_TOKENS,
-              max_seconds: float = DEFAULT_MAX_SECONDS, system: str | None = None):
+              max_seconds: float = DEFAULT_MAX_SECONDS, system: str | None = None,
+              max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
     import gradio as gr
 
     respond = chat_handler(model, tokenizer, max_new_tokens=max_new_tokens, max_input_chars=max_input_chars,
-                           context_tokens=context_tokens, max_seconds=max_seconds, system=system)
+                           context_tokens=context_tokens, max_seconds=max_seconds, system=system,
+                           max_history_chars=max_history_chars)
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {html.escape(title)}")
@@ -274,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--auth", help=argparse.SUPPRESS)  # refused: a password on the command line shows in `ps`
     p.add_argument("--max-new-tokens", type=at_least(int, 1), default=512)
     p.add_argument("--max-input-chars", type=at_least(int, 1), default=DEFAULT_MAX_INPUT_CHARS)
+    p.add_argument("--max-history-chars", type=at_least(int, 1), default=DEFAULT_MAX_HISTORY_CHARS,
+                   help="a longer conversation is refused (the user clears it to go on) (default: %(default)s)")
     p.add_argument("--context-tokens", type=at_least(int, 1), default=DEFAULT_CONTEXT_TOKENS,
                    help="prompt + answer token budget; the oldest turns are dropped to fit (default: %(default)s)")
     p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
@@ -299,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medqa serve: error: {e}", file=sys.stderr)
         return 2
     app = build_app(model, tokenizer, max_new_tokens=args.max_new_tokens, max_input_chars=args.max_input_chars,
-                    context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system)
+                    context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system,
+                    max_history_chars=args.max_history_chars)
     launch(app, host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 

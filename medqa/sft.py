@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trl import ScriptArguments, SFTConfig
 

@@ -134,6 +134,11 @@ medqa_wait_http() {
   return 1
 }
 
+# medqa_public_url URL: URL as a log may show it (medqa.teacher.protocol.public_url: no user:password, query, fragment).
+medqa_public_url() {
+  "$VENV/bin/python" -c 'import sys; from medqa.teacher.protocol import public_url; print(public_url(sys.argv[1]))' "$1"
+}
+
 medqa_done() {
   medqa_log "job $SLURM_JOB_ID finished: $*"
 }

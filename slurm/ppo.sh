@@ -30,7 +30,7 @@ case "$TEACHER" in
   api)
     [ -n "${MEDQA_TEACHER_API_KEY:-}${DEEPSEEK_API_KEY:-}" ] ||
       medqa_log "warning: no MEDQA_TEACHER_API_KEY / DEEPSEEK_API_KEY in the environment; the endpoint must not need one"
-    medqa_log "teacher: API endpoint ${BASE_URL:-(default of the teacher client)}" ;;
+    medqa_log "teacher: API endpoint $(if [ -n "${BASE_URL:-}" ]; then medqa_public_url "$BASE_URL"; else echo "(default of the teacher client)"; fi)" ;;
   offline)
     # The judge never needs a key: keep any out of the job steps.
     unset MEDQA_TEACHER_API_KEY DEEPSEEK_API_KEY

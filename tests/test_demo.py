@@ -131,11 +131,11 @@ def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
 
 
 def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
-    from medqa.demo import fresh_stage_dir
+    from medqa.demo import demo_stage, fresh_stage_dir
 
     stage = tmp_path / "out" / "sft"
-    fresh_stage_dir(stage)  # missing: created and marked
-    (stage / "checkpoint-4").mkdir()
+    with demo_stage(stage):  # missing: created and marked; what the stage writes is listed
+        (stage / "checkpoint-4").mkdir()
     fresh_stage_dir(stage)  # the demo's own: emptied for a fresh run
     assert not (stage / "checkpoint-4").exists()
     mine = tmp_path / "mine" / "sft"

@@ -129,7 +129,8 @@ def test_history_is_budgeted_oldest_first_and_the_system_prompt_kept(tiny_chat, 
 
     model, tok = tiny_chat
     rec = _Recorder(monkeypatch)
-    respond = chat_handler(model, tok, max_new_tokens=8, context_tokens=8 + 300, system="你是谨慎的医学助手。")
+    respond = chat_handler(model, tok, max_new_tokens=8, context_tokens=8 + 300, system="你是谨慎的医学助手。",
+                           max_history_chars=500_000)
     # A huge old message (never tokenised whole), then 60 turns: more than the 300-token budget.
     history = [{"role": "user", "content": "x" * 400_000}, {"role": "assistant", "content": "收到。"}]
     for i in range(60):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from medqa.data.splits import is_gold
@@ -30,9 +31,23 @@ def build_rl_prompts(data_dir: str | Path, out: str | Path, splits: tuple[str, .
     return write_jsonl(out, (rl_prompt(r) for r in rows))
 
 
-def load_rl_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
+def prompt_token_counter(tokenizer, enable_thinking: bool = True) -> Callable[[list[dict]], int]:
+    """Tokens of a chat prompt as the policy is given it (the chat template's generation prompt)."""
+    from medqa.generation import build_prompt
+
+    def count(messages: list[dict]) -> int:
+        return len(tokenizer(build_prompt(tokenizer, messages, enable_thinking), add_special_tokens=False).input_ids)
+
+    return count
+
+
+def load_rl_prompts(path: str | Path, limit: int | None = None, *, max_prompt_length: int | None = None,
+                    count_tokens: Callable[[list[dict]], int] | None = None) -> list[dict]:
     """Read `make rl-prompts` rows back, checked: `id`, `prompt` (chat messages up to the user's question),
-    `question` and `meta` (a dict). The one reader of the RL prompts file, for PPO and GRPO."""
+    `question` and `meta` (a dict). The one reader of the RL prompts file, for PPO and GRPO.
+
+    With `max_prompt_length` and `count_tokens` (`prompt_token_counter`), a prompt longer than that many tokens is
+    an error naming its line: the policy and the teacher must both see the whole question, so nothing is cut."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `make rl-prompts` first, or set prompts_file")
@@ -48,6 +63,12 @@ def load_rl_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
         question = row.get("question", prompt[-1]["content"])
         if not isinstance(question, str) or not question.strip():
             raise InputError(path, line, "question", "must be a non-empty string")
+        if max_prompt_length is not None and count_tokens is not None:
+            n = count_tokens(prompt)
+            if n > max_prompt_length:
+                raise InputError(path, line, "prompt", f"{n} tokens with the chat template, over max_prompt_length "
+                                 f"{max_prompt_length}: shorten or drop it, or raise max_prompt_length (the policy "
+                                 "must see the whole question the teacher judges)")
         meta = row.get("meta") or {}
         if not isinstance(meta, dict):
             raise InputError(path, line, "meta", "must be an object")

@@ -90,7 +90,8 @@ class PPOConfig:
     kl_target: float = field(default=6.0, metadata={"help": "target KL(policy‖ref) per sequence (summed over tokens)"})
     kl_horizon: float = field(default=10000.0, metadata={"help": "adaptive controller horizon (sequences)"})
     # rollouts
-    max_prompt_length: int = field(default=1024, metadata={"help": "prompt tokens kept (from the end)"})
+    max_prompt_length: int = field(default=1024, metadata={
+        "help": "longest prompt in tokens (chat template applied); a longer one in prompts_file is an error"})
     max_new_tokens: int = 512
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature (log-probs use the same)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling; < 1 makes rollouts slightly off-policy"})

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from medqa.checkpoints import CHECKPOINT_RE, RunIdentity, finish_run_dir, prepare_run_dir, trim_logs
-from medqa.data.rl_prompts import load_rl_prompts
+from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
 from medqa.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
 from medqa.ppo import core, rollout
 from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs, run_settings
@@ -172,7 +172,8 @@ class PPOTrainer:
                 self.reference = reference.to(acc.device)
         self.unwrapped: PolicyWithValueHead = acc.unwrap_model(self.model)
 
-        self.prompts = load_rl_prompts(cfg.prompts_file, cfg.max_prompts)
+        self.prompts = load_rl_prompts(cfg.prompts_file, cfg.max_prompts, max_prompt_length=cfg.max_prompt_length,
+                                       count_tokens=prompt_token_counter(tokenizer, cfg.enable_thinking))
         self.order = rollout.PromptOrder(len(self.prompts), cfg.seed, cfg.batch_size // cfg.samples_per_prompt,
                                          self.world)
         self.kl_ctl = (AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl

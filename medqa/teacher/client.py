@@ -123,12 +123,9 @@ class TeacherConfig:
     @property
     def endpoint_id(self) -> str:
         """The endpoint as recorded in caches and outputs: no user:password, query or fragment."""
-        from urllib.parse import urlsplit, urlunsplit
+        from medqa.teacher.protocol import public_url
 
-        if self.endpoint_label:
-            return self.endpoint_label
-        u = urlsplit(self.endpoint)
-        return urlunsplit((u.scheme, u.hostname + (f":{u.port}" if u.port else "") if u.hostname else "", u.path, "", ""))
+        return self.endpoint_label or public_url(self.endpoint)
 
     def with_(self, **changes: Any) -> TeacherConfig:
         return replace(self, **changes)
@@ -259,7 +256,7 @@ class TeacherClient:
         self._auth_error: str | None = None  # set by a 401/403: every later request fails at once
 
     def __repr__(self) -> str:
-        return f"TeacherClient(endpoint={self.config.endpoint!r}, model={self.config.model!r})"
+        return f"TeacherClient(endpoint={self.config.endpoint_id!r}, model={self.config.model!r})"
 
     async def __aenter__(self) -> TeacherClient:
         import aiohttp
@@ -432,7 +429,7 @@ class TeacherClient:
                 except (ValueError, KeyError, IndexError, TypeError):
                     last = "HTTP 200 with an invalid chat-completion body"
             elif status is not None:
-                last = f"HTTP {status}: {self._redact(body[:200])}"
+                last = f"HTTP {status}: {self._redact(body)[:200]}"
                 if status in AUTH_STATUS:
                     self._auth_error = f"HTTP {status} (authentication refused: check the API key)"
                 if status not in RETRYABLE_STATUS:
@@ -447,8 +444,14 @@ class TeacherClient:
         raise TeacherError(f"{last}; gave up after {self.config.max_retries + 1} attempts", self.config.max_retries + 1)
 
     def _redact(self, text: str) -> str:
-        key = self.config.api_key.reveal() if self.config.api_key else ""
-        return text.replace(key, "***") if key else text
+        """`text` without the API key or the base URL's password (redact before cutting: a cut key is not found)."""
+        from urllib.parse import urlsplit
+
+        secrets = [self.config.api_key.reveal() if self.config.api_key else "", urlsplit(self.config.base_url).password]
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 async def score_pairs_async(config: TeacherConfig, pairs: list[tuple[str, str]], cache_path: str | None = None,

@@ -3,7 +3,7 @@ of the offline judge, and the check of a base URL. A leaf: it imports nothing fr
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.deepseek.com"
 DEFAULT_MODEL = "deepseek-chat"
@@ -25,3 +25,14 @@ def check_base_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise TeacherSetupError(f"base URL {url!r} is not an http(s) URL (expected e.g. https://api.deepseek.com)")
     return url
+
+
+def public_url(url: str) -> str:
+    """`url` as it may be printed, logged or recorded: without user:password, query or fragment."""
+    u = urlsplit(url)
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    host = (u.hostname or "") + (f":{port}" if port else "")
+    return urlunsplit((u.scheme, host, u.path, "", "")) if u.scheme or u.netloc else url

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from medqa.argtypes import at_least
-from medqa.teacher.protocol import OFFLINE_BANNER, TeacherSetupError, check_base_url
+from medqa.teacher.protocol import OFFLINE_BANNER, TeacherSetupError, check_base_url, public_url  # noqa: F401
 
 DEFAULT_CACHE = "cache/teacher_judgements.sqlite"
 OFFLINE_ENDPOINT = "in-process:medqa-offline-judge"  # the endpoint recorded for `--teacher-offline`
@@ -109,7 +109,7 @@ class Teacher:
     @property
     def describe(self) -> str:
         kind = "the OFFLINE heuristic judge" if self.offline else self.config.model
-        return f"{kind} at {self.config.endpoint} (cache {self.cache_path or 'none'})"
+        return f"{kind} at {public_url(self.config.endpoint)} (cache {self.cache_path or 'none'})"
 
     def __iter__(self):
         return iter((self.config, self.cache_path))
