@@ -161,7 +161,7 @@ def test_ppo_refuses_an_overlong_prompt_instead_of_cutting_it(tmp_path, tiny_mod
 def test_grpo_refuses_an_overlong_prompt_before_loading_the_policy(tmp_path, tiny_model_dir, monkeypatch):
     import medqa.grpo as grpo
 
-    monkeypatch.setattr(grpo, "load_model", lambda *a, **k: pytest.fail("the policy was loaded"))
+    monkeypatch.setattr(grpo, "load_policy", lambda *a, **k: pytest.fail("the policy was loaded"))
     script, config, model, _ = grpo.parse_args([
         "--config", str(ROOT / "recipes/grpo/cpu/lora.yaml"), "--model_name_or_path", str(tiny_model_dir),
         "--mode", "full", "--prompts_file", str(_prompts(tmp_path, 2_000)), "--output_dir", str(tmp_path / "out"),
