@@ -9,6 +9,7 @@ import sys
 
 from medqa.grpo import main, parse_args
 from medqa.io import InputError
+from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 from medqa.teacher.setup import TeacherSetupError
 
 if __name__ == "__main__":
@@ -22,3 +23,6 @@ if __name__ == "__main__":
     except (TeacherSetupError, InputError, FileNotFoundError) as e:
         print(f"grpo: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TeacherUnavailable as e:
+        print(f"grpo: stopped: {e}", file=sys.stderr)
+        raise SystemExit(TEACHER_UNAVAILABLE_EXIT) from None

@@ -10,7 +10,7 @@ import os
 import sys
 
 from medqa.ppo.config import parse_args
-from medqa.ppo.scoring import TeacherUnavailable
+from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 from medqa.teacher.setup import TeacherSetupError
 
 if __name__ == "__main__":
@@ -29,7 +29,7 @@ if __name__ == "__main__":
         raise SystemExit(2) from None
     except TeacherUnavailable as e:
         print(f"ppo: stopped: {e}", file=sys.stderr)
-        raise SystemExit(3) from None
+        raise SystemExit(TEACHER_UNAVAILABLE_EXIT) from None
     # Every rank has passed main's last barrier with its outputs written and synced. A multi-process run ends here
     # without the interpreter's teardown: tearing down the distributed backends' C++ objects (gloo groups,
     # DeepSpeed's shared-memory op) after a finished run now and then met a still-joinable thread and aborted a rank

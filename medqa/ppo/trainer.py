@@ -226,7 +226,7 @@ class PPOTrainer:
             ensure_process_group()
             self.teacher_setup, teacher = build_distributed_teacher(teacher_args or TeacherArgs(), self.rank)
         self.teacher = teacher
-        self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn)
+        self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn, (teacher_args or TeacherArgs()).stop_rule())
         self.step = 0  # completed PPO steps
         self.writer = None
 
