@@ -176,7 +176,7 @@ def test_total_rewards_weights_and_a_failed_judgement_takes_the_batchs_mean_teac
     # the failed item stays on the batch's scale: 0.6·rules + 0.4·(mean of 0.8 and 0.5), not the rule total alone
     assert failed.total == pytest.approx(0.6 * bad.total + 0.4 * 0.65, abs=1e-4) and failed.teacher_failed
     assert "HTTP 500" in failed.parts["teacher"].reason
-    assert failed.reward_parts() == {"rules": bad.total, "teacher": 0.65, "teacher_failed": 1.0}
+    assert failed.reward_parts() == pytest.approx({"rules": bad.total, "teacher": 0.65, "teacher_failed": 1.0})
     assert total_rewards([bad], [None])[0].total == pytest.approx(0.6 * bad.total + 0.4 * NEUTRAL_TEACHER, abs=1e-4)
     assert total_rewards([bad], [None], imputed=0.9)[0].teacher == pytest.approx(0.9)
     assert total_rewards([good], [6.0], w_rules=0.0, w_teacher=1.0)[0].total == pytest.approx(0.6)

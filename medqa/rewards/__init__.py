@@ -121,7 +121,7 @@ def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], w_r
         t = imputed if term is None else term
         out.append(RewardBreakdown(round(w_rules * r.total + w_teacher * t, 4), parts,
                                    note=f"{w_rules:g}·rules + {w_teacher:g}·teacher", rules_total=r.total,
-                                   teacher=round(t, 4), teacher_failed=term is None))
+                                   teacher=t, teacher_failed=term is None))
     return out
 
 

@@ -51,10 +51,9 @@ class TeacherArgs:
     teacher_max_retries: int | None = field(default=None, metadata={"help": "retries per judge request (default 5)"})
     # RL runs only (PPO, GRPO: `medqa.rewards.TeacherStopRule`); not flags of the argparse commands
     teacher_fail_threshold: float = field(default=0.5, metadata={
-        "help": "RL: a step in which more than this share of the items has no judgement counts as failed",
-        "rl_only": True})
+        "help": "RL: a step in which more than this share of the items has no judgement counts as failed"})
     teacher_fail_patience: int = field(default=3, metadata={
-        "help": "RL: stop the run (exit code 3) after this many failed steps in a row", "rl_only": True})
+        "help": "RL: stop the run (exit code 3) after this many failed steps in a row"})
 
     def __post_init__(self) -> None:
         for name in ("teacher_concurrency", "teacher_timeout", "teacher_rpm"):
@@ -87,6 +86,8 @@ def _url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+RL_ONLY = ("teacher_fail_threshold", "teacher_fail_patience")  # TeacherArgs fields that are no argparse flags
+
 # field -> (type at parse time, short aliases of the `medqa teacher` subcommands)
 _ARGPARSE: dict[str, tuple[Any, tuple[str, ...]]] = {
     "teacher_base_url": (_url, ("--base-url",)),
@@ -105,7 +106,7 @@ def add_teacher_args(parser: argparse.ArgumentParser | Any, short_aliases: bool 
 
     With `short_aliases` the `medqa teacher` spellings (`--base-url`, `--offline`, `--cache`, …) work too."""
     for f in fields(TeacherArgs):
-        if f.metadata.get("rl_only"):
+        if f.name in RL_ONLY:
             continue
         kind, aliases = _ARGPARSE[f.name]
         names = ["--" + f.name.replace("_", "-"), *(aliases if short_aliases else ())]
