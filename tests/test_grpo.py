@@ -71,7 +71,7 @@ def test_every_recipe_parses(recipe, tiny_model_dir):
     if "qlora" in recipe.name and importlib.util.find_spec("bitsandbytes") is None:
         pytest.skip("qlora needs bitsandbytes")
     script, config, model, teacher = parse_args(["--config", str(recipe), "--model_name_or_path", str(tiny_model_dir)])
-    assert config.reward_weights == [0.6, 0.4] and config.beta > 0
+    assert config.reward_weights is None and (config.w_rules, config.w_teacher) == (0.6, 0.4) and config.beta > 0
     assert not config.bf16 and config.use_cpu  # fp32 on a CPU-only machine, whatever the recipe
     assert config.num_generations >= 2 and model.mode in recipe.name
     if "cpu" in recipe.parts:
@@ -84,6 +84,8 @@ def test_every_recipe_parses(recipe, tiny_model_dir):
     (["--temperature", "0"], "temperature must be > 0"),
     (["--reward_weights", "0.6", "-0.4"], "reward_weights must be >= 0"),
     (["--teacher_concurrency", "0"], "teacher_concurrency must be > 0"),
+    (["--teacher_fail_patience", "0"], "teacher_fail_patience >= 1"),
+    (["--w_teacher", "-0.4"], "w_rules and w_teacher must be >= 0"),
     (["--model_name_or_path", "outputs/no/such-sft"], "no such SFT output"),
 ])
 def test_invalid_settings_fail_with_a_clear_message(extra, message, tiny_model_dir):

@@ -152,7 +152,7 @@ class TeacherStopRule:
                 f"the teacher failed for {failed_share:.0%} of the items in {self.streak} steps in a row "
                 f"(threshold {self.threshold:.0%}, patience {self.patience}); last error: "
                 f"{last_error or 'on another rank'}. Check the endpoint and key (make teacher-check), "
-                "or train on the rules alone.")
+                "or run PPO with reward: rules.")
 
 
 __all__ = ["MAX_TOTAL", "MIN_TOTAL", "NEUTRAL_TEACHER", "RULES", "RewardBreakdown", "Rule", "RuleResult",
