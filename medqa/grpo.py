@@ -45,7 +45,7 @@ from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
-from medqa.rewards import W_RULES, W_TEACHER
+from medqa.rewards import W_RULES, W_TEACHER, TeacherStopRule
 from medqa.sft import SFTModelArguments, disable_bnb_cpu_repack, load_model, resolve_resume
 from medqa.teacher.setup import TeacherArgs
 
@@ -400,7 +400,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
         setup = build_teacher(teacher_args, quiet=training_args.process_index != 0)
         teacher = CombinedReward(setup.config, setup.cache_path, distributed=training_args.world_size > 1,
                                  w_rules=training_args.w_rules, w_teacher=training_args.w_teacher,
-                                 stop_rule=teacher_args.stop_rule())
+                                 stop_rule=TeacherStopRule.from_args(teacher_args))
         reward_funcs = [teacher]
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_funcs):
         raise ValueError(f"reward_weights has {len(training_args.reward_weights)} values for {len(reward_funcs)} rewards")

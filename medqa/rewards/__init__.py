@@ -144,6 +144,11 @@ class TeacherStopRule:
             raise ValueError(f"teacher_fail_threshold must be in (0, 1] and teacher_fail_patience >= 1 "
                              f"(got {self.threshold}, {self.patience})")
 
+    @classmethod
+    def from_args(cls, teacher_args: Any) -> TeacherStopRule:
+        """The rule a `medqa.teacher.setup.TeacherArgs` configures (`teacher_fail_threshold`, `_patience`)."""
+        return cls(teacher_args.teacher_fail_threshold, teacher_args.teacher_fail_patience)
+
     def observe(self, failed_share: float, last_error: str | None = None) -> None:
         """Count this step; raise TeacherUnavailable once the streak reaches `patience`."""
         self.streak = self.streak + 1 if failed_share > self.threshold else 0

@@ -70,12 +70,6 @@ class TeacherArgs:
             raise TeacherSetupError(f"teacher_fail_threshold must be in (0, 1] and teacher_fail_patience >= 1 "
                                     f"(got {self.teacher_fail_threshold}, {self.teacher_fail_patience})")
 
-    def stop_rule(self):
-        """The `medqa.rewards.TeacherStopRule` these arguments configure (PPO and GRPO)."""
-        from medqa.rewards import TeacherStopRule
-
-        return TeacherStopRule(self.teacher_fail_threshold, self.teacher_fail_patience)
-
 
 # ------------------------------------------------------------------------------------------------ argparse
 
