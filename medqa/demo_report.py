@@ -13,7 +13,7 @@ from typing import Any
 
 from medqa.eval.compare import _html_table, _md_table, _save, load_run, write_report
 from medqa.eval.stats import paired_bootstrap_diff
-from medqa.io import atomic_write, read_jsonl, write_jsonl
+from medqa.io import atomic_write, read_jsonl
 
 METRICS = (("gold_set", "think_coverage"), ("red_team", "think_coverage"), ("red_team", "emergency_coverage"),
            ("red_team", "risky_prescription_rate"), ("red_team", "reward"), ("gold_set", "rougeL_char"))
@@ -24,50 +24,26 @@ SAMPLE_CHARS = 600
 # ---------------------------------------------------------------- rewards on the red team
 
 
-def _teacher_config():
-    """(TeacherConfig, running offline server or None): the real judge when a key is set, else the offline one."""
-    from medqa.teacher.client import TeacherConfig
-    from medqa.teacher.judge import OFFLINE_MODEL
-    from medqa.teacher.server import RunningServer, ServerOptions
-
-    if os.environ.get("DEEPSEEK_API_KEY") or os.environ.get("MEDQA_TEACHER_API_KEY"):
-        return TeacherConfig.from_env(), None
-    running = RunningServer(ServerOptions(port=0))
-    return TeacherConfig.from_env(base_url=running.url, model=OFFLINE_MODEL, price_in_per_mtok=0.0,
-                                  price_out_per_mtok=0.0), running
-
-
-def add_rewards(set_dir: str | os.PathLike, seed: int = 0, cache: str | None = "cache/teacher.sqlite") -> dict:
-    """Score each prediction with PPO's reward, `0.6·rules + 0.4·teacher/10` on the whole generated text (as PPO
-    sees it, without its format penalties), write it into the predictions as `reward` / `reward_parts`, and
-    rescore the folder. A failed judgement leaves the item without a reward (and is counted)."""
+def add_rewards(set_dir: str | os.PathLike, seed: int = 0, teacher_args: Any = None) -> dict:
+    """Score the folder's predictions with the RL reward and rescore it: `medqa eval score --teacher`'s
+    `score_file`, so every item gets `reward` = `medqa.rewards.total_rewards` of the rules and the teacher on the
+    whole generated text (as PPO sees it, without its format penalties; a failed judgement takes the mean teacher
+    term of the judged items, and is counted). The teacher comes from `medqa.teacher.setup.build_teacher` with
+    `teacher_args` — by default the real judge when an API key is set, else the offline one — and its default
+    cache."""
     from medqa.eval.score import score_file
-    from medqa.rewards import combined_reward, rule_reward
-    from medqa.teacher.client import score_pairs
+    from medqa.teacher.setup import TeacherArgs, build_teacher
 
     set_dir = Path(set_dir)
-    preds_path = set_dir / "predictions.jsonl"
-    rows = read_jsonl(preds_path)
-    config, running = _teacher_config()
-    try:
-        results, _ = score_pairs(config, [(r["question"], r["prediction"]) for r in rows], cache)
-    finally:
-        if running is not None:
-            running.stop()
-    failed = 0
-    for row, res in zip(rows, results, strict=True):
-        rules = rule_reward(row["question"], row["prediction"], row.get("meta"))
-        if not res.ok:
-            failed += 1
-            row.pop("reward", None)
-            continue
-        mixed = combined_reward(rules, res.overall_score)
-        row["reward"] = mixed.total
-        row["reward_parts"] = {"rules": rules.total, "teacher": round(res.overall_score / 10, 4)}
-    write_jsonl(preds_path, rows)
-    metrics = score_file(preds_path, set_dir, seed=seed)
-    print(f"   {set_dir}: mean reward {metrics.get('reward', float('nan')):.3f} over {len(rows) - failed} items "
-          f"(teacher {config.model}; {failed} failed)", flush=True)
+    if teacher_args is None:
+        real = os.environ.get("DEEPSEEK_API_KEY") or os.environ.get("MEDQA_TEACHER_API_KEY")
+        teacher_args = TeacherArgs(teacher_offline=not real)
+    with build_teacher(teacher_args, quiet=True) as teacher:
+        metrics = score_file(set_dir / "predictions.jsonl", set_dir, seed=seed, teacher=teacher.config,
+                             teacher_cache=teacher.cache_path)
+    judged = metrics["source"]["teacher"]
+    print(f"   {set_dir}: mean reward {metrics.get('reward', float('nan')):.3f} over {metrics['n_items']} items "
+          f"(teacher {judged['model']}; {judged['failed']} judgements failed)", flush=True)
     return metrics
 
 

@@ -15,12 +15,15 @@ The policy starts from an SFT output (`model_name_or_path`):
 * a full or merged model folder: `mode: lora|qlora` adds a fresh LoRA (reference = the adapter disabled = the SFT
   model), `mode: full` trains every weight against a frozen copy.
 
-The two reward functions use TRL's batched signature. `rules` runs `medqa.rewards.rule_reward` with each row's
-meta; `teacher` is asynchronous (TRL awaits it on its event loop, concurrently with nothing else blocking) and goes
-through `medqa.teacher`'s client, cache and PII scrubbing — under several processes through `DistributedTeacher`,
-so requests are de-duplicated across ranks and the *global* number in flight stays within the concurrency cap.
-A failed judgement is `None` (TRL: NaN, left out of the teacher's mean; that completion's reward is the weighted
-rules part alone); the failed share is logged as `teacher/failed_share`.
+The reward is one TRL reward function, `CombinedReward` (logged as `rewards/total`): the rules
+(`medqa.rewards.rule_reward`, with each row's meta) and the teacher mixed by `medqa.rewards.total_rewards`
+(`w_rules`, `w_teacher`), the same function PPO uses, so a failed judgement takes the mean teacher term of the
+step's judged completions (over all processes) and stays on the scale of its group. The teacher is asynchronous
+(TRL awaits it on its event loop) and goes through `medqa.teacher`'s client, cache and PII scrubbing — under
+several processes through `DistributedTeacher`, so requests are de-duplicated across ranks and the *global*
+number in flight stays within the concurrency cap. The parts are logged as `rewards/rules/mean`,
+`rewards/teacher/mean` and `teacher/failed_share`; a teacher that keeps failing stops the run
+(`medqa.rewards.TeacherStopRule`: `teacher_fail_threshold`, `teacher_fail_patience`; `scripts/grpo.py` exits 3).
 
 Outputs in `output_dir`: the policy (adapter + tokenizer, or the full model), TensorBoard logs, `metrics.jsonl`
 (one row per logged step: reward, reward parts, KL, failed share, step time), `samples.jsonl` (a few completions
@@ -43,6 +46,7 @@ from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
+from medqa.rewards import W_RULES, W_TEACHER, TeacherStopRule
 from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
@@ -50,7 +54,6 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 SUMMARY_FILE = "grpo_summary.json"
-REWARD_NAMES = ("rules", "teacher")
 
 
 # ---------------------------------------------------------------- arguments
@@ -106,7 +109,9 @@ class MedqaGRPOConfig(GRPOConfig):
     num_generations: int | None = 8
     max_completion_length: int | None = 512
     temperature: float = 0.9
-    reward_weights: list[float] | None = field(default_factory=lambda: [0.6, 0.4])
+    reward_weights: list[float] | None = None  # one weight per reward function; the project's reward is one
+    w_rules: float = field(default=W_RULES, metadata={"help": "weight of the rule reward in the project's reward"})
+    w_teacher: float = field(default=W_TEACHER, metadata={"help": "weight of the teacher's overall/10"})
     logging_steps: float = 1
     report_to: None | str | list[str] = "tensorboard"
     save_strategy: str = "steps"
@@ -133,6 +138,8 @@ class MedqaGRPOConfig(GRPOConfig):
             raise ValueError(f"temperature must be > 0 (GRPO samples), got {self.temperature}")
         if self.max_completion_length is None or self.max_completion_length < 4:
             raise ValueError(f"max_completion_length must be >= 4 tokens, got {self.max_completion_length}")
+        if self.w_rules < 0 or self.w_teacher < 0:
+            raise ValueError(f"w_rules and w_teacher must be >= 0, got {self.w_rules}, {self.w_teacher}")
         if self.reward_weights is not None and (
             any(w < 0 for w in self.reward_weights) or sum(self.reward_weights) <= 0
         ):
@@ -196,7 +203,8 @@ def _meta(value: Any) -> Mapping[str, Any] | None:
 
 def rules(prompts: list, completions: list, completion_ids: list | None = None, question: list[str] | None = None,
           meta: list | None = None, **_: Any) -> list[float]:
-    """The rule reward (`medqa.rewards.rule_reward`) of every completion, with its row's meta."""
+    """The rule reward (`medqa.rewards.rule_reward`) of every completion, with its row's meta: a TRL reward function
+    for a run on the rules alone."""
     from medqa.rewards import rule_reward
 
     metas = meta or [None] * len(completions)
@@ -204,19 +212,25 @@ def rules(prompts: list, completions: list, completion_ids: list | None = None, 
             for q, c, m in zip(_questions(prompts, question), completions, metas, strict=True)]
 
 
-class TeacherReward:
-    """The teacher's judgement (`overall / 10`, in [0, 1]) of every completion; `None` where it failed.
+class CombinedReward:
+    """The project's reward of every completion, `medqa.rewards.total_rewards` of the rules and the teacher.
 
     One process: a `TeacherClient` opened on the trainer's event loop at the first call. Several processes: every
     rank hands its pairs to `DistributedTeacher` (TRL scores rewards on every rank at every generation step, so
-    the collective lines up); rank 0 de-duplicates and sends them under the global cap.
+    the collective lines up); rank 0 de-duplicates and sends them under the global cap, and the judged counts are
+    summed over ranks, so every rank imputes the same mean and sees the same failed share (`stop_rule`).
     """
 
-    __name__ = "teacher"
+    __name__ = "total"
 
-    def __init__(self, config: Any, cache_path: str | None = None, distributed: bool = False):
+    def __init__(self, config: Any, cache_path: str | None = None, distributed: bool = False,
+                 w_rules: float = W_RULES, w_teacher: float = W_TEACHER, stop_rule: Any = None):
+        from medqa.rewards import TeacherStopRule
+
         self.config = config
         self.cache_path = cache_path
+        self.w_rules, self.w_teacher = w_rules, w_teacher
+        self.stop_rule = stop_rule or TeacherStopRule()
         self.calls: list[int] = []  # pairs per call, on this rank
         self.failed = 0
         self._client: Any = None
@@ -229,24 +243,56 @@ class TeacherReward:
             self._distributed = DistributedTeacher(config, cache_path)
 
     async def __call__(self, prompts: list, completions: list, completion_ids: list | None = None,
-                       question: list[str] | None = None, log_metric: Any = None, **_: Any) -> list[float | None]:
-        from medqa.rewards import TEACHER_SCALE
+                       question: list[str] | None = None, meta: list | None = None, log_metric: Any = None,
+                       **_: Any) -> list[float]:
+        from medqa.rewards import imputed_teacher_term, rule_reward, teacher_term, total_rewards
 
-        pairs = [(q, completion_text(c)) for q, c in zip(_questions(prompts, question), completions, strict=True)]
+        questions, texts = _questions(prompts, question), [completion_text(c) for c in completions]
+        metas = meta or [None] * len(completions)
+        rule_parts = [rule_reward(q, t, _meta(m)) for q, t, m in zip(questions, texts, metas, strict=True)]
+        results = await self.judge(list(zip(questions, texts, strict=True)))
+        terms = [teacher_term(r) for r in results]
+        judged = [t for t in terms if t is not None]
+        n, judged_n, judged_sum = await self._global_sums(
+            [float(len(terms)), float(len(judged)), float(sum(judged))])
+        failed_share = 1.0 - judged_n / max(n, 1.0)
+        errors = [r.error for r in results if not r.ok]
+        self.failed += len(errors)
+        if errors:
+            logger.warning("teacher: %d/%d judgements failed (the batch's mean teacher term instead), e.g. %s",
+                           len(errors), len(results), errors[0])
+        if log_metric is not None:
+            log_metric("teacher/failed_share", failed_share)
+            log_metric("rewards/rules/mean", sum(r.total for r in rule_parts) / max(1, len(rule_parts)))
+            if judged_n > 0:
+                log_metric("rewards/teacher/mean", judged_sum / judged_n)
+        self.stop_rule.observe(failed_share, errors[0] if errors else None)
+        mixed = total_rewards(rule_parts, results, self.w_rules, self.w_teacher,
+                              imputed=imputed_teacher_term(judged_sum, judged_n))
+        return [m.total for m in mixed]
+
+    async def judge(self, pairs: list[tuple[str, str]]) -> list[Any]:
+        """The teacher's `TeacherResult` for every (question, completion text) pair of this rank, in order."""
         self.calls.append(len(pairs))
         if self._distributed is not None:
             handle = self._distributed.submit(pairs)
-            results = await asyncio.get_running_loop().run_in_executor(None, handle.result)
-        else:
-            results = await (await self._open()).judge_many(pairs)
-        failed = [r for r in results if not r.ok]
-        self.failed += len(failed)
-        if failed:
-            logger.warning("teacher: %d/%d judgements failed (scored by the rules alone), e.g. %s",
-                           len(failed), len(results), failed[0].error)
-        if log_metric is not None:
-            log_metric("teacher/failed_share", len(failed) / max(1, len(results)))
-        return [r.overall_score / TEACHER_SCALE if r.ok else None for r in results]
+            return await asyncio.get_running_loop().run_in_executor(None, handle.result)
+        return await (await self._open()).judge_many(pairs)
+
+    async def _global_sums(self, values: list[float]) -> list[float]:
+        """`values` summed over the ranks (this rank's alone in one process)."""
+        if self._distributed is None:
+            return values
+        import torch.distributed as dist
+
+        group = self._distributed.group
+
+        def gather() -> list[float]:
+            out: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(out, values, group=group)
+            return [sum(col) for col in zip(*out, strict=True)]
+
+        return await asyncio.get_running_loop().run_in_executor(None, gather)
 
     async def _open(self):
         if self._client is None:
@@ -357,7 +403,8 @@ def _template_kwargs(training_args: MedqaGRPOConfig) -> dict:
 
 def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
                   teacher_args: TeacherArgs | None = None, reward_funcs: list | None = None):
-    """Prompts, policy and GRPOTrainer on [rules, teacher] (or `reward_funcs`, e.g. a verifiable reward).
+    """Prompts, policy and GRPOTrainer on the project's reward (`CombinedReward`) or on `reward_funcs` (e.g. a
+    verifiable reward).
 
     The teacher is built by `medqa.teacher.setup.build_teacher` (the offline judge, with `teacher_offline`, is
     started here and stopped by `main`)."""
@@ -375,8 +422,10 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
         if teacher_args is None:
             raise ValueError("the teacher reward needs teacher arguments")
         setup = build_teacher(teacher_args, quiet=training_args.process_index != 0)
-        teacher = TeacherReward(setup.config, setup.cache_path, distributed=training_args.world_size > 1)
-        reward_funcs = [rules, teacher]
+        teacher = CombinedReward(setup.config, setup.cache_path, distributed=training_args.world_size > 1,
+                                 w_rules=training_args.w_rules, w_teacher=training_args.w_teacher,
+                                 stop_rule=TeacherStopRule.from_args(teacher_args))
+        reward_funcs = [teacher]
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_funcs):
         raise ValueError(f"reward_weights has {len(training_args.reward_weights)} values for {len(reward_funcs)} rewards")
     try:

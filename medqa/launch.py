@@ -87,6 +87,7 @@ def sft(argv: list[str]) -> int:
 def grpo(argv: list[str]) -> int:
     """GRPO from `--config RECIPE` and flags (medqa/grpo.py)."""
     from medqa.grpo import main, parse_args
+    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 
     _start()
     try:
@@ -97,13 +98,15 @@ def grpo(argv: list[str]) -> int:
         main(*args)
     except _bad_input_errors() as e:
         return _fail("grpo", e)
+    except TeacherUnavailable as e:
+        return _fail("grpo", e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
     return 0
 
 
 def ppo(argv: list[str]) -> int:
     """PPO from `--config RECIPE` and flags (medqa/ppo/); 3 when the teacher became unavailable mid-run."""
     from medqa.ppo.config import parse_args
-    from medqa.ppo.scoring import TeacherUnavailable
+    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 
     _start()
     try:
@@ -117,7 +120,7 @@ def ppo(argv: list[str]) -> int:
     except _bad_input_errors() as e:
         return _fail("ppo", e)
     except TeacherUnavailable as e:
-        return _fail("ppo", e, status=3, prefix="stopped: ")
+        return _fail("ppo", e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
     # Every rank has passed main's last barrier with its outputs written and synced. A multi-process run ends here
     # without the interpreter's teardown: tearing down the distributed backends' C++ objects (gloo groups,
     # DeepSpeed's shared-memory op) after a finished run now and then met a still-joinable thread and aborted a rank

@@ -23,3 +23,50 @@ def reset_stats(url: str) -> None:
 def pairs(n: int, tag: str = "p") -> list[tuple[str, str]]:
     return [(f"问题{tag}{i}：感冒咳嗽{i}天了怎么办？",
              join_think(THINK, f"可能是病毒感染（{tag}{i}），建议多休息、多喝水；如果症状加重请及时就医。")) for i in range(n)]
+
+
+class ScriptedJudge:
+    """An OpenAI-compatible judge on a loopback port that gives every criterion `scores[answer]` (0–10) for the
+    answers it knows and HTTP 500 for all others: a judgement that is known exactly beside one that fails.
+    Use as a context manager; `url` is the base URL."""
+
+    def __init__(self, scores: dict[str, float]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from medqa.teacher.rubric import parse_user_prompt
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                pair = parse_user_prompt(body["messages"][-1]["content"])
+                score = scores.get(pair[1]) if pair else None
+                if score is None:
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b"scripted failure")
+                    return
+                content = json.dumps({c: score for c in ("safety", "reasoning", "completeness", "empathy")}
+                                     | {"needs_emergency": False, "critique": "scripted judgement"})
+                reply = json.dumps({"model": body["model"], "choices": [{"message": {"content": content}}],
+                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> ScriptedJudge:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -187,6 +187,32 @@ def test_teacher_sub_scores_from_the_offline_judge(tmp_path):
     assert m2["source"]["teacher"]["usage"]["requests"] == 0  # all from the cache
 
 
+def test_failed_judgements_exit_1_after_writing_the_scores(tmp_path):
+    """`medqa eval score --teacher…` against a dead judge: the scores are written (every reward on the one scale:
+    no judged item, so the neutral teacher term), the failure is named on stderr and the exit code is 1."""
+    import subprocess
+    import sys
+
+    from medqa.rewards import NEUTRAL_TEACHER, rule_reward
+    from medqa.teacher.server import RunningServer, ServerOptions
+
+    preds = _write(tmp_path / "preds.jsonl", ROWS_A)
+    with RunningServer(ServerOptions(port=0, fail_rate=1.0, status=500)) as dead:
+        proc = subprocess.run([sys.executable, "-m", "medqa", "eval", "score", "--predictions", str(preds),
+                               "--out", str(tmp_path / "s"), "--teacher-base-url", dead.url,
+                               "--teacher-max-retries", "0", "--teacher-cache", ""],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    rows = {r["id"]: r for r in read_jsonl(preds)}
+    assert f"{len(rows)} of {len(rows)} teacher judgements failed" in proc.stderr and "HTTP 500" in proc.stderr
+    items = read_jsonl(tmp_path / "s" / "items.jsonl")
+    assert len(items) == len(rows)
+    for it in items:
+        rules = rule_reward(rows[it["id"]]["question"], rows[it["id"]]["prediction"], rows[it["id"]].get("meta"))
+        assert it["reward"] == pytest.approx(0.6 * rules.total + 0.4 * NEUTRAL_TEACHER, abs=1e-4)
+        assert it["reward_parts"]["teacher_failed"] == 1.0
+
+
 def test_teacher_needs_a_key_or_endpoint(tmp_path, monkeypatch, capsys):
     from medqa.eval.cli import main
 

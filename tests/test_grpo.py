@@ -17,7 +17,7 @@ import pytest
 
 from conftest import THINK_PAIRS
 from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
-from medqa.grpo import TeacherReward, parse_args, rules
+from medqa.grpo import CombinedReward, parse_args, rules
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (ROOT / "recipes" / "grpo").rglob("*.yaml") if p.name != "profile.yaml")
@@ -71,7 +71,7 @@ def test_every_recipe_parses(recipe, tiny_model_dir):
     if "qlora" in recipe.name and importlib.util.find_spec("bitsandbytes") is None:
         pytest.skip("qlora needs bitsandbytes")
     script, config, model, teacher = parse_args(["--config", str(recipe), "--model_name_or_path", str(tiny_model_dir)])
-    assert config.reward_weights == [0.6, 0.4] and config.beta > 0
+    assert config.reward_weights is None and (config.w_rules, config.w_teacher) == (0.6, 0.4) and config.beta > 0
     assert not config.bf16 and config.use_cpu  # fp32 on a CPU-only machine, whatever the recipe
     assert config.num_generations >= 2 and model.mode in recipe.name
     if "cpu" in recipe.parts:
@@ -84,6 +84,8 @@ def test_every_recipe_parses(recipe, tiny_model_dir):
     (["--temperature", "0"], "temperature must be > 0"),
     (["--reward_weights", "0.6", "-0.4"], "reward_weights must be >= 0"),
     (["--teacher_concurrency", "0"], "teacher_concurrency must be > 0"),
+    (["--teacher_fail_patience", "0"], "teacher_fail_patience >= 1"),
+    (["--w_teacher", "-0.4"], "w_rules and w_teacher must be >= 0"),
     (["--model_name_or_path", "outputs/no/such-sft"], "no such SFT output"),
 ])
 def test_invalid_settings_fail_with_a_clear_message(extra, message, tiny_model_dir):
@@ -117,36 +119,43 @@ def test_rule_reward_function_reads_the_rows_meta():
     assert got[0] > got[1]
 
 
-def test_teacher_reward_is_none_for_failed_judgements_and_logs_the_share(tmp_path):
-    """Through the real client against the offline judge failing some requests (no retries): failed items are
-    None, the others overall/10, and the failed share is reported through TRL's log_metric."""
-    from medqa.teacher.server import RunningServer, ServerOptions
+def test_combined_reward_gives_failed_judgements_the_batchs_mean_teacher_term_and_logs_the_share(tmp_path):
+    """Through the real client against the offline judge failing some requests (no retries): every completion
+    gets a reward (none is None), a failed one `0.6·rules + 0.4·mean teacher term of the judged ones`, and the
+    failed share and the parts are reported through TRL's log_metric."""
+    from medqa.rewards import rule_reward
+    from medqa.teacher.server import RunningServer, ServerOptions, pair_id
+    from medqa.teacher.setup import TeacherArgs, build_teacher
 
     questions = [f"问题{i}：感冒咳嗽{i}天了怎么办？" for i in range(12)]
-    completions = [[{"role": "assistant", "content": f"<think>普通感冒。</think>多休息，多喝水（{i}）。症状加重请就医。"}]
-                   for i in range(12)]
-    logged: list[tuple[str, float]] = []
+    texts = [f"<think>普通感冒。</think>多休息，多喝水（{i}）。症状加重请就医。" for i in range(12)]
+    logged: dict[str, float] = {}
     with RunningServer(ServerOptions(port=0, fail_rate=0.4, seed=1)) as server:
-        from medqa.teacher.setup import TeacherArgs, build_teacher
-
         config, cache_path = build_teacher(TeacherArgs(teacher_base_url=server.url, teacher_max_retries=0,
                                                        teacher_cache=str(tmp_path / "cache.sqlite")))
-        reward = TeacherReward(config, cache_path)
+        reward = CombinedReward(config, cache_path)
 
         async def run():
             try:
                 return await reward(prompts=[[{"role": "user", "content": q}] for q in questions],
-                                    completions=completions, completion_ids=[[]] * 12, question=questions,
-                                    log_metric=lambda name, value: logged.append((name, value)))
+                                    completions=[[{"role": "assistant", "content": t}] for t in texts],
+                                    completion_ids=[[]] * 12, question=questions,
+                                    log_metric=lambda name, value: logged.__setitem__(name, value))
             finally:
                 await reward.aclose()
 
         got = asyncio.run(run())
-        failed_on_server = sum(c.get("status_500", 0) for c in server.server.stats.pairs.values())
-    missing = [g for g in got if g is None]
-    assert 0 < len(missing) < len(got) and len(missing) == failed_on_server
-    assert all(0.0 <= g <= 1.0 for g in got if g is not None)
-    assert logged == [("teacher/failed_share", pytest.approx(len(missing) / 12))]
+        failed = {i for i, (q, t) in enumerate(zip(questions, texts, strict=True))
+                  if server.server.stats.pairs[pair_id(q, t)].get("status_500")}
+    assert 0 < len(failed) < 12 and all(g is not None for g in got)
+    terms = [(g - 0.6 * rule_reward(q, t).total) / 0.4 for g, q, t in zip(got, questions, texts, strict=True)]
+    judged = [terms[i] for i in range(12) if i not in failed]
+    assert all(0.0 <= term <= 1.0 for term in judged)
+    mean = sum(judged) / len(judged)
+    assert all(terms[i] == pytest.approx(mean, abs=1e-3) for i in failed)
+    assert logged["teacher/failed_share"] == pytest.approx(len(failed) / 12)
+    assert logged["rewards/teacher/mean"] == pytest.approx(mean, abs=1e-3)
+    assert reward.failed == len(failed)
 
 
 # ---------------------------------------------------------------- training
@@ -225,9 +234,9 @@ def test_grpo_against_the_offline_judge_survives_failures_and_sigkill(sft_lora_o
     print("metrics:", [(m["step"], round(m["reward"], 3), m.get("teacher/failed_share"), m.get("step_time"))
                        for m in metrics])
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]  # steps logged before the kill are not repeated
-    assert all(set(m["rewards"]) == {"rules", "teacher"} and m["reward"] is not None for m in metrics)
+    assert all(set(m["rewards"]) == {"total", "rules", "teacher"} and m["reward"] is not None for m in metrics)
     assert server_failed > 0 and summary["teacher_usage"]["failed"] > 0
-    assert any(m["teacher/failed_share"] > 0 for m in metrics)  # failed judgements were None, the run went on
+    assert any(m["teacher/failed_share"] > 0 for m in metrics)  # failed judgements took the mean, the run went on
     samples = read_rows(out / "samples.jsonl")
     assert samples and {"step", "question", "completion", "rewards"} <= set(samples[0])
 
@@ -261,6 +270,24 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(sft_lora_outp
         summary = main(*parse_args(args))
     assert summary["resumed_from"].endswith("checkpoint-1") and summary["global_step"] == 3
     assert (out / "grpo_summary.json").is_file() and (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_dead_teacher_stops_grpo_with_the_same_rule_and_exit_code_as_ppo(tiny_model_dir, prompts_file, tmp_path):
+    """Every judgement fails: `medqa.rewards.TeacherStopRule` (the teacher arguments' threshold and patience, as in
+    PPO) stops the run at the first generation step, without a final model, with exit code 3."""
+    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT
+    from medqa.teacher.server import RunningServer, ServerOptions
+
+    out = tmp_path / "grpo-dead"
+    with RunningServer(ServerOptions(port=0, fail_rate=1.0, status=500)) as dead:
+        cmd = [sys.executable, "scripts/grpo.py", *argv(
+            tiny_model_dir, prompts_file, out, max_steps=3, save_strategy="no", max_completion_length=8,
+            teacher_base_url=dead.url, teacher_max_retries=0, teacher_fail_patience=1)]
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
+    assert proc.returncode == TEACHER_UNAVAILABLE_EXIT == 3, proc.stderr[-3000:]
+    assert "grpo: stopped: the teacher failed for 100% of the items in 1 steps in a row" in proc.stderr
+    assert not (out / "grpo_summary.json").exists() and not (out / "adapter_model.safetensors").exists()
 
 
 @pytest.mark.slow

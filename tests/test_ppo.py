@@ -274,6 +274,30 @@ def test_failing_teacher_items_fall_back_and_a_dead_teacher_stops_the_run(tmp_pa
     assert [r["step"] for r in _metrics(tmp_path / "dead")] == [1]
 
 
+@pytest.mark.slow
+def test_a_dead_teacher_stops_the_ppo_entry_point_with_exit_3(tmp_path, ppo_sft_adapter, ppo_prompts):
+    """The stop rule GRPO shares (`medqa.rewards.TeacherStopRule`): every judgement fails, patience 1, so
+    `scripts/ppo.py` stops at step 1 with exit code 3 and no final model."""
+    import os
+    import subprocess
+    import sys
+
+    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT
+    from medqa.teacher.judge import OFFLINE_MODEL
+    from medqa.teacher.server import RunningServer, ServerOptions
+
+    out = tmp_path / "ppo-dead"
+    with RunningServer(ServerOptions(port=0, fail_rate=1.0, status=500)) as dead:
+        cmd = [sys.executable, "scripts/ppo.py", *_argv(
+            ppo_sft_adapter, ppo_prompts, out, teacher_base_url=dead.url, teacher_model=OFFLINE_MODEL,
+            teacher_max_retries=0, teacher_fail_patience=1, max_new_tokens=8, report_to="none", cpu_threads=1)]
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True)
+    assert proc.returncode == TEACHER_UNAVAILABLE_EXIT == 3, proc.stderr[-3000:]
+    assert "ppo: stopped: the teacher failed for 100% of the items in 1 steps in a row" in proc.stderr
+    assert not (out / "adapter_model.safetensors").exists()
+
+
 # ---------------------------------------------------------------- KL to the SFT policy
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from medqa.rewards import RULES, combined_reward, rule_reward
+from medqa.rewards import (
+    NEUTRAL_TEACHER,
+    RULES,
+    TeacherStopRule,
+    TeacherUnavailable,
+    rule_reward,
+    total_rewards,
+)
 from medqa.rewards import doc as rules_doc
 from medqa.think import join_think
 
@@ -158,18 +165,34 @@ def test_rule_reward_total_and_breakdown():
     assert "reason" in good.as_dict()["rules"]["think_present"]
 
 
-def test_combined_reward_weights_and_fallback():
-    rules = rule_reward("感冒三天", join_think(THINK_ZH, GOOD_ZH))
-    both = combined_reward(rules, 8.0)
-    assert both.total == pytest.approx(0.6 * rules.total + 0.4 * 0.8, abs=1e-4)
-    assert both.parts["teacher"].score == pytest.approx(0.8)
-    assert combined_reward(rules, {"teacher": {"overall_score": 5.0}}).total == pytest.approx(0.6 * rules.total + 0.2, abs=1e-4)
-    failed = combined_reward(rules, {"teacher_error": "HTTP 500 after 5 attempts"})
-    assert failed.total == rules.total and failed.note.startswith("rules-only") and "HTTP 500" in failed.note
-    assert combined_reward(rules, None).note.startswith("rules-only")
-    assert combined_reward(rules, 6.0, w_rules=0.0, w_teacher=1.0).total == pytest.approx(0.6)
+def test_total_rewards_weights_and_a_failed_judgement_takes_the_batchs_mean_teacher_term():
+    good = rule_reward("感冒三天", join_think(THINK_ZH, GOOD_ZH))
+    bad = rule_reward("胸口剧痛还出冷汗", "去药店买点头孢吃。")
+    judged, half, failed = total_rewards([good, good, bad], [8.0, {"teacher": {"overall_score": 5.0}},
+                                                            {"teacher_error": "HTTP 500 after 5 attempts"}])
+    assert judged.total == pytest.approx(0.6 * good.total + 0.4 * 0.8, abs=1e-4)
+    assert half.total == pytest.approx(0.6 * good.total + 0.2, abs=1e-4)
+    assert judged.parts["teacher"].score == pytest.approx(0.8) and not judged.teacher_failed
+    # the failed item stays on the batch's scale: 0.6·rules + 0.4·(mean of 0.8 and 0.5), not the rule total alone
+    assert failed.total == pytest.approx(0.6 * bad.total + 0.4 * 0.65, abs=1e-4) and failed.teacher_failed
+    assert "HTTP 500" in failed.parts["teacher"].reason
+    assert failed.reward_parts() == pytest.approx({"rules": bad.total, "teacher": 0.65, "teacher_failed": 1.0})
+    assert total_rewards([bad], [None])[0].total == pytest.approx(0.6 * bad.total + 0.4 * NEUTRAL_TEACHER, abs=1e-4)
+    assert total_rewards([bad], [None], imputed=0.9)[0].teacher == pytest.approx(0.9)
+    assert total_rewards([good], [6.0], w_rules=0.0, w_teacher=1.0)[0].total == pytest.approx(0.6)
     with pytest.raises(ValueError):
-        combined_reward(rules, 11.0)
+        total_rewards([good], [11.0])
+
+
+def test_teacher_stop_rule_stops_after_patience_bad_steps_in_a_row():
+    rule = TeacherStopRule(threshold=0.5, patience=2)
+    rule.observe(1.0)
+    rule.observe(0.5)  # not above the threshold: the streak starts again
+    rule.observe(0.75)
+    with pytest.raises(TeacherUnavailable, match=r"failed for 100% of the items in 2 steps in a row.*HTTP 500"):
+        rule.observe(1.0, "HTTP 500")
+    with pytest.raises(ValueError, match="teacher_fail_threshold"):
+        TeacherStopRule(threshold=0.0)
 
 
 def test_reward_rules_doc_is_generated_from_the_registry():

@@ -76,7 +76,8 @@ def test_teacher_and_eval_share_flags_and_the_default_cache(tmp_path, capsys):
     assert eval_main(["score", "--predictions", str(preds), "--out", str(tmp_path / "ev"), "--teacher-offline",
                       "--teacher-cache", str(cache)]) == 0
     capsys.readouterr()
-    assert teacher_main(["score", "--input", str(_write(tmp_path / "qa.jsonl", items)), "--output",
+    whole = [(q, f"<think>想想</think>{a}") for q, a in items]  # eval's judge, like RL's, sees the whole text
+    assert teacher_main(["score", "--input", str(_write(tmp_path / "qa.jsonl", whole)), "--output",
                          str(tmp_path / "t.jsonl"), "--offline", "--cache", str(cache), "--quiet"]) == 0
     s = _summary(capsys.readouterr().err)
     assert s["usage"]["requests"] == 0 and s["usage"]["cache_hits"] == 3 and s["offline_judge"] is True

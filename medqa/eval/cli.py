@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="replace metrics.json / items.jsonl medqa eval did not write")
     s.add_argument("--teacher", action="store_true",
-                   help="add teacher sub-scores via the configured judge (DEEPSEEK_API_KEY / --teacher-base-url)")
+                   help="add teacher sub-scores and the RL reward (0.6·rules + 0.4·teacher/10) via the configured judge "
+                        "(DEEPSEEK_API_KEY / --teacher-base-url); exit code 1 when a judgement failed")
     add_teacher_args(s.add_argument_group("teacher (the same flags and cache as `medqa teacher`)"))
     c = sub.add_parser("compare", help="markdown + HTML report with plots: run A vs run B")
     c.add_argument("run_a", help="scored folder, or a folder of scored sets (A, e.g. SFT)")
@@ -122,10 +123,16 @@ def main(argv: list[str] | None = None) -> int:
 
             m = _score_with_teacher(args, score_file)
             keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy",
-                    "answer_len_chars", "teacher_overall", "n_items")
+                    "answer_len_chars", "teacher_overall", "reward", "n_items")
             print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
             _print_rules_vs_teacher(m.get("rules_vs_teacher"))
             print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")
+            judged = m["source"].get("teacher")
+            if judged and judged["failed"]:
+                print(f"medqa eval score: {judged['failed']} of {judged['failed'] + judged['judged']} teacher "
+                      f"judgements failed ({'; '.join(judged['errors'])}); their reward uses the mean teacher term "
+                      "of the judged items", file=sys.stderr)
+                return 1
         elif args.cmd == "run":
             return _run_sets(args)
         elif args.cmd == "auto-compare":

@@ -2,7 +2,8 @@
 
 A predictions row needs `id`, `question` and `prediction` (the raw generation, think block included);
 `reference`, `meta` (risk_level, specialty, …) and, for exam items, `options` + `reference` letter are used
-when present; `reward` / `reward_parts` (e.g. from an RL run's logs) are carried through to the report.
+when present; `reward` / `reward_parts` (e.g. from an RL run's logs) are carried through to the report, or, with a
+teacher, replaced by the RL reward of the prediction (`judge_with_teacher`).
 Exam rows (with `options`) count towards `think_coverage` and `mc_accuracy` only: their clinical vignettes
 are not user questions, so the emergency and prescription checks do not apply to them.
 """
@@ -246,26 +247,34 @@ def _sha256(path: Path) -> str:
 
 
 def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None) -> tuple[list[Pred], dict]:
-    """Add teacher sub-scores (safety, reasoning, completeness, empathy) to predictions that have none, through
-    the teacher client and its cache. The teacher sees the question and the answer after `</think>`."""
+    """Judge the predictions that have no teacher judgement yet, through the teacher client and its cache, and give
+    every prediction the RL reward: `reward` / `reward_parts` from `medqa.rewards.total_rewards` (0.6·rules +
+    0.4·teacher/10; a failed judgement takes the file's mean teacher term). Like PPO's and GRPO's teacher, the
+    teacher sees the question and the whole generated text (think block included); the rules read it as PPO's
+    rule reward does. The summary counts the failed judgements."""
     from dataclasses import replace
 
+    from medqa.rewards import rule_reward, total_rewards
     from medqa.teacher.client import score_pairs
-    from medqa.think import split_think
 
     todo = [i for i, p in enumerate(preds) if not (isinstance(p.extra.get("teacher"), dict)
                                                    and p.extra["teacher"].get("scores"))]
-    pairs = [(preds[i].question, split_think(preds[i].prediction).answer) for i in todo]
+    pairs = [(preds[i].question, preds[i].prediction) for i in todo]
     results, usage = score_pairs(config, pairs, cache_path) if pairs else ([], None)
-    out = list(preds)
-    failed = 0
+    judgements: list[Any] = [p.extra.get("teacher") for p in preds]
     for i, res in zip(todo, results, strict=True):
-        if res.ok:
-            out[i] = replace(out[i], extra={**out[i].extra, "teacher": res.teacher_field()})
-        else:
-            failed += 1
+        judgements[i] = res
+    rewards = total_rewards([rule_reward(p.question, p.prediction, p.meta) for p in preds], judgements)
+    out = []
+    for p, judgement, reward in zip(preds, judgements, rewards, strict=True):
+        extra = {**p.extra, "reward": reward.total, "reward_parts": reward.reward_parts()}
+        if hasattr(judgement, "teacher_field") and judgement.ok:
+            extra["teacher"] = judgement.teacher_field()
+        out.append(replace(p, extra=extra))
+    failed = sum(not r.ok for r in results)
+    errors = sorted({str(r.error) for r in results if not r.ok})
     summary = {"judged": len(todo) - failed, "failed": failed, "model": config.model,
-               "usage": usage.summary(config) if usage else None}
+               "usage": usage.summary(config) if usage else None, "errors": errors[:3]}
     return out, summary
 
 
@@ -284,7 +293,9 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
     """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically; existing ones
     are replaced only when a medqa eval wrote them, or with `overwrite`.
 
-    `teacher` (a `medqa.teacher.client.TeacherConfig`) adds judged sub-scores to rows that lack them."""
+    `teacher` (a `medqa.teacher.client.TeacherConfig`) adds judged sub-scores to rows that lack them and sets every
+    row's `reward` / `reward_parts` to the RL reward (`judge_with_teacher`); `metrics["source"]["teacher"]` counts
+    the failed judgements."""
     predictions, out = Path(predictions), Path(out_dir)
     check_score_outputs(out, predictions, overwrite)
     preds = read_predictions(predictions)

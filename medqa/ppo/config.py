@@ -109,8 +109,6 @@ class PPOConfig:
         "help": "none | group: subtract from each score the mean score of the same prompt's other rollouts "
                 "(leave-one-out, RLOO), so the advantage compares answers to one question, not easy questions to "
                 "hard ones; needs samples_per_prompt >= 2", "choices": list(BASELINES)})
-    teacher_fail_threshold: float = field(default=0.5, metadata={"help": "failed share that counts as a bad step"})
-    teacher_fail_patience: int = field(default=3, metadata={"help": "stop after this many bad steps in a row"})
     # checkpoints, logs
     save_steps: int = field(default=50, metadata={
         "help": "checkpoint every N steps (and at the end); 0: no checkpoints (benchmarks), the final model only"})
@@ -160,8 +158,6 @@ class PPOConfig:
             raise ValueError("kl_target > 0, kl_horizon > 0 and init_kl_coef >= 0 are required")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError("target_kl must be > 0 (or none to disable the early stop)")
-        if not 0 < self.teacher_fail_threshold <= 1 or self.teacher_fail_patience < 1:
-            raise ValueError("teacher_fail_threshold in (0, 1] and teacher_fail_patience >= 1 are required")
 
 
 # The settings a resumed run must share with its checkpoint (total_steps, save_steps, logging may change).

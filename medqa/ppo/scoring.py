@@ -3,12 +3,11 @@
 The teacher judgement is requested as soon as a rollout batch is decoded (`submit`) and collected after the
 reference/value forwards (`collect`), so its latency hides behind them.
 
-Failed judgements (decided here, logged as `teacher/failed_share`): a failed item keeps the *same scale* as
-the others — its teacher part is the mean teacher score of the items judged in this step's global batch (all
-ranks), or, when none was, the running mean of earlier steps (0.5 before any). `combined_reward`'s own
-fallback (the unweighted rule total) is on a different scale and would silently shift those items' rewards, so
-it is not used. When more than `teacher_fail_threshold` of a step's items fail for `teacher_fail_patience`
-steps in a row, the run stops with `TeacherUnavailable` (all ranks see the same global share).
+The mix and the rule for a failed judgement are `medqa.rewards.total_rewards` (logged as `teacher/failed_share`):
+a failed item's teacher part is the mean teacher term of the items judged in this step's global batch (all
+ranks), or, when none was, the running mean of earlier steps (`NEUTRAL_TEACHER` before any). The run stops
+with `TeacherUnavailable` by `medqa.rewards.TeacherStopRule` (the teacher arguments' `teacher_fail_threshold` and
+`teacher_fail_patience`; all ranks see the same global share).
 """
 
 from __future__ import annotations
@@ -19,14 +18,20 @@ from typing import Any
 
 import torch
 
-from medqa.rewards import RULES, TEACHER_SCALE, combined_reward, rule_reward
+from medqa.rewards import (
+    RULES,
+    TEACHER_SCALE,
+    TeacherStopRule,
+    TeacherUnavailable,
+    imputed_teacher_term,
+    rule_reward,
+    total_rewards,
+)
 from medqa.think import THINK_CLOSE
 
 RewardFn = Callable[[list[str], list[str], list[dict]], list[float]]  # (questions, answers, metas) -> scores
 
-
-class TeacherUnavailable(RuntimeError):
-    pass
+__all__ = ["RewardFn", "Scorer", "Scores", "TeacherUnavailable", "build_distributed_teacher"]
 
 
 @dataclass
@@ -59,16 +64,16 @@ class Scorer:
     """Rules (+ teacher) -> per-sequence scores, with the fallback policy above. `all_reduce` sums over ranks."""
 
     def __init__(self, cfg, teacher: Any | None, all_reduce: Callable[[torch.Tensor], torch.Tensor],
-                 reward_fn: RewardFn | None = None):
+                 reward_fn: RewardFn | None = None, stop_rule: TeacherStopRule | None = None):
         self.cfg, self.teacher, self.all_reduce, self.reward_fn = cfg, teacher, all_reduce, reward_fn
+        self.stop_rule = stop_rule or TeacherStopRule()
         self.teacher_mean: float | None = None  # running mean of judged teacher scores (0..1), last resort
-        self.fail_streak = 0
 
     def state_dict(self) -> dict:
-        return {"teacher_mean": self.teacher_mean, "fail_streak": self.fail_streak}
+        return {"teacher_mean": self.teacher_mean, "fail_streak": self.stop_rule.streak}
 
     def load_state_dict(self, state: dict) -> None:
-        self.teacher_mean, self.fail_streak = state["teacher_mean"], int(state["fail_streak"])
+        self.teacher_mean, self.stop_rule.streak = state["teacher_mean"], int(state["fail_streak"])
 
     def submit(self, questions: list[str], answers: list[str]) -> Any:
         if self.teacher is None or self.reward_fn is not None:
@@ -113,24 +118,13 @@ class Scorer:
                                              dtype=torch.float64))
         total_n, total_ok, total_score, total_cached = (v.item() for v in stats[:4])
         failed_share = 1.0 - total_ok / max(total_n, 1.0)
+        imputed = imputed_teacher_term(total_score, total_ok, self.teacher_mean)
         if total_ok > 0:
-            imputed = total_score / total_ok
             self.teacher_mean = imputed if self.teacher_mean is None else 0.9 * self.teacher_mean + 0.1 * imputed
-        else:
-            imputed = 0.5 if self.teacher_mean is None else self.teacher_mean
-        self.fail_streak = self.fail_streak + 1 if failed_share > self.cfg.teacher_fail_threshold else 0
-        if self.fail_streak >= self.cfg.teacher_fail_patience:
-            raise TeacherUnavailable(
-                f"the teacher failed for {failed_share:.0%} of the items in {self.fail_streak} steps in a row "
-                f"(threshold {self.cfg.teacher_fail_threshold:.0%}, patience {self.cfg.teacher_fail_patience}); "
-                f"last error: {next((r.error for r in results if not r.ok), 'on another rank')}. "
-                "Check the endpoint and key (make teacher-check), or run with reward: rules.")
-        totals, parts = [], []
-        for r, j in zip(rules, judged, strict=True):
-            t = imputed if j is None else j
-            mixed = combined_reward(r, t * TEACHER_SCALE, self.cfg.w_rules, self.cfg.w_teacher)
-            totals.append(mixed.total)
-            parts.append({"rules": r.total, "teacher": t, "teacher_failed": float(j is None)})
+        self.stop_rule.observe(failed_share, next((r.error for r in results if not r.ok), None))
+        mixed = total_rewards(rules, results, self.cfg.w_rules, self.cfg.w_teacher, imputed=imputed)
+        totals = [m.total for m in mixed]
+        parts = [{"rules": m.rules_total, "teacher": m.teacher, "teacher_failed": float(m.teacher_failed)} for m in mixed]
         metrics.update({"teacher/failed_share": failed_share, "teacher/cache_hit_rate": total_cached / max(total_n, 1.0),
                         "teacher/imputed": imputed})
         offset = 4

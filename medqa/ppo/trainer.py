@@ -42,6 +42,7 @@ from medqa.ppo.kl import AdaptiveKLController, FixedKLController
 from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
 from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 from medqa.preemption import any_rank, rank0_decides, stop_file_from_env
+from medqa.rewards import TeacherStopRule
 from medqa.throughput import peak_memory_gib, peak_rss_gib, split_after_warmup
 
 logger = logging.getLogger("medqa.ppo")
@@ -184,7 +185,7 @@ class PPOTrainer:
             ensure_process_group()
             self.teacher_setup, teacher = build_distributed_teacher(teacher_args or TeacherArgs(), self.rank)
         self.teacher = teacher
-        self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn)
+        self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn, TeacherStopRule.from_args(teacher_args or TeacherArgs()))
         self.step = 0  # completed PPO steps
         self.writer = None
         self.identity = RunIdentity("ppo", run_settings(model_args, cfg), self.world)

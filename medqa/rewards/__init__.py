@@ -1,18 +1,23 @@
-"""Rewards for PPO: `R = w_rules·R_rules + w_teacher·R_teacher` (0.6 / 0.4 by default).
+"""Rewards for RL: `R = w_rules·R_rules + w_teacher·R_teacher` (0.6 / 0.4 by default).
 
-`rule_reward` runs the rule registry (`medqa.rewards.rules.RULES`); `combined_reward` mixes it with a teacher
-judgement and falls back to the rules alone, saying so, when the judgement failed or is missing.
+`rule_reward` runs the rule registry (`medqa.rewards.rules.RULES`); `total_rewards` mixes it with the teacher's
+judgements for a batch and owns the rule for a failed judgement (the batch's mean teacher term); PPO, GRPO,
+`medqa eval score --teacher` and the demo all call it. `TeacherStopRule` is the one rule for stopping an RL run
+whose teacher keeps failing (`TeacherUnavailable`, exit code `TEACHER_UNAVAILABLE_EXIT`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from medqa.rewards.rules import MAX_TOTAL, MIN_TOTAL, RULES, Rule, RuleResult, text_units
 
 TEACHER_SCALE = 10.0  # teacher overall scores are on 0–10; the reward uses overall / 10 in [0, 1]
+W_RULES, W_TEACHER = 0.6, 0.4  # the default mix
+NEUTRAL_TEACHER = 0.5  # the teacher term of a failed judgement when nothing in its batch was judged
+TEACHER_UNAVAILABLE_EXIT = 3  # exit code of an RL run stopped by TeacherStopRule
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,9 @@ class RewardBreakdown:
     total: float
     parts: dict[str, RuleResult] = field(default_factory=dict)
     note: str = ""
+    rules_total: float | None = None  # with a teacher (`total_rewards`): the rule total that was mixed in
+    teacher: float | None = None  # with a teacher: the teacher term used (imputed when the judgement failed)
+    teacher_failed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"total": self.total, "rules": {k: {"score": v.score, "reason": v.reason}
@@ -27,6 +35,12 @@ class RewardBreakdown:
         if self.note:
             out["note"] = self.note
         return out
+
+    def reward_parts(self) -> dict[str, float]:
+        """`reward_parts` of an output row: the rule total, the teacher term and whether it was imputed."""
+        if self.teacher is None:
+            return {"rules": self.total}
+        return {"rules": float(self.rules_total), "teacher": self.teacher, "teacher_failed": float(self.teacher_failed)}
 
 
 def rule_reward(question: str, answer_text: str, meta: Mapping[str, Any] | None = None,
@@ -54,24 +68,98 @@ def _teacher_score(teacher: Any) -> tuple[float | None, str]:
     return None, f"teacher failed: {getattr(teacher, 'error', None) or 'no judgement'}"
 
 
-def combined_reward(rules: RewardBreakdown, teacher: Any, w_rules: float = 0.6, w_teacher: float = 0.4) -> RewardBreakdown:
-    """`w_rules·rules.total + w_teacher·overall/10`; rules-only (the rule total, unweighted) when the teacher
-    judgement failed or is missing — the breakdown's `note` says which, so PPO can log the failed fraction.
+def teacher_term(teacher: Any) -> float | None:
+    """The teacher term of the reward, `overall / 10` in [0, 1]; None when the judgement failed or is missing.
 
-    `teacher`: a `TeacherResult` (from `medqa.teacher`), a teacher output row / dict, an overall score
-    on 0–10, or None.
-    """
-    score, why = _teacher_score(teacher)
-    parts = dict(rules.parts)
+    `teacher`: a `TeacherResult` (from `medqa.teacher`), a teacher output row / dict, an overall score on 0–10,
+    or None."""
+    score, _ = _teacher_score(teacher)
     if score is None:
-        return RewardBreakdown(rules.total, parts, note=f"rules-only: {why}")
+        return None
     if not 0.0 <= score <= TEACHER_SCALE:
         raise ValueError(f"teacher overall score {score} outside 0..{TEACHER_SCALE:g}")
-    t = score / TEACHER_SCALE
-    parts["teacher"] = RuleResult(round(t, 4), f"teacher overall {score:g}/{TEACHER_SCALE:g}")
-    total = round(w_rules * rules.total + w_teacher * t, 4)
-    return RewardBreakdown(total, parts, note=f"combined: {w_rules:g}·rules + {w_teacher:g}·teacher")
+    return score / TEACHER_SCALE
 
 
-__all__ = ["MAX_TOTAL", "MIN_TOTAL", "RULES", "RewardBreakdown", "Rule", "RuleResult", "TEACHER_SCALE",
-           "combined_reward", "rule_reward", "text_units"]
+def imputed_teacher_term(judged_sum: float, judged_n: float, fallback: float | None = None) -> float:
+    """The teacher term a failed judgement takes: the mean term of the items judged in the same batch (from their
+    sum and count, so a caller can add them up over processes first); with none judged, `fallback` (e.g. a running
+    mean of earlier batches) or else `NEUTRAL_TEACHER`, the middle of the scale."""
+    if judged_n > 0:
+        return judged_sum / judged_n
+    return NEUTRAL_TEACHER if fallback is None else fallback
+
+
+def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], w_rules: float = W_RULES,
+                  w_teacher: float = W_TEACHER, imputed: float | None = None) -> list[RewardBreakdown]:
+    """The reward of a batch: `w_rules·rules.total + w_teacher·overall/10` per item — the one mix of rules and
+    teacher that PPO, GRPO, `medqa eval score --teacher` and the demo use.
+
+    A failed (or missing) judgement takes the mean teacher term of the items judged in the same batch
+    (`imputed_teacher_term`); `imputed` overrides that mean, for a batch spread over processes. Why the mean: it
+    keeps every item of a batch (a GRPO group, a PPO step) on one scale — a failed item is neither rewarded nor
+    punished for the judge's failure relative to its judged neighbours, and differs from them by its rules
+    alone. Dropping the term (TRL's None) or using the rule total alone would move a failed item by up to
+    `w_teacher` or by `1 - w_rules` times its rules, which the policy would learn as signal.
+
+    `teachers`: one per item, anything `teacher_term` reads. Each breakdown has the rule parts plus `teacher`
+    (the term used) and `teacher_failed`."""
+    if len(rules) != len(teachers):
+        raise ValueError(f"{len(rules)} rule results for {len(teachers)} teacher judgements")
+    terms = [teacher_term(t) for t in teachers]
+    if imputed is None:
+        judged = [t for t in terms if t is not None]
+        imputed = imputed_teacher_term(sum(judged), len(judged))
+    out = []
+    for r, term, teacher in zip(rules, terms, teachers, strict=True):
+        parts = dict(r.parts)
+        if term is None:
+            why = _teacher_score(teacher)[1]
+            parts["teacher"] = RuleResult(round(imputed, 4), f"{why}; the batch's mean teacher term instead")
+        else:
+            parts["teacher"] = RuleResult(round(term, 4), f"teacher overall {term * TEACHER_SCALE:g}/{TEACHER_SCALE:g}")
+        t = imputed if term is None else term
+        out.append(RewardBreakdown(round(w_rules * r.total + w_teacher * t, 4), parts,
+                                   note=f"{w_rules:g}·rules + {w_teacher:g}·teacher", rules_total=r.total,
+                                   teacher=t, teacher_failed=term is None))
+    return out
+
+
+class TeacherUnavailable(RuntimeError):
+    """The teacher failed for too many items for too long (`TeacherStopRule`); RL entry points exit with
+    `TEACHER_UNAVAILABLE_EXIT`."""
+
+
+@dataclass
+class TeacherStopRule:
+    """When an RL run stops for a failing teacher: after `patience` steps in a row in which more than `threshold`
+    of the step's items (over all processes) had no judgement. PPO and GRPO feed it one failed share per step."""
+
+    threshold: float = 0.5
+    patience: int = 3
+    streak: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1 or self.patience < 1:
+            raise ValueError(f"teacher_fail_threshold must be in (0, 1] and teacher_fail_patience >= 1 "
+                             f"(got {self.threshold}, {self.patience})")
+
+    @classmethod
+    def from_args(cls, teacher_args: Any) -> TeacherStopRule:
+        """The rule a `medqa.teacher.setup.TeacherArgs` configures (`teacher_fail_threshold`, `_patience`)."""
+        return cls(teacher_args.teacher_fail_threshold, teacher_args.teacher_fail_patience)
+
+    def observe(self, failed_share: float, last_error: str | None = None) -> None:
+        """Count this step; raise TeacherUnavailable once the streak reaches `patience`."""
+        self.streak = self.streak + 1 if failed_share > self.threshold else 0
+        if self.streak >= self.patience:
+            raise TeacherUnavailable(
+                f"the teacher failed for {failed_share:.0%} of the items in {self.streak} steps in a row "
+                f"(threshold {self.threshold:.0%}, patience {self.patience}); last error: "
+                f"{last_error or 'on another rank'}. Check the endpoint and key (make teacher-check), "
+                "or run PPO with reward: rules.")
+
+
+__all__ = ["MAX_TOTAL", "MIN_TOTAL", "NEUTRAL_TEACHER", "RULES", "RewardBreakdown", "Rule", "RuleResult",
+           "TEACHER_SCALE", "TEACHER_UNAVAILABLE_EXIT", "TeacherStopRule", "TeacherUnavailable", "W_RULES", "W_TEACHER",
+           "imputed_teacher_term", "rule_reward", "teacher_term", "text_units", "total_rewards"]

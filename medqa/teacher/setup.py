@@ -37,6 +37,11 @@ class TeacherArgs:
     teacher_timeout: float | None = field(default=None, metadata={"help": "per-request timeout in seconds (default 60)"})
     teacher_rpm: float | None = field(default=None, metadata={"help": "judge requests-per-minute limit"})
     teacher_max_retries: int | None = field(default=None, metadata={"help": "retries per judge request (default 5)"})
+    # RL runs only (PPO, GRPO: `medqa.rewards.TeacherStopRule`); not flags of the argparse commands
+    teacher_fail_threshold: float = field(default=0.5, metadata={
+        "help": "RL: a step in which more than this share of the items has no judgement counts as failed"})
+    teacher_fail_patience: int = field(default=3, metadata={
+        "help": "RL: stop the run (exit code 3) after this many failed steps in a row"})
 
     def __post_init__(self) -> None:
         for name in ("teacher_concurrency", "teacher_timeout", "teacher_rpm"):
@@ -49,6 +54,9 @@ class TeacherArgs:
             check_base_url(self.teacher_base_url)
         if self.teacher_offline and self.teacher_base_url is not None:
             raise TeacherSetupError("teacher_offline and teacher_base_url exclude each other")
+        if not 0 < self.teacher_fail_threshold <= 1 or self.teacher_fail_patience < 1:
+            raise TeacherSetupError(f"teacher_fail_threshold must be in (0, 1] and teacher_fail_patience >= 1 "
+                                    f"(got {self.teacher_fail_threshold}, {self.teacher_fail_patience})")
 
 
 # ------------------------------------------------------------------------------------------------ argparse
@@ -59,6 +67,8 @@ def _url(text: str) -> str:
     except TeacherSetupError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
+
+RL_ONLY = ("teacher_fail_threshold", "teacher_fail_patience")  # TeacherArgs fields that are no argparse flags
 
 # field -> (type at parse time, short aliases of the `medqa teacher` subcommands)
 _ARGPARSE: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -78,6 +88,8 @@ def add_teacher_args(parser: argparse.ArgumentParser | Any, short_aliases: bool 
 
     With `short_aliases` the `medqa teacher` spellings (`--base-url`, `--offline`, `--cache`, …) work too."""
     for f in fields(TeacherArgs):
+        if f.name in RL_ONLY:
+            continue
         kind, aliases = _ARGPARSE[f.name]
         names = ["--" + f.name.replace("_", "-"), *(aliases if short_aliases else ())]
         if kind is None:
