@@ -397,7 +397,10 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
     if resume:
         logger.warning("resuming from %s", resume)
     if is_main:
+        from medqa.generation import write_rollout_decoding
+
         trim_logs(training_args.output_dir, int(Path(resume).name.split("-")[-1]) if resume else 0)
+        write_rollout_decoding(training_args.output_dir, "grpo", vars(training_args))  # for `--decoding-from OUT`
     trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
     try:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from medqa.generation import add_repetition_penalty_arg
+from medqa.generation import add_decoding_args, decoding_kwargs
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
@@ -46,6 +46,7 @@ def _run_sets(args) -> int:
         if not sep or not name or not path:
             raise ValueError(f"--set {spec!r}: expected NAME=FILE")
         sets.append((name, Path(path)))
+    decoding = decoding_kwargs(args)
     for name, path in sets:
         if not path.is_file():
             print(f"eval run: {name}: {path} does not exist, skipped")
@@ -53,13 +54,13 @@ def _run_sets(args) -> int:
         out = Path(args.out) / name
         print(f">> eval run: {name} ({path})", flush=True)
         run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
-                    limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think,
-                    repetition_penalty=args.repetition_penalty, device=args.device, progress=not args.no_progress)
+                    limit=args.limit, device=args.device, progress=not args.no_progress, **decoding)
         if int(os.environ.get("RANK", "0")) == 0:
-            m = score_file(out / "predictions.jsonl", out, seed=args.seed)
+            m = score_file(out / "predictions.jsonl", out, seed=args.bootstrap_seed)
             keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
+            k = f", {m['num_samples']} samples per item" if m.get("num_samples", 1) > 1 else ""
             print(f"   {name}: " + ", ".join(f"{k}={m[k]:.3f}" if m[k] is not None else f"{k}=n/a" for k in keys)
-                  + f" (n={m['n_items']}) -> {out}/metrics.json", flush=True)
+                  + f" (n={m['n_items']}{k}) -> {out}/metrics.json", flush=True)
     return 0
 
 
@@ -86,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="run folder: OUT/NAME/{predictions.jsonl,metrics.json,items.jsonl}")
     r.add_argument("--limit", type=int)
     r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--max-new-tokens", type=int, default=512)
-    r.add_argument("--no-think", action="store_true")
-    add_repetition_penalty_arg(r)
+    add_decoding_args(r)
     r.add_argument("--device")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the confidence intervals' bootstrap")
     r.add_argument("--no-progress", action="store_true")
     ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL runs (ppo/grpo/rl), and PPO with GRPO, under ROOT")
     ac.add_argument("root", help="folder of runs, e.g. outputs/eval")

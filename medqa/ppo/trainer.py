@@ -468,6 +468,9 @@ class PPOTrainer:
         checkpoint = find_checkpoint(self.out) if resume else None
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
+            from medqa.generation import write_rollout_decoding
+
+            write_rollout_decoding(self.out, "ppo", vars(cfg))  # `--decoding-from OUT` evaluates the same way
             if not resume:
                 for name in ("metrics.jsonl", "samples.jsonl"):  # a fresh run starts fresh logs
                     (self.out / name).unlink(missing_ok=True)
