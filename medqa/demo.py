@@ -1,5 +1,9 @@
 """`medqa demo`: tiny pretrained base → data → SFT (full) → PPO (LoRA) → eval of base, SFT and RL → one report.
 
+RL is judged first on the decoding PPO sampled its rollouts with (`--decoding-from` the PPO output, K answers per
+red-team item, the same seed for SFT and RL); the greedy + repetition-penalty evaluation of base, SFT and RL is the
+second view. PPO's rollouts get the same token budget as the evaluation (`--max-new-tokens`).
+
 Each stage runs the project's own command (make targets, `medqa …`) as a child process, so the demo is what a
 user would type, in order. A stage whose output is complete is skipped (`--force` reruns all). Stage times go to
 `OUT/stages.json`; the numbers the demo must show go to `OUT/summary.json`; the report to `OUT/report/`.
@@ -26,6 +30,7 @@ from medqa.io import MANIFEST, atomic_write, check_output_dir
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")
+SAMPLED_MODELS = ("sft", "rl")  # evaluated under PPO's rollout decoding too
 
 
 @dataclass
@@ -38,7 +43,8 @@ class DemoConfig:
     limit: int | None = None  # items per evaluation set (None: all)
     sft_args: str = ""  # extra recipe overrides for the SFT stage, e.g. "--max_steps 10"
     ppo_args: str = ""
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # of the evaluation and of PPO's rollouts alike
+    samples: int = 4  # answers per red-team item under PPO's rollout decoding
     # Decoding of every evaluated model: greedy with a repetition penalty (Qwen3's card advises against plain
     # greedy decoding in thinking mode, which loops; see docs/demo.md for the plain-greedy numbers).
     repetition_penalty: float = 1.3
@@ -55,6 +61,8 @@ class DemoConfig:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.max_new_tokens < 16:
             raise ValueError(f"--max-new-tokens must be >= 16, got {self.max_new_tokens}")
+        if self.samples < 1:
+            raise ValueError(f"--samples must be >= 1, got {self.samples}")
 
     @property
     def sft_dir(self) -> Path:
@@ -115,7 +123,7 @@ def stage_sft(cfg: DemoConfig) -> None:
 def stage_ppo(cfg: DemoConfig) -> None:
     fresh_stage_dir(cfg.rl_dir)
     _run(_make("ppo", "PROFILE=cpu", f"RECIPE={cfg.ppo_recipe}", f"SFT={cfg.sft_dir}", f"OUT={cfg.rl_dir}",
-               "RESUME=0", f"ARGS=--seed {cfg.seed} {cfg.ppo_args}"))
+               "RESUME=0", f"ARGS=--seed {cfg.seed} --max_new_tokens {cfg.max_new_tokens} {cfg.ppo_args}"))
 
 
 def stage_eval(cfg: DemoConfig, name: str) -> None:
@@ -124,6 +132,24 @@ def stage_eval(cfg: DemoConfig, name: str) -> None:
            "--max-new-tokens", str(cfg.max_new_tokens), "--batch-size", str(cfg.batch_size), "--no-progress",
            "--repetition-penalty", str(cfg.repetition_penalty),
            *[a for s in EVAL_SETS for a in ("--set", f"{s}={cfg.data / (s + '.jsonl')}")]]
+    if cfg.limit:
+        cmd += ["--limit", str(cfg.limit)]
+    _run(cmd)
+    from medqa.demo_report import add_rewards
+
+    add_rewards(out / "red_team", seed=cfg.seed)
+
+
+def sampled_dir(cfg: DemoConfig, name: str) -> Path:
+    return cfg.out / "eval-sampled" / name
+
+
+def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
+    """The red team answered `cfg.samples` times per item with PPO's rollout decoding, scored with PPO's reward."""
+    out = sampled_dir(cfg, name)
+    cmd = [cfg.python, "-m", "medqa", "eval", "run", "--model", str(cfg.model_dir(name)), "--out", str(out),
+           "--decoding-from", str(cfg.rl_dir), "--num-samples", str(cfg.samples), "--seed", str(cfg.seed),
+           "--batch-size", str(cfg.batch_size), "--no-progress", "--set", f"red_team={cfg.data / 'red_team.jsonl'}"]
     if cfg.limit:
         cmd += ["--limit", str(cfg.limit)]
     _run(cmd)
@@ -151,7 +177,25 @@ def _done_sft(cfg):
 
 
 def _done_ppo(cfg):
-    return (cfg.rl_dir / "metrics.jsonl").is_file() and (cfg.rl_dir / "adapter_config.json").is_file()
+    from medqa.generation import decoding_from
+
+    if not ((cfg.rl_dir / "metrics.jsonl").is_file() and (cfg.rl_dir / "adapter_config.json").is_file()):
+        return False
+    try:
+        return decoding_from(cfg.rl_dir)["max_new_tokens"] == cfg.max_new_tokens
+    except (OSError, ValueError):
+        return False
+
+
+def _done_sampled(name):
+    def done(cfg):
+        path = sampled_dir(cfg, name) / "red_team" / "metrics.json"
+        if not path.is_file():
+            return False
+        m = json.loads(path.read_text(encoding="utf-8"))
+        return "reward" in m and m.get("num_samples") == cfg.samples and \
+            (m.get("decoding") or {}).get("max_new_tokens") == cfg.max_new_tokens
+    return done
 
 
 def _done_eval(name):
@@ -166,6 +210,7 @@ STAGES = [
     ("sft", stage_sft, _done_sft),
     ("ppo", stage_ppo, _done_ppo),
     *[(f"eval-{m}", functools.partial(stage_eval, name=m), _done_eval(m)) for m in MODELS],
+    *[(f"sampled-{m}", functools.partial(stage_eval_sampled, name=m), _done_sampled(m)) for m in SAMPLED_MODELS],
     ("report", stage_report, None),
 ]
 
@@ -207,11 +252,12 @@ def run_demo(cfg: DemoConfig) -> dict:
                       for k, v in cfg.stages.items()))
     print(f">> report: {cfg.out / 'report' / 'report.html'} (markdown: {cfg.out / 'report' / 'report.md'}); "
           f"numbers: {cfg.out / 'summary.json'}")
-    d = summary["rl_minus_sft_reward_red_team"]
+    d, ds = summary["rl_minus_sft_reward_red_team"], summary["rl_minus_sft_reward_red_team_sampled"]
     print(f">> think coverage on gold: base {summary['base_think_coverage_gold']:.2f}, SFT "
           f"{summary['sft_think_coverage_gold']:.2f}; SFT eval loss {summary['eval_loss_first']:.2f} -> "
           f"{summary['eval_loss_last']:.2f} (ln vocab {math.log(summary['vocab_size']):.2f}); red-team reward RL - SFT "
-          f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+          f"under PPO's decoding (K={ds['k']}) {ds['delta']:+.3f} [{ds['ci95'][0]:+.3f}, {ds['ci95'][1]:+.3f}], "
+          f"greedy + penalty {d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
     return summary
 
 
@@ -220,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--base", default="models/tiny-base", help="where the pretrained tiny base is built (cached)")
     p.add_argument("--limit", type=int, help="items per evaluation set (default: all)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="of the evaluation and of PPO's rollouts")
+    p.add_argument("--samples", type=int, default=4, help="answers per red-team item under PPO's rollout decoding")
     p.add_argument("--sft-args", default="", help="SFT recipe overrides, e.g. '--max_steps 10'")
     p.add_argument("--ppo-args", default="", help="PPO recipe overrides, e.g. '--total_steps 4'")
     p.add_argument("--force", action="store_true", help="rerun every stage")
@@ -228,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = DemoConfig(out=args.out, base=args.base, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                         samples=args.samples,
                          sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force, seed=args.seed)
         run_demo(cfg)
     except ValueError as e:
