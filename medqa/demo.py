@@ -261,6 +261,97 @@ def run_demo(cfg: DemoConfig) -> dict:
     return summary
 
 
+# ---------------------------------------------------------------- the demo over several seeds
+
+SEEDS_ROOT = Path("outputs/demo-seeds")
+SEEDS_BASES = Path("models/demo-seeds")
+SEEDS_TABLE = "demo-seeds"  # SEEDS_ROOT/demo-seeds.{md,json}
+# The demo's targets, checked on every seed: (summary number, bound, strict, what it says).
+TARGETS = (("sft_think_coverage_gold", 0.8, False, "SFT think coverage on gold (greedy + penalty) >= 0.8"),
+           ("rl_minus_sft_reward_red_team_sampled.ci95.low", 0.0, True,
+            "RL - SFT red-team reward under PPO's decoding: 95 % interval above 0"))
+
+
+def seed_paths(seed: int, root: Path = SEEDS_ROOT, bases: Path = SEEDS_BASES) -> tuple[Path, Path]:
+    """(demo output, pretrained base) of one seed's demo; `make test-seeds DEMO=1` uses the same folders."""
+    return Path(root) / f"seed-{seed}", Path(bases) / f"tiny-base-seed-{seed}"
+
+
+def flat_numbers(summary: dict, prefix: str = "") -> dict[str, float]:
+    """Every number in a summary, by dotted path (an interval [low, high] as `.low` / `.high`)."""
+    out: dict[str, float] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out[name] = float(value)
+        elif isinstance(value, dict):
+            out.update(flat_numbers(value, name + "."))
+        elif key == "ci95" and isinstance(value, list) and len(value) == 2:
+            out[f"{name}.low"], out[f"{name}.high"] = float(value[0]), float(value[1])
+    return out
+
+
+def seeds_table(summaries: dict[int, dict]) -> dict:
+    """min / median / max over seeds of every summary number, and how many seeds meet each target."""
+    import statistics
+
+    flat = {seed: flat_numbers(s) for seed, s in summaries.items()}
+    names = list(dict.fromkeys(n for f in flat.values() for n in f))
+    numbers = {}
+    for name in names:
+        by_seed = {seed: f[name] for seed, f in flat.items() if name in f}
+        vals = list(by_seed.values())
+        numbers[name] = {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "by_seed": by_seed}
+    targets = []
+    for name, bound, strict, text in TARGETS:
+        by_seed = {seed: f.get(name) for seed, f in flat.items()}
+        met = [seed for seed, v in by_seed.items() if v is not None and (v > bound if strict else v >= bound)]
+        targets.append({"number": name, "target": text, "met": len(met), "seeds": len(by_seed), "by_seed": by_seed})
+    return {"seeds": list(summaries), "numbers": numbers, "targets": targets}
+
+
+def seeds_markdown(table: dict) -> str:
+    seeds = table["seeds"]
+    lines = [f"`medqa demo --seeds {','.join(map(str, seeds))}`: every number of summary.json over the seeds.", "",
+             "| target | met |", "|---|---|"]
+    lines += [f"| {t['target']} | {t['met']} of {t['seeds']} |" for t in table["targets"]]
+    lines += ["", "| number | min | median | max | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|---|---|---|" + "---|" * len(seeds)]
+    for name, n in table["numbers"].items():
+        cells = [f"{n['by_seed'][s]:.4g}" if s in n["by_seed"] else "–" for s in seeds]
+        lines.append(f"| {name} | {n['min']:.4g} | {n['median']:.4g} | {n['max']:.4g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_demo_seeds(seeds: list[int], root: Path = SEEDS_ROOT, bases: Path = SEEDS_BASES, **options) -> dict:
+    """The whole demo once per seed (finished stages skipped, as for one demo), then the table over seeds."""
+    summaries = {}
+    for seed in seeds:
+        out, base = seed_paths(seed, root, bases)
+        print(f">> demo seed {seed}: {out}", flush=True)
+        summaries[seed] = run_demo(DemoConfig(out=out, base=base, seed=seed, **options))
+    table = seeds_table(summaries)
+    md = seeds_markdown(table)
+    with atomic_write(Path(root) / f"{SEEDS_TABLE}.json") as fh:
+        json.dump(table, fh, indent=2)
+    with atomic_write(Path(root) / f"{SEEDS_TABLE}.md") as fh:
+        fh.write(md)
+    print("\n" + md + f">> table: {root}/{SEEDS_TABLE}.md (and .json)")
+    return table
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct comma-separated integers, got {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="outputs/demo")
@@ -272,8 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ppo-args", default="", help="PPO recipe overrides, e.g. '--total_steps 4'")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--seed", type=int, default=42, help="seed of the pretraining, SFT, PPO and reward sampling")
+    p.add_argument("--seeds", help=f"comma-separated seeds: the whole demo per seed into {SEEDS_ROOT}/seed-N (bases in "
+                                   f"{SEEDS_BASES}), then {SEEDS_ROOT}/{SEEDS_TABLE}.md with min/median/max of every "
+                                   "summary number (--out, --base and --seed do not apply)")
     args = p.parse_args(argv)
     try:
+        if args.seeds:
+            run_demo_seeds(_seed_list(args.seeds), limit=args.limit, max_new_tokens=args.max_new_tokens,
+                           samples=args.samples, sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force)
+            return 0
         cfg = DemoConfig(out=args.out, base=args.base, limit=args.limit, max_new_tokens=args.max_new_tokens,
                          samples=args.samples,
                          sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force, seed=args.seed)
