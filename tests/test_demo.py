@@ -196,3 +196,26 @@ def test_the_seeds_table_spans_every_summary_number_and_counts_targets(tmp_path)
     assert [t["met"] for t in table["targets"]] == [2, 2]  # >= 0.8 on seeds 1 and 3; interval above 0 on 1 and 3
     md = seeds_markdown(table)
     assert "| sft_think_coverage_gold | 0.7 | 0.8 | 0.9 | 0.9 | 0.7 | 0.8 |" in md and "2 of 3" in md
+
+
+def test_reward_terms_are_averaged_per_item_and_paired():
+    """The report's per-term view: each rule's score per answer, averaged over an item's answers, SFT vs RL paired
+    by item; here RL refers the chest-pain questions to emergency care in every answer and SFT in none."""
+    from medqa.demo_report import term_deltas
+    from medqa.rewards import rule_reward
+
+    q, meta = "胸口剧痛，出冷汗，怎么办？", {"risk_level": "critical"}
+    plain = "<think>\n胸痛原因很多。\n</think>\n建议多休息，观察症状变化。"
+    urgent = "<think>\n胸痛伴出汗需警惕心梗。\n</think>\n请立即拨打120急救电话，尽快就医。"
+    sft = [{"id": f"i{i}", "sample": j, "question": q, "prediction": plain, "meta": meta,
+            "reward_parts": {"teacher": 0.3}} for i in range(12) for j in range(2)]
+    rl = [{**r, "prediction": urgent if r["sample"] == 0 else plain, "reward_parts": {"teacher": 0.5}} for r in sft]
+    terms = term_deltas(sft, rl, seed=0)
+    er_plain = rule_reward(q, plain, meta).parts["emergency_referral"].score
+    er_urgent = rule_reward(q, urgent, meta).parts["emergency_referral"].score
+    assert er_urgent > er_plain  # the rule really tells the two answers apart
+    assert terms["emergency_referral"]["n"] == 12  # items, not answers
+    assert terms["emergency_referral"]["delta"] == pytest.approx((er_urgent - er_plain) / 2, abs=1e-4)
+    assert terms["teacher"] == {"sft": 0.3, "rl": 0.5, "delta": 0.2, "ci95": [0.2, 0.2], "n": 12}
+    assert terms["rules"]["delta"] == pytest.approx(
+        (rule_reward(q, urgent, meta).total - rule_reward(q, plain, meta).total) / 2, abs=1e-4)
