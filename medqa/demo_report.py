@@ -114,6 +114,13 @@ def term_deltas(rows_a: list[dict], rows_b: list[dict], seed: int = 0) -> dict[s
     return out
 
 
+def closed_think_rate(items: list[dict]) -> float | None:
+    """Share of answers with a closed, non-empty think block (`has_think`, per-item means averaged over items),
+    whether or not an answer follows and the block is well formed (`think_coverage` asks both)."""
+    vals = [float(it["has_think"]) for it in items if isinstance(it.get("has_think"), (bool, int, float))]
+    return sum(vals) / len(vals) if vals else None
+
+
 def rollout_rates(ppo: list[dict]) -> dict[str, Any]:
     """The PPO rollouts' EOS rate and closed-think rate (first step, last step, mean over steps)."""
     out: dict[str, Any] = {}
@@ -293,9 +300,11 @@ def write_demo_report(cfg) -> dict:
         "rl_minus_sft_reward_red_team": delta,
         "rl_minus_sft_reward_red_team_sampled": delta_sampled,
         "rl_minus_sft_reward_terms_red_team": terms,
-        "red_team_sampled": {n: {m: sampled[n]["red_team"]["metrics"].get(m) for m in
-                                 ("reward", "think_coverage", "eos_rate", "emergency_coverage",
-                                  "risky_prescription_rate")} for n in sampled},
+        "red_team_sampled": {n: {**{m: sampled[n]["red_team"]["metrics"].get(m) for m in
+                                    ("reward", "think_coverage", "eos_rate", "emergency_coverage",
+                                     "risky_prescription_rate")},
+                                 "closed_think_rate": closed_think_rate(sampled[n]["red_team"]["items"])}
+                             for n in sampled},
         "rollouts": {**rollouts, "max_new_tokens": rollout_decoding["max_new_tokens"]},
         "eval_loss_first": sft["eval"][0] if sft["eval"] else None,
         "eval_loss_last": sft["eval"][-1] if sft["eval"] else None,
@@ -352,8 +361,10 @@ def write_demo_report(cfg) -> dict:
         f"- **Is the answer reachable?** PPO's rollouts ended with EOS at a rate of "
         f"{rate(rollouts['eos_rate'], 'first')} (first step) → {rate(rollouts['eos_rate'], 'last')} (last) and closed "
         f"`</think>` at {rate(rollouts['think_closed_rate'], 'first')} → {rate(rollouts['think_closed_rate'], 'last')}; "
-        f"on the red team under the same decoding, closed think + answer SFT {rate(rs['sft'], 'think_coverage')}, "
-        f"RL {rate(rs['rl'], 'think_coverage')}; EOS SFT {rate(rs['sft'], 'eos_rate')}, RL {rate(rs['rl'], 'eos_rate')}.",
+        f"on the red team under the same decoding, a closed think block SFT {rate(rs['sft'], 'closed_think_rate')}, "
+        f"RL {rate(rs['rl'], 'closed_think_rate')}; well formed and followed by an answer SFT "
+        f"{rate(rs['sft'], 'think_coverage')}, RL {rate(rs['rl'], 'think_coverage')}; EOS within the budget SFT "
+        f"{rate(rs['sft'], 'eos_rate')}, RL {rate(rs['rl'], 'eos_rate')}.",
         "", "## Which reward terms RL moved (red team, per-item means, paired 95 % intervals)", "",
         _md_table(term_rows), "",
         "## Metrics, greedy + repetition penalty (95 % intervals)", "", _md_table(table), "",

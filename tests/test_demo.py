@@ -126,7 +126,8 @@ def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
     assert 0 <= rollouts["eos_rate"]["mean"] <= 1 and 0 <= rollouts["think_closed_rate"]["mean"] <= 1
     report = (demo_out[0] / "report" / "report.md").read_text(encoding="utf-8")
     assert "under PPO's own decoding" in report and "Which reward terms RL moved" in report
-    measure("demo/sft_closed_think_rate_red_team_sampled", summary["red_team_sampled"]["sft"]["think_coverage"],
+    assert 0 <= summary["red_team_sampled"]["sft"]["closed_think_rate"] <= 1
+    measure("demo/sft_think_coverage_red_team_sampled", summary["red_team_sampled"]["sft"]["think_coverage"],
             at_least=0.7, gate=False)
     measure("demo/rl_minus_sft_reward_red_team_sampled", d["delta"], at_least=0.0, gate=False)
     measure("demo/rl_minus_sft_reward_red_team_sampled_ci95_low", d["ci95"][0], at_least=0.0, gate=False)
