@@ -116,7 +116,7 @@ def test_decoding_from_a_run_or_its_recipe(tmp_path, tiny_think_model_dir, capsy
     from medqa.generation import decoding_from, write_rollout_decoding
 
     recipe = decoding_from(ROOT / "recipes" / "ppo" / "demo" / "lora.yaml")
-    assert recipe == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0, "max_new_tokens": 128,
+    assert recipe == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
                       "enable_thinking": True, "repetition_penalty": 1.0}
     grpo = decoding_from(ROOT / "recipes" / "grpo" / "cpu" / "lora.yaml")
     assert grpo["trainer"] == "grpo" and grpo["max_new_tokens"] == 48
