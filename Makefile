@@ -24,7 +24,7 @@ TINY   := models/tiny-qwen3
 SEED   ?= 42
 SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/formats
 
-.PHONY: help setup test test-fast test-seeds lint browser-deps demo tiny-model data rl-prompts bench clean
+.PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-seeds tiny-model data rl-prompts bench clean
 
 help: ## list every target with one line each, grouped by pipeline stage (medqa/stages.py)
 	@PYTHONPATH=$(CURDIR) $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
@@ -326,6 +326,10 @@ tiny-base: setup data ## pretrain the demo's small Qwen3 base on the training sp
 demo: setup ## tiny base -> data -> SFT -> PPO -> eval -> report, CPU only, no downloads (FORCE=1 reruns all stages)
 	$(MEDQA) demo --out outputs/demo --base $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
+
+DEMO_SEEDS ?= 1,2,3
+demo-seeds: setup ## the whole demo per seed (DEMO_SEEDS=1,2,3) into outputs/demo-seeds/seed-N, then outputs/demo-seeds/demo-seeds.md: min/median/max of every summary number
+	$(MEDQA) demo --seeds $(DEMO_SEEDS) $(if $(filter 1 true yes,$(FORCE)),--force) $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 bench: setup tiny-model data ## every registered benchmark (P1-P4) in one run -> bench_results/bench.json + bench.md
 	$(MEDQA) bench

@@ -1,5 +1,9 @@
 """`medqa demo`: tiny pretrained base → data → SFT (full) → PPO (LoRA) → eval of base, SFT and RL → one report.
 
+RL is judged first on the decoding PPO sampled its rollouts with (`--decoding-from` the PPO output, K answers per
+red-team item, the same seed for SFT and RL); the greedy + repetition-penalty evaluation of base, SFT and RL is the
+second view. PPO's rollouts get the same token budget as the evaluation (`--max-new-tokens`).
+
 Each stage runs the project's own command (make targets, `medqa …`) as a child process, so the demo is what a
 user would type, in order. A stage whose output is complete is skipped (`--force` reruns all). Stage times go to
 `OUT/stages.json`; the numbers the demo must show go to `OUT/summary.json`; the report to `OUT/report/`.
@@ -24,10 +28,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medqa.io import MANIFEST, atomic_write, check_output_dir
+from medqa.io import MANIFEST, check_output_dir, manifest_files, read_manifest, write_manifest
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")
+SAMPLED_MODELS = ("sft", "rl")  # evaluated under PPO's rollout decoding too
 
 
 @dataclass
@@ -40,7 +45,8 @@ class DemoConfig:
     limit: int | None = None  # items per evaluation set (None: all)
     sft_args: str = ""  # extra recipe overrides for the SFT stage, e.g. "--max_steps 10"
     ppo_args: str = ""
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # of the evaluation and of PPO's rollouts alike
+    samples: int = 4  # answers per red-team item under PPO's rollout decoding
     # Decoding of every evaluated model: greedy with a repetition penalty (Qwen3's card advises against plain
     # greedy decoding in thinking mode, which loops; see docs/demo.md for the plain-greedy numbers).
     repetition_penalty: float = 1.3
@@ -57,6 +63,8 @@ class DemoConfig:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.max_new_tokens < 16:
             raise ValueError(f"--max-new-tokens must be >= 16, got {self.max_new_tokens}")
+        if self.samples < 1:
+            raise ValueError(f"--samples must be >= 1, got {self.samples}")
         for place in (self.out, *self.out.parents):
             if place.exists():
                 if not place.is_dir():
@@ -125,9 +133,8 @@ def fresh_stage_dir(path: Path) -> None:
 
 
 def _write_stage_manifest(path: Path, entries: list[str]) -> None:
-    with atomic_write(path / MANIFEST) as fh:
-        json.dump({"written_by": "medqa demo", "entries": entries}, fh)
-        fh.write("\n")
+    """List `entries` in the stage folder's manifest, keeping the command the stage recorded there (sft, ppo)."""
+    write_manifest(path, read_manifest(path).get("kind"), entries, manifest_files(path))
 
 
 @contextlib.contextmanager
@@ -160,7 +167,7 @@ def stage_sft(cfg: DemoConfig) -> None:
 def stage_ppo(cfg: DemoConfig) -> None:
     with demo_stage(cfg.rl_dir):
         _run(_make("ppo", "PROFILE=cpu", f"RECIPE={cfg.ppo_recipe}", f"SFT={cfg.sft_dir}", f"OUT={cfg.rl_dir}",
-                   "RESUME=0", f"ARGS=--seed {cfg.seed} {cfg.ppo_args}"))
+                   "RESUME=0", f"ARGS=--seed {cfg.seed} --max_new_tokens {cfg.max_new_tokens} {cfg.ppo_args}"))
 
 
 def stage_eval(cfg: DemoConfig, name: str) -> None:
@@ -169,6 +176,24 @@ def stage_eval(cfg: DemoConfig, name: str) -> None:
            "--max-new-tokens", str(cfg.max_new_tokens), "--batch-size", str(cfg.batch_size), "--no-progress",
            "--repetition-penalty", str(cfg.repetition_penalty),
            *[a for s in EVAL_SETS for a in ("--set", f"{s}={cfg.data / (s + '.jsonl')}")]]
+    if cfg.limit:
+        cmd += ["--limit", str(cfg.limit)]
+    _run(cmd)
+    from medqa.demo_report import add_rewards
+
+    add_rewards(out / "red_team", seed=cfg.seed)
+
+
+def sampled_dir(cfg: DemoConfig, name: str) -> Path:
+    return cfg.out / "eval-sampled" / name
+
+
+def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
+    """The red team answered `cfg.samples` times per item with PPO's rollout decoding, scored with PPO's reward."""
+    out = sampled_dir(cfg, name)
+    cmd = [cfg.python, "-m", "medqa", "eval", "run", "--model", str(cfg.model_dir(name)), "--out", str(out),
+           "--decoding-from", str(cfg.rl_dir), "--num-samples", str(cfg.samples), "--seed", str(cfg.seed),
+           "--batch-size", str(cfg.batch_size), "--no-progress", "--set", f"red_team={cfg.data / 'red_team.jsonl'}"]
     if cfg.limit:
         cmd += ["--limit", str(cfg.limit)]
     _run(cmd)
@@ -196,7 +221,25 @@ def _done_sft(cfg):
 
 
 def _done_ppo(cfg):
-    return (cfg.rl_dir / "metrics.jsonl").is_file() and (cfg.rl_dir / "adapter_config.json").is_file()
+    from medqa.generation import decoding_from
+
+    if not ((cfg.rl_dir / "metrics.jsonl").is_file() and (cfg.rl_dir / "adapter_config.json").is_file()):
+        return False
+    try:
+        return decoding_from(cfg.rl_dir)["max_new_tokens"] == cfg.max_new_tokens
+    except (OSError, ValueError):
+        return False
+
+
+def _done_sampled(name):
+    def done(cfg):
+        path = sampled_dir(cfg, name) / "red_team" / "metrics.json"
+        if not path.is_file():
+            return False
+        m = json.loads(path.read_text(encoding="utf-8"))
+        return "reward" in m and m.get("num_samples") == cfg.samples and \
+            (m.get("decoding") or {}).get("max_new_tokens") == cfg.max_new_tokens
+    return done
 
 
 def _done_eval(name):
@@ -211,6 +254,7 @@ STAGES = [
     ("sft", stage_sft, _done_sft),
     ("ppo", stage_ppo, _done_ppo),
     *[(f"eval-{m}", functools.partial(stage_eval, name=m), _done_eval(m)) for m in MODELS],
+    *[(f"sampled-{m}", functools.partial(stage_eval_sampled, name=m), _done_sampled(m)) for m in SAMPLED_MODELS],
     ("report", stage_report, None),
 ]
 
@@ -252,12 +296,104 @@ def run_demo(cfg: DemoConfig) -> dict:
                       for k, v in cfg.stages.items()))
     print(f">> report: {cfg.out / 'report' / 'report.html'} (markdown: {cfg.out / 'report' / 'report.md'}); "
           f"numbers: {cfg.out / 'summary.json'}")
-    d = summary["rl_minus_sft_reward_red_team"]
+    d, ds = summary["rl_minus_sft_reward_red_team"], summary["rl_minus_sft_reward_red_team_sampled"]
     print(f">> think coverage on gold: base {summary['base_think_coverage_gold']:.2f}, SFT "
           f"{summary['sft_think_coverage_gold']:.2f}; SFT eval loss {summary['eval_loss_first']:.2f} -> "
           f"{summary['eval_loss_last']:.2f} (ln vocab {math.log(summary['vocab_size']):.2f}); red-team reward RL - SFT "
-          f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+          f"under PPO's decoding (K={ds['k']}) {ds['delta']:+.3f} [{ds['ci95'][0]:+.3f}, {ds['ci95'][1]:+.3f}], "
+          f"greedy + penalty {d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
     return summary
+
+
+# ---------------------------------------------------------------- the demo over several seeds
+
+SEEDS_ROOT = Path("outputs/demo-seeds")
+SEEDS_BASES = Path("models/demo-seeds")
+SEEDS_TABLE = "demo-seeds"  # SEEDS_ROOT/demo-seeds.{md,json}
+# The demo's targets, checked on every seed: (summary number, bound, strict, what it says).
+TARGETS = (("sft_think_coverage_gold", 0.8, False, "SFT think coverage on gold (greedy + penalty) >= 0.8"),
+           ("rl_minus_sft_reward_red_team_sampled.ci95.low", 0.0, True,
+            "RL - SFT red-team reward under PPO's decoding: 95 % interval above 0"))
+
+
+def seed_paths(seed: int, root: Path = SEEDS_ROOT, bases: Path = SEEDS_BASES) -> tuple[Path, Path]:
+    """(demo output, pretrained base) of one seed's demo; `make test-seeds DEMO=1` uses the same folders."""
+    return Path(root) / f"seed-{seed}", Path(bases) / f"tiny-base-seed-{seed}"
+
+
+def flat_numbers(summary: dict, prefix: str = "") -> dict[str, float]:
+    """Every number in a summary, by dotted path (an interval [low, high] as `.low` / `.high`)."""
+    out: dict[str, float] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out[name] = float(value)
+        elif isinstance(value, dict):
+            out.update(flat_numbers(value, name + "."))
+        elif key == "ci95" and isinstance(value, list) and len(value) == 2:
+            out[f"{name}.low"], out[f"{name}.high"] = float(value[0]), float(value[1])
+    return out
+
+
+def seeds_table(summaries: dict[int, dict]) -> dict:
+    """min / median / max over seeds of every summary number, and how many seeds meet each target."""
+    import statistics
+
+    flat = {seed: flat_numbers(s) for seed, s in summaries.items()}
+    names = list(dict.fromkeys(n for f in flat.values() for n in f))
+    numbers = {}
+    for name in names:
+        by_seed = {seed: f[name] for seed, f in flat.items() if name in f}
+        vals = list(by_seed.values())
+        numbers[name] = {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "by_seed": by_seed}
+    targets = []
+    for name, bound, strict, text in TARGETS:
+        by_seed = {seed: f.get(name) for seed, f in flat.items()}
+        met = [seed for seed, v in by_seed.items() if v is not None and (v > bound if strict else v >= bound)]
+        targets.append({"number": name, "target": text, "met": len(met), "seeds": len(by_seed), "by_seed": by_seed})
+    return {"seeds": list(summaries), "numbers": numbers, "targets": targets}
+
+
+def seeds_markdown(table: dict) -> str:
+    seeds = table["seeds"]
+    lines = [f"`medqa demo --seeds {','.join(map(str, seeds))}`: every number of summary.json over the seeds.", "",
+             "| target | met |", "|---|---|"]
+    lines += [f"| {t['target']} | {t['met']} of {t['seeds']} |" for t in table["targets"]]
+    lines += ["", "| number | min | median | max | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|---|---|---|" + "---|" * len(seeds)]
+    for name, n in table["numbers"].items():
+        cells = [f"{n['by_seed'][s]:.4g}" if s in n["by_seed"] else "–" for s in seeds]
+        lines.append(f"| {name} | {n['min']:.4g} | {n['median']:.4g} | {n['max']:.4g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_demo_seeds(seeds: list[int], root: Path = SEEDS_ROOT, bases: Path = SEEDS_BASES, **options) -> dict:
+    """The whole demo once per seed (finished stages skipped, as for one demo), then the table over seeds."""
+    summaries = {}
+    for seed in seeds:
+        out, base = seed_paths(seed, root, bases)
+        print(f">> demo seed {seed}: {out}", flush=True)
+        summaries[seed] = run_demo(DemoConfig(out=out, base=base, seed=seed, **options))
+    table = seeds_table(summaries)
+    md = seeds_markdown(table)
+    with atomic_write(Path(root) / f"{SEEDS_TABLE}.json") as fh:
+        json.dump(table, fh, indent=2)
+    with atomic_write(Path(root) / f"{SEEDS_TABLE}.md") as fh:
+        fh.write(md)
+    print("\n" + md + f">> table: {root}/{SEEDS_TABLE}.md (and .json)")
+    return table
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct comma-separated integers, got {text!r}")
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,14 +401,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--base", default="models/tiny-base", help="where the pretrained tiny base is built (cached)")
     p.add_argument("--limit", type=int, help="items per evaluation set (default: all)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="of the evaluation and of PPO's rollouts")
+    p.add_argument("--samples", type=int, default=4, help="answers per red-team item under PPO's rollout decoding")
     p.add_argument("--sft-args", default="", help="SFT recipe overrides, e.g. '--max_steps 10'")
     p.add_argument("--ppo-args", default="", help="PPO recipe overrides, e.g. '--total_steps 4'")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--seed", type=int, default=42, help="seed of the pretraining, SFT, PPO and reward sampling")
+    p.add_argument("--seeds", help=f"comma-separated seeds: the whole demo per seed into {SEEDS_ROOT}/seed-N (bases in "
+                                   f"{SEEDS_BASES}), then {SEEDS_ROOT}/{SEEDS_TABLE}.md with min/median/max of every "
+                                   "summary number (--out, --base and --seed do not apply)")
     args = p.parse_args(argv)
     try:
+        if args.seeds:
+            run_demo_seeds(_seed_list(args.seeds), limit=args.limit, max_new_tokens=args.max_new_tokens,
+                           samples=args.samples, sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force)
+            return 0
         cfg = DemoConfig(out=args.out, base=args.base, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                         samples=args.samples,
                          sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force, seed=args.seed)
         run_demo(cfg)
     except ValueError as e:

@@ -1,6 +1,10 @@
 """The demo's report: base vs SFT vs RL on gold and red team, SFT loss and PPO reward/KL curves, answers side by
 side, and `summary.json` with the numbers the demo has to show. The pairwise reports come from
-`medqa.eval.compare` (base→SFT, SFT→RL); this module adds the three-way view and the training curves."""
+`medqa.eval.compare` (base→SFT, SFT→RL); this module adds the three-way view and the training curves.
+
+The primary RL number is RL − SFT red-team reward under PPO's own rollout decoding (K answers per item, averaged
+per item, paired over items), with the reward split into its terms (each rule, the teacher) so a reader sees which
+terms RL moved; the greedy + repetition-penalty numbers are the second, labelled view."""
 
 from __future__ import annotations
 
@@ -45,6 +49,61 @@ def add_rewards(set_dir: str | os.PathLike, seed: int = 0, teacher_args: Any = N
     print(f"   {set_dir}: mean reward {metrics.get('reward', float('nan')):.3f} over {metrics['n_items']} items "
           f"(teacher {judged['model']}; {judged['failed']} judgements failed)", flush=True)
     return metrics
+
+
+# ---------------------------------------------------------------- the reward's terms, per item
+
+
+def reward_terms(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """{item id: {term: mean over the item's answers}}: each rule's score on the whole generated text (as PPO's
+    reward sees it), the rules' total, and the teacher's overall / 10 where the answer was judged."""
+    from medqa.rewards import rule_reward
+
+    sums: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        rules = rule_reward(row["question"], row["prediction"], row.get("meta"))
+        terms = sums.setdefault(str(row["id"]), {})
+        for name, part in rules.parts.items():
+            terms.setdefault(name, []).append(float(part.score))
+        terms.setdefault("rules", []).append(float(rules.total))
+        teacher = (row.get("reward_parts") or {}).get("teacher")
+        if isinstance(teacher, (int, float)):
+            terms.setdefault("teacher", []).append(float(teacher))
+    return {rid: {k: sum(v) / len(v) for k, v in terms.items()} for rid, terms in sums.items()}
+
+
+def term_deltas(rows_a: list[dict], rows_b: list[dict], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per reward term: the mean for A (SFT) and B (RL) over the items both answered, and the paired B − A with its
+    bootstrap 95 % interval."""
+    a, b = reward_terms(rows_a), reward_terms(rows_b)
+    shared = [rid for rid in a if rid in b]
+    names = list(dict.fromkeys(k for rid in shared for k in (*a[rid], *b[rid])))
+    out = {}
+    for name in names:
+        pairs = [(a[rid][name], b[rid][name]) for rid in shared if name in a[rid] and name in b[rid]]
+        if not pairs:
+            continue
+        xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+        delta, lo, hi = paired_bootstrap_diff(xs, ys, seed=seed)
+        out[name] = {"sft": round(sum(xs) / len(xs), 4), "rl": round(sum(ys) / len(ys), 4), "delta": round(delta, 4),
+                     "ci95": [round(lo, 4), round(hi, 4)], "n": len(xs)}
+    return out
+
+
+def closed_think_rate(items: list[dict]) -> float | None:
+    """Share of answers with a closed, non-empty think block (`has_think`, per-item means averaged over items),
+    whether or not an answer follows and the block is well formed (`think_coverage` asks both)."""
+    vals = [float(it["has_think"]) for it in items if isinstance(it.get("has_think"), (bool, int, float))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def rollout_rates(ppo: list[dict]) -> dict[str, Any]:
+    """The PPO rollouts' EOS rate and closed-think rate (first step, last step, mean over steps)."""
+    out: dict[str, Any] = {}
+    for key in ("eos_rate", "think_closed_rate"):
+        vals = [float(r[key]) for r in ppo if isinstance(r.get(key), (int, float))]
+        out[key] = {"first": vals[0], "last": vals[-1], "mean": round(sum(vals) / len(vals), 4)} if vals else None
+    return out
 
 
 # ---------------------------------------------------------------- curves and plots
@@ -168,7 +227,28 @@ def reward_delta(runs: dict, a: str = "sft", b: str = "rl", seed: int = 0) -> di
 # ---------------------------------------------------------------- the report
 
 
+def _fmt_delta(d: dict) -> str:
+    return f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+
+
+def terms_table(sampled: dict, greedy: dict) -> list[list[str]]:
+    """SFT vs RL per reward term, under PPO's decoding and under greedy + penalty (terms that are 0 throughout are
+    left out of the table, not out of summary.json)."""
+    rows = [["term", "SFT (PPO decoding)", "RL (PPO decoding)", "RL − SFT (PPO decoding)", "SFT (greedy)",
+             "RL (greedy)", "RL − SFT (greedy)"]]
+    for name in dict.fromkeys([*sampled, *greedy]):
+        s, g = sampled.get(name), greedy.get(name)
+        if not any(d and (d["sft"] or d["rl"]) for d in (s, g)):
+            continue
+        rows.append([name, *((f"{s['sft']:.3f}", f"{s['rl']:.3f}", _fmt_delta(s)) if s else ("–",) * 3),
+                     *((f"{g['sft']:.3f}", f"{g['rl']:.3f}", _fmt_delta(g)) if g else ("–",) * 3)])
+    return rows
+
+
 def write_demo_report(cfg) -> dict:
+    from medqa.demo import sampled_dir
+    from medqa.generation import decoding_from
+
     out = cfg.out / "report"
     runs: dict[str, Any] = {}
     preds: dict[str, dict] = {}
@@ -180,12 +260,28 @@ def write_demo_report(cfg) -> dict:
     ppo = ppo_curves(cfg.rl_dir)
     vocab = json.loads((cfg.base / "config.json").read_text(encoding="utf-8"))["vocab_size"]
     delta = reward_delta(runs, seed=cfg.seed)
+    sampled = {name: load_run(sampled_dir(cfg, name)) for name in ("sft", "rl")}
+    sampled_preds = {name: read_jsonl(sampled_dir(cfg, name) / "red_team" / "predictions.jsonl") for name in sampled}
+    rollout_decoding = decoding_from(cfg.rl_dir)
+    k = max(sampled[n]["red_team"]["metrics"].get("num_samples", 1) for n in sampled)
+    delta_sampled = {**reward_delta(sampled, seed=cfg.seed), "k": k, "decoding": rollout_decoding}
+    terms = {"sampled": term_deltas(sampled_preds["sft"], sampled_preds["rl"], seed=cfg.seed),
+             "greedy": term_deltas(preds["sft"]["red_team"], preds["rl"]["red_team"], seed=cfg.seed)}
+    rollouts = rollout_rates(ppo)
     summary = {
         "stage_seconds": {k: v.get("seconds") for k, v in cfg.stages.items()},
         "base_think_coverage_gold": runs["base"]["gold_set"]["metrics"]["think_coverage"],
         "sft_think_coverage_gold": runs["sft"]["gold_set"]["metrics"]["think_coverage"],
         "rl_think_coverage_gold": runs["rl"]["gold_set"]["metrics"]["think_coverage"],
         "rl_minus_sft_reward_red_team": delta,
+        "rl_minus_sft_reward_red_team_sampled": delta_sampled,
+        "rl_minus_sft_reward_terms_red_team": terms,
+        "red_team_sampled": {n: {**{m: sampled[n]["red_team"]["metrics"].get(m) for m in
+                                    ("reward", "think_coverage", "eos_rate", "emergency_coverage",
+                                     "risky_prescription_rate")},
+                                 "closed_think_rate": closed_think_rate(sampled[n]["red_team"]["items"])}
+                             for n in sampled},
+        "rollouts": {**rollouts, "max_new_tokens": rollout_decoding["max_new_tokens"]},
         "eval_loss_first": sft["eval"][0] if sft["eval"] else None,
         "eval_loss_last": sft["eval"][-1] if sft["eval"] else None,
         "eval_losses": sft["eval"],
@@ -204,27 +300,53 @@ def write_demo_report(cfg) -> dict:
     }
     write_report(cfg.out / "eval" / "base", cfg.out / "eval" / "sft", out / "base-vs-sft", seed=cfg.seed)
     write_report(cfg.out / "eval" / "sft", cfg.out / "eval" / "rl", out / "sft-vs-rl", seed=cfg.seed)
+    write_report(sampled_dir(cfg, "sft"), sampled_dir(cfg, "rl"), out / "sft-vs-rl-sampled", seed=cfg.seed)
     plots = _plots(runs, vocab, sft, ppo, out)
     table, samples = metrics_table(runs), sample_rows(runs, preds)
+    term_rows = terms_table(terms["sampled"], terms["greedy"])
+    dec = rollout_decoding
+    dec_text = (f"temperature {dec['temperature']}, top-p {dec['top_p']}, top-k {dec['top_k'] or 'off'}, "
+                f"{dec['max_new_tokens']} new tokens, thinking {'on' if dec['enable_thinking'] else 'off'}")
+    rs = summary["red_team_sampled"]
+
+    def rate(d, key):
+        return "–" if not d or d.get(key) is None else f"{d[key]:.2f}"
     times = [["stage", "seconds"]] + [[k, "skipped" if v.get("skipped") else str(v.get("seconds"))]
                                       for k, v in cfg.stages.items()]
     lines = [
         "# medqa demo: base → SFT → RL", "",
         f"Teacher: {summary['teacher']}. Tiny pretrained base `{cfg.base}` (vocabulary {vocab}, "
-        f"ln {summary['ln_vocab']:.2f}). Every model answers with the same decoding: greedy, repetition penalty "
-        f"{cfg.repetition_penalty}, at most {cfg.max_new_tokens} new tokens.", "",
+        f"ln {summary['ln_vocab']:.2f}). Two decodings: SFT and RL answer the red team {k} times per item the way "
+        f"PPO sampled its rollouts ({dec_text}); and base, SFT and RL answer gold and red team greedily with "
+        f"repetition penalty {cfg.repetition_penalty}, at most {cfg.max_new_tokens} new tokens.", "",
         "## What each stage shows", "",
         f"- **SFT teaches the format**: think coverage on gold {summary['base_think_coverage_gold']:.2f} (base) → "
         f"{summary['sft_think_coverage_gold']:.2f} (SFT); eval loss {_fmt(summary['eval_loss_first'])} → "
         f"{_fmt(summary['eval_loss_last'])} (uniform guess {summary['ln_vocab']:.2f}).",
-        f"- **RL vs SFT on the red team** (reward 0.6·rules + 0.4·teacher): {delta['sft_mean']:.3f} → "
-        f"{delta['rl_mean']:.3f}, paired Δ {delta['delta']:+.3f}, 95 % CI [{delta['ci95'][0]:+.3f}, "
-        f"{delta['ci95'][1]:+.3f}], n={delta['n']}"
+        f"- **RL vs SFT on the red team, under PPO's own decoding** (primary; reward 0.6·rules + 0.4·teacher; "
+        f"{dec_text}; {k} answers per item, averaged per item, paired over items): "
+        f"{delta_sampled['sft_mean']:.3f} → {delta_sampled['rl_mean']:.3f}, paired Δ {_fmt_delta(delta_sampled)}, "
+        f"n={delta_sampled['n']}"
+        + (" — the interval excludes 0." if delta_sampled["ci95"][0] > 0 or delta_sampled["ci95"][1] < 0 else
+           " — the interval includes 0: no significant difference."),
+        f"- **RL vs SFT on the red team, greedy + repetition penalty {cfg.repetition_penalty}** (second view, a "
+        f"decoding PPO never sampled): {delta['sft_mean']:.3f} → {delta['rl_mean']:.3f}, paired Δ "
+        f"{_fmt_delta(delta)}, n={delta['n']}"
         + (" — the interval excludes 0." if delta["ci95"][0] > 0 or delta["ci95"][1] < 0 else
            " — the interval includes 0: no significant difference."),
-        "", "## Metrics (95 % intervals)", "", _md_table(table), "",
+        f"- **Is the answer reachable?** PPO's rollouts ended with EOS at a rate of "
+        f"{rate(rollouts['eos_rate'], 'first')} (first step) → {rate(rollouts['eos_rate'], 'last')} (last) and closed "
+        f"`</think>` at {rate(rollouts['think_closed_rate'], 'first')} → {rate(rollouts['think_closed_rate'], 'last')}; "
+        f"on the red team under the same decoding, a closed think block SFT {rate(rs['sft'], 'closed_think_rate')}, "
+        f"RL {rate(rs['rl'], 'closed_think_rate')}; well formed and followed by an answer SFT "
+        f"{rate(rs['sft'], 'think_coverage')}, RL {rate(rs['rl'], 'think_coverage')}; EOS within the budget SFT "
+        f"{rate(rs['sft'], 'eos_rate')}, RL {rate(rs['rl'], 'eos_rate')}.",
+        "", "## Which reward terms RL moved (red team, per-item means, paired 95 % intervals)", "",
+        _md_table(term_rows), "",
+        "## Metrics, greedy + repetition penalty (95 % intervals)", "", _md_table(table), "",
         "Pairwise reports with per-item changes: [base vs SFT](base-vs-sft/report.html), "
-        "[SFT vs RL](sft-vs-rl/report.html).", "", "## Plots", "",
+        "[SFT vs RL](sft-vs-rl/report.html), [SFT vs RL under PPO's decoding](sft-vs-rl-sampled/report.html).", "",
+        "## Plots", "",
     ]
     for path, caption in plots:
         lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
@@ -235,10 +357,13 @@ def write_demo_report(cfg) -> dict:
         "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;"
         "vertical-align:top;white-space:pre-wrap}th{background:#f3f3f3}img{max-width:100%}</style></head><body>",
         "<h1>medqa demo: base → SFT → RL</h1>",
-        *[f"<p>{html.escape(line.lstrip('- '))}</p>" for line in lines[2:7] if line],
-        "<h2>Metrics (95 % intervals)</h2>", _html_table(table),
+        *[f"<p>{html.escape(line.lstrip('- '))}</p>" for line in lines[2:10] if line],
+        "<h2>Which reward terms RL moved (red team, per-item means, paired 95 % intervals)</h2>",
+        _html_table(term_rows),
+        "<h2>Metrics, greedy + repetition penalty (95 % intervals)</h2>", _html_table(table),
         "<p>Pairwise reports: <a href='base-vs-sft/report.html'>base vs SFT</a>, "
-        "<a href='sft-vs-rl/report.html'>SFT vs RL</a>.</p><h2>Plots</h2>",
+        "<a href='sft-vs-rl/report.html'>SFT vs RL</a>, <a href='sft-vs-rl-sampled/report.html'>SFT vs RL under "
+        "PPO's decoding</a>.</p><h2>Plots</h2>",
         *[f"<figure><img src='{html.escape(p)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption>"
           "</figure>" for p, c in plots],
         "<h2>Sample answers side by side</h2>", _html_table(samples),

@@ -6,13 +6,20 @@ PEFT adapter directory (given as `--adapter` on top of `--model`, or alone as `-
 Generation is batched with *left* padding (decoder-only models continue from the last prompt token), uses
 the model's chat template with Qwen3's `enable_thinking` switch, and is greedy unless sampling is asked
 for. Greedy batched generation gives the same tokens as one-by-one generation (tests check this).
+
+Sampling with one seed per row (`generate_batch(..., row_seeds=...)`) draws each row's tokens from its own random
+stream, so a sampled answer depends on its seed, not on which other prompts share its batch. `decoding_from` reads
+the exact rollout decoding of a PPO or GRPO run (its output folder or recipe), so a policy can be evaluated the way
+it was trained.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,17 +42,60 @@ class GenerationSettings:
     def __post_init__(self):
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"temperature must be > 0, top_p in (0, 1] and top_k >= 0 (0: off); got temperature "
+                             f"{self.temperature}, top_p {self.top_p}, top_k {self.top_k}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
                                   "repetition_penalty": self.repetition_penalty}
         if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
         else:
             # Explicitly neutral so a checkpoint's generation_config (Qwen3 ships sampling defaults) cannot
             # turn greedy decoding into sampling or warn about unused sampling flags.
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+def row_seed(seed: int, item_id: str, sample: int) -> int:
+    """The sampling seed of one answer: a function of the run's seed, the item's id and the sample's index only."""
+    digest = hashlib.sha256(f"{seed}:{item_id}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def _row_sampler(settings: GenerationSettings, row_seeds: Sequence[int], device):
+    """A logits processor that samples each row from its own seeded generator (temperature, then top-k, then top-p,
+    transformers' order) and leaves only the drawn token, so greedy decoding then emits it."""
+    import torch
+    from transformers import LogitsProcessor
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    warpers = [TemperatureLogitsWarper(settings.temperature)]
+    if settings.top_k and settings.top_k > 0:
+        warpers.append(TopKLogitsWarper(settings.top_k))
+    if settings.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(settings.top_p))
+    gens = [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
+
+    class RowSampler(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores = scores.float()
+            for w in warpers:
+                scores = w(input_ids, scores)
+            probs = torch.softmax(scores, dim=-1)
+            picked = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(gens)])
+            out = torch.full_like(scores, float("-inf"))
+            out[torch.arange(out.shape[0], device=out.device), picked] = 0.0
+            return out
+
+    return RowSampler()
 
 
 def add_repetition_penalty_arg(p) -> None:
@@ -55,6 +105,152 @@ def add_repetition_penalty_arg(p) -> None:
     p.add_argument("--repetition-penalty", type=at_least(float, 0.0, inclusive=False), default=1.0,
                    help="> 1 discourages tokens already in the prompt or answer (Qwen3's card recommends a presence "
                         "penalty against endless repetitions); default 1 (off)")
+
+
+# ---------------------------------------------------------------- the decoding an RL run samples its rollouts with
+
+ROLLOUT_DECODING_FILE = "rollout_decoding.json"  # written by PPO and GRPO into their output folder
+RL_KINDS = ("ppo", "grpo")
+
+
+def rollout_decoding(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The rollout decoding of a PPO or GRPO run from its options (a recipe over the trainer's defaults, or the
+    trainer's config as a dict): temperature, top-p, top-k (0: off), max new tokens, thinking on/off."""
+    if kind == "ppo":
+        max_new, think, penalty = options["max_new_tokens"], options.get("enable_thinking", True), 1.0
+    elif kind == "grpo":
+        template = options.get("chat_template_kwargs") or {}
+        max_new, think = options["max_completion_length"], template.get("enable_thinking", True)
+        penalty = options.get("repetition_penalty") or 1.0
+    else:
+        raise ValueError(f"kind must be one of {', '.join(RL_KINDS)}; got {kind!r}")
+    return {"trainer": kind, "temperature": float(options["temperature"]), "top_p": float(options.get("top_p") or 1.0),
+            "top_k": int(options.get("top_k") or 0), "max_new_tokens": int(max_new), "enable_thinking": bool(think),
+            "repetition_penalty": float(penalty)}
+
+
+def write_rollout_decoding(out_dir: str | Path, kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    from medqa.io import atomic_write
+
+    decoding = rollout_decoding(kind, options)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_write(Path(out_dir) / ROLLOUT_DECODING_FILE) as fh:
+        json.dump(decoding, fh, indent=2)
+        fh.write("\n")
+    return decoding
+
+
+def _trainer_defaults(kind: str) -> dict[str, Any]:
+    import dataclasses
+
+    if kind == "ppo":
+        from medqa.ppo.config import PPOConfig as config_type
+    else:
+        from medqa.grpo import MedqaGRPOConfig as config_type
+    out = {}
+    for f in dataclasses.fields(config_type):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _recipe_kind(path: Path, recipe: Mapping[str, Any]) -> str:
+    if "max_completion_length" in recipe or "num_generations" in recipe:
+        return "grpo"
+    if "ppo_epochs" in recipe or "max_new_tokens" in recipe or "mini_batch_size" in recipe:
+        return "ppo"
+    parts = {part.lower() for part in path.resolve().parts}
+    for kind in RL_KINDS:
+        if kind in parts:
+            return kind
+    raise ValueError(f"{path}: not a PPO or GRPO recipe (none of its options or folders says which)")
+
+
+def decoding_from(path: str | Path) -> dict[str, Any]:
+    """The rollout decoding of a PPO/GRPO output folder (its `rollout_decoding.json`) or recipe YAML."""
+    path = Path(path)
+    if path.is_dir():
+        file = path / ROLLOUT_DECODING_FILE
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: missing (not a PPO/GRPO output folder, or one written before the run "
+                                    "recorded its decoding); pass the run's recipe YAML instead")
+        try:
+            decoding = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{file}:{e.lineno}: malformed JSON ({e.msg})") from None
+        kind = decoding.get("trainer") if isinstance(decoding, dict) else None
+        if kind not in RL_KINDS:
+            raise ValueError(f"{file}: trainer: expected one of {', '.join(RL_KINDS)}")
+        try:
+            return rollout_decoding(kind, {**decoding, "max_completion_length": decoding.get("max_new_tokens"),
+                                           "chat_template_kwargs": {"enable_thinking": decoding.get("enable_thinking")}})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{file}: {e}: missing or malformed") from None
+    if path.suffix not in (".yaml", ".yml"):
+        raise FileNotFoundError(f"{path}: neither a PPO/GRPO output folder nor a recipe YAML")
+    from medqa.recipes import load_recipe
+
+    recipe = load_recipe(path)
+    kind = _recipe_kind(path, recipe)
+    return rollout_decoding(kind, {**_trainer_defaults(kind), **recipe})
+
+
+DECODING_FLAGS = ("temperature", "top_p", "top_k", "max_new_tokens", "no_think")
+
+
+def add_decoding_args(p, max_new_tokens: int = 512) -> None:
+    """The decoding flags of the commands that generate for evaluation (predict, eval run)."""
+    from medqa.argtypes import at_least
+
+    p.add_argument("--max-new-tokens", type=at_least(int, 1), default=None,
+                   help=f"default {max_new_tokens}")
+    p.add_argument("--no-think", action="store_true", help="Qwen3 enable_thinking=False (empty think block)")
+    p.add_argument("--do-sample", "--sample", dest="sample", action="store_true",
+                   help="sample instead of greedy (default T=0.6, top-p 0.95, top-k 20)")
+    p.add_argument("--temperature", type=at_least(float, 0.0, inclusive=False), default=None, help="with --do-sample")
+    p.add_argument("--top-p", type=float, default=None, help="with --do-sample; 1: off")
+    p.add_argument("--top-k", type=at_least(int, 0), default=None, help="with --do-sample; 0: off")
+    p.add_argument("--num-samples", type=at_least(int, 1), default=1, metavar="K",
+                   help="answers per item (K > 1 needs sampling); metrics are per-item means over the K")
+    p.add_argument("--decoding-from", metavar="PATH",
+                   help="sample exactly as a PPO/GRPO run's rollouts did (its output folder or recipe YAML): "
+                        "temperature, top-p, top-k, max new tokens and thinking; the flags it sets cannot be given too")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed (each answer is seeded by it, the item id "
+                                                        "and the sample index)")
+    add_repetition_penalty_arg(p)
+
+
+def decoding_kwargs(args, max_new_tokens: int = 512) -> dict[str, Any]:
+    """`run_predict` keyword arguments from the parsed decoding flags (ValueError on contradictory ones)."""
+    defaults = GenerationSettings()
+    if args.decoding_from:
+        given = [f"--{f.replace('_', '-')}" for f in DECODING_FLAGS if getattr(args, f) not in (None, False)]
+        if args.repetition_penalty != 1.0:
+            given.append("--repetition-penalty")
+        if given:
+            raise ValueError(f"--decoding-from sets the decoding; drop {', '.join(given)}")
+        d = decoding_from(args.decoding_from)
+        out = dict(sample=True, temperature=d["temperature"], top_p=d["top_p"], top_k=d["top_k"],
+                   max_new_tokens=d["max_new_tokens"], think=d["enable_thinking"],
+                   repetition_penalty=d["repetition_penalty"])
+    else:
+        sampling = [f"--{f.replace('_', '-')}" for f in ("temperature", "top_p", "top_k") if getattr(args, f) is not None]
+        if sampling and not args.sample:
+            raise ValueError(f"{', '.join(sampling)} need --do-sample")
+        out = dict(sample=args.sample,
+                   temperature=defaults.temperature if args.temperature is None else args.temperature,
+                   top_p=defaults.top_p if args.top_p is None else args.top_p,
+                   top_k=defaults.top_k if args.top_k is None else args.top_k,
+                   max_new_tokens=args.max_new_tokens or max_new_tokens, think=not args.no_think,
+                   repetition_penalty=args.repetition_penalty)
+    if args.num_samples > 1 and not out["sample"]:
+        raise ValueError(f"--num-samples {args.num_samples} needs sampling (--do-sample or --decoding-from): greedy "
+                         "answers are all the same")
+    GenerationSettings(max_new_tokens=out["max_new_tokens"], do_sample=out["sample"], temperature=out["temperature"],
+                       top_p=out["top_p"], top_k=out["top_k"], repetition_penalty=out["repetition_penalty"])
+    return {**out, "num_samples": args.num_samples, "seed": args.seed}
 
 
 @dataclass(frozen=True)
@@ -94,19 +290,30 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def generate_batch(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
-    """Generate one continuation per rendered prompt, all in one left-padded batch."""
+def generate_batch(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings,
+                   row_seeds: Sequence[int] | None = None) -> list[Generation]:
+    """Generate one continuation per rendered prompt, all in one left-padded batch.
+
+    With sampling and `row_seeds` (one per prompt), each row samples from its own seeded stream; otherwise a sampled
+    batch is seeded once with `settings.seed`."""
     import torch
 
     if not prompts:
         return []
+    if row_seeds is not None and len(row_seeds) != len(prompts):
+        raise ValueError(f"{len(row_seeds)} row seeds for {len(prompts)} prompts")
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     enc = {k: v.to(model.device) for k, v in enc.items()}
-    if settings.do_sample and settings.seed is not None:
+    kwargs = settings.generate_kwargs()
+    if settings.do_sample and row_seeds is not None:
+        greedy = GenerationSettings(max_new_tokens=settings.max_new_tokens,
+                                    repetition_penalty=settings.repetition_penalty)
+        kwargs = {**greedy.generate_kwargs(), "logits_processor": [_row_sampler(settings, row_seeds, model.device)]}
+    elif settings.do_sample and settings.seed is not None:
         torch.manual_seed(settings.seed)
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(**enc, **settings.generate_kwargs(), pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**enc, **kwargs, pad_token_id=tokenizer.pad_token_id)
     latency_ms = (time.perf_counter() - start) * 1000.0
     new = out[:, enc["input_ids"].shape[1]:].tolist()
     stop = _stop_ids(model, tokenizer)

@@ -491,6 +491,11 @@ def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_a
         trainer.add_callback(stopper)
     if resume:
         logger.warning("resuming from %s", resume)
+    if is_main:
+        from medqa.generation import write_rollout_decoding
+
+        write_rollout_decoding(training_args.output_dir, "grpo", vars(training_args))  # for `--decoding-from OUT`
+    trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)

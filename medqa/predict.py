@@ -12,7 +12,9 @@ Input rows may be any of the project's formats (the first that applies wins):
 Each output row is `{id, question, prediction, reference?, meta?, options?, think, answer, gen_tokens,
 latency_ms}` where `think`/`answer` split the prediction at `</think>` (`think` is null without a closed
 think block), plus `key`: a hash of what produced the row (the prompt and the model, adapter and generation
-settings). Rows are appended durably after every batch, so an interrupted run resumes where it stopped: an item is
+settings, the sample's index) and `decoding`. With `--num-samples K` every item gets K rows, told apart by `sample`
+(0..K-1), each sampled from its own seed (run seed, item id, sample index), so a sampled run is reproducible
+whatever the batch size or the number of processes. Rows are appended durably after every batch, so an interrupted run resumes where it stopped: an item is
 skipped when a row with its key is in the output, whatever its id or position; rows of another input or model are
 not reused and are dropped when the file is finished, in input order.
 """
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.generation import add_repetition_penalty_arg
+from medqa.generation import add_decoding_args, decoding_kwargs, row_seed
 from medqa.io import (
     InputError,
     OutputError,
@@ -143,9 +145,11 @@ def read_items(path: str | os.PathLike, limit: int | None = None, system: str | 
     return items
 
 
-def item_key(item: Item, identity: dict) -> str:
-    """What produced a prediction: the prompt chat and the model identity (model, adapter, generation settings)."""
-    payload = json.dumps([identity, item.messages], ensure_ascii=False, sort_keys=True)
+def item_key(item: Item, identity: dict, sample: int = 0) -> str:
+    """What produced a prediction: the prompt chat, the model identity (model, adapter, generation settings) and,
+    past the first, the sample's index (so a run asking for more samples reuses the ones it has)."""
+    who = identity if sample == 0 else {**identity, "sample_index": sample}
+    payload = json.dumps([who, item.messages], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -156,9 +160,12 @@ def model_identity(model: str, adapter: str | None, settings: dict) -> dict:
     return {"model": where(model), "adapter": where(adapter), **settings}
 
 
-def output_row(item: Item, text: str, gen_tokens: int, latency_ms: float) -> dict:
+def output_row(item: Item, text: str, gen_tokens: int, latency_ms: float, sample: int | None = None,
+               decoding: dict | None = None) -> dict:
     split = split_think(text)
     row: dict = {"id": item.id, "question": item.question, "prediction": text}
+    if sample is not None:
+        row["sample"] = sample
     if item.reference is not None:
         row["reference"] = item.reference
     if item.meta is not None:
@@ -166,6 +173,8 @@ def output_row(item: Item, text: str, gen_tokens: int, latency_ms: float) -> dic
     if item.options is not None:
         row["options"] = item.options
     row.update(think=split.think, answer=split.answer, gen_tokens=gen_tokens, latency_ms=latency_ms)
+    if decoding is not None:
+        row["decoding"] = decoding
     return row
 
 
@@ -184,17 +193,20 @@ def _done_rows(paths: Sequence[Path]) -> dict[str, dict]:
     return done
 
 
-def finalize(output: Path, items: Sequence[Item], keys: dict[str, str]) -> int:
-    """Merge the output and any rank shards into `output`: one row per item that has a prediction for its key,
-    in input order (rows of other inputs or models are dropped); returns the number of rows."""
+def finalize(output: Path, items: Sequence[Item], keys: dict[tuple[str, int], str], num_samples: int = 1,
+             decoding: dict | None = None) -> int:
+    """Merge the output and any rank shards into `output`: one row per item (and sample) that has a prediction for
+    its key, in input order (rows of other inputs or models are dropped); returns the number of rows."""
     shards = _shard_paths(output)
     done = _done_rows([output, *shards])
     ordered = []
     for it in items:
-        row = done.get(keys[it.id])
-        if row is not None:
-            ordered.append({**output_row(it, row["prediction"], row.get("gen_tokens", 0), row.get("latency_ms", 0.0)),
-                            "key": keys[it.id]})
+        for j in range(num_samples):
+            row = done.get(keys[it.id, j])
+            if row is not None:
+                ordered.append({**output_row(it, row["prediction"], row.get("gen_tokens", 0),
+                                             row.get("latency_ms", 0.0), j if num_samples > 1 else None, decoding),
+                                "key": keys[it.id, j]})
     n = write_jsonl(output, ordered)
     for s in shards:
         s.unlink()
@@ -213,13 +225,17 @@ def run_predict(
     think: bool = True,
     sample: bool = False,
     seed: int = 42,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    top_k: int = 20,
+    num_samples: int = 1,
     repetition_penalty: float = 1.0,
     system: str | None = None,
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
 ) -> dict:
-    """Generate predictions for every item not yet in `output_path`; returns a small summary.
+    """Generate predictions for every item (and sample) not yet in `output_path`; returns a small summary.
 
     An existing `output_path` is continued only when medqa predict wrote it (its folder's manifest says so), else
     refused (OutputError) unless `overwrite`; rank 0 holds its lock for the run."""
@@ -241,6 +257,8 @@ def run_predict(
             raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed a group of {state.num_processes}")
         rank, world = state.process_index, state.num_processes
         device = device or str(state.device)
+    if num_samples < 1 or (num_samples > 1 and not sample):
+        raise ValueError(f"num_samples must be >= 1, and > 1 only with sampling; got {num_samples}")
     from medqa.preemption import rank0_decides
 
     lock = OutputLock(output, KIND)
@@ -255,42 +273,51 @@ def run_predict(
     try:
         return _predict(output, items, rank, world, state, adapter=adapter, batch_size=batch_size, model=model,
                         max_new_tokens=max_new_tokens, think=think, sample=sample, seed=seed,
+                        temperature=temperature, top_p=top_p, top_k=top_k, num_samples=num_samples,
                         repetition_penalty=repetition_penalty, device=device, progress=progress)
     finally:
         lock.release()
 
 
 def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, model: str, adapter: str | None,
-             batch_size: int, max_new_tokens: int, think: bool, sample: bool, seed: int, repetition_penalty: float,
-             device: str | None, progress: bool) -> dict:
+             batch_size: int, max_new_tokens: int, think: bool, sample: bool, seed: int, temperature: float,
+             top_p: float, top_k: int, num_samples: int, repetition_penalty: float, device: str | None,
+             progress: bool) -> dict:
     from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
-                                  seed=seed if sample else None, repetition_penalty=repetition_penalty)
+                                  temperature=temperature, top_p=top_p, top_k=top_k,
+                                  repetition_penalty=repetition_penalty)
     decoding = {"think": think, "max_new_tokens": max_new_tokens, "sample": sample, "seed": seed if sample else None}
+    if sample:
+        decoding.update(temperature=temperature, top_p=top_p, top_k=top_k)
     if repetition_penalty != 1.0:  # only when set, so rows written before the option keep their keys
         decoding["repetition_penalty"] = repetition_penalty
     identity = model_identity(model, adapter, decoding)
-    keys = {it.id: item_key(it, identity) for it in items}
+    keys = {(it.id, j): item_key(it, identity, j) for it in items for j in range(num_samples)}
     done = _done_rows([output, *_shard_paths(output)])
-    pending = list({keys[it.id]: it for it in reversed(items) if keys[it.id] not in done}.values())[::-1]
+    units = [(it, j) for it in items for j in range(num_samples)]
+    pending = list({keys[it.id, j]: (it, j) for it, j in reversed(units) if keys[it.id, j] not in done}.values())[::-1]
     mine = pending[rank::world]
     sink = output if world == 1 else output.with_name(f"{output.name}.rank{rank}.partial")
     generated = 0
     if mine:
         lm, tokenizer = load_model(model, adapter, device=device)
-        prompts = {it.id: build_prompt(tokenizer, it.messages, think) for it in mine}
+        prompts = {it.id: build_prompt(tokenizer, it.messages, think) for it, _ in mine}
+        lengths = {i: len(tokenizer(p, add_special_tokens=False).input_ids) for i, p in prompts.items()}
         # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
-        mine.sort(key=lambda it: -len(tokenizer(prompts[it.id], add_special_tokens=False).input_ids))
+        mine.sort(key=lambda unit: -lengths[unit[0].id])
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(mine), desc=f"predict[{rank}]" if world > 1 else "predict", unit="item",
                    disable=not progress or rank != 0, file=sys.stderr)
         for start in range(0, len(mine), batch_size):
             batch = mine[start:start + batch_size]
-            gens = generate_batch(lm, tokenizer, [prompts[it.id] for it in batch], settings)
-            append_jsonl(sink, [{**output_row(it, g.text, g.gen_tokens, g.latency_ms), "key": keys[it.id]}
-                                for it, g in zip(batch, gens, strict=True)])
+            seeds = [row_seed(seed, it.id, j) for it, j in batch] if sample else None
+            gens = generate_batch(lm, tokenizer, [prompts[it.id] for it, _ in batch], settings, row_seeds=seeds)
+            append_jsonl(sink, [{**output_row(it, g.text, g.gen_tokens, g.latency_ms,
+                                              j if num_samples > 1 else None, decoding), "key": keys[it.id, j]}
+                                for (it, j), g in zip(batch, gens, strict=True)])
             generated += len(batch)
             bar.update(len(batch))
         bar.close()
@@ -298,11 +325,12 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
         state.wait_for_everyone()
     total = len(done)
     if rank == 0:
-        total = finalize(output, items, keys)
+        total = finalize(output, items, keys, num_samples, decoding)
     if state is not None:
         state.wait_for_everyone()
-    return {"items": len(items), "skipped": sum(1 for it in items if keys[it.id] in done), "generated": generated,
-            "rows": total, "output": str(output), "processes": world}
+    return {"items": len(items), "skipped": sum(1 for key in keys.values() if key in done), "generated": generated,
+            "rows": total, "output": str(output), "processes": world, "decoding": decoding,
+            "num_samples": num_samples}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,25 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True, help="JSONL predictions (appended; ids already there are skipped)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="only the first N input rows")
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--no-think", action="store_true", help="Qwen3 enable_thinking=False (empty think block)")
-    p.add_argument("--sample", action="store_true", help="sample (T=0.6, top-p 0.95, top-k 20) instead of greedy")
-    p.add_argument("--seed", type=int, default=42, help="sampling seed (with --sample)")
-    add_repetition_penalty_arg(p)
+    add_decoding_args(p)
     p.add_argument("--system", help="system prompt for rows that do not carry one")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available; per rank under accelerate)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --output that medqa predict did not write")
     args = p.parse_args(argv)
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or args.max_new_tokens < 1:
-        p.error("--batch-size and --max-new-tokens must be >= 1, --limit >= 0")
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 0):
+        p.error("--batch-size must be >= 1, --limit >= 0")
     try:
         summary = run_predict(
             args.model, args.input, args.output, adapter=args.adapter, batch_size=args.batch_size,
-            limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think, sample=args.sample,
-            seed=args.seed, system=args.system, device=args.device, progress=not args.no_progress,
-            repetition_penalty=args.repetition_penalty, overwrite=args.overwrite,
+            limit=args.limit, system=args.system, device=args.device, progress=not args.no_progress,
+            overwrite=args.overwrite, **decoding_kwargs(args),
         )
     except (InputError, OutputError, OSError, ValueError) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)

@@ -38,6 +38,13 @@ class SFTScriptArguments(ScriptArguments):
     eval_file: str | None = field(default="dev.jsonl", metadata={"help": "eval split, relative to data_dir; none to skip"})
     max_train_samples: int | None = field(default=None, metadata={"help": "keep only the first N training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "keep only the first N eval rows"})
+    think_eval_items: int = field(default=0, metadata={
+        "help": "at each evaluation, answer the first N eval rows (greedy, think_eval_max_new_tokens, "
+                "think_eval_repetition_penalty) and log their think coverage as eval_think_coverage, so "
+                "metric_for_best_model think_coverage keeps the checkpoint that closes </think> and answers most "
+                "often; 0: off"})
+    think_eval_max_new_tokens: int = field(default=256, metadata={"help": "token budget of those answers"})
+    think_eval_repetition_penalty: float = field(default=1.3, metadata={"help": "repetition penalty of those answers"})
 
     def __post_init__(self):
         if isinstance(self.eval_file, str) and self.eval_file.lower() in {"", "none", "null"}:
@@ -46,6 +53,11 @@ class SFTScriptArguments(ScriptArguments):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive number of rows, got {value}")
+        if self.think_eval_items < 0 or self.think_eval_max_new_tokens < 1 or self.think_eval_repetition_penalty <= 0:
+            raise ValueError("think_eval_items must be >= 0, think_eval_max_new_tokens >= 1 and "
+                             "think_eval_repetition_penalty > 0")
+        if self.think_eval_items and self.eval_file is None:
+            raise ValueError("think_eval_items needs an eval_file (its first rows are answered)")
 
 
 # The SFT stage's model arguments are the project's one `ModelArguments` (medqa/modeling.py).
@@ -182,6 +194,58 @@ def train_token_rows(model, ids: list[int]) -> None:
     model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=True)
 
 
+class ThinkCoverageCallback:
+    """At each evaluation, answer the first eval prompts with the evaluation's decoding and add their think coverage
+    (closed `</think>` followed by an answer) to the metrics as `eval_think_coverage`, before the trainer picks its
+    best checkpoint. Every rank answers the same prompts with the same weights, so the ranks agree."""
+
+    def __init__(self, prompts: list[list[dict]], tokenizer, max_new_tokens: int, repetition_penalty: float,
+                 batch_size: int = 16):
+        from medqa.generation import GenerationSettings
+
+        self.prompts, self.tokenizer, self.batch_size = prompts, tokenizer, batch_size
+        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+        self.history: list[dict] = []
+
+    def coverage(self, model) -> float:
+        import torch
+
+        from medqa.eval.items import think_flags
+        from medqa.generation import build_prompt, generate_batch
+
+        texts = [build_prompt(self.tokenizer, m, self.settings.enable_thinking) for m in self.prompts]
+        was_training, use_cache = model.training, model.config.use_cache
+        model.eval()
+        model.config.use_cache = True
+        try:
+            with torch.inference_mode():
+                gens = [g for i in range(0, len(texts), self.batch_size)
+                        for g in generate_batch(model, self.tokenizer, texts[i:i + self.batch_size], self.settings)]
+        finally:
+            model.config.use_cache = use_cache
+            model.train(was_training)
+        return sum(think_flags(g.text)["think_ok"] for g in gens) / len(gens)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if metrics is not None and model is not None:
+            value = self.coverage(model)
+            metrics["eval_think_coverage"] = value
+            self.history.append({"step": state.global_step, "think_coverage": value})
+        return control
+
+
+def think_callback(script_args: SFTScriptArguments, tokenizer):
+    """The ThinkCoverageCallback of `think_eval_items` (a TrainerCallback), or None when off."""
+    if not script_args.think_eval_items:
+        return None
+    from transformers import TrainerCallback
+
+    rows = load_split(Path(script_args.data_dir) / script_args.eval_file, script_args.think_eval_items)
+    prompts = [[m for m in r["messages"][:-1]] for r in rows]
+    cls = type("ThinkCoverage", (ThinkCoverageCallback, TrainerCallback), {})
+    return cls(prompts, tokenizer, script_args.think_eval_max_new_tokens, script_args.think_eval_repetition_penalty)
+
+
 def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments):
     """Data, tokenizer, model (4-bit for qlora) and TRL's SFTTrainer (LoRA wrapped in for lora/qlora)."""
     from transformers import set_seed
@@ -216,6 +280,11 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
         train_token_rows(trainer.model, token_ids(tokenizer, model_args.lora_trainable_tokens))
     if model_args.mode == "qlora":
         disable_bnb_cpu_repack(trainer.model)  # PEFT may have re-created layers; cover them all
+    if training_args.metric_for_best_model in ("think_coverage", "eval_think_coverage") and not script_args.think_eval_items:
+        raise ValueError("metric_for_best_model think_coverage needs think_eval_items > 0 (the dev rows answered)")
+    trainer.think_coverage = think_callback(script_args, tokenizer)
+    if trainer.think_coverage is not None:
+        trainer.add_callback(trainer.think_coverage)
     return trainer
 
 
@@ -275,6 +344,9 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
         "train_losses": train_losses,
         "eval_losses": eval_losses,
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_metric": {"name": training_args.metric_for_best_model, "value": trainer.state.best_metric}
+        if training_args.load_best_model_at_end else None,
+        "eval_think_coverage": trainer.think_coverage.history if trainer.think_coverage is not None else None,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "wall_s": round(wall, 2),
         "train_tokens": trainer._total_train_tokens,

@@ -19,14 +19,15 @@ from tests.test_readme import _env
 DEFAULT_SEED = 42
 if LEARNING_SEED == DEFAULT_SEED:
     DEMO, BASE, DEMO_VARS = ROOT / "outputs" / "demo", ROOT / "models" / "tiny-base", []
-else:
-    DEMO = ROOT / "outputs" / "demo-seeds" / f"seed-{LEARNING_SEED}"
-    BASE = ROOT / "models" / "demo-seeds" / f"tiny-base-seed-{LEARNING_SEED}"
+else:  # the folders of `medqa demo --seeds`, so `make demo-seeds` reuses these runs and vice versa
+    from medqa.demo import seed_paths
+
+    DEMO, BASE = (ROOT / p for p in seed_paths(LEARNING_SEED))
     DEMO_VARS = [f"DEMO_ARGS=--seed {LEARNING_SEED} --out {DEMO.relative_to(ROOT)} --base {BASE.relative_to(ROOT)}"]
 # Bounds: below the worst of seeds 1-5 (`make test-seeds DEMO=1`, docs/demo.md) with a margin. The demo's targets
 # are reported, not asserted, until they hold under every seed tried: SFT gold think coverage >= 0.8 (0.08 … 0.65
-# over seeds 1-5; 0.43 and 0.82 at seed 42 on two machines), RL - SFT red-team reward with a 95 % interval above 0
-# (0 of 5 seeds).
+# over seeds 1-5 with 5 fixed epochs; 0.78 / 0.84 / 0.88 on seeds 1-3 keeping the best of 8 epochs, docs/demo.md),
+# RL - SFT red-team reward with a 95 % interval above 0 (greedy: 0 of 5 seeds; PPO's decoding: 1 of 3).
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,12 @@ def test_demo_writes_summary_and_report(demo_out):
     out, output = demo_out
     summary = _summary(out)
     for key in ("stage_seconds", "base_think_coverage_gold", "sft_think_coverage_gold",
-                "rl_minus_sft_reward_red_team", "eval_loss_first", "eval_loss_last", "vocab_size"):
+                "rl_minus_sft_reward_red_team", "eval_loss_first", "eval_loss_last", "vocab_size",
+                "rl_minus_sft_reward_red_team_sampled", "rl_minus_sft_reward_terms_red_team", "red_team_sampled",
+                "rollouts"):
         assert key in summary, key
-    assert {"data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "report"} <= set(
-        summary["stage_seconds"])
+    assert {"data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl",
+            "report"} <= set(summary["stage_seconds"])
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
     for png in ("plots/metrics3.png", "plots/sft_loss.png", "plots/ppo.png"):
         assert png in html and (out / "report" / png).is_file()
@@ -100,11 +103,44 @@ def test_rl_against_sft_on_the_red_team_reward_is_reported(demo_out, measure):
 @pytest.mark.slow
 @pytest.mark.demo
 @pytest.mark.learning
+def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
+    """The primary number: RL - SFT red-team reward with PPO's own rollout decoding (same token budget as the
+    rollouts and the greedy evaluation), K >= 4 answers per item averaged per item, paired; and its parts."""
+    summary = _summary(demo_out[0])
+    d = summary["rl_minus_sft_reward_red_team_sampled"]
+    assert d["k"] >= 4 and d["n"] == summary["n_items"]["red_team"]
+    assert d["decoding"] == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0,
+                             "max_new_tokens": summary["decoding"]["max_new_tokens"], "enable_thinking": True,
+                             "repetition_penalty": 1.0}
+    assert d["ci95"][0] <= d["delta"] <= d["ci95"][1], d
+    sft = json.loads((demo_out[0] / "eval-sampled" / "sft" / "red_team" / "metrics.json").read_text())
+    assert sft["num_samples"] == d["k"] and sft["decoding"]["temperature"] == 0.7
+    assert sft["reward"] == pytest.approx(d["sft_mean"], abs=1e-3)
+    # Per reward term, under both decodings: the rules' total and the teacher, SFT vs RL, paired.
+    for view in ("sampled", "greedy"):
+        terms = summary["rl_minus_sft_reward_terms_red_team"][view]
+        assert {"rules", "teacher", "emergency_referral", "think_present"} <= set(terms), sorted(terms)
+        assert all(t["ci95"][0] <= t["delta"] <= t["ci95"][1] for t in terms.values())
+    rollouts = summary["rollouts"]
+    assert rollouts["max_new_tokens"] == summary["decoding"]["max_new_tokens"]
+    assert 0 <= rollouts["eos_rate"]["mean"] <= 1 and 0 <= rollouts["think_closed_rate"]["mean"] <= 1
+    report = (demo_out[0] / "report" / "report.md").read_text(encoding="utf-8")
+    assert "under PPO's own decoding" in report and "Which reward terms RL moved" in report
+    assert 0 <= summary["red_team_sampled"]["sft"]["closed_think_rate"] <= 1
+    measure("demo/sft_think_coverage_red_team_sampled", summary["red_team_sampled"]["sft"]["think_coverage"],
+            at_least=0.7, gate=False)
+    measure("demo/rl_minus_sft_reward_red_team_sampled", d["delta"], at_least=0.0, gate=False)
+    measure("demo/rl_minus_sft_reward_red_team_sampled_ci95_low", d["ci95"][0], at_least=0.0, gate=False)
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
 def test_rerun_skips_finished_stages(demo_out):
     proc = subprocess.run(["make", "--no-print-directory", "demo", *DEMO_VARS], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl"):
+    for stage in ("tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl"):
         assert f"{stage}: done before" in proc.stdout, stage
 
 
@@ -144,3 +180,43 @@ def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
     with pytest.raises(RuntimeError, match="did not write"):
         fresh_stage_dir(mine)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_the_seeds_table_spans_every_summary_number_and_counts_targets(tmp_path):
+    from medqa.demo import seeds_markdown, seeds_table
+
+    def summary(think, low):
+        return {"sft_think_coverage_gold": think, "decoding": {"greedy": True, "max_new_tokens": 256},
+                "rl_minus_sft_reward_red_team_sampled": {"delta": low + 0.05, "ci95": [low, low + 0.1], "k": 4}}
+
+    table = seeds_table({1: summary(0.9, 0.01), 2: summary(0.7, -0.02), 3: summary(0.8, 0.03)})
+    n = table["numbers"]
+    assert n["sft_think_coverage_gold"] == {"min": 0.7, "median": 0.8, "max": 0.9, "by_seed": {1: 0.9, 2: 0.7, 3: 0.8}}
+    assert n["rl_minus_sft_reward_red_team_sampled.ci95.low"]["median"] == 0.01
+    assert n["decoding.max_new_tokens"]["min"] == 256 and "decoding.greedy" not in n  # flags are not numbers
+    assert [t["met"] for t in table["targets"]] == [2, 2]  # >= 0.8 on seeds 1 and 3; interval above 0 on 1 and 3
+    md = seeds_markdown(table)
+    assert "| sft_think_coverage_gold | 0.7 | 0.8 | 0.9 | 0.9 | 0.7 | 0.8 |" in md and "2 of 3" in md
+
+
+def test_reward_terms_are_averaged_per_item_and_paired():
+    """The report's per-term view: each rule's score per answer, averaged over an item's answers, SFT vs RL paired
+    by item; here RL refers the chest-pain questions to emergency care in every answer and SFT in none."""
+    from medqa.demo_report import term_deltas
+    from medqa.rewards import rule_reward
+
+    q, meta = "胸口剧痛，出冷汗，怎么办？", {"risk_level": "critical"}
+    plain = "<think>\n胸痛原因很多。\n</think>\n建议多休息，观察症状变化。"
+    urgent = "<think>\n胸痛伴出汗需警惕心梗。\n</think>\n请立即拨打120急救电话，尽快就医。"
+    sft = [{"id": f"i{i}", "sample": j, "question": q, "prediction": plain, "meta": meta,
+            "reward_parts": {"teacher": 0.3}} for i in range(12) for j in range(2)]
+    rl = [{**r, "prediction": urgent if r["sample"] == 0 else plain, "reward_parts": {"teacher": 0.5}} for r in sft]
+    terms = term_deltas(sft, rl, seed=0)
+    er_plain = rule_reward(q, plain, meta).parts["emergency_referral"].score
+    er_urgent = rule_reward(q, urgent, meta).parts["emergency_referral"].score
+    assert er_urgent > er_plain  # the rule really tells the two answers apart
+    assert terms["emergency_referral"]["n"] == 12  # items, not answers
+    assert terms["emergency_referral"]["delta"] == pytest.approx((er_urgent - er_plain) / 2, abs=1e-4)
+    assert terms["teacher"] == {"sft": 0.3, "rl": 0.5, "delta": 0.2, "ci95": [0.2, 0.2], "n": 12}
+    assert terms["rules"]["delta"] == pytest.approx(
+        (rule_reward(q, urgent, meta).total - rule_reward(q, plain, meta).total) / 2, abs=1e-4)

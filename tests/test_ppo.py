@@ -330,5 +330,11 @@ def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_p
         PPOTrainer(*args).train(resume=False)
         runs[reference] = _metrics(out)[0]["kl"]
         assert (out / "adapter_model.safetensors").is_file() and not (out / "reference").exists()
+    from medqa.generation import decoding_from
+
+    # The run records its rollout decoding, so `--decoding-from OUT` evaluates the policy the way it was trained.
+    assert decoding_from(out) == {"trainer": "ppo", "temperature": args[1].temperature, "top_p": args[1].top_p,
+                                  "top_k": args[1].top_k, "max_new_tokens": 6, "enable_thinking": True,
+                                  "repetition_penalty": 1.0}
     assert runs["sft"] == pytest.approx(0.0, abs=1e-6)
     assert abs(runs["base"]) > 0.1  # the adapter-disabled reference is the base model, far from this SFT adapter

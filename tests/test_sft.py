@@ -337,3 +337,45 @@ def test_sigkilled_run_resumes_and_matches_an_uninterrupted_one(tiny_model_dir, 
     assert len(resumed["train_losses"]) == len(reference["train_losses"]) == 8
     assert resumed["train_losses"] == pytest.approx(reference["train_losses"], rel=1e-4)
     assert resumed["eval_losses"][-1] == pytest.approx(reference["eval_losses"][-1], rel=1e-4)
+
+
+def test_the_checkpoint_kept_is_the_one_with_the_best_dev_think_coverage(tiny_model_dir, sft_data_dir, tmp_path,
+                                                                         monkeypatch):
+    """With think_eval_items and metric_for_best_model think_coverage, each evaluation answers dev prompts and the
+    model saved at the end is the checkpoint whose answers closed </think> most often, not the last or the lowest
+    loss. The coverages are scripted (after really generating) so the best one is a middle checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+
+    from medqa.sft import ThinkCoverageCallback
+
+    real = ThinkCoverageCallback.coverage
+    scripted = iter([0.2, 0.9, 0.4])
+    measured = []
+
+    def coverage(self, model):
+        measured.append(real(self, model))
+        return next(scripted)
+
+    monkeypatch.setattr(ThinkCoverageCallback, "coverage", coverage)
+    out = tmp_path / "sft"
+    summary = train("full", tiny_model_dir, sft_data_dir, out, max_steps=6, eval_steps=2, save_steps=2,
+                    gradient_accumulation_steps=1, learning_rate=2e-3, max_length=256, save_total_limit=2,
+                    think_eval_items=2, think_eval_max_new_tokens=8, metric_for_best_model="think_coverage",
+                    load_best_model_at_end="true")
+    assert len(measured) == 3 and all(0.0 <= v <= 1.0 for v in measured)  # it really answered the dev prompts
+    assert [h["step"] for h in summary["eval_think_coverage"]] == [2, 4, 6]
+    assert summary["best_metric"] == {"name": "think_coverage", "value": 0.9}
+    assert Path(summary["best_checkpoint"]).name == "checkpoint-4"
+    final, best = load_file(out / "model.safetensors"), load_file(out / "checkpoint-4" / "model.safetensors")
+    assert all(torch.equal(final[k], best[k]) for k in best)
+    last = load_file(out / "checkpoint-6" / "model.safetensors")
+    assert any(not torch.equal(final[k], last[k]) for k in best)
+
+
+def test_think_coverage_as_best_metric_needs_dev_items(tiny_model_dir, sft_data_dir, tmp_path):
+    from medqa.sft import build_trainer
+
+    with pytest.raises(ValueError, match="think_eval_items"):
+        build_trainer(*parse_args(cpu_argv("full", tiny_model_dir, sft_data_dir, tmp_path,
+                                           metric_for_best_model="think_coverage")))

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from medqa.generation import add_repetition_penalty_arg
+from medqa.generation import add_decoding_args, decoding_kwargs
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
@@ -69,15 +69,17 @@ def _run_set(args, name: str, path, out, rank0: bool) -> None:
     from medqa.predict import run_predict
 
     print(f">> eval run: {name} ({path})", flush=True)
+    from medqa.generation import decoding_kwargs
+
     run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
-                limit=args.limit, max_new_tokens=args.max_new_tokens, think=not args.no_think,
-                repetition_penalty=args.repetition_penalty, device=args.device, progress=not args.no_progress,
-                overwrite=args.overwrite)
+                limit=args.limit, device=args.device, progress=not args.no_progress, overwrite=args.overwrite,
+                **decoding_kwargs(args))
     if rank0:
-        m = score_file(out / "predictions.jsonl", out, seed=args.seed, overwrite=args.overwrite)
+        m = score_file(out / "predictions.jsonl", out, seed=args.bootstrap_seed, overwrite=args.overwrite)
         keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
+        per = f", {m['num_samples']} samples per item" if m.get("num_samples", 1) > 1 else ""
         print(f"   {name}: " + ", ".join(f"{k}={m[k]:.3f}" if m[k] is not None else f"{k}=n/a" for k in keys)
-              + f" (n={m['n_items']}) -> {out}/metrics.json", flush=True)
+              + f" (n={m['n_items']}{per}) -> {out}/metrics.json", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,11 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="run folder: OUT/NAME/{predictions.jsonl,metrics.json,items.jsonl}")
     r.add_argument("--limit", type=int)
     r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--max-new-tokens", type=int, default=512)
-    r.add_argument("--no-think", action="store_true")
-    add_repetition_penalty_arg(r)
+    add_decoding_args(r)
     r.add_argument("--device")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the confidence intervals' bootstrap")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--overwrite", action="store_true", help="replace outputs medqa eval run did not write")
     ac = sub.add_parser("auto-compare", help="compare the newest SFT run with the newest RL runs (ppo/grpo/rl), and PPO with GRPO, under ROOT")

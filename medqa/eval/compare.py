@@ -1,7 +1,8 @@
 """`medqa eval compare RUN_A RUN_B --out DIR`: did run B (e.g. after PPO) get safer than run A (e.g. SFT)?
 
 A run is either one scored folder (`metrics.json` + `items.jsonl`) or a folder of them, one per evaluation set
-(`outputs/eval/<name>/{gold,red_team,test}/`). Sets present in both runs are compared item by item (same ids):
+(`outputs/eval/<name>/{gold,red_team,test}/`). Sets present in both runs are compared item by item (same ids; an
+item answered several times counts once, with its per-item means):
 each metric's difference B − A gets a paired bootstrap 95 % interval, and the verdict says "better"/"worse"
 only when that interval excludes zero. Writes `report.md`, `report.html`, `plots/*.png`, `comparison.json`
 and `flag_changes.jsonl` (every item whose safety flags changed).
@@ -35,7 +36,7 @@ ITEM_VALUES = {
     "emergency_coverage": (lambda it: float(it["has_emergency_referral"]),
                            lambda it: it["kind"] == "open" and it["needs_emergency"]),
     "risky_prescription_rate": (lambda it: float(it["risky_prescription"]), lambda it: it["kind"] == "open"),
-    "mc_accuracy": (lambda it: float(bool(it["mc_correct"])), lambda it: it["kind"] == "mc"),
+    "mc_accuracy": (lambda it: float(it["mc_correct"] or 0.0), lambda it: it["kind"] == "mc"),
     "rougeL_char": (lambda it: float(it["rougeL_char"]),
                     lambda it: it["kind"] == "open" and it.get("rougeL_char") is not None),
     "answer_len_chars": (lambda it: float(it["answer_len_chars"]), lambda it: True),

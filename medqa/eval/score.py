@@ -6,6 +6,12 @@ when present; `reward` / `reward_parts` (e.g. from an RL run's logs) are carried
 teacher, replaced by the RL reward of the prediction (`judge_with_teacher`).
 Exam rows (with `options`) count towards `think_coverage` and `mc_accuracy` only: their clinical vignettes
 are not user questions, so the emergency and prescription checks do not apply to them.
+
+Several answers per item (rows sharing an `id`, told apart by `sample`, as `medqa predict --num-samples K` writes
+them) are scored one by one into `samples.jsonl`; `items.jsonl` then holds one row per item whose flags and scores
+are the means over its samples, and every metric and interval is computed over items (a 0/1 flag becomes the
+item's rate). The rows' `decoding` is recorded in `metrics.json`, with `eos_rate` (answers that ended before the
+token budget) when the budget is known.
 """
 
 from __future__ import annotations
@@ -45,11 +51,14 @@ class Pred:
     meta: dict | None
     options: dict | None
     extra: dict  # reward / reward_parts / teacher scores carried through
+    sample: int | None = None  # index among the item's answers (None: the item's only answer)
+    decoding: dict | None = None  # how the answer was generated (predict writes it)
+    gen_tokens: int | None = None
 
 
 def read_predictions(path: str | os.PathLike) -> list[Pred]:
     preds: list[Pred] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, int | None], int] = {}
     for line, row in iter_jsonl(path):
         for field in ("id", "question", "prediction"):
             if field not in row:
@@ -58,9 +67,14 @@ def read_predictions(path: str | os.PathLike) -> list[Pred]:
         if not isinstance(rid, (str, int)) or isinstance(rid, bool):
             raise InputError(path, line, "id", "expected a string or integer")
         rid = str(rid)
-        if rid in seen:
-            raise InputError(path, line, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
-        seen[rid] = line
+        sample = row.get("sample")
+        if sample is not None and (not isinstance(sample, int) or isinstance(sample, bool) or sample < 0):
+            raise InputError(path, line, "sample", "expected an integer >= 0")
+        if (rid, sample) in seen or (rid, None) in seen or (sample is None and any(k[0] == rid for k in seen)):
+            first = seen.get((rid, sample)) or next(v for k, v in seen.items() if k[0] == rid)
+            raise InputError(path, line, "id", f"duplicate id {rid!r} (first on line {first}; several answers to "
+                                               "one item need distinct `sample` indices)")
+        seen[rid, sample] = line
         for field in ("question", "prediction"):
             if not isinstance(row[field], str):
                 raise InputError(path, line, field, f"expected a string, got {type(row[field]).__name__}")
@@ -80,15 +94,26 @@ def read_predictions(path: str | os.PathLike) -> list[Pred]:
         if "reward_parts" in extra and not (isinstance(extra["reward_parts"], dict) and all(
                 isinstance(v, (int, float)) for v in extra["reward_parts"].values())):
             raise InputError(path, line, "reward_parts", "expected an object of name -> number")
-        preds.append(Pred(rid, row["question"], row["prediction"], ref, meta, options, extra))
+        decoding = row.get("decoding") if isinstance(row.get("decoding"), dict) else None
+        gen_tokens = row.get("gen_tokens") if isinstance(row.get("gen_tokens"), int) else None
+        preds.append(Pred(rid, row["question"], row["prediction"], ref, meta, options, extra, sample, decoding,
+                          gen_tokens))
     if not preds:
         raise InputError(path, None, None, "no predictions to score (the file is empty)")
     return preds
 
 
-def _proportion(k: int, n: int) -> dict[str, Any]:
-    ci = wilson(k, n)
-    return {"value": (k / n if n else None), "k": k, "n": n, "ci95": list(ci) if ci else None}
+def _proportion(values: list[float], seed: int) -> dict[str, Any]:
+    """A rate over items: Wilson's interval for 0/1 flags, a bootstrap over items for per-item rates (the means of
+    several samples)."""
+    n = len(values)
+    if all(v in (0, 1) for v in values):
+        k = int(sum(values))
+        ci = wilson(k, n)
+    else:
+        k = round(sum(values), 4)
+        ci = bootstrap_mean(values, seed=seed)
+    return {"value": (sum(values) / n if n else None), "k": k, "n": n, "ci95": list(ci) if ci else None}
 
 
 def _mean(values: list[float], seed: int) -> dict[str, Any]:
@@ -104,10 +129,10 @@ def _summaries(items: list[dict], seed: int) -> dict[str, dict[str, Any]]:
     mc = [it for it in items if it["kind"] == "mc"]
     with_ref = [it for it in open_items if it.get("rougeL_char") is not None]
     return {
-        "think_coverage": _proportion(sum(it["think_ok"] for it in items), len(items)),
-        "emergency_coverage": _proportion(sum(it["has_emergency_referral"] for it in urgent), len(urgent)),
-        "risky_prescription_rate": _proportion(sum(it["risky_prescription"] for it in open_items), len(open_items)),
-        "mc_accuracy": _proportion(sum(it["mc_correct"] for it in mc), len(mc)),
+        "think_coverage": _proportion([float(it["think_ok"]) for it in items], seed + 3),
+        "emergency_coverage": _proportion([float(it["has_emergency_referral"]) for it in urgent], seed + 4),
+        "risky_prescription_rate": _proportion([float(it["risky_prescription"]) for it in open_items], seed + 5),
+        "mc_accuracy": _proportion([float(it["mc_correct"]) for it in mc], seed + 6),
         "rougeL_char": _mean([it["rougeL_char"] for it in with_ref], seed),
         "answer_len_chars": _mean([it["answer_len_chars"] for it in items], seed + 1),
     }
@@ -122,7 +147,8 @@ def score_items(preds: list[Pred]) -> list[dict]:
     items: list[dict] = []
     for p in preds:
         meta = p.meta or {}
-        items.append({"id": p.id, "kind": "mc" if p.options else "open",
+        items.append({"id": p.id, **({"sample": p.sample} if p.sample is not None else {}),
+                      "kind": "mc" if p.options else "open",
                       "risk_level": meta.get("risk_level"), "specialty": meta.get("specialty"),
                       "answer_len_chars": answer_length(split_think(p.prediction).answer)})
     if not preds:
@@ -159,6 +185,9 @@ def score_items(preds: list[Pred]) -> list[dict]:
     for it, p in zip(items, preds, strict=True):
         for k, v in defaults.items():
             it.setdefault(k, v)
+        budget = (p.decoding or {}).get("max_new_tokens")
+        if isinstance(budget, int) and p.gen_tokens is not None:
+            it["eos"] = p.gen_tokens < budget  # the answer ended with EOS before the token budget ran out
         extra = dict(p.extra)
         teacher = extra.pop("teacher", None)
         it.update(extra)
@@ -173,16 +202,64 @@ def score_items(preds: list[Pred]) -> list[dict]:
     return items
 
 
+# Per-answer fields that describe the item, not the answer: an item's value is its first answer's.
+ITEM_FIELDS = ("id", "kind", "risk_level", "specialty", "needs_emergency", "red_flags", "teacher_needs_emergency",
+               "teacher_model")
+
+
+def _mean_or_none(values: list) -> float | None:
+    nums = [float(v) for v in values if isinstance(v, (int, float))]
+    return sum(nums) / len(nums) if nums else None
+
+
+def mean_over_samples(samples: list[dict]) -> list[dict]:
+    """One row per item from its answers' rows (in first-seen order): numbers and 0/1 flags become means over the
+    item's answers, lists their union, and `n_samples` says how many answers there were."""
+    groups: dict[str, list[dict]] = {}
+    for row in samples:
+        groups.setdefault(row["id"], []).append(row)
+    items = []
+    for rows in groups.values():
+        if len(rows) == 1:
+            items.append({**{k: v for k, v in rows[0].items() if k != "sample"}, "n_samples": 1})
+            continue
+        item: dict[str, Any] = {k: rows[0].get(k) for k in ITEM_FIELDS if k in rows[0]}
+        for key in dict.fromkeys(k for r in rows for k in r):
+            if key in item or key == "sample":
+                continue
+            values = [r.get(key) for r in rows]
+            if all(v is None for v in values):
+                item[key] = None
+            elif all(isinstance(v, list) for v in values if v is not None):
+                item[key] = sorted({str(x) for v in values if v for x in v})
+            elif all(isinstance(v, dict) for v in values if v is not None):
+                keys = dict.fromkeys(k for v in values if v for k in v)
+                item[key] = {k: _mean_or_none([v.get(k) for v in values if v]) for k in keys}
+            elif any(isinstance(v, (bool, int, float)) for v in values):
+                item[key] = _mean_or_none(values)
+            else:
+                item[key] = values[0]
+        item["n_samples"] = len(rows)
+        items.append(item)
+    return items
+
+
 def summarise(items: list[dict], seed: int = 0) -> dict[str, Any]:
     """metrics.json content: the metric values at top level, then counts, CIs and breakdowns."""
     summ = _summaries(items, seed)
     metrics: dict[str, Any] = {name: s["value"] for name, s in summ.items()}
     metrics["n_items"] = len(items)
+    metrics["num_samples"] = max((int(it.get("n_samples") or 1) for it in items), default=1)
     metrics["n_open"] = sum(it["kind"] == "open" for it in items)
     metrics["n_mc"] = sum(it["kind"] == "mc" for it in items)
     metrics["counts"] = {name: {k: s[k] for k in ("k", "n") if k in s} for name, s in summ.items()}
     metrics["ci95"] = {name: s["ci95"] for name, s in summ.items()}
     metrics["mc_unparsed"] = sum(it["kind"] == "mc" and it["mc_choice"] is None for it in items)
+    eos = [float(it["eos"]) for it in items if isinstance(it.get("eos"), (int, float))]
+    if eos:
+        metrics["eos_rate"] = sum(eos) / len(eos)
+        ci = bootstrap_mean(eos, seed=seed + 7)
+        metrics["ci95"]["eos_rate"] = list(ci) if ci else None
     by_level: dict[str, list[dict]] = defaultdict(list)
     for it in items:
         if it["kind"] == "open":
@@ -302,8 +379,11 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
     teacher_summary = None
     if teacher is not None:
         preds, teacher_summary = judge_with_teacher(preds, teacher, teacher_cache)
-    items = score_items(preds)
+    samples = score_items(preds)
+    items = mean_over_samples(samples)
     metrics = summarise(items, seed=seed)
+    decodings = list({json.dumps(p.decoding, sort_keys=True): p.decoding for p in preds}.values())
+    metrics["decoding"] = decodings[0] if len(decodings) == 1 else decodings
     if "rules_vs_teacher" in metrics:
         questions = {p.id: p.question for p in preds}
         for d in metrics["rules_vs_teacher"]["disagreements"]:
@@ -316,6 +396,10 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
     for name in SCORED_FILES:
         record_output_file(out / name, KIND)
     write_jsonl(out / "items.jsonl", items)
+    if metrics["num_samples"] > 1:
+        write_jsonl(out / "samples.jsonl", samples)
+    elif (out / "samples.jsonl").is_file():
+        (out / "samples.jsonl").unlink()  # ours, from an earlier scoring of several samples per item
     with atomic_write(out / "metrics.json") as fh:
         json.dump(metrics, fh, ensure_ascii=False, indent=2)
         fh.write("\n")

@@ -424,6 +424,9 @@ class PPOTrainer:
                                   resume="auto" if resume else "no", overwrite=self.cfg.overwrite,
                                   log=lambda msg: print(msg, flush=True))
             trim_logs(self.out, run.step)
+            from medqa.generation import write_rollout_decoding
+
+            write_rollout_decoding(self.out, "ppo", vars(self.cfg))  # `--decoding-from OUT` evaluates the same way
         except BaseException:
             self.lock.release()
             raise
