@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medqa.io import MANIFEST, check_output_dir, manifest_files, read_manifest, write_manifest
+from medqa.io import MANIFEST, atomic_write, check_output_dir, manifest_files, read_manifest, write_manifest
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")

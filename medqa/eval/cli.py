@@ -45,6 +45,7 @@ def _run_sets(args) -> int:
         if not sep or not name or not path:
             raise ValueError(f"--set {spec!r}: expected NAME=FILE")
         sets.append((name, Path(path)))
+    args.decoding = decoding_kwargs(args)  # contradictory decoding flags fail before any work
     from medqa.eval.score import check_score_outputs
     from medqa.io import OutputLock, check_output_file
     from medqa.predict import KIND as PREDICT
@@ -69,11 +70,9 @@ def _run_set(args, name: str, path, out, rank0: bool) -> None:
     from medqa.predict import run_predict
 
     print(f">> eval run: {name} ({path})", flush=True)
-    from medqa.generation import decoding_kwargs
-
     run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
                 limit=args.limit, device=args.device, progress=not args.no_progress, overwrite=args.overwrite,
-                **decoding_kwargs(args))
+                **args.decoding)
     if rank0:
         m = score_file(out / "predictions.jsonl", out, seed=args.bootstrap_seed, overwrite=args.overwrite)
         keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
