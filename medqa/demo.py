@@ -83,6 +83,10 @@ class DemoConfig:
     def model_dir(self, name: str) -> Path:
         return {"base": self.base, "sft": self.sft_dir, "rl": self.rl_dir}[name]
 
+    def sampled_dir(self, name: str) -> Path:
+        """Where model `name`'s red-team answers under PPO's rollout decoding go."""
+        return self.out / "eval-sampled" / name
+
 
 def real_teacher() -> bool:
     return bool(os.environ.get("DEEPSEEK_API_KEY") or os.environ.get("MEDQA_TEACHER_API_KEY"))
@@ -184,13 +188,9 @@ def stage_eval(cfg: DemoConfig, name: str) -> None:
     add_rewards(out / "red_team", seed=cfg.seed)
 
 
-def sampled_dir(cfg: DemoConfig, name: str) -> Path:
-    return cfg.out / "eval-sampled" / name
-
-
 def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
     """The red team answered `cfg.samples` times per item with PPO's rollout decoding, scored with PPO's reward."""
-    out = sampled_dir(cfg, name)
+    out = cfg.sampled_dir(name)
     cmd = [cfg.python, "-m", "medqa", "eval", "run", "--model", str(cfg.model_dir(name)), "--out", str(out),
            "--decoding-from", str(cfg.rl_dir), "--num-samples", str(cfg.samples), "--seed", str(cfg.seed),
            "--batch-size", str(cfg.batch_size), "--no-progress", "--set", f"red_team={cfg.data / 'red_team.jsonl'}"]
@@ -221,7 +221,7 @@ def _done_sft(cfg):
 
 
 def _done_ppo(cfg):
-    from medqa.generation import decoding_from
+    from medqa.eval.decoding import decoding_from
 
     if not ((cfg.rl_dir / "metrics.jsonl").is_file() and (cfg.rl_dir / "adapter_config.json").is_file()):
         return False
@@ -233,7 +233,7 @@ def _done_ppo(cfg):
 
 def _done_sampled(name):
     def done(cfg):
-        path = sampled_dir(cfg, name) / "red_team" / "metrics.json"
+        path = cfg.sampled_dir(name) / "red_team" / "metrics.json"
         if not path.is_file():
             return False
         m = json.loads(path.read_text(encoding="utf-8"))

@@ -246,8 +246,7 @@ def terms_table(sampled: dict, greedy: dict) -> list[list[str]]:
 
 
 def write_demo_report(cfg) -> dict:
-    from medqa.demo import sampled_dir
-    from medqa.generation import decoding_from
+    from medqa.eval.decoding import decoding_from
 
     out = cfg.out / "report"
     runs: dict[str, Any] = {}
@@ -260,8 +259,8 @@ def write_demo_report(cfg) -> dict:
     ppo = ppo_curves(cfg.rl_dir)
     vocab = json.loads((cfg.base / "config.json").read_text(encoding="utf-8"))["vocab_size"]
     delta = reward_delta(runs, seed=cfg.seed)
-    sampled = {name: load_run(sampled_dir(cfg, name)) for name in ("sft", "rl")}
-    sampled_preds = {name: read_jsonl(sampled_dir(cfg, name) / "red_team" / "predictions.jsonl") for name in sampled}
+    sampled = {name: load_run(cfg.sampled_dir(name)) for name in ("sft", "rl")}
+    sampled_preds = {name: read_jsonl(cfg.sampled_dir(name) / "red_team" / "predictions.jsonl") for name in sampled}
     rollout_decoding = decoding_from(cfg.rl_dir)
     k = max(sampled[n]["red_team"]["metrics"].get("num_samples", 1) for n in sampled)
     delta_sampled = {**reward_delta(sampled, seed=cfg.seed), "k": k, "decoding": rollout_decoding}
@@ -300,7 +299,7 @@ def write_demo_report(cfg) -> dict:
     }
     write_report(cfg.out / "eval" / "base", cfg.out / "eval" / "sft", out / "base-vs-sft", seed=cfg.seed)
     write_report(cfg.out / "eval" / "sft", cfg.out / "eval" / "rl", out / "sft-vs-rl", seed=cfg.seed)
-    write_report(sampled_dir(cfg, "sft"), sampled_dir(cfg, "rl"), out / "sft-vs-rl-sampled", seed=cfg.seed)
+    write_report(cfg.sampled_dir("sft"), cfg.sampled_dir("rl"), out / "sft-vs-rl-sampled", seed=cfg.seed)
     plots = _plots(runs, vocab, sft, ppo, out)
     table, samples = metrics_table(runs), sample_rows(runs, preds)
     term_rows = terms_table(terms["sampled"], terms["greedy"])

@@ -68,59 +68,51 @@ def _start() -> None:
     exit_with_launcher()
 
 
-def sft(argv: list[str]) -> int:
-    """SFT from `--config RECIPE` and flags (medqa/sft.py)."""
-    from medqa.sft import main, parse_args
+def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
+    """Parse the recipe and flags, then train: 2 with one line for a bad input, output or checkpoint, 3 when the
+    teacher stopped answering (`medqa.rewards.TeacherStopRule`)."""
+    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 
     _start()
     try:
         args = parse_args(argv)
     except (ValueError, FileNotFoundError) as e:
-        return _fail("sft", e)
+        return _fail(stage, e)
     try:
-        main(*args)
+        load_main()(*args)
     except _bad_input_errors() as e:
-        return _fail("sft", e)
+        return _fail(stage, e)
+    except TeacherUnavailable as e:
+        return _fail(stage, e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
     return 0
+
+
+def sft(argv: list[str]) -> int:
+    """SFT from `--config RECIPE` and flags (medqa/sft.py)."""
+    from medqa.sft import main, parse_args
+
+    return _run_stage("sft", parse_args, lambda: main, argv)
 
 
 def grpo(argv: list[str]) -> int:
     """GRPO from `--config RECIPE` and flags (medqa/grpo.py)."""
     from medqa.grpo import main, parse_args
-    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 
-    _start()
-    try:
-        args = parse_args(argv)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail("grpo", e)
-    try:
-        main(*args)
-    except _bad_input_errors() as e:
-        return _fail("grpo", e)
-    except TeacherUnavailable as e:
-        return _fail("grpo", e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
-    return 0
+    return _run_stage("grpo", parse_args, lambda: main, argv)
 
 
 def ppo(argv: list[str]) -> int:
-    """PPO from `--config RECIPE` and flags (medqa/ppo/); 3 when the teacher became unavailable mid-run."""
+    """PPO from `--config RECIPE` and flags (medqa/ppo/); the trainer is imported after the flags parse."""
     from medqa.ppo.config import parse_args
-    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 
-    _start()
-    try:
-        model_args, ppo_config, teacher_args = parse_args(argv)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail("ppo", e)
-    from medqa.ppo.trainer import main
+    def trainer_main():
+        from medqa.ppo.trainer import main
 
-    try:
-        main(model_args, ppo_config, teacher_args)
-    except _bad_input_errors() as e:
-        return _fail("ppo", e)
-    except TeacherUnavailable as e:
-        return _fail("ppo", e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
+        return main
+
+    status = _run_stage("ppo", parse_args, trainer_main, argv)
+    if status:
+        return status
     # Every rank has passed main's last barrier with its outputs written and synced. A multi-process run ends here
     # without the interpreter's teardown: tearing down the distributed backends' C++ objects (gloo groups,
     # DeepSpeed's shared-memory op) after a finished run now and then met a still-joinable thread and aborted a rank

@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.generation import add_decoding_args, decoding_kwargs, row_seed
+from medqa.eval.decoding import add_decoding_args, decoding_kwargs
+from medqa.generation import row_seed
 from medqa.io import (
     InputError,
     OutputError,

@@ -330,7 +330,7 @@ def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_p
         PPOTrainer(*args).train(resume=False)
         runs[reference] = _metrics(out)[0]["kl"]
         assert (out / "adapter_model.safetensors").is_file() and not (out / "reference").exists()
-    from medqa.generation import decoding_from
+    from medqa.eval.decoding import decoding_from
 
     # The run records its rollout decoding, so `--decoding-from OUT` evaluates the policy the way it was trained.
     assert decoding_from(out) == {"trainer": "ppo", "temperature": args[1].temperature, "top_p": args[1].top_p,

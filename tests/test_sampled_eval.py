@@ -113,7 +113,8 @@ def test_a_repeated_id_needs_distinct_samples(tmp_path):
 
 def test_decoding_from_a_run_or_its_recipe(tmp_path, tiny_think_model_dir, capsys):
     from medqa.eval.cli import main
-    from medqa.generation import decoding_from, write_rollout_decoding
+    from medqa.eval.decoding import decoding_from
+    from medqa.generation import write_rollout_decoding
 
     recipe = decoding_from(ROOT / "recipes" / "ppo" / "demo" / "lora.yaml")
     assert recipe == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from medqa.generation import add_decoding_args, decoding_kwargs
+from medqa.eval.decoding import add_decoding_args, decoding_kwargs
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args

@@ -17,48 +17,7 @@ Answer-side checks: `has_emergency_referral`, `has_conditional_referral`, `has_c
 
 from __future__ import annotations
 
-from medqa.safety.checks import (
-    context_kinds,
-    contraindicated_drug_in_context,
-    grave_diagnosis_asserted,
-    has_conditional_referral,
-    has_crisis_resources,
-    has_emergency_referral,
-    has_empathy,
-    has_hedging,
-    has_physician_caveat,
-    has_referral,
-    has_risk_warning,
-    has_specific_dose,
-    mentions_prescription_drug,
-    needs_emergency,
-    pregnancy_or_child_context,
-    prescription_risk_reasons,
-    red_flags,
-    risky_prescription,
-    self_buying,
-    suicide_risk,
-)
+from medqa.safety import checks
+from medqa.safety.checks import *  # noqa: F403  (the public checks, listed in checks.__all__)
 
-__all__ = [
-    "context_kinds",
-    "contraindicated_drug_in_context",
-    "grave_diagnosis_asserted",
-    "has_conditional_referral",
-    "has_crisis_resources",
-    "has_emergency_referral",
-    "has_empathy",
-    "has_hedging",
-    "has_physician_caveat",
-    "has_referral",
-    "has_risk_warning",
-    "has_specific_dose",
-    "mentions_prescription_drug",
-    "needs_emergency",
-    "pregnancy_or_child_context",
-    "prescription_risk_reasons",
-    "red_flags",
-    "risky_prescription",
-    "self_buying",
-    "suicide_risk",
-]
+__all__ = list(checks.__all__)

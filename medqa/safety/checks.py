@@ -403,6 +403,7 @@ __all__ = [
     "context_kinds",
     "contraindicated_drug_in_context",
     "grave_diagnosis_asserted",
+    "has_conditional_referral",
     "has_crisis_resources",
     "has_emergency_referral",
     "has_empathy",
