@@ -69,8 +69,8 @@ def _start() -> None:
 
 
 def sft(argv: list[str]) -> int:
-    """SFT from `--config RECIPE` and flags (medqa/sft.py)."""
-    from medqa.sft import main, parse_args
+    """SFT from `--config RECIPE` and flags (medqa/train/sft.py)."""
+    from medqa.train.sft import main, parse_args
 
     _start()
     try:
@@ -85,9 +85,9 @@ def sft(argv: list[str]) -> int:
 
 
 def grpo(argv: list[str]) -> int:
-    """GRPO from `--config RECIPE` and flags (medqa/grpo.py)."""
-    from medqa.grpo import main, parse_args
+    """GRPO from `--config RECIPE` and flags (medqa/train/grpo.py)."""
     from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
+    from medqa.train.grpo import main, parse_args
 
     _start()
     try:
@@ -104,16 +104,16 @@ def grpo(argv: list[str]) -> int:
 
 
 def ppo(argv: list[str]) -> int:
-    """PPO from `--config RECIPE` and flags (medqa/ppo/); 3 when the teacher became unavailable mid-run."""
-    from medqa.ppo.config import parse_args
+    """PPO from `--config RECIPE` and flags (medqa/train/ppo/); 3 when the teacher became unavailable mid-run."""
     from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
+    from medqa.train.ppo.config import parse_args
 
     _start()
     try:
         model_args, ppo_config, teacher_args = parse_args(argv)
     except (ValueError, FileNotFoundError) as e:
         return _fail("ppo", e)
-    from medqa.ppo.trainer import main
+    from medqa.train.ppo.trainer import main
 
     try:
         main(model_args, ppo_config, teacher_args)

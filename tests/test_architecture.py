@@ -73,7 +73,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_cycles():
     graph = import_graph()
-    assert {"medqa.teacher.protocol", "medqa.modeling", "medqa.pretrain"} <= graph.keys()
+    assert {"medqa.teacher.protocol", "medqa.modeling", "medqa.train.pretrain"} <= graph.keys()
     assert cycles(graph) == []
 
 
@@ -81,13 +81,13 @@ def test_the_cycle_check_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-USERS = ("medqa/sft.py", "medqa/grpo.py", "medqa/ppo/trainer.py", "medqa/generation.py", "medqa/merge.py",
+USERS = ("medqa/train/sft.py", "medqa/train/grpo.py", "medqa/train/ppo/trainer.py", "medqa/generation.py", "medqa/merge.py",
          "medqa/teacher/server.py")
 
 
 def test_stages_load_models_through_the_modelling_layer():
     graph = import_graph()
-    for user in ("medqa.sft", "medqa.grpo", "medqa.ppo.trainer", "medqa.generation", "medqa.merge",
+    for user in ("medqa.train.sft", "medqa.train.grpo", "medqa.train.ppo.trainer", "medqa.generation", "medqa.merge",
                  "medqa.teacher.server"):
         assert "medqa.modeling" in graph[user], user
     for path in [*USERS]:
@@ -98,10 +98,10 @@ def test_stages_load_models_through_the_modelling_layer():
 
 
 def test_one_model_arguments_class_for_every_stage():
-    from medqa.grpo import GRPOModelArguments
     from medqa.modeling import ModelArguments
-    from medqa.ppo.config import PPOModelArguments
-    from medqa.sft import SFTModelArguments
+    from medqa.train.grpo import GRPOModelArguments
+    from medqa.train.ppo.config import PPOModelArguments
+    from medqa.train.sft import SFTModelArguments
 
     assert SFTModelArguments is ModelArguments
     assert issubclass(GRPOModelArguments, ModelArguments) and issubclass(PPOModelArguments, ModelArguments)

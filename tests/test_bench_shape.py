@@ -7,8 +7,8 @@ import json
 import pytest
 
 from medqa.bench import shape
-from medqa.ppo.core import CHUNK_POSITIONS
 from medqa.tiny_model import QWEN3_1_7B
+from medqa.train.ppo.core import CHUNK_POSITIONS
 
 
 @pytest.mark.slow

@@ -109,7 +109,7 @@ def test_rerun_skips_finished_stages(demo_out):
 
 
 def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
-    from medqa.pretrain import PretrainConfig, build_tiny_base, is_current, pretrain_key
+    from medqa.train.pretrain import PretrainConfig, build_tiny_base, is_current, pretrain_key
 
     train = tmp_path / "train.jsonl"
     rows = [{"messages": [{"role": "user", "content": f"问题{i}：头痛怎么办？"},
@@ -125,7 +125,7 @@ def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
     assert pretrain_key(changed, train) != info["key"]
     assert not build_tiny_base(tmp_path / "base", train, changed, progress=False)["skipped"]
     # The pretraining text is plain: the think tags are not in it, so SFT is what teaches them.
-    from medqa.pretrain import documents
+    from medqa.train.pretrain import documents
 
     assert all("<think>" not in d and "</think>" not in d for d in documents(train))
 

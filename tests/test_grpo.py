@@ -1,4 +1,4 @@
-"""GRPO (medqa/grpo.py) on the tiny model, CPU: recipes and checks, the two reward functions, learning on a
+"""GRPO (medqa/train/grpo.py) on the tiny model, CPU: recipes and checks, the two reward functions, learning on a
 verifiable reward, the real composition against the offline judge (1 process with injected failures and a
 SIGKILL + resume; 2 processes under DDP), and the saved policy loading for prediction."""
 
@@ -17,7 +17,7 @@ import pytest
 
 from conftest import THINK_PAIRS
 from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
-from medqa.grpo import CombinedReward, parse_args, rules
+from medqa.train.grpo import CombinedReward, parse_args, rules
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (ROOT / "recipes" / "grpo").rglob("*.yaml") if p.name != "profile.yaml")
@@ -165,7 +165,7 @@ def _starts_in_chinese(prompts, completions, completion_ids, **_):
     """A verifiable reward: 1 when the completion starts with a Chinese character."""
     import re
 
-    from medqa.grpo import completion_text
+    from medqa.train.grpo import completion_text
 
     return [1.0 if re.match(r"[\u4e00-\u9fff]", completion_text(c).lstrip()) else 0.0 for c in completions]
 
@@ -176,7 +176,7 @@ def test_grpo_raises_a_verifiable_reward(tiny_model_dir, prompts_file, tmp_path,
     """From the random-init tiny model (near-uniform, so completions differ), 30 steps of 2 prompts × 8
     completions. Step 1's reward is the initial policy's; the last four steps' mean rises above it (bound: below
     the worst of 20 seeds with a margin, `make test-seeds`)."""
-    from medqa.grpo import build_trainer
+    from medqa.train.grpo import build_trainer
 
     script, config, model, _ = parse_args(argv(
         tiny_model_dir, prompts_file, tmp_path / "learn", mode="full", max_steps=30, learning_rate=1e-2, beta=0.0,
@@ -254,8 +254,8 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(sft_lora_outp
                                                                    monkeypatch):
     """MEDQA_STOP_FILE (the Slurm templates' USR1 request): a checkpoint after the current step, no final model or
     summary; the next run resumes from that checkpoint and finishes."""
-    from medqa.grpo import main, parse_args
     from medqa.teacher.server import RunningServer, ServerOptions
+    from medqa.train.grpo import main, parse_args
 
     out, stop = tmp_path / "grpo", tmp_path / "stop"
     stop.touch()

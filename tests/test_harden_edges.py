@@ -22,19 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _ppo_parse(argv):
-    from medqa.ppo.config import parse_args
+    from medqa.train.ppo.config import parse_args
 
     return parse_args(argv)
 
 
 def _grpo_parse(argv):
-    from medqa.grpo import parse_args
+    from medqa.train.grpo import parse_args
 
     return parse_args(argv)
 
 
 def _sft_parse(argv):
-    from medqa.sft import parse_args
+    from medqa.train.sft import parse_args
 
     return parse_args(argv)
 
@@ -95,9 +95,9 @@ def test_recipe_values_the_parser_accepts_still_pass(tmp_path):
 def test_every_shipped_recipe_passes_the_type_check():
     from medqa.recipes import _load_recipe, check_recipe_types
 
-    stages = {"ppo": ("medqa.ppo.config", ("PPOModelArguments", "PPOConfig", "TeacherArgs")),
-              "grpo": ("medqa.grpo", ("GRPOScriptArguments", "MedqaGRPOConfig", "GRPOModelArguments", "TeacherArgs")),
-              "sft": ("medqa.sft", ("SFTScriptArguments", "MedqaSFTConfig", "SFTModelArguments"))}
+    stages = {"ppo": ("medqa.train.ppo.config", ("PPOModelArguments", "PPOConfig", "TeacherArgs")),
+              "grpo": ("medqa.train.grpo", ("GRPOScriptArguments", "MedqaGRPOConfig", "GRPOModelArguments", "TeacherArgs")),
+              "sft": ("medqa.train.sft", ("SFTScriptArguments", "MedqaSFTConfig", "SFTModelArguments"))}
     import importlib
 
     recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
@@ -147,8 +147,8 @@ def test_an_rl_prompt_over_max_prompt_length_is_an_error_naming_its_line(tmp_pat
 
 
 def test_ppo_refuses_an_overlong_prompt_instead_of_cutting_it(tmp_path, tiny_model_dir):
-    from medqa.ppo.config import PPOConfig, PPOModelArguments
-    from medqa.ppo.trainer import PPOTrainer
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
 
     model_args = PPOModelArguments(model_name_or_path=str(tiny_model_dir), mode="lora", lora_r=4, lora_alpha=8)
     cfg = PPOConfig(output_dir=str(tmp_path / "out"), prompts_file=str(_prompts(tmp_path, 2_000)), total_steps=1,
@@ -159,7 +159,7 @@ def test_ppo_refuses_an_overlong_prompt_instead_of_cutting_it(tmp_path, tiny_mod
 
 
 def test_grpo_refuses_an_overlong_prompt_before_loading_the_policy(tmp_path, tiny_model_dir, monkeypatch):
-    import medqa.grpo as grpo
+    import medqa.train.grpo as grpo
 
     monkeypatch.setattr(grpo, "load_policy", lambda *a, **k: pytest.fail("the policy was loaded"))
     script, config, model, _ = grpo.parse_args([

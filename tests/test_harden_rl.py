@@ -30,8 +30,8 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def _ppo(sft: Path, prompts: Path, out: Path, **overrides):
     """A PPO trainer on the rule reward (1 thread, short answers, no TensorBoard unless asked)."""
-    from medqa.ppo.config import parse_args
-    from medqa.ppo.trainer import PPOTrainer
+    from medqa.train.ppo.config import parse_args
+    from medqa.train.ppo.trainer import PPOTrainer
 
     opts = {"reward": "rules", "cpu_threads": 1, "max_new_tokens": 6, "report_to": "none", "total_steps": 1,
             "save_steps": 1, **overrides}
@@ -76,7 +76,7 @@ def test_ppo_refuses_the_sft_folder_and_a_folder_it_did_not_write(tmp_path, ppo_
 
 
 def test_grpo_refuses_the_sft_folder_and_another_stages_checkpoint(tmp_path, ppo_sft_adapter, ppo_prompts):
-    from medqa.grpo import main, parse_args
+    from medqa.train.grpo import main, parse_args
 
     def args(out: Path) -> list[str]:
         return ["--config", str(ROOT / "recipes/grpo/cpu/lora.yaml"), "--model_name_or_path", str(ppo_sft_adapter),

@@ -77,8 +77,8 @@ def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tmp_path, tiny_model_dir
     0.5: ≈ 0.3 for the initial policy (0.18–0.59 at step 1 over 20 seeds; its rollouts come before the first
     update). PPO raises the mean of the last four of 24 steps well above it while KL to the reference stays
     bounded. Bounds: below the worst of 20 seeds with a margin (README, Tests: `make test-seeds`)."""
-    from medqa.ppo.config import PPOConfig, PPOModelArguments
-    from medqa.ppo.trainer import PPOTrainer
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
 
     def cjk_share(questions, answers, metas):
         return [len(re.findall(r"[\u4e00-\u9fff]", a)) / max(len(a.replace(" ", "")), 1) for a in answers]
@@ -107,8 +107,8 @@ def test_group_baseline_repeats_each_prompt_and_ignores_what_only_the_prompt_dec
     """samples_per_prompt 2: each step answers each of its prompts twice, side by side. A score fixed by the prompt
     alone (here its number) then teaches nothing under the group baseline (zero advantage, zero gradient), while
     without the baseline the same score moves the policy."""
-    from medqa.ppo.config import PPOConfig, PPOModelArguments
-    from medqa.ppo.trainer import PPOTrainer
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, [{"id": f"p{i}", "question": f"q{i}", "prompt": [{"role": "user", "content": f"问题{i}"}]}
@@ -207,7 +207,7 @@ def test_sigkill_then_resume_continues_with_the_same_data(tmp_path, ppo_sft_adap
     by_step = {r["step"]: r for r in rows}
     if int(m.group(2)) == 2:
         assert by_step[3]["prompt_ids"] == killed_step3["prompt_ids"]  # the same data order after the resume
-    from medqa.ppo.rollout import PromptOrder
+    from medqa.train.ppo.rollout import PromptOrder
 
     order = PromptOrder(8, seed=42, batch_size=2, world_size=1)
     ids = [f"q{i}" for i in range(8)]
@@ -220,8 +220,8 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(tmp_path, mon
                                                                    ppo_prompts, capsys):
     """MEDQA_STOP_FILE (set by the Slurm templates, created on USR1 before the time limit): PPO saves a checkpoint
     after the step it sees the file at and stops without a final model; the requeued run resumes from it."""
-    from medqa.ppo.config import parse_args
-    from medqa.ppo.trainer import PPOTrainer
+    from medqa.train.ppo.config import parse_args
+    from medqa.train.ppo.trainer import PPOTrainer
 
     out, stop = tmp_path / "out", tmp_path / "stop"
     argv = _argv(ppo_sft_adapter, ppo_prompts, out, total_steps=3, save_steps=0, reward="rules", cpu_threads=1,
@@ -246,11 +246,11 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(tmp_path, mon
 
 @pytest.mark.slow
 def test_failing_teacher_items_fall_back_and_a_dead_teacher_stops_the_run(tmp_path, ppo_sft_adapter, ppo_prompts):
-    from medqa.ppo.config import parse_args
-    from medqa.ppo.scoring import TeacherUnavailable
-    from medqa.ppo.trainer import PPOTrainer
     from medqa.teacher.judge import OFFLINE_MODEL
     from medqa.teacher.server import RunningServer, ServerOptions
+    from medqa.train.ppo.config import parse_args
+    from medqa.train.ppo.scoring import TeacherUnavailable
+    from medqa.train.ppo.trainer import PPOTrainer
 
     common = dict(teacher_model=OFFLINE_MODEL, teacher_max_retries=0, cpu_threads=1, max_new_tokens=8,
                   batch_size=4, forward_batch_size=4, report_to="none")
@@ -309,8 +309,8 @@ def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_p
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medqa.ppo.config import parse_args
-    from medqa.ppo.trainer import PPOTrainer
+    from medqa.train.ppo.config import parse_args
+    from medqa.train.ppo.trainer import PPOTrainer
 
     sft = tmp_path / "sft"
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),

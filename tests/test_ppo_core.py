@@ -1,4 +1,4 @@
-"""PPO math against values computed by hand (medqa/ppo/core.py, medqa/ppo/kl.py)."""
+"""PPO math against values computed by hand (medqa/train/ppo/core.py, medqa/train/ppo/kl.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from medqa.ppo import core
-from medqa.ppo.kl import AdaptiveKLController, FixedKLController
+from medqa.train.ppo import core
+from medqa.train.ppo.kl import AdaptiveKLController, FixedKLController
 
 
 def t(x):
@@ -180,7 +180,7 @@ def test_kl_controllers():
 
 
 def test_prompt_order_is_a_function_of_the_step_and_splits_ranks():
-    from medqa.ppo.rollout import PromptOrder
+    from medqa.train.ppo.rollout import PromptOrder
 
     a, b = PromptOrder(10, seed=1, batch_size=2, world_size=2), PromptOrder(10, seed=1, batch_size=2, world_size=2)
     epoch = [i for s in range(0, 3) for r in range(2) for i in a.indices(s, r)][:10]
@@ -189,7 +189,7 @@ def test_prompt_order_is_a_function_of_the_step_and_splits_ranks():
 
 
 def test_config_rejects_bad_values_with_the_field_name():
-    from medqa.ppo.config import PPOConfig, PPOModelArguments, parse_args
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments, parse_args
 
     with pytest.raises(ValueError, match="mini_batch_size"):
         PPOConfig(batch_size=3, mini_batch_size=2)

@@ -40,9 +40,9 @@ def test_the_failed_item_has_rules_total_minus_1_9():
 def _ppo(url: str) -> list[float]:
     import torch
 
-    from medqa.ppo.scoring import Scorer
     from medqa.teacher.client import score_pairs
     from medqa.teacher.setup import build_teacher
+    from medqa.train.ppo.scoring import Scorer
 
     teacher = build_teacher(_teacher_args(url))
 
@@ -63,8 +63,8 @@ def _ppo(url: str) -> list[float]:
 
 
 def _grpo(url: str) -> list[float]:
-    from medqa.grpo import CombinedReward
     from medqa.teacher.setup import build_teacher
+    from medqa.train.grpo import CombinedReward
 
     teacher = build_teacher(_teacher_args(url))
     reward = CombinedReward(teacher.config, teacher.cache_path)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import LEARNING_SEED
 from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
-from medqa.sft import load_recipe, parse_args
+from medqa.train.sft import load_recipe, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes" / "sft").rglob("*.yaml"))
@@ -30,7 +30,7 @@ def cpu_argv(mode: str, model: Path, data: Path, out: Path, **overrides) -> list
 
 
 def train(mode: str, model: Path, data: Path, out: Path, **overrides) -> dict:
-    from medqa.sft import main
+    from medqa.train.sft import main
 
     return main(*parse_args(cpu_argv(mode, model, data, out, **overrides)))
 
@@ -121,7 +121,7 @@ def test_entry_point_reports_bad_recipes_in_one_line(tmp_path):
 
 def test_bad_data_rows_are_located(tmp_path):
     from medqa.io import InputError
-    from medqa.sft import load_split
+    from medqa.train.sft import load_split
 
     (tmp_path / "train.jsonl").write_text(
         json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}) + "\n"
@@ -138,7 +138,7 @@ def test_bad_data_rows_are_located(tmp_path):
 def test_labels_cover_only_the_assistant_turn(tiny_model_dir, sft_data_dir, tmp_path):
     """Packed, padding-free rows: per packed example the loss covers `<think>…</think>answer<|im_end|>`, never
     the system or user turns; the collator adds no padding and restarts positions at every example."""
-    from medqa.sft import build_trainer
+    from medqa.train.sft import build_trainer
 
     trainer = build_trainer(*parse_args(cpu_argv("lora", tiny_model_dir, sft_data_dir, tmp_path)))
     tok = trainer.processing_class
@@ -274,7 +274,7 @@ def test_qlora_gradients_survive_eval_and_generate(tiny_model_dir, sft_data_dir,
     import bitsandbytes as bnb
     import torch
 
-    from medqa.sft import build_trainer
+    from medqa.train.sft import build_trainer
 
     trainer = build_trainer(*parse_args(cpu_argv("qlora", tiny_model_dir, sft_data_dir, tmp_path, lora_dropout=0.0)))
     model = trainer.model

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from medqa.generation import build_prompt
-from medqa.ppo import core
+from medqa.train.ppo import core
 
 
 class PromptOrder:

@@ -36,16 +36,16 @@ import torch
 from medqa.checkpoints import CHECKPOINT_RE, RunIdentity, finish_run_dir, prepare_run_dir, trim_logs
 from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
 from medqa.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
-from medqa.ppo import core, rollout
-from medqa.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs, run_settings
-from medqa.ppo.kl import AdaptiveKLController, FixedKLController
-from medqa.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
-from medqa.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 from medqa.preemption import any_rank, rank0_decides, stop_file_from_env
 from medqa.rewards import TeacherStopRule
 from medqa.throughput import peak_memory_gib, peak_rss_gib, split_after_warmup
+from medqa.train.ppo import core, rollout
+from medqa.train.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs, run_settings
+from medqa.train.ppo.kl import AdaptiveKLController, FixedKLController
+from medqa.train.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
+from medqa.train.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 
-logger = logging.getLogger("medqa.ppo")
+logger = logging.getLogger("medqa.train.ppo")
 
 REFERENCE_ADAPTER = "reference"
 STATE_FILE = "ppo_state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
