@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import THINK_PAIRS
+from conftest import ROOT, THINK_PAIRS
 from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
 from medqa.train.grpo import CombinedReward, parse_args, rules
 
-ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (ROOT / "recipes" / "grpo").rglob("*.yaml") if p.name != "profile.yaml")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the tiny model runs fastest on one thread, and CPUs are shared
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LEARNING_SEED
+from conftest import LEARNING_SEED, ROOT
 from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
 from medqa.train.sft import load_recipe, parse_args
 
-ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes" / "sft").rglob("*.yaml"))
 
 

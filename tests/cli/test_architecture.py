@@ -81,6 +81,24 @@ def test_the_cycle_check_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def sibling_stage_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(module, import) pairs where a training stage under medqa.train imports another stage."""
+    def stage(name: str) -> str:
+        return ".".join(name.split(".")[:3])
+
+    return sorted((module, target) for module, targets in graph.items() if module.startswith("medqa.train.")
+                  for target in targets if target.startswith("medqa.train.") and stage(target) != stage(module))
+
+
+def test_no_training_stage_imports_another():
+    graph = import_graph()
+    assert {"medqa.train.sft", "medqa.train.grpo", "medqa.train.pretrain", "medqa.train.ppo.trainer"} <= graph.keys()
+    assert sibling_stage_imports(graph) == []
+    assert sibling_stage_imports({"medqa.train.grpo": {"medqa.train.sft", "medqa.modeling"},
+                                  "medqa.train.ppo.trainer": {"medqa.train.ppo.core"}}) == [
+        ("medqa.train.grpo", "medqa.train.sft")]
+
+
 USERS = ("medqa/train/sft.py", "medqa/train/grpo.py", "medqa/train/ppo/trainer.py", "medqa/generation.py", "medqa/merge.py",
          "medqa/teacher/server.py")
 

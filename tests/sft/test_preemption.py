@@ -1,5 +1,5 @@
 """`medqa.preemption`: a stop file makes training checkpoint and stop at the next step end (single process here;
-tests/test_slurm.py covers 2 processes under a real time-limit signal)."""
+tests/slurm/test_slurm.py covers 2 processes under a real time-limit signal)."""
 
 from __future__ import annotations
 

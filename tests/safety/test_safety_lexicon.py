@@ -2,7 +2,7 @@
 file is reported with its file and line.
 
 The examples are the phrasings each rule was written against; the labelled sets measured by
-tests/test_safety_gate.py (tests/data/safety_eval.jsonl, tests/data/safety_blind_r2.jsonl) are kept apart from them.
+tests/safety/test_safety_gate.py (tests/data/safety_eval.jsonl, tests/data/safety_blind_r2.jsonl) are kept apart from them.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_invalid_yaml_is_reported_with_file_and_line(tmp_path):
 
 def test_lexicon_files_ship_in_the_wheel():
     """pyproject's package-data covers every file of medqa/safety/data, so an installed medqa can load it."""
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     globs = [g for pats in pyproject["tool"]["setuptools"]["package-data"].values() for g in pats]
     files = sorted(DATA_DIR.iterdir())
     assert files

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from conftest import LEARNING_SEED, ROOT
-from tests.test_readme import _env
+from tests.cli.test_readme import _env
 
-# The README's own command, run once here (tests/test_readme.py leaves it to this module); later README commands
+# The README's own command, run once here (tests/cli/test_readme.py leaves it to this module); later README commands
 # find its outputs like a user's shell would. Under another MEDQA_TEST_SEED (`make test-seeds DEMO=1`) the same
 # command runs with that seed into its own folders, so the default demo's outputs stay as they are.
 DEFAULT_SEED = 42

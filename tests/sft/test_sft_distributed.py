@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 LAUNCHERS = ["cpu", "cpu_zero2", "cpu_zero3"]
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from medqa.io import MANIFEST, OutputError, atomic_dir, check_output_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 SFT = ROOT / "data" / "sample" / "sft.jsonl"
 
 

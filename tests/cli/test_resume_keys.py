@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import THINK_PAIRS
+from conftest import ROOT, THINK_PAIRS
 from medqa.io import read_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows(path: Path, questions: list[str]) -> None:  # rows without ids: `line-N`

@@ -196,7 +196,7 @@ def test_teacher_stop_rule_stops_after_patience_bad_steps_in_a_row():
 
 
 def test_reward_rules_doc_is_generated_from_the_registry():
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     committed = (repo / "data/rl/reward_rules.md").read_text(encoding="utf-8")
     assert committed == rules_doc.render(), "run `python -m medqa.rewards --write`"
     for name in RULES:

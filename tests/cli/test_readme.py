@@ -20,14 +20,14 @@ from conftest import ROOT
 SELF = {"make test"}
 # Not run here, with the reason: commands that need something this machine is not.
 EXCLUDED = {
-    "make test-slurm": "tests/test_slurm.py, which `make test` runs itself",
-    "make demo": "tests/test_demo.py, which checks what it writes",
+    "make test-slurm": "tests/slurm/test_slurm.py, which `make test` runs itself",
+    "make demo": "tests/eval/test_demo.py, which checks what it writes",
 }
 
 
 def needs_gpu_cluster(command: str) -> bool:
     """`sbatch … --gpus-per-node=8 …`: a real Slurm cluster with GPUs. The same templates run under real sbatch on
-    the local two-node cluster in tests/test_slurm.py (PROFILE=cpu)."""
+    the local two-node cluster in tests/slurm/test_slurm.py (PROFILE=cpu)."""
     return command.split()[0] != "make" and " sbatch " in f" {command} " and "--gpus-per-node" in command
 
 

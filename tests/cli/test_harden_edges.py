@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from medqa.io import InputError, write_jsonl
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # ---------------------------------------------------------------- recipe values against the field types
 

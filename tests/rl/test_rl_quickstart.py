@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from tests.test_readme import _env
+from tests.cli.test_readme import _env
 
 DOC = ROOT / "docs" / "rl_quickstart.md"
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from medqa.teacher.server import RunningServer, ServerOptions
 from tests.teacher_helpers import pairs, reset_stats, stats
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)

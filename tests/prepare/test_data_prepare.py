@@ -13,7 +13,7 @@ from medqa.io import InputError, read_jsonl
 from medqa.think import split_think
 
 FORMATS = SAMPLE / "formats"
-BAD = Path(__file__).parent / "fixtures" / "bad_inputs"
+BAD = Path(__file__).parents[1] / "fixtures" / "bad_inputs"
 
 
 def _sets(out):

@@ -12,8 +12,6 @@ from medqa.io import InputError, iter_jsonl
 from medqa.teacher.server import RunningServer, ServerOptions
 from tests.teacher_helpers import pairs, stats
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(autouse=True)
 def _no_key(monkeypatch):

@@ -15,7 +15,7 @@ from medqa.teacher.client import TeacherConfig
 from medqa.teacher.server import RunningServer, ServerOptions, pair_id
 from tests.teacher_helpers import pairs, reset_stats, stats
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECRET = "sk-medqa-test-SECRET-0123456789abcdef"
 
 
