@@ -1,6 +1,6 @@
 """medqa: fine-tune Qwen3 into a bilingual medical QA model that reasons in <think> chains.
 
-Data flows one way: prepare (medqa.data) -> sft (medqa.sft) -> rollouts/rewards (medqa.rewards,
+Data flows one way: prepare (medqa.data) -> sft (medqa.train.sft) -> rollouts/rewards (medqa.rewards,
 medqa.teacher) -> ppo -> eval (medqa.eval). Heavy modules are imported lazily by the CLI.
 """
 

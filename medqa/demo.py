@@ -210,7 +210,7 @@ def stage_report(cfg: DemoConfig) -> None:
 
 def _done_tiny_base(cfg):
     """The base is current for the default recipe (the one `stage_tiny_base` builds) and this training split."""
-    from medqa.pretrain import PretrainConfig, is_current, pretrain_key
+    from medqa.train.pretrain import PretrainConfig, is_current, pretrain_key
 
     train = cfg.data / "train.jsonl"
     return train.is_file() and is_current(cfg.base, pretrain_key(PretrainConfig(seed=cfg.seed), train))

@@ -88,25 +88,25 @@ def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
 
 
 def sft(argv: list[str]) -> int:
-    """SFT from `--config RECIPE` and flags (medqa/sft.py)."""
-    from medqa.sft import main, parse_args
+    """SFT from `--config RECIPE` and flags (medqa/train/sft.py)."""
+    from medqa.train.sft import main, parse_args
 
     return _run_stage("sft", parse_args, lambda: main, argv)
 
 
 def grpo(argv: list[str]) -> int:
-    """GRPO from `--config RECIPE` and flags (medqa/grpo.py)."""
-    from medqa.grpo import main, parse_args
+    """GRPO from `--config RECIPE` and flags (medqa/train/grpo.py)."""
+    from medqa.train.grpo import main, parse_args
 
     return _run_stage("grpo", parse_args, lambda: main, argv)
 
 
 def ppo(argv: list[str]) -> int:
-    """PPO from `--config RECIPE` and flags (medqa/ppo/); the trainer is imported after the flags parse."""
-    from medqa.ppo.config import parse_args
+    """PPO from `--config RECIPE` and flags (medqa/train/ppo/); the trainer is imported after the flags parse."""
+    from medqa.train.ppo.config import parse_args
 
     def trainer_main():
-        from medqa.ppo.trainer import main
+        from medqa.train.ppo.trainer import main
 
         return main
 

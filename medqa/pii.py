@@ -16,7 +16,7 @@ Cost: jieba's tagger is the expensive part, so it runs only on the blocks of Chi
 Han/alphanumeric characters on its own) that hold a possible name: a family name in a position where a name could
 be reported, or a cue word. Text without one is never segmented; the result is the same as tagging everything.
 `scrub` returns the new text; `scrub_with_counts` also says what was removed (for data cards and tests).
-Recall and the false-scrub rate on a labelled set are measured by tests/test_pii.py (numbers in docs/data.md).
+Recall and the false-scrub rate on a labelled set are measured by tests/prepare/test_pii.py (numbers in docs/data.md).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def input_defaults(stage: str) -> dict[str, str]:
         return {}
     import dataclasses
 
-    from medqa.ppo.config import PPOConfig  # dataclasses only: no torch import
+    from medqa.train.ppo.config import PPOConfig  # dataclasses only: no torch import
 
     return {f.name: f.default for f in dataclasses.fields(PPOConfig) if f.name.endswith("_file") and isinstance(f.default, str)}
 

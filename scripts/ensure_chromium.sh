@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make Debian's headless Chromium available for the browser test (tests/test_serve_browser.py).
+# Make Debian's headless Chromium available for the browser test (tests/eval/test_serve_browser.py).
 # Playwright's own browser download is blocked on the test machines, so the test drives /usr/bin/chromium.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then

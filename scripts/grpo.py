@@ -1,6 +1,6 @@
 """Entry point for GRPO: `accelerate launch [--config_file accelerate_configs/X.yaml] scripts/grpo.py --config RECIPE [overrides]`.
 
-The same as `medqa grpo` in one process: `medqa.launch.grpo` parses the recipe and flags and trains (medqa/grpo.py; see docs/rl_quickstart.md).
+The same as `medqa grpo` in one process: `medqa.launch.grpo` parses the recipe and flags and trains (medqa/train/grpo.py; see docs/rl_quickstart.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Entry point for PPO: `accelerate launch [--config_file accelerate_configs/X.yaml] scripts/ppo.py --config RECIPE [overrides]`.
 
-The same as `medqa ppo` in one process: `medqa.launch.ppo` parses the recipe and flags and trains (medqa/ppo/; see docs/rl_quickstart.md).
+The same as `medqa ppo` in one process: `medqa.launch.ppo` parses the recipe and flags and trains (medqa/train/ppo/; see docs/rl_quickstart.md).
 """
 
 from __future__ import annotations

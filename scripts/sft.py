@@ -1,6 +1,6 @@
 """Entry point for SFT: `accelerate launch [--config_file accelerate_configs/X.yaml] scripts/sft.py --config RECIPE [overrides]`.
 
-The same as `medqa sft` in one process: `medqa.launch.sft` parses the recipe and flags and trains (medqa/sft.py; see docs/sft.md).
+The same as `medqa sft` in one process: `medqa.launch.sft` parses the recipe and flags and trains (medqa/train/sft.py; see docs/sft.md).
 """
 
 from __future__ import annotations

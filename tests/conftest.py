@@ -163,9 +163,9 @@ def tiny_think_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def sft_lora_output(tmp_path_factory, tiny_think_model_dir, sft_data_dir) -> Path:
-    """A real SFT-LoRA output (`medqa.sft`, a few steps on `sft_data_dir`) on top of the think model: adapter,
+    """A real SFT-LoRA output (`medqa.train.sft`, a few steps on `sft_data_dir`) on top of the think model: adapter,
     tokenizer and chat template, as `make sft-lora` writes them; the RL stages start from it."""
-    from medqa.sft import main, parse_args
+    from medqa.train.sft import main, parse_args
 
     out = tmp_path_factory.mktemp("sft-lora-output") / "sft-lora"
     argv = ["--config", str(ROOT / "recipes" / "sft" / "cpu" / "lora.yaml"), "--model_name_or_path",

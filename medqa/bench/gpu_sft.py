@@ -60,7 +60,7 @@ def ppo_flags(inputs: Inputs, out: Path, steps: int, start: str = "model") -> li
 
 
 def sft_numbers(summary: dict) -> dict:
-    """What an SFT run reports: medqa/sft.py's sft_summary.json, reduced to the benchmark's fields."""
+    """What an SFT run reports: medqa/train/sft.py's sft_summary.json, reduced to the benchmark's fields."""
     keys = ("global_step", "num_processes", "train_tokens", "train_runtime_s", "tokens_per_s_after_warmup",
             "warmup_steps", "measured_steps", "measured_tokens", "measured_s", "peak_memory_gib", "peak_rss_gib",
             "train_loss_first", "train_loss_last")
@@ -68,7 +68,7 @@ def sft_numbers(summary: dict) -> dict:
 
 
 def ppo_numbers(summary: dict) -> dict:
-    """What a PPO run reports: medqa/ppo/trainer.py's ppo_summary.json, reduced to the benchmark's fields."""
+    """What a PPO run reports: medqa/train/ppo/trainer.py's ppo_summary.json, reduced to the benchmark's fields."""
     curve = summary.get("curve") or [{}]
     return {"global_step": summary.get("steps"), "num_processes": summary.get("num_processes"),
             "train_runtime_s": summary.get("wall_s"),

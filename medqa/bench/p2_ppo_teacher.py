@@ -18,10 +18,10 @@ TIMES = ("generate", "forward", "score_wait", "score", "update", "step")
 
 
 def _run(out: Path, steps: int, overlap: bool, teacher_url: str | None) -> list[dict]:
-    from medqa.ppo.config import PPOConfig, PPOModelArguments
-    from medqa.ppo.trainer import PPOTrainer
     from medqa.teacher.judge import OFFLINE_MODEL
     from medqa.teacher.setup import TeacherArgs
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
 
     model_args = PPOModelArguments(model_name_or_path="models/tiny-qwen3", mode="lora", lora_r=8, lora_alpha=16)
     cfg = PPOConfig(output_dir=str(out), total_steps=steps, batch_size=8, mini_batch_size=4, forward_batch_size=2,

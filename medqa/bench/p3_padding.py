@@ -54,7 +54,7 @@ def padding_report(packed_trainer, unpacked_trainer, naive_batch_size: int, seed
 
 
 def run(out_dir: Path) -> dict:
-    from medqa.sft import build_trainer, main, parse_args
+    from medqa.train.sft import build_trainer, main, parse_args
 
     model, data = ROOT / "models" / "tiny-qwen3", ROOT / "data" / "processed"
     if not (model / "config.json").is_file() or not (data / "train.jsonl").is_file():

@@ -12,7 +12,7 @@ while its key (config, seed, dtype) matches; the tokenizer is the tiny one, whos
 2. The log-prob path alone, in this process, at the 8 GB PPO recipe's full sequence length (1,024 prompt + 384
    new tokens) and the real vocabulary: the rollout forwards (2 sequences, no grad) and the update (1 sequence,
    log-probs + entropy, forward and backward), each with the plain formula (an fp32 copy and a full log-softmax)
-   and with medqa.ppo.core's block-wise one: peak resident memory above the start (medqa.bench.memory) and the
+   and with medqa.train.ppo.core's block-wise one: peak resident memory above the start (medqa.bench.memory) and the
    largest tensors each allocates.
 
 Writes `--out` (bench_results/shape.json) and the markdown table beside it (shape.md), after each stage, so a run
@@ -117,20 +117,20 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
 def logprob_path(hidden_size: int, vocab: int, tokens: int, sequences: int = 1, grad: bool = True,
                  temperature: float = 0.7) -> dict:
     """Peak resident memory and largest allocations of LM head + log-probs + entropy over `sequences` × `tokens`
-    positions, bf16 head and hidden states: the plain formula vs medqa.ppo.core's block-wise one. With `grad`, as
+    positions, bf16 head and hidden states: the plain formula vs medqa.train.ppo.core's block-wise one. With `grad`, as
     in the PPO update (forward and backward, entropy in the loss); without, as in the rollout forwards (no-grad
     log-probs only)."""
     import torch
 
     from medqa.bench.memory import LargestTensors, peak_rss_during
-    from medqa.ppo import core
+    from medqa.train.ppo import core
 
     g = torch.Generator().manual_seed(0)
     head = (torch.randn(vocab, hidden_size, generator=g) * 0.02).to(torch.bfloat16)
     labels = torch.randint(0, vocab, (sequences, tokens), generator=g)
     hidden0 = torch.randn(sequences, tokens, hidden_size, generator=g).to(torch.bfloat16)
 
-    def plain(logits):  # what PPO computed before the block-wise path (medqa/ppo/rollout.py, core.py)
+    def plain(logits):  # what PPO computed before the block-wise path (medqa/train/ppo/rollout.py, core.py)
         x = logits.float() / temperature
         logprobs = torch.log_softmax(x, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         if not grad:
@@ -138,7 +138,7 @@ def logprob_path(hidden_size: int, vocab: int, tokens: int, sequences: int = 1, 
         logp = torch.log_softmax(x, dim=-1)
         return logprobs, -(logp.exp() * logp).sum(-1)
 
-    def blocks(logits):  # what medqa/ppo/rollout.py computes now
+    def blocks(logits):  # what medqa/train/ppo/rollout.py computes now
         if grad:
             return core.logprobs_and_entropy(logits, labels, temperature)
         return core.logprobs_from_logits(logits, labels, temperature), None

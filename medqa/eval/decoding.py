@@ -23,9 +23,9 @@ def _trainer_defaults(kind: str) -> dict[str, Any]:
     import dataclasses
 
     if kind == "ppo":
-        from medqa.ppo.config import PPOConfig as config_type
+        from medqa.train.ppo.config import PPOConfig as config_type
     else:
-        from medqa.grpo import MedqaGRPOConfig as config_type
+        from medqa.train.grpo import MedqaGRPOConfig as config_type
     out = {}
     for f in dataclasses.fields(config_type):
         if f.default is not dataclasses.MISSING:

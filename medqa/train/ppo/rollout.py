@@ -1,0 +1,116 @@
+"""Rollouts: which prompts a step uses, sampling responses, and the no-grad forwards that score them.
+
+Every rank runs the same number of `generate` calls and forwards with the same chunking, so collectives inside
+them (ZeRO-3 parameter gathers) line up even when ranks' responses end at different lengths.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from medqa.generation import build_prompt
+from medqa.train.ppo import core
+
+
+class PromptOrder:
+    """Prompt indices for step s and rank r, a pure function of (seed, s, r): a resumed run sees the same data.
+
+    The stream is a new seeded permutation of the prompts per epoch; step s takes the next `global_batch` items,
+    rank r the r-th slice of them."""
+
+    def __init__(self, n_prompts: int, seed: int, batch_size: int, world_size: int):
+        self.n, self.seed, self.batch_size, self.world_size = n_prompts, seed, batch_size, world_size
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            order = list(range(self.n))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+            self._perms = {epoch: order}
+        return self._perms[epoch]
+
+    def indices(self, step: int, rank: int) -> list[int]:
+        start = (step * self.world_size + rank) * self.batch_size
+        return [self._perm(g // self.n)[g % self.n] for g in range(start, start + self.batch_size)]
+
+
+@dataclass
+class RolloutBatch:
+    """One rank's rollouts: left-padded queries, right-padded responses, and the sequence they form."""
+
+    query_ids: torch.Tensor  # (B, P) left-padded
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor  # (B, T) padded after the first EOS
+    response_mask: torch.Tensor  # 1 up to and including the first EOS
+    has_eos: torch.Tensor  # (B,) bool
+    texts: list[str]  # decoded responses (special tokens removed, <think> tags kept)
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.query_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.query_mask, self.response_mask], dim=1)
+
+    def __len__(self) -> int:
+        return self.query_ids.shape[0]
+
+
+def eos_ids(model_config, generation_config, tokenizer) -> list[int]:
+    """Every token id that ends an answer: the generation config's list (Qwen3 has two, one of them also the pad
+    id) + the tokenizer's. Masks come from the first EOS position, never from comparing with the pad id."""
+    ids: set[int] = set()
+    for source in (getattr(generation_config, "eos_token_id", None), getattr(model_config, "eos_token_id", None),
+                   tokenizer.eos_token_id):
+        if source is not None:
+            ids.update(source if isinstance(source, (list, tuple)) else [source])
+    return sorted(ids)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted from each row's first real token (left padding does not shift them)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: int, max_new_tokens: int,
+             temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int]
+             ) -> RolloutBatch:
+    """Sample one response per chat prompt (Qwen3 template, thinking on), in one left-padded batch."""
+    texts = [build_prompt(tokenizer, messages, enable_thinking) for messages in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False,
+                    truncation=True, max_length=max_prompt_length)
+    device = next(model.parameters()).device
+    query_ids, query_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    out = model.generate(input_ids=query_ids, attention_mask=query_mask, do_sample=True, temperature=temperature,
+                         top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
+                         pad_token_id=tokenizer.pad_token_id, use_cache=True)
+    response = out[:, query_ids.shape[1]:]
+    if response.shape[1] == 0:  # every row stopped at once is impossible with max_new_tokens >= 1, but be safe
+        response = torch.full((len(texts), 1), stop_ids[0], device=device)
+    mask, has_eos = core.response_mask(response, stop_ids)
+    response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_token_id))
+    decoded = [tokenizer.decode(ids[: int(m.sum())], skip_special_tokens=True).strip()
+               for ids, m in zip(response.tolist(), mask, strict=True)]
+    return RolloutBatch(query_ids, query_mask, response, mask, has_eos, decoded)
+
+
+def forward(model, batch: RolloutBatch, rows: slice | torch.Tensor, temperature: float, with_entropy: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(log-probs, values, entropy or None) of the response tokens of `rows`, each (n, T).
+
+    The logits are divided by the sampling temperature, so the log-probs are those of the distribution that
+    sampled the tokens."""
+    input_ids, attention_mask = batch.input_ids[rows], batch.attention_mask[rows]
+    P = batch.query_ids.shape[1]
+    logits, values = model(input_ids, attention_mask, position_ids(attention_mask), logits_from=P - 1)
+    logits = logits[:, :-1]  # position P-1+t predicts response token t
+    if with_entropy:
+        logprobs, entropy = core.logprobs_and_entropy(logits, batch.response_ids[rows], temperature)
+    else:
+        logprobs, entropy = core.logprobs_from_logits(logits, batch.response_ids[rows], temperature), None
+    return logprobs, values[:, :-1].float(), entropy

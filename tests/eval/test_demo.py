@@ -1,0 +1,222 @@
+"""`make demo` end to end: it writes the summary and the report, a rerun skips finished stages, and its targets
+(SFT teaches the think format; RL against SFT on the red-team reward, reported) are measured on its own outputs. Plus the
+pretrained base's cache key."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+
+from conftest import LEARNING_SEED, ROOT
+from tests.cli.test_readme import _env
+
+# The README's own command, run once here (tests/cli/test_readme.py leaves it to this module); later README commands
+# find its outputs like a user's shell would. Under another MEDQA_TEST_SEED (`make test-seeds DEMO=1`) the same
+# command runs with that seed into its own folders, so the default demo's outputs stay as they are.
+DEFAULT_SEED = 42
+if LEARNING_SEED == DEFAULT_SEED:
+    DEMO, BASE, DEMO_VARS = ROOT / "outputs" / "demo", ROOT / "models" / "tiny-base", []
+else:  # the folders of `medqa demo --seeds`, so `make demo-seeds` reuses these runs and vice versa
+    from medqa.demo import seed_paths
+
+    DEMO, BASE = (ROOT / p for p in seed_paths(LEARNING_SEED))
+    DEMO_VARS = [f"DEMO_ARGS=--seed {LEARNING_SEED} --out {DEMO.relative_to(ROOT)} --base {BASE.relative_to(ROOT)}"]
+# Bounds: below the worst of seeds 1-5 (`make test-seeds DEMO=1`, docs/demo.md) with a margin. The demo's targets
+# are reported, not asserted, until they hold under every seed tried: SFT gold think coverage >= 0.8 (0.08 … 0.65
+# over seeds 1-5 with 5 fixed epochs; 0.78 / 0.84 / 0.88 on seeds 1-3 keeping the best of 8 epochs, docs/demo.md),
+# RL - SFT red-team reward with a 95 % interval above 0 (greedy: 0 of 5 seeds; PPO's decoding: 1 of 3).
+
+
+@pytest.fixture(scope="module")
+def demo_out():
+    proc = subprocess.run(["make", "--no-print-directory", "demo", *DEMO_VARS], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return DEMO, proc.stdout + proc.stderr
+
+
+def _summary(out) -> dict:
+    return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
+def test_demo_writes_summary_and_report(demo_out):
+    out, output = demo_out
+    summary = _summary(out)
+    for key in ("stage_seconds", "base_think_coverage_gold", "sft_think_coverage_gold",
+                "rl_minus_sft_reward_red_team", "eval_loss_first", "eval_loss_last", "vocab_size",
+                "rl_minus_sft_reward_red_team_sampled", "rl_minus_sft_reward_terms_red_team", "red_team_sampled",
+                "rollouts"):
+        assert key in summary, key
+    assert {"data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl",
+            "report"} <= set(summary["stage_seconds"])
+    html = (out / "report" / "report.html").read_text(encoding="utf-8")
+    for png in ("plots/metrics3.png", "plots/sft_loss.png", "plots/ppo.png"):
+        assert png in html and (out / "report" / png).is_file()
+    assert (out / "report" / "sft-vs-rl" / "report.html").is_file()
+    assert "report.html" in output and "OFFLINE" in output
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
+def test_the_base_learns_the_text_in_pretraining(demo_out, measure):
+    record = json.loads((BASE / "pretrain.json").read_text(encoding="utf-8"))
+    last10 = sum(record["losses"][-10:]) / 10
+    measure("demo/pretrain_uniform_minus_loss_last10", record["uniform_loss"] - last10, at_least=1.5)  # 2.38 … 2.80
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
+def test_sft_teaches_the_think_format(demo_out, measure):
+    summary = _summary(demo_out[0])
+    assert summary["decoding"] == {"greedy": True, "repetition_penalty": 1.3, "max_new_tokens": 256}
+    ln_vocab = math.log(summary["vocab_size"])
+    # The SFT learns: its eval loss falls, and ends below a uniform guess over the vocabulary.
+    measure("demo/eval_loss_first_minus_last", summary["eval_loss_first"] - summary["eval_loss_last"],
+            at_least=0.15)  # 0.28 … 0.39
+    measure("demo/ln_vocab_minus_eval_loss_first", ln_vocab - summary["eval_loss_first"], at_least=0.5)  # 1.78 … 1.96
+    # The pretrained base never saw the think tags (0.00 on every seed); SFT is what teaches them, on every seed to
+    # some items (0.08 … 0.65, so only "at least one item of 51" holds with a margin).
+    measure("demo/base_think_coverage_gold", summary["base_think_coverage_gold"], at_most=0.1)
+    measure("demo/sft_minus_base_think_coverage_gold",
+            summary["sft_think_coverage_gold"] - summary["base_think_coverage_gold"], at_least=0.02)
+    measure("demo/sft_think_coverage_gold", summary["sft_think_coverage_gold"], at_least=0.8, gate=False)
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
+def test_rl_against_sft_on_the_red_team_reward_is_reported(demo_out, measure):
+    d = _summary(demo_out[0])["rl_minus_sft_reward_red_team"]
+    assert d["ci95"][0] <= d["delta"] <= d["ci95"][1], d
+    measure("demo/rl_minus_sft_reward_red_team", d["delta"], at_least=0.0, gate=False)
+    measure("demo/rl_minus_sft_reward_red_team_ci95_low", d["ci95"][0], at_least=0.0, gate=False)
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
+def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
+    """The primary number: RL - SFT red-team reward with PPO's own rollout decoding (same token budget as the
+    rollouts and the greedy evaluation), K >= 4 answers per item averaged per item, paired; and its parts."""
+    summary = _summary(demo_out[0])
+    d = summary["rl_minus_sft_reward_red_team_sampled"]
+    assert d["k"] >= 4 and d["n"] == summary["n_items"]["red_team"]
+    assert d["decoding"] == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0,
+                             "max_new_tokens": summary["decoding"]["max_new_tokens"], "enable_thinking": True,
+                             "repetition_penalty": 1.0}
+    assert d["ci95"][0] <= d["delta"] <= d["ci95"][1], d
+    sft = json.loads((demo_out[0] / "eval-sampled" / "sft" / "red_team" / "metrics.json").read_text())
+    assert sft["num_samples"] == d["k"] and sft["decoding"]["temperature"] == 0.7
+    assert sft["reward"] == pytest.approx(d["sft_mean"], abs=1e-3)
+    # Per reward term, under both decodings: the rules' total and the teacher, SFT vs RL, paired.
+    for view in ("sampled", "greedy"):
+        terms = summary["rl_minus_sft_reward_terms_red_team"][view]
+        assert {"rules", "teacher", "emergency_referral", "think_present"} <= set(terms), sorted(terms)
+        assert all(t["ci95"][0] <= t["delta"] <= t["ci95"][1] for t in terms.values())
+    rollouts = summary["rollouts"]
+    assert rollouts["max_new_tokens"] == summary["decoding"]["max_new_tokens"]
+    assert 0 <= rollouts["eos_rate"]["mean"] <= 1 and 0 <= rollouts["think_closed_rate"]["mean"] <= 1
+    report = (demo_out[0] / "report" / "report.md").read_text(encoding="utf-8")
+    assert "under PPO's own decoding" in report and "Which reward terms RL moved" in report
+    assert 0 <= summary["red_team_sampled"]["sft"]["closed_think_rate"] <= 1
+    measure("demo/sft_think_coverage_red_team_sampled", summary["red_team_sampled"]["sft"]["think_coverage"],
+            at_least=0.7, gate=False)
+    measure("demo/rl_minus_sft_reward_red_team_sampled", d["delta"], at_least=0.0, gate=False)
+    measure("demo/rl_minus_sft_reward_red_team_sampled_ci95_low", d["ci95"][0], at_least=0.0, gate=False)
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.learning
+def test_rerun_skips_finished_stages(demo_out):
+    proc = subprocess.run(["make", "--no-print-directory", "demo", *DEMO_VARS], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl"):
+        assert f"{stage}: done before" in proc.stdout, stage
+
+
+def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
+    from medqa.train.pretrain import PretrainConfig, build_tiny_base, is_current, pretrain_key
+
+    train = tmp_path / "train.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"问题{i}：头痛怎么办？"},
+                          {"role": "assistant", "content": f"<think>\n推理{i}\n</think>\n建议休息，必要时就医。"}]}
+            for i in range(40)]
+    train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = PretrainConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, seq_len=16, batch_size=2,
+                         steps=3, warmup_steps=1)
+    info = build_tiny_base(tmp_path / "base", train, cfg, progress=False)
+    assert not info["skipped"] and is_current(tmp_path / "base", info["key"])
+    assert build_tiny_base(tmp_path / "base", train, cfg, progress=False)["skipped"]
+    changed = PretrainConfig(**{**cfg.__dict__, "learning_rate": 1e-3})
+    assert pretrain_key(changed, train) != info["key"]
+    assert not build_tiny_base(tmp_path / "base", train, changed, progress=False)["skipped"]
+    # The pretraining text is plain: the think tags are not in it, so SFT is what teaches them.
+    from medqa.train.pretrain import documents
+
+    assert all("<think>" not in d and "</think>" not in d for d in documents(train))
+
+
+def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
+    from medqa.demo import demo_stage, fresh_stage_dir
+
+    stage = tmp_path / "out" / "sft"
+    with demo_stage(stage):  # missing: created and marked; what the stage writes is listed
+        (stage / "checkpoint-4").mkdir()
+    fresh_stage_dir(stage)  # the demo's own: emptied for a fresh run
+    assert not (stage / "checkpoint-4").exists()
+    mine = tmp_path / "mine" / "sft"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(RuntimeError, match="did not write"):
+        fresh_stage_dir(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_the_seeds_table_spans_every_summary_number_and_counts_targets(tmp_path):
+    from medqa.demo import seeds_markdown, seeds_table
+
+    def summary(think, low):
+        return {"sft_think_coverage_gold": think, "decoding": {"greedy": True, "max_new_tokens": 256},
+                "rl_minus_sft_reward_red_team_sampled": {"delta": low + 0.05, "ci95": [low, low + 0.1], "k": 4}}
+
+    table = seeds_table({1: summary(0.9, 0.01), 2: summary(0.7, -0.02), 3: summary(0.8, 0.03)})
+    n = table["numbers"]
+    assert n["sft_think_coverage_gold"] == {"min": 0.7, "median": 0.8, "max": 0.9, "by_seed": {1: 0.9, 2: 0.7, 3: 0.8}}
+    assert n["rl_minus_sft_reward_red_team_sampled.ci95.low"]["median"] == 0.01
+    assert n["decoding.max_new_tokens"]["min"] == 256 and "decoding.greedy" not in n  # flags are not numbers
+    assert [t["met"] for t in table["targets"]] == [2, 2]  # >= 0.8 on seeds 1 and 3; interval above 0 on 1 and 3
+    md = seeds_markdown(table)
+    assert "| sft_think_coverage_gold | 0.7 | 0.8 | 0.9 | 0.9 | 0.7 | 0.8 |" in md and "2 of 3" in md
+
+
+def test_reward_terms_are_averaged_per_item_and_paired():
+    """The report's per-term view: each rule's score per answer, averaged over an item's answers, SFT vs RL paired
+    by item; here RL refers the chest-pain questions to emergency care in every answer and SFT in none."""
+    from medqa.demo_report import term_deltas
+    from medqa.rewards import rule_reward
+
+    q, meta = "胸口剧痛，出冷汗，怎么办？", {"risk_level": "critical"}
+    plain = "<think>\n胸痛原因很多。\n</think>\n建议多休息，观察症状变化。"
+    urgent = "<think>\n胸痛伴出汗需警惕心梗。\n</think>\n请立即拨打120急救电话，尽快就医。"
+    sft = [{"id": f"i{i}", "sample": j, "question": q, "prediction": plain, "meta": meta,
+            "reward_parts": {"teacher": 0.3}} for i in range(12) for j in range(2)]
+    rl = [{**r, "prediction": urgent if r["sample"] == 0 else plain, "reward_parts": {"teacher": 0.5}} for r in sft]
+    terms = term_deltas(sft, rl, seed=0)
+    er_plain = rule_reward(q, plain, meta).parts["emergency_referral"].score
+    er_urgent = rule_reward(q, urgent, meta).parts["emergency_referral"].score
+    assert er_urgent > er_plain  # the rule really tells the two answers apart
+    assert terms["emergency_referral"]["n"] == 12  # items, not answers
+    assert terms["emergency_referral"]["delta"] == pytest.approx((er_urgent - er_plain) / 2, abs=1e-4)
+    assert terms["teacher"] == {"sft": 0.3, "rl": 0.5, "delta": 0.2, "ci95": [0.2, 0.2], "n": 12}
+    assert terms["rules"]["delta"] == pytest.approx(
+        (rule_reward(q, urgent, meta).total - rule_reward(q, plain, meta).total) / 2, abs=1e-4)
