@@ -26,7 +26,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("RL: rewards, teacher, PPO, GRPO", ("rewards", "teacher", "ppo", "grpo"),
           ("teacher-rules-doc", "teacher-serve", "teacher-check", "ppo", "ppo-full", "grpo")),
     Stage("eval and use", ("predict", "eval", "serve", "demo"),
-          ("eval", "predict", "compare", "serve", "safety-eval", "safety-doc", "demo")),
+          ("eval", "predict", "compare", "serve", "safety-eval", "safety-doc", "demo", "demo-seeds")),
     Stage("bench", ("bench",), ("bench", "bench-p1", "bench-p2", "bench-p3", "bench-p4", "bench-gpu", "bench-shape")),
     Stage("cluster (Slurm)", (), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
     Stage("dev", (), ("help", "test", "test-fast", "test-seeds", "lint", "browser-deps")),
