@@ -54,6 +54,16 @@ def add_rewards(set_dir: str | os.PathLike, seed: int = 0, teacher_args: Any = N
 # ---------------------------------------------------------------- the reward's terms, per item
 
 
+def scored_predictions(set_dir: Path) -> list[dict]:
+    """The folder's predictions, each with the `reward_parts` its scoring gave it (`add_rewards`: samples.jsonl
+    when the items were answered several times, else items.jsonl), matched by item id and sample index."""
+    set_dir = Path(set_dir)
+    scored_file = set_dir / "samples.jsonl" if (set_dir / "samples.jsonl").is_file() else set_dir / "items.jsonl"
+    parts = {(str(r["id"]), r.get("sample")): r.get("reward_parts") for r in read_jsonl(scored_file)}
+    rows = read_jsonl(set_dir / "predictions.jsonl")
+    return [{**row, "reward_parts": parts.get((str(row["id"]), row.get("sample")))} for row in rows]
+
+
 def reward_terms(rows: list[dict]) -> dict[str, dict[str, float]]:
     """{item id: {term: mean over the item's answers}}: each rule's score on the whole generated text (as PPO's
     reward sees it), the rules' total, and the teacher's overall / 10 where the answer was judged."""
@@ -260,12 +270,13 @@ def write_demo_report(cfg) -> dict:
     vocab = json.loads((cfg.base / "config.json").read_text(encoding="utf-8"))["vocab_size"]
     delta = reward_delta(runs, seed=cfg.seed)
     sampled = {name: load_run(cfg.sampled_dir(name)) for name in ("sft", "rl")}
-    sampled_preds = {name: read_jsonl(cfg.sampled_dir(name) / "red_team" / "predictions.jsonl") for name in sampled}
+    sampled_preds = {name: scored_predictions(cfg.sampled_dir(name) / "red_team") for name in sampled}
     rollout_decoding = decoding_from(cfg.rl_dir)
     k = max(sampled[n]["red_team"]["metrics"].get("num_samples", 1) for n in sampled)
     delta_sampled = {**reward_delta(sampled, seed=cfg.seed), "k": k, "decoding": rollout_decoding}
+    greedy_preds = {name: scored_predictions(cfg.out / "eval" / name / "red_team") for name in ("sft", "rl")}
     terms = {"sampled": term_deltas(sampled_preds["sft"], sampled_preds["rl"], seed=cfg.seed),
-             "greedy": term_deltas(preds["sft"]["red_team"], preds["rl"]["red_team"], seed=cfg.seed)}
+             "greedy": term_deltas(greedy_preds["sft"], greedy_preds["rl"], seed=cfg.seed)}
     rollouts = rollout_rates(ppo)
     summary = {
         "stage_seconds": {k: v.get("seconds") for k, v in cfg.stages.items()},

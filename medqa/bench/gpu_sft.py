@@ -84,7 +84,7 @@ SFT_ARGS = ("--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", 
 PPO_ARGS = ("--teacher_offline", "true", "--teacher_cache", "", "--save_steps", "0", "--auto_resume", "false",
             "--report_to", "none", "--progress_bar", "false")
 PPO_SMOKE_ARGS = ("--batch_size", "2", "--mini_batch_size", "1", "--forward_batch_size", "2", "--ppo_epochs", "1",
-                  "--max_new_tokens", "8", "--max_prompt_length", "128", "--cpu_threads", "1")
+                  "--max_new_tokens", "8", "--max_prompt_length", "256", "--cpu_threads", "1")
 SFT_HEADLINE = ("tokens_per_s_per_gpu", "mfu_percent", "peak_memory_gib", "wall_s", "error")
 PPO_HEADLINE = ("step_split_s", "rollout_tokens_per_s", "peak_memory_gib", "wall_s", "error")
 

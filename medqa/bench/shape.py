@@ -70,7 +70,7 @@ GRPO_LORA = Mode("grpo-lora", recipe="recipes/grpo/lora.yaml", accel="single_gpu
 BF16 = ("--dtype", "bfloat16")
 SFT_SHAPE = (*BF16, "--max_length", str(SEQ_LEN), "--per_device_train_batch_size", "1",
              "--gradient_accumulation_steps", "1", "--gradient_checkpointing", "true")
-PPO_SHAPE = (*BF16, "--max_new_tokens", str(ROLLOUT_TOKENS), "--max_prompt_length", "128", "--ppo_epochs", "1",
+PPO_SHAPE = (*BF16, "--max_new_tokens", str(ROLLOUT_TOKENS), "--max_prompt_length", "256", "--ppo_epochs", "1",
              "--cpu_threads", "2")
 # (mode, flags after the recipe's): the recipe decides the rest (LoRA rank, batch shapes, checkpointing).
 STAGES: dict[str, tuple[Mode, tuple[str, ...]]] = {
