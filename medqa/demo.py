@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
@@ -247,6 +248,29 @@ def _done_eval(name):
         "reward" in json.loads((cfg.out / "eval" / name / "red_team" / "metrics.json").read_text(encoding="utf-8"))
 
 
+def stage_keys(cfg: DemoConfig) -> dict[str, str]:
+    """What produced each stage's output: a hash of the stage's own settings (its resolved recipe and overrides, the
+    seed, the decoding) and of the keys of the stages it reads. A stage is skipped only when its output is complete
+    *and* was made under its current key, so a changed recipe, override, seed or upstream model reruns it and
+    every stage after it. Needs the data stage's training split (the base's key reads it)."""
+    from medqa.recipes import load_recipe
+    from medqa.train.pretrain import PretrainConfig, pretrain_key
+
+    def h(*parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    base = h("tiny-base", str(cfg.base), pretrain_key(PretrainConfig(seed=cfg.seed), cfg.data / "train.jsonl"))
+    sft = h("sft", base, load_recipe(cfg.sft_recipe), cfg.sft_args, cfg.seed, cfg.sft_processes)
+    ppo = h("ppo", sft, load_recipe(cfg.ppo_recipe), cfg.ppo_args, cfg.seed, cfg.max_new_tokens)
+    models = {"base": base, "sft": sft, "rl": ppo}
+    keys = {"tiny-base": base, "sft": sft, "ppo": ppo}
+    keys.update({f"eval-{m}": h("eval", models[m], cfg.max_new_tokens, cfg.repetition_penalty, cfg.limit, cfg.seed)
+                 for m in MODELS})
+    keys.update({f"sampled-{m}": h("sampled", models[m], ppo, cfg.samples, cfg.seed, cfg.limit)
+                 for m in SAMPLED_MODELS})
+    return keys
+
+
 # (name, run, done-check or None when the stage checks itself)
 STAGES = [
     ("data", stage_data, None),
@@ -272,8 +296,12 @@ def run_demo(cfg: DemoConfig) -> dict:
         print(">> teacher: no API key, so the OFFLINE heuristic judge (not an LLM) scores PPO and the red team",
               flush=True)
     started = time.perf_counter()
+    keys: dict[str, str] = {}
     for i, (name, fn, done) in enumerate(STAGES, 1):
-        if done is not None and not cfg.force and done(cfg):
+        if done is not None and not keys:
+            keys = stage_keys(cfg)  # after the data stage, whose training split the base's key reads
+        key = keys.get(name)
+        if done is not None and not cfg.force and done(cfg) and previous.get(name, {}).get("key") == key:
             print(f">> [{i}/{len(STAGES)}] {name}: done before ({previous.get(name, {}).get('seconds', '?')} s), "
                   "skipped (FORCE=1 reruns)", flush=True)
             cfg.stages[name] = {**previous.get(name, {}), "skipped": True}
@@ -281,7 +309,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         print(f">> [{i}/{len(STAGES)}] {name}", flush=True)
         t0 = time.perf_counter()
         fn(cfg)
-        cfg.stages[name] = {"seconds": round(time.perf_counter() - t0, 1), "skipped": False}
+        cfg.stages[name] = {"seconds": round(time.perf_counter() - t0, 1), "skipped": False,
+                            **({"key": key} if key else {})}
         print(f">> [{i}/{len(STAGES)}] {name}: {cfg.stages[name]['seconds']} s", flush=True)
         with atomic_write(times_path) as fh:
             json.dump({**previous, **cfg.stages}, fh, indent=2)

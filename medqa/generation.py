@@ -116,15 +116,16 @@ RL_KINDS = ("ppo", "grpo")
 
 def rollout_decoding(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The rollout decoding of a PPO or GRPO run from its options (a recipe over the trainer's defaults, or the
-    trainer's config as a dict): temperature, top-p, top-k (0: off), max new tokens, thinking on/off."""
+    trainer's config as a dict): temperature, top-p, top-k (0: off), max new tokens, thinking on/off, repetition
+    penalty (1: off)."""
     if kind == "ppo":
-        max_new, think, penalty = options["max_new_tokens"], options.get("enable_thinking", True), 1.0
+        max_new, think = options["max_new_tokens"], options.get("enable_thinking", True)
     elif kind == "grpo":
         template = options.get("chat_template_kwargs") or {}
         max_new, think = options["max_completion_length"], template.get("enable_thinking", True)
-        penalty = options.get("repetition_penalty") or 1.0
     else:
         raise ValueError(f"kind must be one of {', '.join(RL_KINDS)}; got {kind!r}")
+    penalty = options.get("repetition_penalty") or 1.0
     return {"trainer": kind, "temperature": float(options["temperature"]), "top_p": float(options.get("top_p") or 1.0),
             "top_k": int(options.get("top_k") or 0), "max_new_tokens": int(max_new), "enable_thinking": bool(think),
             "repetition_penalty": float(penalty)}

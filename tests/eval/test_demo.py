@@ -220,3 +220,23 @@ def test_reward_terms_are_averaged_per_item_and_paired():
     assert terms["teacher"] == {"sft": 0.3, "rl": 0.5, "delta": 0.2, "ci95": [0.2, 0.2], "n": 12}
     assert terms["rules"]["delta"] == pytest.approx(
         (rule_reward(q, urgent, meta).total - rule_reward(q, plain, meta).total) / 2, abs=1e-4)
+
+
+def test_stage_keys_follow_what_produced_each_stage(tmp_path):
+    """A stage is skipped only under the key it was made with: a changed SFT override reruns SFT and everything
+    that reads the SFT model (PPO, their evaluations), a changed PPO override only PPO and what reads it."""
+    from medqa.demo import DemoConfig, stage_keys
+
+    (tmp_path / "train.jsonl").write_text(json.dumps({"messages": []}) + "\n", encoding="utf-8")
+    recipes = dict(sft_recipe=str(ROOT / "recipes/sft/demo/full.yaml"), ppo_recipe=str(ROOT / "recipes/ppo/demo/lora.yaml"))
+    keys = stage_keys(DemoConfig(out=tmp_path / "demo", data=tmp_path, **recipes))
+    assert keys == stage_keys(DemoConfig(out=tmp_path / "demo", data=tmp_path, **recipes))
+
+    def changed(**kw):
+        new = stage_keys(DemoConfig(out=tmp_path / "demo", data=tmp_path, **recipes, **kw))
+        return {k for k, v in new.items() if v != keys[k]}
+
+    assert changed(sft_args="--num_train_epochs 2") == {"sft", "ppo", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl"}
+    assert changed(ppo_args="--temperature 0.9") == {"ppo", "eval-rl", "sampled-sft", "sampled-rl"}
+    assert changed(samples=2) == {"sampled-sft", "sampled-rl"}
+    assert changed(seed=1) == set(keys)

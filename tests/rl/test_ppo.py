@@ -338,3 +338,46 @@ def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_p
                                   "repetition_penalty": 1.0}
     assert runs["sft"] == pytest.approx(0.0, abs=1e-6)
     assert abs(runs["base"]) > 0.1  # the adapter-disabled reference is the base model, far from this SFT adapter
+
+
+# ---------------------------------------------------------------- rollouts with a repetition penalty
+
+
+def test_penalised_rollouts_log_probs_are_those_transformers_sampled_from(tiny_think_model_dir):
+    """Rollouts sampled with a repetition penalty stay on-policy: PPO's log-probs equal, token by token, the
+    log-softmax of the scores transformers' own processors make from the same logits (penalty over the left-padded
+    prompt and the response so far, then the temperature)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.generation.logits_process import (
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+    )
+
+    from medqa.train.ppo import rollout
+    from medqa.train.ppo.value_head import PolicyWithValueHead
+
+    tok = AutoTokenizer.from_pretrained(tiny_think_model_dir)
+    model = PolicyWithValueHead(AutoModelForCausalLM.from_pretrained(tiny_think_model_dir)).eval()
+    stop = rollout.eos_ids(model.config, model.policy.generation_config, tok)
+    prompts = [[{"role": "user", "content": q}] for q, _ in THINK_PAIRS[:3]]  # different lengths: left padding
+    torch.manual_seed(0)
+    batch = rollout.generate(model, tok, prompts, max_prompt_length=256, max_new_tokens=24, temperature=0.7,
+                             top_p=1.0, top_k=0, enable_thinking=True, stop_ids=stop, repetition_penalty=1.3)
+    assert (batch.query_mask == 0).any()
+    with torch.no_grad():
+        got, _, entropy = rollout.forward(model, batch, slice(None), 0.7, with_entropy=True, repetition_penalty=1.3)
+        P = batch.query_ids.shape[1]
+        logits = model.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                              position_ids=rollout.position_ids(batch.attention_mask)).logits[:, P - 1:-1]
+    processors = [RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7)]
+    for t in range(batch.response_ids.shape[1]):
+        scores = logits[:, t].float()
+        for proc in processors:
+            scores = proc(batch.input_ids[:, : P + t], scores)
+        want = torch.log_softmax(scores, -1).gather(-1, batch.response_ids[:, t: t + 1]).squeeze(-1)
+        live = batch.response_mask[:, t].bool()
+        torch.testing.assert_close(got[live, t], want[live], atol=1e-5, rtol=1e-5)
+    plain, _, _ = rollout.forward(model, batch, slice(None), 0.7)  # the penalty changes the distribution
+    assert (plain - got).abs().max() > 1e-3
+    assert torch.isfinite(entropy).all()

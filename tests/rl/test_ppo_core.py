@@ -139,8 +139,8 @@ def test_block_wise_logprobs_and_entropy_equal_the_plain_formula_and_its_gradien
 
     blocks_in = base.clone().requires_grad_(True)
     fn = core._by_blocks
-    got = fn(lambda x, y: core._selected_logprobs(x, y, 0.7), blocks_in, labels, chunk=7)
-    got_ent = fn(lambda x: core._entropy(x, 0.7), blocks_in, chunk=7)
+    got = fn(lambda x, y: core._selected_logprobs(x.float() / 0.7, y), blocks_in, labels, chunk=7)
+    got_ent = fn(lambda x: core._entropy(x.float() / 0.7), blocks_in, chunk=7)
     assert got.dtype == torch.float32 and got.shape == (3, 20)
     torch.testing.assert_close(got, plain.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_ent, plain_ent.detach(), atol=1e-5, rtol=1e-5)
@@ -149,7 +149,7 @@ def test_block_wise_logprobs_and_entropy_equal_the_plain_formula_and_its_gradien
     torch.testing.assert_close(blocks_in.grad.float(), plain_in.grad.to(dtype).float(), **grad_tol)
     # Both in one pass: the same values and gradient.
     both_in = base.clone().requires_grad_(True)
-    lp, ent = fn(lambda x, y: core._selected_logprobs_and_entropy(x, y, 0.7), both_in, labels, chunk=7).unbind(-1)
+    lp, ent = fn(lambda x, y: core._selected_logprobs_and_entropy(x.float() / 0.7, y), both_in, labels, chunk=7).unbind(-1)
     torch.testing.assert_close(lp, plain.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ent, plain_ent.detach(), atol=1e-5, rtol=1e-5)
     (lp.sum() + 0.3 * ent.sum()).backward()
@@ -209,3 +209,27 @@ def test_config_rejects_bad_values_with_the_field_name():
     assert (cfg.learning_rate, cfg.batch_size, cfg.mini_batch_size, cfg.target_kl, cfg.ppo_epochs) == (
         1.41e-5, 4, 1, 0.1, 4)
     assert model.mode == "lora" and cfg.w_rules == 0.6 and cfg.w_teacher == 0.4 and teacher.teacher_offline is False
+
+
+def test_repetition_penalty_by_hand():
+    # context [2], response [0, 2, 1]: position 0 has seen {2}, position 1 {0, 2}, position 2 {0, 2}.
+    seen_from = core.first_seen(torch.tensor([[2]]), torch.tensor([[0, 2, 1]]), vocab_size=4)
+    assert seen_from.tolist() == [[1, 3, 0, 4]]  # token 3 never: T + 1
+    logits = torch.tensor([[[1.0, -1.0, 2.0, 0.5]] * 3])
+    dist = core.Sampling(temperature=0.5, repetition_penalty=2.0, context_ids=torch.tensor([[2]]))
+    got = core.logprobs_from_logits(logits, torch.tensor([[0, 2, 1]]), dist)
+    # position 0: token 2 seen -> 2 / 2 = 1; position 1: also token 0 -> 0.5; then / T = 0.5.
+    rows = [[1.0, -1.0, 1.0, 0.5], [0.5, -1.0, 1.0, 0.5], [0.5, -1.0, 1.0, 0.5]]
+    want = [torch.log_softmax(torch.tensor(r) / 0.5, -1)[label].item() for r, label in zip(rows, [0, 2, 1], strict=True)]
+    torch.testing.assert_close(got[0], torch.tensor(want))
+    lp, ent = core.logprobs_and_entropy(logits, torch.tensor([[0, 2, 1]]), dist)
+    torch.testing.assert_close(lp, got)
+    p = torch.softmax(torch.tensor(rows) / 0.5, -1)
+    torch.testing.assert_close(ent[0], -(p * p.log()).sum(-1))
+    torch.testing.assert_close(core.entropy_from_logits(logits, dist, torch.tensor([[0, 2, 1]])), ent)
+    # A penalty of 1 is the plain temperature-scaled distribution; a penalty without the prompts is refused.
+    plain = core.logprobs_from_logits(logits, torch.tensor([[0, 2, 1]]), 0.5)
+    off = core.Sampling(temperature=0.5, repetition_penalty=1.0)
+    torch.testing.assert_close(core.logprobs_from_logits(logits, torch.tensor([[0, 2, 1]]), off), plain)
+    with pytest.raises(ValueError, match="context ids"):
+        core.Sampling(temperature=0.5, repetition_penalty=2.0)

@@ -96,6 +96,10 @@ class PPOConfig:
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature (log-probs use the same)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling; < 1 makes rollouts slightly off-policy"})
     top_k: int = field(default=0, metadata={"help": "0: off"})
+    repetition_penalty: float = field(default=1.0, metadata={
+        "help": "> 1 lowers the logits of tokens already in the prompt or the response (transformers' "
+                "repetition_penalty, applied before the temperature); the log-probs use the same, so rollouts stay "
+                "on-policy. 1: off"})
     enable_thinking: bool = True
     missing_eos_penalty: float = field(default=-1.0, metadata={"help": "added to the score of an answer with no EOS"})
     missing_think_penalty: float = field(default=-0.5, metadata={"help": "added when </think> is never closed"})
@@ -144,6 +148,8 @@ class PPOConfig:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of mini_batch_size {self.mini_batch_size}")
         if self.learning_rate <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("learning_rate > 0, temperature > 0 and 0 < top_p <= 1 are required")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1: off), got {self.repetition_penalty}")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ValueError("gamma and lam must be in [0, 1]")
         if self.kl_estimator not in ("k1", "k3"):
@@ -164,8 +170,8 @@ class PPOConfig:
 RUN_KEY_MODEL = ("model_name_or_path", "mode", "dtype", "lora_r", "lora_alpha", "lora_target_modules", "reference")
 RUN_KEY_CONFIG = ("prompts_file", "max_prompts", "seed", "batch_size", "samples_per_prompt", "mini_batch_size",
                   "ppo_epochs", "learning_rate", "lr_scheduler_type", "reward", "w_rules", "w_teacher",
-                  "max_prompt_length", "max_new_tokens", "temperature", "top_p", "top_k", "enable_thinking",
-                  "kl_estimator", "init_kl_coef", "adaptive_kl", "score_baseline")
+                  "max_prompt_length", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
+                  "enable_thinking", "kl_estimator", "init_kl_coef", "adaptive_kl", "score_baseline")
 
 
 def run_settings(model_args: PPOModelArguments, cfg: PPOConfig) -> dict:

@@ -16,6 +16,7 @@ implementation details of RLHF with PPO"), and each trick is named where it is u
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.utils.checkpoint
@@ -110,44 +111,106 @@ def _by_blocks(fn: Callable[..., torch.Tensor], logits: torch.Tensor, *per_posit
     return result.view(*shape, *result.shape[1:])
 
 
-def _selected_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    x = logits.float() / temperature
+def first_seen(context_ids: torch.Tensor, response_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(B, V): for each token, the first response position whose prediction already has it in the sequence — 0
+    for every token of the context (left padding included: transformers' repetition penalty sees the whole
+    `input_ids`), s + 1 for a token first sampled at response position s, T + 1 for a token never seen."""
+    B, T = response_ids.shape
+    out = torch.full((B, vocab_size), T + 1, dtype=torch.long, device=response_ids.device)
+    positions = torch.arange(1, T + 1, device=response_ids.device).expand(B, T)
+    out.scatter_reduce_(1, response_ids, positions, reduce="amin")
+    return out.scatter_(1, context_ids.to(out.device), 0)
+
+
+def penalise_repetitions(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """transformers' `RepetitionPenaltyLogitsProcessor`: the logit of a token already in the sequence is divided by
+    the penalty when positive and multiplied by it when negative (CTRL, Keskar et al. 2019)."""
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The distribution rollouts are sampled from, as transformers' `generate` builds it from the logits: the
+    repetition penalty first (on fp32 logits), then the temperature. PPO's log-probs and entropies are those of
+    this distribution, so a penalised rollout is still on-policy. `context_ids` (B, P): the left-padded prompts,
+    needed only when the penalty is on."""
+
+    temperature: float = 1.0
+    repetition_penalty: float = 1.0
+    context_ids: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.repetition_penalty != 1.0 and self.context_ids is None:
+            raise ValueError("a repetition penalty needs the context ids (the prompts)")
+
+    def scaled(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+        x = logits.float()
+        if seen is not None:
+            x = penalise_repetitions(x, seen, self.repetition_penalty)
+        return x / self.temperature
+
+    def blocks(self, fn: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """`fn(scaled_block, labels_block)` over `_by_blocks`, each block's logits through `scaled`."""
+        if self.repetition_penalty == 1.0:
+            return _by_blocks(lambda x, y: fn(self.scaled(x, None), y), logits, labels)
+        B, T = labels.shape
+        seen_from = first_seen(self.context_ids, labels, logits.shape[-1])
+        rows = torch.arange(B, device=labels.device).unsqueeze(1).expand(B, T)
+        positions = torch.arange(T, device=labels.device).unsqueeze(0).expand(B, T)
+
+        def penalised(x, y, r, t):
+            return fn(self.scaled(x, seen_from[r] <= t.unsqueeze(1)), y)
+
+        return _by_blocks(penalised, logits, labels, rows, positions)
+
+
+def _sampling(temperature: float | Sampling) -> Sampling:
+    return temperature if isinstance(temperature, Sampling) else Sampling(temperature=temperature)
+
+
+def _selected_logprobs(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return x.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(x, dim=-1)
 
 
-def _entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    x = logits.float() / temperature
+def _entropy(x: torch.Tensor) -> torch.Tensor:
     logz = torch.logsumexp(x, dim=-1, keepdim=True)
     p = torch.exp(x - logz)
     return logz.squeeze(-1) - (p * x).sum(-1)
 
 
-def _selected_logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    x = logits.float() / temperature
+def _selected_logprobs_and_entropy(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     logz = torch.logsumexp(x, dim=-1, keepdim=True)
     logprobs = x.gather(-1, labels.unsqueeze(-1)) - logz
     entropy = logz - (torch.exp(x - logz) * x).sum(-1, keepdim=True)
     return torch.cat([logprobs, entropy], dim=-1)
 
 
-def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log π(label | context) per position in fp32, of softmax(logits / temperature); logits (B, T, V), labels
-    (B, T). Selective log-softmax: the label's logit minus the log-sum-exp of its row, block by block, so no full
-    (B, T, V) log-softmax or fp32 copy is ever made."""
-    return _by_blocks(lambda x, y: _selected_logprobs(x, y, temperature), logits, labels)
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float | Sampling = 1.0
+                         ) -> torch.Tensor:
+    """log π(label | context) per position in fp32, of softmax(logits / temperature) (or of a `Sampling`'s
+    distribution); logits (B, T, V), labels (B, T). Selective log-softmax: the label's logit minus the
+    log-sum-exp of its row, block by block, so no full (B, T, V) log-softmax or fp32 copy is ever made."""
+    return _sampling(temperature).blocks(_selected_logprobs, logits, labels)
 
 
-def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def entropy_from_logits(logits: torch.Tensor, temperature: float | Sampling = 1.0,
+                        labels: torch.Tensor | None = None) -> torch.Tensor:
     """Entropy (nats, fp32) of softmax(logits / temperature) per position, block by block:
-    H = log Z − Σ p·x with x the scaled logits and Z = Σ exp x."""
-    return _by_blocks(lambda x: _entropy(x, temperature), logits)
+    H = log Z − Σ p·x with x the scaled logits and Z = Σ exp x. With a repetition penalty the labels (the
+    sampled tokens) say what each position has already seen."""
+    sampling = _sampling(temperature)
+    if labels is None:
+        if sampling.repetition_penalty != 1.0:
+            raise ValueError("the entropy under a repetition penalty needs the labels (the sampled tokens)")
+        labels = torch.zeros(logits.shape[:-1], dtype=torch.long, device=logits.device)
+    return sampling.blocks(lambda x, _y: _entropy(x), logits, labels)
 
 
-def logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
+def logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor, temperature: float | Sampling = 1.0
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """`logprobs_from_logits` and `entropy_from_logits` in one pass over the blocks (one upcast and one
     log-sum-exp per block, one gradient for the logits)."""
-    both = _by_blocks(lambda x, y: _selected_logprobs_and_entropy(x, y, temperature), logits, labels)
+    both = _sampling(temperature).blocks(_selected_logprobs_and_entropy, logits, labels)
     return both[..., 0], both[..., 1]
 
 

@@ -78,8 +78,8 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: int, max_new_tokens: int,
-             temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int]
-             ) -> RolloutBatch:
+             temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int],
+             repetition_penalty: float = 1.0) -> RolloutBatch:
     """Sample one response per chat prompt (Qwen3 template, thinking on), in one left-padded batch."""
     texts = [build_prompt(tokenizer, messages, enable_thinking) for messages in prompts]
     enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False,
@@ -87,8 +87,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: 
     device = next(model.parameters()).device
     query_ids, query_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     out = model.generate(input_ids=query_ids, attention_mask=query_mask, do_sample=True, temperature=temperature,
-                         top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-                         pad_token_id=tokenizer.pad_token_id, use_cache=True)
+                         top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                         max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, use_cache=True)
     response = out[:, query_ids.shape[1]:]
     if response.shape[1] == 0:  # every row stopped at once is impossible with max_new_tokens >= 1, but be safe
         response = torch.full((len(texts), 1), stop_ids[0], device=device)
@@ -99,18 +99,27 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: 
     return RolloutBatch(query_ids, query_mask, response, mask, has_eos, decoded)
 
 
-def forward(model, batch: RolloutBatch, rows: slice | torch.Tensor, temperature: float, with_entropy: bool = False
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def sampling(batch: RolloutBatch, rows: slice | torch.Tensor, temperature: float, repetition_penalty: float = 1.0
+             ) -> core.Sampling:
+    """The distribution `generate` sampled the responses of `rows` from (temperature, repetition penalty over
+    the prompt and the response so far)."""
+    context = batch.query_ids[rows] if repetition_penalty != 1.0 else None
+    return core.Sampling(temperature, repetition_penalty, context)
+
+
+def forward(model, batch: RolloutBatch, rows: slice | torch.Tensor, temperature: float, with_entropy: bool = False,
+            repetition_penalty: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(log-probs, values, entropy or None) of the response tokens of `rows`, each (n, T).
 
-    The logits are divided by the sampling temperature, so the log-probs are those of the distribution that
-    sampled the tokens."""
+    The logits go through the sampling temperature and repetition penalty, so the log-probs are those of the
+    distribution that sampled the tokens."""
     input_ids, attention_mask = batch.input_ids[rows], batch.attention_mask[rows]
     P = batch.query_ids.shape[1]
     logits, values = model(input_ids, attention_mask, position_ids(attention_mask), logits_from=P - 1)
     logits = logits[:, :-1]  # position P-1+t predicts response token t
+    dist = sampling(batch, rows, temperature, repetition_penalty)
     if with_entropy:
-        logprobs, entropy = core.logprobs_and_entropy(logits, batch.response_ids[rows], temperature)
+        logprobs, entropy = core.logprobs_and_entropy(logits, batch.response_ids[rows], dist)
     else:
-        logprobs, entropy = core.logprobs_from_logits(logits, batch.response_ids[rows], temperature), None
+        logprobs, entropy = core.logprobs_from_logits(logits, batch.response_ids[rows], dist), None
     return logprobs, values[:, :-1].float(), entropy

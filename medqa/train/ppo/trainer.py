@@ -226,7 +226,7 @@ class PPOTrainer:
             batch = rollout.generate(
                 unwrapped, self.tokenizer, [r["prompt"] for r in rows], max_prompt_length=cfg.max_prompt_length,
                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                enable_thinking=cfg.enable_thinking, stop_ids=self.stop_ids)
+                enable_thinking=cfg.enable_thinking, stop_ids=self.stop_ids, repetition_penalty=cfg.repetition_penalty)
 
         # 2. teacher in flight while the policy, value and reference forwards run
         handle = self.scorer.submit(questions, batch.texts)
@@ -294,12 +294,16 @@ class PPOTrainer:
         self._samples = (questions, batch.texts, scored.parts)
         return metrics
 
+    def _forward(self, batch: rollout.RolloutBatch, rows, with_entropy: bool = False):
+        return rollout.forward(self.model, batch, rows, self.cfg.temperature, with_entropy=with_entropy,
+                               repetition_penalty=self.cfg.repetition_penalty)
+
     def _no_grad_forwards(self, batch: rollout.RolloutBatch):
         """Old log-probs + values (policy) and reference log-probs, in chunks of forward_batch_size on every rank."""
         lp, vals, ref = [], [], []
         for start in range(0, len(batch), self.cfg.forward_batch_size):
             rows = slice(start, start + self.cfg.forward_batch_size)
-            logprobs, values, _ = rollout.forward(self.model, batch, rows, self.cfg.temperature)
+            logprobs, values, _ = self._forward(batch, rows)
             lp.append(logprobs)
             vals.append(values)
             ref.append(self._reference_logprobs(batch, rows))
@@ -311,18 +315,19 @@ class PPOTrainer:
         if self.reference is None and REFERENCE_ADAPTER in getattr(policy, "peft_config", {}):
             policy.set_adapter(REFERENCE_ADAPTER)  # the SFT policy (frozen); never concurrent with a policy pass
             try:
-                return rollout.forward(self.model, batch, rows, self.cfg.temperature)[0]
+                return self._forward(batch, rows)[0]
             finally:
                 policy.set_adapter("default")  # also restores requires_grad: default trainable, reference frozen
         if self.reference is None:  # LoRA: the base weights are the reference (never concurrent with the policy)
             with policy.disable_adapter():
-                return rollout.forward(self.model, batch, rows, self.cfg.temperature)[0]
+                return self._forward(batch, rows)[0]
         input_ids, attention_mask = batch.input_ids[rows], batch.attention_mask[rows]
         P = batch.query_ids.shape[1]
         logits = self.reference(input_ids=input_ids, attention_mask=attention_mask,
                                 position_ids=rollout.position_ids(attention_mask), use_cache=False,
                                 logits_to_keep=input_ids.shape[1] - P + 1).logits
-        return core.logprobs_from_logits(logits[:, :-1], batch.response_ids[rows], self.cfg.temperature)
+        return core.logprobs_from_logits(logits[:, :-1], batch.response_ids[rows],
+                                         rollout.sampling(batch, rows, self.cfg.temperature, self.cfg.repetition_penalty))
 
     def _update(self, batch, old_logprobs, old_values, advantages, returns, mask) -> dict[str, float]:
         cfg, acc = self.cfg, self.accelerator
@@ -333,7 +338,7 @@ class PPOTrainer:
         for _epoch in range(cfg.ppo_epochs):
             epoch_kl = []
             for mb in torch.randperm(len(batch), generator=gen).split(cfg.mini_batch_size):
-                logprobs, values, entropy = rollout.forward(self.model, batch, mb, cfg.temperature, with_entropy=True)
+                logprobs, values, entropy = self._forward(batch, mb, with_entropy=True)
                 m = mask[mb]
                 pg_loss, pg_stats = core.policy_loss(logprobs, old_logprobs[mb], advantages[mb], m, cfg.cliprange)
                 vf_loss, vf_stats = core.value_loss(values, old_values[mb], returns[mb], m, cfg.cliprange_value)
