@@ -109,12 +109,15 @@ def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
     summary = _summary(demo_out[0])
     d = summary["rl_minus_sft_reward_red_team_sampled"]
     assert d["k"] >= 4 and d["n"] == summary["n_items"]["red_team"]
-    assert d["decoding"] == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0,
-                             "max_new_tokens": summary["decoding"]["max_new_tokens"], "enable_thinking": True,
-                             "repetition_penalty": 1.0}
+    from medqa.eval.decoding import decoding_from
+
+    recipe = decoding_from(ROOT / "recipes/ppo/demo/lora.yaml")  # the demo passes its token budget to PPO
+    assert d["decoding"] == {**recipe, "max_new_tokens": summary["decoding"]["max_new_tokens"]}
     assert d["ci95"][0] <= d["delta"] <= d["ci95"][1], d
     sft = json.loads((demo_out[0] / "eval-sampled" / "sft" / "red_team" / "metrics.json").read_text())
-    assert sft["num_samples"] == d["k"] and sft["decoding"]["temperature"] == 0.7
+    assert sft["num_samples"] == d["k"]
+    assert (sft["decoding"]["temperature"], sft["decoding"].get("repetition_penalty", 1.0)) == \
+        (recipe["temperature"], recipe["repetition_penalty"])
     assert sft["reward"] == pytest.approx(d["sft_mean"], abs=1e-3)
     # Per reward term, under both decodings: the rules' total and the teacher, SFT vs RL, paired.
     for view in ("sampled", "greedy"):
