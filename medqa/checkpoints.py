@@ -48,6 +48,17 @@ RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_
                "reward_kl.png", "rollout_decoding.json")
 
 
+@dataclass
+class RunFolderArguments:
+    """The run-folder options of every training stage (SFT, GRPO, PPO), a base of each stage's config dataclass."""
+
+    auto_resume: bool = field(default=True, metadata={
+        "help": "resume from the newest complete checkpoint of this run in output_dir, if any (false: move an "
+                "earlier run aside)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "output_dir holds files this stage did not write: move them aside and start fresh"})
+
+
 class ResumeError(ValueError):
     """A checkpoint that this run must not resume (one line: what differs and what to do)."""
 

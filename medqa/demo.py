@@ -33,7 +33,7 @@ from medqa.io import MANIFEST, atomic_write, check_output_dir, manifest_files, r
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")
-SAMPLED_MODELS = ("sft", "rl")  # evaluated under PPO's rollout decoding too
+SAMPLED_MODELS = ("base", "sft", "rl")  # evaluated under PPO's rollout decoding too
 
 
 @dataclass
@@ -84,6 +84,10 @@ class DemoConfig:
     def model_dir(self, name: str) -> Path:
         return {"base": self.base, "sft": self.sft_dir, "rl": self.rl_dir}[name]
 
+    @property
+    def sampled_models(self) -> tuple[str, ...]:
+        return SAMPLED_MODELS
+
     def sampled_dir(self, name: str) -> Path:
         """Where model `name`'s red-team answers under PPO's rollout decoding go."""
         return self.out / "eval-sampled" / name
@@ -125,6 +129,9 @@ def fresh_stage_dir(path: Path) -> None:
     foreign = sorted({p.name for p in path.iterdir()} - listed - {MANIFEST}) if path.is_dir() else []
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        if not listed and (path / MANIFEST).is_file():
+            raise RuntimeError(f"{path}: written by an earlier medqa demo that did not record its files ({shown}), so "
+                               "they cannot be told from yours; move the folder away (or choose another --out)")
         raise RuntimeError(f"{path}: holds files the demo did not write ({shown}); choose another --out or move "
                            "them away")
     for name in listed:

@@ -269,8 +269,8 @@ def write_demo_report(cfg) -> dict:
     ppo = ppo_curves(cfg.rl_dir)
     vocab = json.loads((cfg.base / "config.json").read_text(encoding="utf-8"))["vocab_size"]
     delta = reward_delta(runs, seed=cfg.seed)
-    sampled = {name: load_run(cfg.sampled_dir(name)) for name in ("sft", "rl")}
-    sampled_preds = {name: scored_predictions(cfg.sampled_dir(name) / "red_team") for name in sampled}
+    sampled = {name: load_run(cfg.sampled_dir(name)) for name in cfg.sampled_models}
+    sampled_preds = {name: scored_predictions(cfg.sampled_dir(name) / "red_team") for name in ("sft", "rl")}
     rollout_decoding = decoding_from(cfg.rl_dir)
     k = max(sampled[n]["red_team"]["metrics"].get("num_samples", 1) for n in sampled)
     delta_sampled = {**reward_delta(sampled, seed=cfg.seed), "k": k, "decoding": rollout_decoding}
@@ -315,12 +315,18 @@ def write_demo_report(cfg) -> dict:
     table, samples = metrics_table(runs), sample_rows(runs, preds)
     term_rows = terms_table(terms["sampled"], terms["greedy"])
     dec = rollout_decoding
-    dec_text = (f"temperature {dec['temperature']}, top-p {dec['top_p']}, top-k {dec['top_k'] or 'off'}, "
+    dec_text = (f"temperature {dec['temperature']}, repetition penalty {dec.get('repetition_penalty', 1.0)}, "
+                f"top-p {dec['top_p']}, top-k {dec['top_k'] or 'off'}, "
                 f"{dec['max_new_tokens']} new tokens, thinking {'on' if dec['enable_thinking'] else 'off'}")
     rs = summary["red_team_sampled"]
 
     def rate(d, key):
         return "–" if not d or d.get(key) is None else f"{d[key]:.2f}"
+    safety_rows = [["model", "emergency coverage, PPO's decoding", "risky prescriptions, PPO's decoding",
+                    "emergency coverage, greedy", "risky prescriptions, greedy"]]
+    safety_rows += [[n, rate(rs.get(n), "emergency_coverage"), rate(rs.get(n), "risky_prescription_rate"),
+                     rate(summary["red_team"][n], "emergency_coverage"),
+                     rate(summary["red_team"][n], "risky_prescription_rate")] for n in ("base", "sft", "rl")]
     times = [["stage", "seconds"]] + [[k, "skipped" if v.get("skipped") else str(v.get("seconds"))]
                                       for k, v in cfg.stages.items()]
     lines = [
@@ -353,6 +359,8 @@ def write_demo_report(cfg) -> dict:
         f"{rate(rs['sft'], 'eos_rate')}, RL {rate(rs['rl'], 'eos_rate')}.",
         "", "## Which reward terms RL moved (red team, per-item means, paired 95 % intervals)", "",
         _md_table(term_rows), "",
+        "## Safety rates on the red team, both decodings", "",
+        _md_table(safety_rows), "",
         "## Metrics, greedy + repetition penalty (95 % intervals)", "", _md_table(table), "",
         "Pairwise reports with per-item changes: [base vs SFT](base-vs-sft/report.html), "
         "[SFT vs RL](sft-vs-rl/report.html), [SFT vs RL under PPO's decoding](sft-vs-rl-sampled/report.html).", "",
@@ -370,6 +378,7 @@ def write_demo_report(cfg) -> dict:
         *[f"<p>{html.escape(line.lstrip('- '))}</p>" for line in lines[2:10] if line],
         "<h2>Which reward terms RL moved (red team, per-item means, paired 95 % intervals)</h2>",
         _html_table(term_rows),
+        "<h2>Safety rates on the red team, both decodings</h2>", _html_table(safety_rows),
         "<h2>Metrics, greedy + repetition penalty (95 % intervals)</h2>", _html_table(table),
         "<p>Pairwise reports: <a href='base-vs-sft/report.html'>base vs SFT</a>, "
         "<a href='sft-vs-rl/report.html'>SFT vs RL</a>, <a href='sft-vs-rl-sampled/report.html'>SFT vs RL under "

@@ -43,6 +43,7 @@ from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
+from medqa.checkpoints import RunFolderArguments
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
@@ -101,7 +102,7 @@ class GRPOModelArguments(ModelArguments):
 
 
 @dataclass
-class MedqaGRPOConfig(GRPOConfig):
+class MedqaGRPOConfig(GRPOConfig, RunFolderArguments):
     """TRL's GRPOConfig with this project's defaults; precision follows the hardware unless set explicitly."""
 
     learning_rate: float = 1e-5
@@ -118,13 +119,6 @@ class MedqaGRPOConfig(GRPOConfig):
     save_steps: float = 50
     save_total_limit: int | None = 2
     seed: int = 42
-    auto_resume: bool = field(
-        default=True, metadata={"help": "resume from the newest complete checkpoint of this run in output_dir, if "
-                                        "any (false: move an earlier run aside)"}
-    )
-    overwrite: bool = field(
-        default=False, metadata={"help": "output_dir holds files medqa grpo did not write: move them aside and start fresh"}
-    )
 
     def __post_init__(self):
         apply_hardware_precision(self)

@@ -21,6 +21,7 @@ from typing import Any
 
 from trl import ScriptArguments, SFTConfig
 
+from medqa.checkpoints import RunFolderArguments
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
@@ -65,7 +66,7 @@ SFTModelArguments = ModelArguments
 
 
 @dataclass
-class MedqaSFTConfig(SFTConfig):
+class MedqaSFTConfig(SFTConfig, RunFolderArguments):
     """TRL's SFTConfig with this project's defaults; precision follows the hardware unless set explicitly."""
 
     assistant_only_loss: bool = True
@@ -83,13 +84,6 @@ class MedqaSFTConfig(SFTConfig):
     load_best_model_at_end: bool = True
     metric_for_best_model: str | None = "eval_loss"
     seed: int = 42
-    auto_resume: bool = field(
-        default=True, metadata={"help": "resume from the newest complete checkpoint of this run in output_dir, if "
-                                        "any (false: move an earlier run aside)"}
-    )
-    overwrite: bool = field(
-        default=False, metadata={"help": "output_dir holds files medqa sft did not write: move them aside and start fresh"}
-    )
 
     def __post_init__(self):
         apply_hardware_precision(self)

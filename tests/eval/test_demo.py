@@ -53,8 +53,8 @@ def test_demo_writes_summary_and_report(demo_out):
                 "rl_minus_sft_reward_red_team_sampled", "rl_minus_sft_reward_terms_red_team", "red_team_sampled",
                 "rollouts"):
         assert key in summary, key
-    assert {"data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl",
-            "report"} <= set(summary["stage_seconds"])
+    assert {"data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-base", "sampled-sft",
+            "sampled-rl", "report"} <= set(summary["stage_seconds"])
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
     for png in ("plots/metrics3.png", "plots/sft_loss.png", "plots/ppo.png"):
         assert png in html and (out / "report" / png).is_file()
@@ -130,6 +130,8 @@ def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
     report = (demo_out[0] / "report" / "report.md").read_text(encoding="utf-8")
     assert "under PPO's own decoding" in report and "Which reward terms RL moved" in report
     assert 0 <= summary["red_team_sampled"]["sft"]["closed_think_rate"] <= 1
+    assert set(summary["red_team_sampled"]) == {"base", "sft", "rl"}  # safety rates of all three, both decodings
+    assert "Safety rates on the red team, both decodings" in report
     measure("demo/sft_think_coverage_red_team_sampled", summary["red_team_sampled"]["sft"]["think_coverage"],
             at_least=0.7, gate=False)
     measure("demo/rl_minus_sft_reward_red_team_sampled", d["delta"], at_least=0.0, gate=False)
@@ -143,7 +145,8 @@ def test_rerun_skips_finished_stages(demo_out):
     proc = subprocess.run(["make", "--no-print-directory", "demo", *DEMO_VARS], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl"):
+    for stage in ("tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-base", "sampled-sft",
+                  "sampled-rl"):
         assert f"{stage}: done before" in proc.stdout, stage
 
 
@@ -183,6 +186,13 @@ def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
     with pytest.raises(RuntimeError, match="did not write"):
         fresh_stage_dir(mine)
     assert (mine / "notes.txt").read_text() == "keep me"
+    legacy = tmp_path / "legacy" / "sft"  # an earlier demo's folder, whose manifest lists nothing
+    legacy.mkdir(parents=True)
+    (legacy / ".medqa-output.json").write_text('{"written_by": "medqa demo"}')
+    (legacy / "config.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="did not record its files"):
+        fresh_stage_dir(legacy)
+    assert (legacy / "config.json").is_file()
 
 
 def test_the_seeds_table_spans_every_summary_number_and_counts_targets(tmp_path):
@@ -239,7 +249,8 @@ def test_stage_keys_follow_what_produced_each_stage(tmp_path):
         new = stage_keys(DemoConfig(out=tmp_path / "demo", data=tmp_path, **recipes, **kw))
         return {k for k, v in new.items() if v != keys[k]}
 
-    assert changed(sft_args="--num_train_epochs 2") == {"sft", "ppo", "eval-sft", "eval-rl", "sampled-sft", "sampled-rl"}
-    assert changed(ppo_args="--temperature 0.9") == {"ppo", "eval-rl", "sampled-sft", "sampled-rl"}
-    assert changed(samples=2) == {"sampled-sft", "sampled-rl"}
+    assert changed(sft_args="--num_train_epochs 2") == {"sft", "ppo", "eval-sft", "eval-rl", "sampled-base",
+                                                        "sampled-sft", "sampled-rl"}  # the base samples as PPO did
+    assert changed(ppo_args="--temperature 0.9") == {"ppo", "eval-rl", "sampled-base", "sampled-sft", "sampled-rl"}
+    assert changed(samples=2) == {"sampled-base", "sampled-sft", "sampled-rl"}
     assert changed(seed=1) == set(keys)

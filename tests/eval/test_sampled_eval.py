@@ -115,15 +115,16 @@ def test_decoding_from_a_run_or_its_recipe(tmp_path, tiny_think_model_dir, capsy
     from medqa.generation import write_rollout_decoding
 
     recipe = decoding_from(ROOT / "recipes" / "ppo" / "demo" / "lora.yaml")
-    assert recipe == {"trainer": "ppo", "temperature": 0.7, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
-                      "enable_thinking": True, "repetition_penalty": 1.0}
+    assert recipe == {"trainer": "ppo", "temperature": 0.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
+                      "enable_thinking": True, "repetition_penalty": 1.3}
     grpo = decoding_from(ROOT / "recipes" / "grpo" / "cpu" / "lora.yaml")
     assert grpo["trainer"] == "grpo" and grpo["max_new_tokens"] == 48
     # A run folder: what the trainer wrote at its start (here a PPO run with a 12-token budget) round-trips.
     run = tmp_path / "ppo"
     written = write_rollout_decoding(run, "ppo", {"temperature": 1.3, "top_p": 0.9, "top_k": 5,
-                                                  "max_new_tokens": 12, "enable_thinking": True})
-    assert decoding_from(run) == written
+                                                  "max_new_tokens": 12, "enable_thinking": True,
+                                                  "repetition_penalty": 1.2})
+    assert decoding_from(run) == written and written["repetition_penalty"] == 1.2
     with pytest.raises(FileNotFoundError, match="rollout_decoding.json"):
         decoding_from(tmp_path)
 
@@ -135,7 +136,7 @@ def test_decoding_from_a_run_or_its_recipe(tmp_path, tiny_think_model_dir, capsy
     m = json.loads((out / "red_team" / "metrics.json").read_text(encoding="utf-8"))
     assert m["num_samples"] == 2 and m["n_items"] == 4
     assert m["decoding"] == {"think": True, "max_new_tokens": 12, "sample": True, "seed": 42, "temperature": 1.3,
-                             "top_p": 0.9, "top_k": 5}
+                             "top_p": 0.9, "top_k": 5, "repetition_penalty": 1.2}
     assert max(r["gen_tokens"] for r in read_jsonl(out / "red_team" / "predictions.jsonl")) <= 12
     assert main(args + ["--out", str(tmp_path / "x"), "--temperature", "0.5"]) == 2
     assert "drop --temperature" in capsys.readouterr().err

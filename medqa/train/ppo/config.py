@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medqa.checkpoints import RunFolderArguments
 from medqa.modeling import ModelArguments
 from medqa.teacher.setup import TeacherArgs
 
@@ -52,7 +53,7 @@ class PPOModelArguments(ModelArguments):
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(RunFolderArguments):
     """The algorithm, the rollouts, the reward and the run."""
 
     output_dir: str = field(default="outputs/ppo-lora")
@@ -117,10 +118,6 @@ class PPOConfig:
     save_steps: int = field(default=50, metadata={
         "help": "checkpoint every N steps (and at the end); 0: no checkpoints (benchmarks), the final model only"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
-    auto_resume: bool = field(default=True, metadata={
-        "help": "resume from the newest complete checkpoint of this run (false: move an earlier run aside)"})
-    overwrite: bool = field(default=False, metadata={
-        "help": "output_dir holds files medqa ppo did not write: move them aside and start fresh"})
     sample_steps: int = field(default=10, metadata={"help": "write sample rollouts every N steps"})
     num_samples: int = 4
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | none"})
