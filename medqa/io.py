@@ -397,3 +397,38 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict], *, fsync: bool =
         fh.flush()
         if fsync:
             os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------- what a model folder holds
+
+FINGERPRINT_FULL_BYTES = 512 * 2**20  # files up to this size are hashed whole
+FINGERPRINT_EDGE_BYTES = 8 * 2**20  # of a larger file: its size, mtime and first and last 8 MiB
+FINGERPRINT_SKIPPED = {MANIFEST, "README.md", "metrics.jsonl", "samples.jsonl"}  # logs, not the model
+
+
+def content_fingerprint(path: str | os.PathLike) -> str | None:
+    """A hash of what a model or adapter folder (or file) holds: the names and contents of its top-level files
+    (weights, config, tokenizer, chat template; not its logs or checkpoint subfolders). A model retrained into the
+    same folder gets a new fingerprint, so outputs keyed by it are not reused for it. None when `path` is not on
+    disk (a hub id: its name is its identity). Files over 512 MiB are hashed by size, mtime and their first and last
+    8 MiB, so a multi-GB checkpoint costs milliseconds."""
+    import hashlib
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.is_file() and f.name not in FINGERPRINT_SKIPPED)
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}\0{st.st_size}\0".encode())
+        with open(f, "rb") as fh:
+            if st.st_size <= FINGERPRINT_FULL_BYTES:
+                for block in iter(lambda: fh.read(2**20), b""):
+                    h.update(block)
+            else:
+                h.update(f"{st.st_mtime_ns}\0".encode())
+                h.update(fh.read(FINGERPRINT_EDGE_BYTES))
+                fh.seek(st.st_size - FINGERPRINT_EDGE_BYTES)
+                h.update(fh.read(FINGERPRINT_EDGE_BYTES))
+    return h.hexdigest()[:20]

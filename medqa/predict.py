@@ -155,10 +155,15 @@ def item_key(item: Item, identity: dict, sample: int = 0) -> str:
 
 
 def model_identity(model: str, adapter: str | None, settings: dict) -> dict:
+    """The model (and adapter) by place *and* content (`content_fingerprint`), and the generation settings: a model
+    retrained into the same folder does not reuse the answers of the one before."""
+    from medqa.io import content_fingerprint
+
     def where(p: str | None) -> str | None:
         return str(Path(p).resolve()) if p and Path(p).exists() else p
 
-    return {"model": where(model), "adapter": where(adapter), **settings}
+    return {"model": where(model), "adapter": where(adapter), **settings,
+            "weights": [content_fingerprint(model), content_fingerprint(adapter) if adapter else None]}
 
 
 def output_row(item: Item, text: str, gen_tokens: int, latency_ms: float, sample: int | None = None,

@@ -47,6 +47,33 @@ def test_predict_resume_follows_content_not_line_numbers(tmp_path, tiny_think_mo
     assert "--output is the --input" in capsys.readouterr().err
 
 
+def test_a_model_retrained_into_the_same_folder_does_not_reuse_answers(tmp_path, tiny_model_dir, capsys):
+    """The resume key holds the model's content, not only its path: the answers of the model that was in a folder
+    are not reused for the one trained into it since."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medqa.io import content_fingerprint
+    from medqa.predict import main
+
+    model = tmp_path / "sft"
+    shutil.copytree(tiny_model_dir, model)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _rows(inp, [q for q, _ in THINK_PAIRS[:2]])
+    args = ["--model", str(model), "--input", str(inp), "--output", str(out), "--max-new-tokens", "8",
+            "--device", "cpu", "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0 and "0 generated, 2 already done" in capsys.readouterr().out
+    before = content_fingerprint(model)
+    m = AutoModelForCausalLM.from_pretrained(model)
+    with torch.no_grad():
+        m.get_input_embeddings().weight.add_(0.5)  # "retrained": other weights, same folder, same config
+    m.save_pretrained(model)
+    assert content_fingerprint(model) != before
+    assert main(args) == 0 and "2 generated, 0 already done" in capsys.readouterr().out
+
+
 def test_teacher_score_output_equal_to_input_is_refused(tmp_path, capsys):
     from medqa.teacher.cli import main
 
