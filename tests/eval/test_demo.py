@@ -78,9 +78,11 @@ def test_sft_teaches_the_think_format(demo_out, measure):
     summary = _summary(demo_out[0])
     assert summary["decoding"] == {"greedy": True, "repetition_penalty": 1.3, "max_new_tokens": 256}
     ln_vocab = math.log(summary["vocab_size"])
-    # The SFT learns: its eval loss falls, and ends below a uniform guess over the vocabulary.
+    # The SFT learns: the eval loss of the checkpoint it keeps is below the loss before training (0.34 … 0.39 on
+    # seeds 1-3, 10 epochs); the last epoch's may have risen again (overfitting: 0.18 … 0.36), reported.
+    measure("demo/eval_loss_first_minus_kept", summary["eval_loss_first"] - summary["eval_loss_kept"], at_least=0.15)
     measure("demo/eval_loss_first_minus_last", summary["eval_loss_first"] - summary["eval_loss_last"],
-            at_least=0.15)  # 0.28 … 0.39
+            at_least=0.15, gate=False)
     measure("demo/ln_vocab_minus_eval_loss_first", ln_vocab - summary["eval_loss_first"], at_least=0.5)  # 1.78 … 1.96
     # The pretrained base never saw the think tags (0.00 on every seed); SFT is what teaches them, on every seed to
     # some items (0.08 … 0.65, so only "at least one item of 51" holds with a margin).
