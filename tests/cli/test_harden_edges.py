@@ -275,7 +275,7 @@ def test_a_stage_folder_keeps_files_its_manifest_does_not_list(tmp_path):
     old.mkdir(parents=True)
     (old / MANIFEST).write_text(json.dumps({"written_by": "medqa demo"}))
     (old / "model.safetensors").write_text("weights")
-    with pytest.raises(RuntimeError, match="did not write"):
+    with pytest.raises(RuntimeError, match="did not record its files"):
         fresh_stage_dir(old)
     assert (old / "model.safetensors").is_file()
 
