@@ -159,7 +159,13 @@ class Sampling:
         positions = torch.arange(T, device=labels.device).unsqueeze(0).expand(B, T)
 
         def penalised(x, y, r, t):
-            return fn(self.scaled(x, seen_from[r] <= t.unsqueeze(1)), y)
+            # One bool (positions, V) mask per block, built row by row (a block spans one or two rows), so no
+            # (positions, V) integer gather is ever made.
+            seen = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+            for b in r.unique().tolist():
+                at = r == b
+                seen[at] = seen_from[b].unsqueeze(0) <= t[at].unsqueeze(1)
+            return fn(self.scaled(x, seen), y)
 
         return _by_blocks(penalised, logits, labels, rows, positions)
 
