@@ -83,6 +83,7 @@ def test_chat_streams_think_and_answer_with_disclaimer_and_banner(app_url):
             banner = page.locator("#medqa-emergency")
             chat = page.locator("#medqa-chat")
             box = page.locator("#medqa-question textarea")
+            chat.wait_for(state="attached", timeout=60_000)  # the page renders in parts: observe it once it is there
 
             # Record every distinct text the chat shows while the answer streams in.
             page.evaluate("""() => {
