@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -100,11 +101,57 @@ def real_teacher() -> bool:
 # ---------------------------------------------------------------- stages
 
 
+class StopRequested(Exception):
+    """The demo was sent SIGTERM: the running stage's processes are stopped and its folder listed on the way out."""
+
+
+def install_sigterm_stop() -> None:
+    """Turn SIGTERM (`kill`, `timeout`, a scheduler) into `StopRequested`, so the stage cleanup runs as for Ctrl-C."""
+    def stop(signum, frame):
+        raise StopRequested(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+STOP_GRACE_S = 30.0  # a stage's processes get this long to end after SIGTERM, then SIGKILL
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """End a stage command and everything it started (its process group): SIGTERM, then SIGKILL after `grace_s`.
+    Training ranks run in sessions of their own and end when their launcher does (`preemption.exit_with_launcher`)."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the stage command itself
+            if not _group_alive(proc.pid):
+                return
+            time.sleep(0.1)
+
+
 def _run(cmd: list[str]) -> None:
+    """Run one stage command in a process group of its own, so that stopping the demo (Ctrl-C, SIGTERM) stops the
+    command and what it started before the stage folder is listed, instead of leaving them writing there."""
     print(f"   $ {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd)
-    if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}")
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        returncode = proc.wait()
+    except BaseException:
+        _stop_group(proc)
+        raise
+    if returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited with {returncode}")
 
 
 def _make(*args: str) -> list[str]:
@@ -447,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                                    f"{SEEDS_BASES}), then {SEEDS_ROOT}/{SEEDS_TABLE}.md with min/median/max of every "
                                    "summary number (--out, --base and --seed do not apply)")
     args = p.parse_args(argv)
+    install_sigterm_stop()
     try:
         if args.seeds:
             run_demo_seeds(_seed_list(args.seeds), limit=args.limit, max_new_tokens=args.max_new_tokens,
@@ -462,4 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"medqa demo: {e}", file=sys.stderr)
         return 1
+    except StopRequested as e:
+        print(f"medqa demo: {e}; the running stage's files are listed, so the next run starts that stage afresh",
+              file=sys.stderr)
+        return 143
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -278,6 +280,52 @@ def test_a_stage_folder_keeps_files_its_manifest_does_not_list(tmp_path):
     with pytest.raises(RuntimeError, match="did not record its files"):
         fresh_stage_dir(old)
     assert (old / "model.safetensors").is_file()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie not yet reaped by whoever inherited it has ended too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_demo_stopped_by_sigterm_stops_its_stage_commands_and_lists_their_files(tmp_path):
+    """SIGTERM to the demo (not to its children) ends the stage command and what it started (here a child of `sh`,
+    as `accelerate launch` is of make), then lists the stage's files, so the next run can start the stage afresh."""
+    from medqa.demo import fresh_stage_dir
+    from medqa.io import MANIFEST
+
+    stage, pid_file = tmp_path / "demo" / "ppo", tmp_path / "worker.pid"
+    worker = ("import os, pathlib, sys, time; pathlib.Path(sys.argv[1], 'checkpoint-3').mkdir(); "
+              "pathlib.Path(sys.argv[2]).write_text(str(os.getpid())); time.sleep(300)")
+    script = f"""
+import sys
+from pathlib import Path
+from medqa import demo
+demo.install_sigterm_stop()
+try:
+    with demo.demo_stage(Path({str(stage)!r})):
+        demo._run(["sh", "-c", 'python -c "$0" "$@"; echo never reached', {worker!r}, {str(stage)!r}, {str(pid_file)!r}])
+except demo.StopRequested:
+    sys.exit(143)
+"""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage command did not start"
+        time.sleep(0.1)
+    worker_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert _gone(worker_pid)  # the grandchild is gone too, not left writing into the stage folder
+    assert json.loads((stage / MANIFEST).read_text())["entries"] == ["checkpoint-3"]
+    fresh_stage_dir(stage)  # the next run may empty it: everything there is listed as the demo's
+    assert sorted(p.name for p in stage.iterdir()) == [MANIFEST]
 
 
 # ---------------------------------------------------------------- serve's history cap
