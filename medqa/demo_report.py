@@ -120,16 +120,9 @@ def rollout_rates(ppo: list[dict]) -> dict[str, Any]:
 
 
 def sft_curves(sft_dir: Path) -> dict[str, Any]:
-    """SFT's train and eval losses, and the eval loss of the checkpoint it kept (`kept`: the evaluation at the
-    best checkpoint's step, from the think-coverage evaluations that ran beside each eval loss; None when they do
-    not line up or no checkpoint was chosen)."""
+    """SFT's train and eval losses, and the eval loss of the checkpoint it kept (None when it kept none)."""
     s = json.loads((sft_dir / "sft_summary.json").read_text(encoding="utf-8"))
-    evals, steps = s.get("eval_losses") or [], [e.get("step") for e in s.get("eval_think_coverage") or []]
-    best = str(s.get("best_checkpoint") or "").rsplit("checkpoint-", 1)
-    kept = None
-    if len(best) == 2 and best[1].isdigit() and len(steps) == len(evals) and int(best[1]) in steps:
-        kept = evals[steps.index(int(best[1]))]
-    return {"train": s.get("train_losses") or [], "eval": evals, "kept": kept}
+    return {"train": s.get("train_losses") or [], "eval": s.get("eval_losses") or [], "kept": s.get("eval_loss_kept")}
 
 
 def ppo_curves(rl_dir: Path) -> list[dict]:

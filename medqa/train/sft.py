@@ -21,7 +21,7 @@ from typing import Any
 
 from trl import ScriptArguments, SFTConfig
 
-from medqa.checkpoints import RunFolderArguments
+from medqa.checkpoints import RunFolderArguments, checkpoint_step
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
@@ -326,7 +326,9 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
     wall = time.perf_counter() - started
 
     train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    best = trainer.state.best_model_checkpoint
+    kept_step = checkpoint_step(best) if best else None
     summary = {
         "mode": model_args.mode,
         "model": model_args.model_name_or_path,
@@ -336,8 +338,11 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
         "train_loss_first": train_losses[0] if train_losses else None,
         "train_loss_last": train_losses[-1] if train_losses else None,
         "train_losses": train_losses,
-        "eval_losses": eval_losses,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "eval_losses": [h["eval_loss"] for h in evals],
+        "eval_loss_steps": [h["step"] for h in evals],
+        "best_checkpoint": best,
+        # the eval loss of the checkpoint load_best_model_at_end kept (None when it kept none)
+        "eval_loss_kept": next((h["eval_loss"] for h in evals if h["step"] == kept_step), None),
         "best_metric": {"name": training_args.metric_for_best_model, "value": trainer.state.best_metric}
         if training_args.load_best_model_at_end else None,
         "eval_think_coverage": trainer.think_coverage.history if trainer.think_coverage is not None else None,

@@ -208,6 +208,7 @@ def test_training_loss_falls(runs, mode, measure):
     weights = "adapter_model.safetensors" if mode != "full" else "model.safetensors"
     assert (out / weights).is_file() and newest_checkpoint(out, HF_STATE) is not None
     assert summary["best_checkpoint"] is not None and summary["eval_losses"]
+    assert summary["eval_loss_kept"] == min(summary["eval_losses"])  # metric_for_best_model eval_loss
 
 
 def _generate(model, tok, messages, n=12) -> str:
@@ -366,6 +367,9 @@ def test_the_checkpoint_kept_is_the_one_with_the_best_dev_think_coverage(tiny_mo
     assert [h["step"] for h in summary["eval_think_coverage"]] == [2, 4, 6]
     assert summary["best_metric"] == {"name": "think_coverage", "value": 0.9}
     assert Path(summary["best_checkpoint"]).name == "checkpoint-4"
+    # the eval loss reported for the kept model is checkpoint-4's, not the lowest or the last
+    assert summary["eval_loss_steps"] == [2, 4, 6]
+    assert summary["eval_loss_kept"] == summary["eval_losses"][1]
     final, best = load_file(out / "model.safetensors"), load_file(out / "checkpoint-4" / "model.safetensors")
     assert all(torch.equal(final[k], best[k]) for k in best)
     last = load_file(out / "checkpoint-6" / "model.safetensors")
