@@ -120,7 +120,7 @@ def rollout_rates(ppo: list[dict]) -> dict[str, Any]:
 
 
 def sft_curves(sft_dir: Path) -> dict[str, Any]:
-    """SFT's train and eval losses, and the eval loss of the checkpoint it kept (None when it kept none)."""
+    """SFT's train and eval losses, and the eval loss of the model it saved (None when that step was not evaluated)."""
     s = json.loads((sft_dir / "sft_summary.json").read_text(encoding="utf-8"))
     return {"train": s.get("train_losses") or [], "eval": s.get("eval_losses") or [], "kept": s.get("eval_loss_kept")}
 

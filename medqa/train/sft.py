@@ -328,7 +328,8 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
     train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     best = trainer.state.best_model_checkpoint
-    kept_step = checkpoint_step(best) if best else None
+    # the step of the model saved in OUT: the best checkpoint's under load_best_model_at_end, else the last
+    kept_step = checkpoint_step(best) if best and training_args.load_best_model_at_end else trainer.state.global_step
     summary = {
         "mode": model_args.mode,
         "model": model_args.model_name_or_path,
@@ -341,7 +342,7 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
         "eval_losses": [h["eval_loss"] for h in evals],
         "eval_loss_steps": [h["step"] for h in evals],
         "best_checkpoint": best,
-        # the eval loss of the checkpoint load_best_model_at_end kept (None when it kept none)
+        # the eval loss of the saved model (None when that step was not evaluated)
         "eval_loss_kept": next((h["eval_loss"] for h in evals if h["step"] == kept_step), None),
         "best_metric": {"name": training_args.metric_for_best_model, "value": trainer.state.best_metric}
         if training_args.load_best_model_at_end else None,
