@@ -115,20 +115,25 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
 
 
 def logprob_path(hidden_size: int, vocab: int, tokens: int, sequences: int = 1, grad: bool = True,
-                 temperature: float = 0.7) -> dict:
+                 temperature: float = 0.7, lm_head: bool = True) -> dict:
     """Peak resident memory and largest allocations of LM head + log-probs + entropy over `sequences` × `tokens`
     positions, bf16 head and hidden states: the plain formula vs medqa.train.ppo.core's block-wise one. With `grad`, as
     in the PPO update (forward and backward, entropy in the loss); without, as in the rollout forwards (no-grad
-    log-probs only)."""
+    log-probs only). `lm_head=False` starts from given bf16 logits (a leaf; `hidden_size` unused): the log-prob path
+    alone, without the head's bf16 matmul, whose backward runs on a reference kernel on CPUs without AVX-512 (over
+    30 minutes at this shape)."""
     import torch
 
     from medqa.bench.memory import LargestTensors, peak_rss_during
     from medqa.train.ppo import core
 
     g = torch.Generator().manual_seed(0)
-    head = (torch.randn(vocab, hidden_size, generator=g) * 0.02).to(torch.bfloat16)
     labels = torch.randint(0, vocab, (sequences, tokens), generator=g)
-    hidden0 = torch.randn(sequences, tokens, hidden_size, generator=g).to(torch.bfloat16)
+    if lm_head:
+        head = (torch.randn(vocab, hidden_size, generator=g) * 0.02).to(torch.bfloat16)
+        hidden0 = torch.randn(sequences, tokens, hidden_size, generator=g).to(torch.bfloat16)
+    else:
+        head, hidden0 = None, torch.randn(sequences, tokens, vocab, generator=g).to(torch.bfloat16)
 
     def plain(logits):  # what PPO computed before the block-wise path (medqa/train/ppo/rollout.py, core.py)
         x = logits.float() / temperature
@@ -144,7 +149,7 @@ def logprob_path(hidden_size: int, vocab: int, tokens: int, sequences: int = 1, 
         return core.logprobs_from_logits(logits, labels, temperature), None
 
     positions = sequences * tokens
-    out = {"sequences": sequences, "tokens": tokens, "vocab": vocab, "grad": grad,
+    out = {"sequences": sequences, "tokens": tokens, "vocab": vocab, "grad": grad, "lm_head": lm_head,
            "logits_bytes_bf16": positions * vocab * 2, "logits_bytes_fp32": positions * vocab * 4,
            "block_positions": core.CHUNK_POSITIONS}
     values = {}
@@ -153,7 +158,7 @@ def logprob_path(hidden_size: int, vocab: int, tokens: int, sequences: int = 1, 
 
         def step(fn=fn, hidden=hidden):
             with torch.set_grad_enabled(grad):
-                logprobs, entropy = fn(hidden @ head.T)
+                logprobs, entropy = fn(hidden @ head.T if head is not None else hidden)
                 if grad:
                     (logprobs.sum() + 0.01 * entropy.sum()).backward()
             return logprobs.detach()
