@@ -28,6 +28,7 @@ from medqa.io import (
     check_output_dir,
     iter_jsonl,
     manifest_files,
+    output_path,
     own_entries,
     read_manifest,
     write_jsonl,
@@ -163,7 +164,9 @@ class RunDir:
 
 
 def move_aside(out: Path) -> Path:
-    """Rename `out` to `out.prev-<time>` (a free name) and return it."""
+    """Rename `out` to `out.prev-<time>` (a free name) and return it; a link is followed (the folder it names is
+    moved, the link stays)."""
+    out = output_path(out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = out.with_name(f"{out.name}.prev-{stamp}")
     n = 1
@@ -212,7 +215,7 @@ def prepare_run_dir(out: str | os.PathLike, identity: RunIdentity, *, complete_m
     if occupied and found is None and requested is None:
         aside = move_aside(out)
         say(f"{identity.stage}: a fresh run: moved the earlier run in {out} to {aside}")
-    out.mkdir(parents=True, exist_ok=True)
+    output_path(out).mkdir(parents=True, exist_ok=True)
     entries = set(RUN_ENTRIES) | (own_entries(out) - {MANIFEST})
     write_manifest(out, identity.stage, entries, manifest_files(out))
     return RunDir(out, Path(requested) if requested is not None else found, aside)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import fnmatch
 import json
 import os
@@ -91,12 +93,23 @@ def protected_reason(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:
-    """The manifest of `folder` ({} when there is none or it does not parse)."""
+    """The manifest of `folder`, or {} when there is none, it does not parse, or it is not of medqa's form
+    (`written_by` "medqa…", `kind` a string or null, `entries` a list of strings, `files` an object of strings): an
+    edited or foreign manifest vouches for nothing, so the folder counts as not written by medqa."""
     try:
         data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) and data.get("written_by", "").startswith("medqa") else {}
+    if not (isinstance(data, dict) and isinstance(data.get("written_by"), str)
+            and data["written_by"].startswith("medqa")):
+        return {}
+    entries, files = data.get("entries", []), data.get("files", {})
+    if (not isinstance(data.get("kind"), (str, type(None)))
+            or not (isinstance(entries, list) and all(isinstance(e, str) for e in entries))
+            or not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in files.items()))):
+        return {}
+    return data
 
 
 def write_manifest(folder: str | os.PathLike, kind: str | None, entries: Iterable[str],
@@ -112,8 +125,7 @@ def write_manifest(folder: str | os.PathLike, kind: str | None, entries: Iterabl
 
 def manifest_files(folder: str | os.PathLike) -> dict[str, str]:
     """The single files recorded in `folder`'s manifest: name -> the command that writes it."""
-    files = read_manifest(folder).get("files", {})
-    return files if isinstance(files, dict) else {}
+    return read_manifest(folder).get("files", {})
 
 
 def _is_known(name: str, patterns: Iterable[str]) -> bool:
@@ -123,20 +135,19 @@ def _is_known(name: str, patterns: Iterable[str]) -> bool:
 def own_entries(folder: str | os.PathLike) -> set[str]:
     """The names in `folder` medqa's manifest accounts for (the manifest and lock included)."""
     m = read_manifest(folder)
-    entries, files = m.get("entries", []), m.get("files", {})
-    patterns = [str(p) for p in (entries if isinstance(entries, list) else [])] + list(
-        files if isinstance(files, dict) else {})
+    patterns = [*m.get("entries", []), *m.get("files", {})]
     return {p.name for p in Path(folder).iterdir() if p.name == MANIFEST or _is_known(p.name, patterns)}
 
 
 def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False,
-                     new_entries: Iterable[str] | None = None, kind: str | None = None) -> None:
+                     kind: str | None = None) -> None:
     """Raise OutputError unless the folder `out` may be (re)written.
 
     A missing or empty folder is fine; an existing file is not. A non-empty folder is replaced only when every
-    entry in it was written by medqa (its manifest) or is one of `new_entries` (what is about to be written) and,
-    with `kind`, the manifest names that same kind; or with `overwrite` — and never, not even with `overwrite`,
-    when it is or contains an input, the project, the current folder or the home folder."""
+    entry in it was written by medqa (listed in its manifest: a file of the same name that medqa *would* write is
+    not one it *did* write) and, with `kind`, the manifest names that same command; or with `overwrite` — and
+    never, not even with `overwrite`, when it is or contains an input, the project, the current folder or the home
+    folder."""
     o = Path(out)
     if o.exists() and not o.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out (or delete the file yourself)")
@@ -146,17 +157,16 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     if not o.is_dir() or overwrite:
         return
     present = {p.name for p in o.iterdir()}
-    foreign = sorted(present - own_entries(o) - set(new_entries or ()))
+    foreign = sorted(present - own_entries(o))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputError(f"{out}: folder holds files medqa did not write ({shown}); choose another --out, or pass "
                           "--overwrite to replace the whole folder")
-    manifest = read_manifest(o)
-    other = manifest.get("kind")
-    # A manifest from before commands were recorded (no "kind" key) is medqa's own output of an unknown command.
-    if kind is not None and present - {MANIFEST} and "kind" in manifest and other != kind:
-        raise OutputError(f"{out}: folder holds the output of {f'medqa {other}' if other else 'another medqa command'}"
-                          f", not of {kind}; choose another --out, or pass --overwrite to replace it")
+    other = read_manifest(o).get("kind")
+    # A manifest that records no command (older outputs) is medqa's own output of an unknown command.
+    if kind is not None and other is not None and present - {MANIFEST} and other != kind:
+        raise OutputError(f"{out}: folder holds the output of medqa {other}, not of {kind}; choose another --out, "
+                          "or pass --overwrite to replace it")
 
 
 def check_output_file(path: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike] = (),
@@ -192,77 +202,103 @@ class OutputLocked(OutputError):
     """Another live medqa run holds the output."""
 
 
+def output_path(out: str | os.PathLike) -> Path:
+    """Where an output really lies: links and `..` resolved, so a symbolic link to a folder is written through
+    (the folder it names is replaced or claimed, the link stays) and every name of one folder shares one lock."""
+    return Path(out).resolve()
+
+
 def lock_path(out: str | os.PathLike) -> Path:
-    """The lock of the output `out` (a file or a folder) lies beside it, so moving the folder aside keeps it."""
-    o = Path(out).absolute()
+    """The lock of the output `out` (a file or a folder) lies beside its real place, so moving the folder aside
+    keeps it and a link to the folder takes the same lock."""
+    o = output_path(out)
     return o.parent / f".{o.name}.lock"
 
 
-def _pid_alive(pid: int) -> bool:
-    """A process with this pid exists on this host (signal 0 only checks)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# A file system without file locks answers flock with one of these; the lock is then an O_EXCL file.
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 class OutputLock:
-    """An exclusive claim on an output for one run's life: a lock file beside it holding the owner's pid and
-    host. A second run is refused with OutputLocked; a lock whose process on this host is gone is taken over."""
+    """An exclusive claim on an output for one run's life: `fcntl.flock` on a lock file beside it.
+
+    The kernel (the NFS server, for NFS: Linux sends flock there as a byte-range lock, which NFSv3 with lockd and
+    NFSv4 share between hosts) holds the lock while the run's process lives and drops it when the process dies,
+    even by SIGKILL, so a dead run's lock needs no take-over, and two runs can never both hold it. The file holds
+    the owner's pid, host and start, for the message a second run gets (OutputLocked). The holder deletes the file
+    while it still holds the lock, and a run that locked a file no longer at the path (deleted by its holder in the
+    meantime) starts again, so a release never removes another run's lock. On a file system without locks
+    (Lustre mounted without flock, say) the file is created with O_EXCL instead: a lock left by a killed run is
+    then refused with a message naming the file to delete."""
 
     def __init__(self, out: str | os.PathLike, what: str = "run"):
         self.out, self.path, self.what = Path(out), lock_path(out), what
         self.held = False
+        self._fd: int | None = None
+
+    def _owner_line(self) -> str:
+        return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
+                           "since": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n"
+
+    def _locked(self) -> OutputLocked:
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            owner = owner if isinstance(owner, dict) else {}
+        except (OSError, ValueError):
+            owner = {}
+        return OutputLocked(f"{self.out}: another medqa {owner.get('what', 'run')} is writing here (pid "
+                            f"{owner.get('pid', '?')} on {owner.get('host', '?')}, since {owner.get('since', '?')}); "
+                            "wait for it to finish")
 
     def acquire(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
-              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(3):
+        for _ in range(100):  # each turn loses only to a holder that released (deleted the file) meanwhile
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._locked() from None
+            except OSError as e:
+                os.close(fd)
+                if e.errno in _NO_FLOCK:
+                    return self._acquire_exclusive_file()
+                raise
+            try:
+                here = os.stat(self.path)
+            except FileNotFoundError:
+                here = None
+            mine = os.fstat(fd)
+            if here is None or (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
+                os.close(fd)  # locked a file its holder deleted on release: lock the one at the path now
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(me) + "\n")
-            self.held = True
+            os.ftruncate(fd, 0)
+            os.write(fd, self._owner_line().encode("utf-8"))
+            self._fd, self.held = fd, True
             return self
         raise OutputLocked(f"{self.out}: could not take the lock {self.path}")
 
-    def _take_over_if_stale(self) -> None:
+    def _acquire_exclusive_file(self) -> OutputLock:
         try:
-            owner = json.loads(self.path.read_text(encoding="utf-8"))
-            pid, host = int(owner["pid"]), str(owner["host"])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError):
-            try:
-                age = time.time() - self.path.stat().st_mtime
-            except FileNotFoundError:
-                return
-            if age < 10:  # being written right now
-                time.sleep(0.5)
-                return
-            owner, pid, host = {}, -1, socket.gethostname()  # unreadable and old: a torn write
-        if host == socket.gethostname() and (pid <= 0 or pid == os.getpid() or not _pid_alive(pid)):
-            why = f"pid {pid} is gone" if pid > 0 and pid != os.getpid() else "left by this process or unreadable"
-            print(f"medqa: taking over the stale lock {self.path} ({why})", file=sys.stderr)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-            return
-        raise OutputLocked(f"{self.out}: another medqa {owner.get('what', 'run')} is writing here (pid {pid} on "
-                           f"{host}, since {owner.get('since', '?')}); wait for it to finish, or delete {self.path} "
-                           "if that run is gone")
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            err = self._locked()
+            raise OutputLocked(f"{err}; this file system has no file locks, so if that run is gone delete "
+                               f"{self.path}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self._owner_line())
+        self.held = True
+        return self
 
     def release(self) -> None:
-        if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-            self.held = False
+        if not self.held:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still holding the lock: nobody else's file
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.held = False
 
     def __enter__(self) -> OutputLock:
         return self.acquire()
@@ -289,23 +325,22 @@ def atomic_dir(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] =
                overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
     """Fill a temp folder beside `path`, then swap it in place of `path`: never a partial folder.
 
-    A previous `path` is replaced only once the new one is complete, and only if `check_output_dir` allows it
-    (nothing medqa did not write is ever deleted unless `overwrite`); on an error it is left untouched. The new
-    folder gets a manifest of its entries and of the command (`kind`) that wrote them."""
-    path = Path(path)
+    `check_output_dir` decides, before any work and again before the swap, whether a previous `path` may be
+    replaced (nothing medqa did not write is ever deleted unless `overwrite`); on an error it is left untouched.
+    A `path` that is a symbolic link is written through: the folder it names is replaced and the link kept. The
+    new folder gets a manifest of its entries and of the command (`kind`) that wrote them."""
+    shown, path = path, output_path(path)
     inputs = list(inputs)
-    check_output_dir(path, inputs, overwrite=True)  # the hard limits, before any work
+    check_output_dir(shown, inputs, overwrite=overwrite, kind=kind)  # before any work
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as e:
-        raise OutputError(f"{path}: cannot create the output folder ({e.strerror or e})") from None
+        raise OutputError(f"{shown}: cannot create the output folder ({e.strerror or e})") from None
     try:
         yield tmp
         entries = sorted(p.name for p in tmp.iterdir())
-        # an older output that records no command is replaced by any medqa command (nothing foreign is lost)
-        check_output_dir(path, inputs, overwrite=overwrite, new_entries=entries,
-                         kind=kind if read_manifest(path).get("kind") else None)
+        check_output_dir(shown, inputs, overwrite=overwrite, kind=kind)  # nothing foreign arrived meanwhile
         write_manifest(tmp, kind, entries)
         os.chmod(tmp, 0o777 & ~_UMASK)
         old = None

@@ -102,11 +102,6 @@ def build_tokenizer(texts: list[str], vocab_size: int = 4096):
     return hf
 
 
-# What `save_pretrained` of the model and tokenizer writes here.
-SAVED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-               "chat_template.jinja", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt")
-
-
 def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, corpus: Path = DEFAULT_CORPUS,
                      overwrite: bool = False) -> Path:
     """Build, save and return the directory of a tiny Qwen3ForCausalLM + tokenizer."""
@@ -141,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
     args = p.parse_args(argv)
     try:
-        # Before the minutes of work: an older build (no manifest) holds only these files; anything else is foreign.
-        check_output_dir(args.out, [args.corpus], overwrite=args.overwrite, new_entries=SAVED_FILES)
+        check_output_dir(args.out, [args.corpus], overwrite=args.overwrite, kind="tiny-model")  # before the work
         out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus,
                                overwrite=args.overwrite)
     except OutputError as e:

@@ -96,7 +96,7 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
     returns (inputs, parameter count, built now)."""
     from transformers import AutoTokenizer
 
-    from medqa.io import atomic_write, check_output_dir
+    from medqa.io import atomic_write, check_output_dir, write_manifest
 
     vocab = len(AutoTokenizer.from_pretrained(tokenizer))
     key = model_key(model_config(tiny, vocab), seed=0)
@@ -104,7 +104,9 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
     inputs = Inputs(model=model_dir / "model", adapter=model_dir / "sft-adapter")
     if stamp.is_file() and json.loads(stamp.read_text())["key"] == key:
         return inputs, json.loads(stamp.read_text())["parameters"], False
-    check_output_dir(model_dir, new_entries=["model", "sft-adapter", "shape-key.json"])
+    entries = ["model", "sft-adapter", "shape-key.json"]
+    check_output_dir(model_dir, kind="bench-shape")
+    write_manifest(model_dir, "bench-shape", entries)  # first: an interrupted build is still recognised as ours
     parameters = build_model(tokenizer, inputs.model, smoke=tiny, adapter=inputs.adapter)
     with atomic_write(stamp) as fh:  # last: an interrupted build has no stamp and is rebuilt
         json.dump({"key": key, "parameters": parameters}, fh)

@@ -155,7 +155,7 @@ def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: 
     """The whole `medqa data prepare` run; returns stats (also written to out/stats.json)."""
     from medqa.io import check_output_dir
 
-    check_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=True)  # hard limits before any work
+    check_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=overwrite, kind="data")  # before the work
     records, shipped_red_team, report = load_records(inputs, fmt, on_error, exclude=out)
     if not records:
         raise InputError(", ".join(inputs), None, None, "no usable rows")

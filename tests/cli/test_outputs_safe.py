@@ -97,13 +97,15 @@ def test_protected_folders_are_refused_even_with_overwrite(tmp_path, monkeypatch
     assert (data / "in.jsonl").is_file()
 
 
-def test_an_older_medqa_output_without_manifest_is_replaced_when_nothing_would_be_lost(tmp_path):
+def test_a_folder_without_manifest_is_refused_even_when_it_holds_only_names_medqa_writes(tmp_path):
     out = tmp_path / "model"
     out.mkdir()
     (out / "config.json").write_text("{}")
-    with atomic_dir(out) as tmp:  # the same entries are rewritten: nothing foreign is lost
+    with pytest.raises(OutputError, match="did not write \\(config.json\\)"), atomic_dir(out) as tmp:
         (tmp / "config.json").write_text('{"new": 1}')
-        (tmp / "model.safetensors").write_bytes(b"x")
+    assert json.loads((out / "config.json").read_text()) == {}
+    with atomic_dir(out, overwrite=True) as tmp:  # the user says so
+        (tmp / "config.json").write_text('{"new": 1}')
     assert json.loads((out / "config.json").read_text()) == {"new": 1}
 
 

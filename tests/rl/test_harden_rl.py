@@ -219,20 +219,21 @@ def test_resume_trims_metrics_samples_and_tensorboard_to_the_checkpoint(tmp_path
 
 def test_a_second_run_into_the_same_output_is_refused_and_a_stale_lock_taken_over(tmp_path, ppo_sft_adapter,
                                                                                    ppo_prompts):
-    import socket
-
     out = tmp_path / "out"
     trainer = _ppo(ppo_sft_adapter, ppo_prompts, out)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time; from medqa.io import OutputLock; "
+                              f"OutputLock({str(out)!r}, 'ppo').acquire(); print('held', flush=True); time.sleep(120)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
-        lock_path(out).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "what": "ppo"}))
+        assert other.stdout.readline().strip() == "held"
         with pytest.raises(OutputLocked, match=f"another medqa ppo is writing here \\(pid {other.pid}"):
             trainer.train()
         assert not out.exists()
     finally:
         other.kill()
         other.wait()
-    # That run is gone now: its lock is stale and taken over; the lock is released at the end.
+    # That run is gone (killed): the kernel dropped its lock, its file is left; the lock is released at the end.
+    assert lock_path(out).exists()
     assert trainer.train()["steps"] == 1 and not lock_path(out).exists()
 
 
