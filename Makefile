@@ -27,7 +27,7 @@ SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/fo
 .PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-seeds tiny-model data rl-prompts bench clean
 
 help: ## list every target with one line each, grouped by pipeline stage (medqa/stages.py)
-	@PYTHONPATH=$(CURDIR) $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
+	@PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## create .venv and install the pinned stack (idempotent; no-op when nothing changed)
 $(STAMP): requirements.lock pyproject.toml
@@ -85,7 +85,8 @@ NPROC   ?=
 ADAPTER ?=
 # Extra `accelerate launch` flags, e.g. the multi-node ones slurm/common.sh adds (--num_machines, --machine_rank, …).
 LAUNCH  ?=
-ACCELERATE := $(BIN)/accelerate
+# `accelerate launch` run by medqa/launch.py: a failed rank's one-line error is printed last, with its exit status.
+ACCELERATE := $(PY) -m medqa.launch
 # The launcher each mode uses on GPUs unless ACCEL= says otherwise.
 SFT_ACCEL_lora  := single_gpu
 SFT_ACCEL_qlora := single_gpu
@@ -93,15 +94,15 @@ SFT_ACCEL_full  := zero2
 
 sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
 # $(call sft_accel,DEFAULT_GPU_ACCEL): the accelerate config for PROFILE= and ACCEL= (medqa/launch.py, accelerate_config).
-sft_accel = $(shell PYTHONPATH=$(CURDIR) $(PYTHON) -m medqa.launch --profile '$(PROFILE)' --accel '$(ACCEL)' --default '$(1)')
+sft_accel = $(shell PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.launch --profile '$(PROFILE)' --accel '$(ACCEL)' --default '$(1)')
 sft_flags = $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) $(ARGS)
 sft_deps = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/processed/train.jsonl),,data)
 
 # $(call run_sft,MODE,DEFAULT_GPU_ACCEL)
 define run_sft
-	@test -f $(call sft_recipe,$(1)) || { echo "no recipe $(call sft_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/sft/" >&2; exit 2; }
-	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	@test -f '$(call sft_recipe,$(1))' || { echo "no recipe $(call sft_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/sft/" >&2; exit 2; }
+	@test -f '$(call sft_accel,$(2))' || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
 	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
 		scripts/sft.py --config $(call sft_recipe,$(1)) $(sft_flags)
 endef
@@ -218,8 +219,8 @@ grpo_flags = $(if $(SFT),--model_name_or_path $(SFT)) $(if $(MODEL),--base_model
 .PHONY: grpo
 
 grpo: $(sft_deps) ## GRPO (TRL) from an SFT output on 0.6 rules + 0.4 teacher: SFT=… MODE=lora|qlora|full PROFILE= ACCEL= OUT= ARGS=
-	@test -f $(grpo_recipe) || { echo "no recipe $(grpo_recipe) for PROFILE=$(PROFILE) MODE=$(MODE); see recipes/grpo/" >&2; exit 2; }
-	@test -f $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) || { echo "no accelerate config for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	@test -f '$(grpo_recipe)' || { echo "no recipe $(grpo_recipe) for PROFILE=$(PROFILE) MODE=$(MODE); see recipes/grpo/" >&2; exit 2; }
+	@test -f '$(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu))' || { echo "no accelerate config for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
 	@test -f data/rl/training_prompts.jsonl || $(MAKE) --no-print-directory rl-prompts
 	@$(rl_teacher_notice)
 	$(ACCELERATE) launch --config_file $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) $(if $(NPROC),--num_processes $(NPROC)) \
@@ -241,8 +242,8 @@ ppo_deps    = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard da
 
 # $(call run_ppo,MODE,DEFAULT_GPU_ACCEL,DEFAULT_SFT_OR_EMPTY)
 define run_ppo
-	@test -f $(call ppo_recipe,$(1)) || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
-	@test -f $(call sft_accel,$(2)) || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
+	@test -f '$(call ppo_recipe,$(1))' || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
+	@test -f '$(call sft_accel,$(2))' || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
 	@$(rl_teacher_notice)
 	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
 		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3)) $(rl_teacher_flags)

@@ -11,9 +11,12 @@ Stdlib only at import time: `make` runs `launch-config` with the system Python, 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import shutil
 import sys
+from pathlib import Path
 
 ACCEL_DIR = "accelerate_configs"
 CPU_PROFILE = "cpu"
@@ -45,9 +48,86 @@ def launch_config_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fail(stage: str, error: BaseException, status: int = 2, prefix: str = "") -> int:
-    print(f"{stage}: {prefix}{error}", file=sys.stderr)
+# The file where a rank under `medqa.launch launch` appends its one-line error, for the launcher to print it last.
+RANK_ERRORS_ENV = "MEDQA_RANK_ERRORS"
+
+
+def _fail(stage: str, error: BaseException | str, status: int = 2, prefix: str = "") -> int:
+    line = f"{stage}: {prefix}{error}"
+    print(line, file=sys.stderr)
+    errors = os.environ.get(RANK_ERRORS_ENV)
+    if errors:
+        try:
+            with open(errors, "a", encoding="utf-8") as fh:
+                fh.write(line.replace("\n", " ") + "\n")
+        except OSError:
+            pass  # the line is on stderr already
     return status
+
+
+# ---------------------------------------------------------------- a full disk
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_DISK_FULL_TEXT = ("no space left on device", "storagefull", "disk quota exceeded")
+# What torch.save and safetensors say when a write fails without naming why (a full disk, most of the time).
+_WRITE_FAILED_TEXT = ("iostream error", "file write failed", "failed writing file")
+LOW_SPACE_BYTES = 256 * 2**20
+
+
+def _output_dir(args: tuple) -> Path | None:
+    for a in args:
+        out = getattr(a, "output_dir", None)
+        if out:
+            return Path(out)
+    return None
+
+
+def _disk_full(error: BaseException, out: Path | None) -> bool:
+    """`error` (or what caused it) is a write that failed for want of space: ENOSPC / EDQUOT, or a write failure
+    that names no reason while OUT's file system has under LOW_SPACE_BYTES left."""
+    seen, e, vague = set(), error, False
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).lower()
+        if (isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS) or any(t in text for t in _DISK_FULL_TEXT):
+            return True
+        vague = vague or any(t in text for t in _WRITE_FAILED_TEXT)
+        e = e.__cause__ or e.__context__
+    return vague and out is not None and _free_bytes(out) < LOW_SPACE_BYTES
+
+
+def _free_bytes(out: Path) -> int:
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return 0
+
+
+def _disk_full_message(stage: str, out: Path) -> str:
+    """Where the run stands after a full disk: the checkpoint OUT keeps (a torn newer one, this run's own, is
+    removed to give the space back), and how to go on."""
+    from medqa.checkpoints import CHECKPOINT_RE, HF_STATE, checkpoints
+
+    marker = HF_STATE
+    if stage == "ppo":
+        from medqa.train.ppo.trainer import STATE_FILE as marker
+    complete = checkpoints(out, marker) if out.is_dir() else []
+    kept = complete[-1] if complete else None
+    torn = []
+    if os.environ.get("RANK", "0") == "0" and out.is_dir():
+        for child in sorted(out.iterdir()):
+            m = CHECKPOINT_RE.match(child.name)
+            if m and child.is_dir() and (kept is None or int(m.group(1)) > kept[0]):
+                shutil.rmtree(child, ignore_errors=True)
+                torn.append(child.name)
+    free = _free_bytes(out) / 2**20
+    where = f"{out} is kept at {kept[1].name}" if kept else f"{out} has no complete checkpoint yet"
+    removed = f" (removed the torn {', '.join(torn)})" if torn else ""
+    return (f"no space left on device while writing {out} ({free:.0f} MiB free now); {where}{removed}; free some "
+            "space and rerun the same command to resume")
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
@@ -84,6 +164,11 @@ def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
         return _fail(stage, e)
     except TeacherUnavailable as e:
         return _fail(stage, e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
+    except (OSError, RuntimeError) as e:
+        out = _output_dir(args)
+        if out is None or not _disk_full(e, out):
+            raise
+        return _fail(stage, _disk_full_message(stage, out))
     return 0
 
 
@@ -125,5 +210,44 @@ def ppo(argv: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the launcher, with the ranks' errors last
+
+
+def accelerate_launch(argv: list[str]) -> int:
+    """`accelerate launch ARGV` in this process (what `$(ACCELERATE) launch` runs in the Makefile), with a rank's
+    failure reported as the rank's own one-line error, printed last, and the rank's exit status (2: a bad input or
+    output, 3: the teacher stopped answering) instead of torch's ChildFailedError traceback and status 1."""
+    import subprocess
+    import tempfile
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    fd, errors = tempfile.mkstemp(prefix="medqa-rank-errors-", suffix=".txt")
+    os.close(fd)
+    os.environ[RANK_ERRORS_ENV] = errors  # the ranks inherit it
+    status = 0
+    try:
+        launch_command(launch_command_parser().parse_args(argv))
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        status = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+        failed = f"rank {rank} exited with status {failure.exitcode}"
+    except subprocess.CalledProcessError as e:
+        status = e.returncode if e.returncode > 0 else 128 - e.returncode
+        failed = f"the process exited with status {e.returncode}"
+    finally:
+        with open(errors, encoding="utf-8", errors="replace") as fh:
+            lines = list(dict.fromkeys(line.rstrip("\n") for line in fh if line.strip()))
+        os.unlink(errors)
+    if status:
+        sys.stderr.flush()
+        # the ranks' own lines, last, so the cause is the last thing on screen
+        print("\n".join(lines) if lines else f"medqa: {failed}; its error is above", file=sys.stderr, flush=True)
+    return status
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["launch"]:
+        raise SystemExit(accelerate_launch(sys.argv[2:]))
     raise SystemExit(launch_config_main())

@@ -160,3 +160,113 @@ def test_an_edited_manifest_vouches_for_nothing_and_is_a_one_line_refusal(tmp_pa
     assert proc.returncode == 2 and "did not write" in proc.stderr and "--overwrite" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert _prepare("--out", str(out), "--overwrite").returncode == 0
+
+
+# ---------------------------------------------------------------- 16 and the launcher: a checkout path with a space
+
+
+@pytest.fixture(scope="module")
+def spaced_checkout(tmp_path_factory, tiny_model_dir, processed_dir) -> Path:
+    """This checkout's files copied under a folder whose name has a space, with the environment, the tiny model and
+    the prepared data of this one (so `make` has nothing to build)."""
+    import shutil
+
+    repo = tmp_path_factory.mktemp("checkout") / "my work space" / "repo"
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    for name in names:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    (repo / "models").mkdir()
+    (repo / "models" / "tiny-qwen3").symlink_to(tiny_model_dir)
+    (repo / "data" / "processed").symlink_to(processed_dir)
+    return repo
+
+
+def _make(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=repo, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_make_runs_from_a_checkout_whose_path_has_a_space(spaced_checkout):
+    proc = _make(spaced_checkout, "sft-lora", "PROFILE=cpu", "ACCEL=nope")
+    assert proc.returncode == 2 and "no accelerate config accelerate_configs/cpu_nope.yaml" in proc.stderr
+    assert "No such file or directory" not in proc.stderr, proc.stderr
+    assert _make(spaced_checkout, "help").returncode == 0
+
+
+def test_a_rank_error_under_make_is_its_one_line_last_without_the_launchers_traceback(spaced_checkout, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    proc = _make(spaced_checkout, "sft-lora", "PROFILE=cpu", f"OUT={foreign}", "ARGS=--max_steps 1")
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("make: ***")]
+    assert proc.returncode == 2, proc.stderr
+    assert "unrecognized arguments" not in proc.stderr and "No such file or directory" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr, proc.stderr
+    assert lines[-1] == f"sft: {foreign}: folder holds files medqa did not write (thesis.tex); choose another --out, " \
+                        "or pass --overwrite to replace the whole folder"
+    assert "Error 2" in proc.stderr.splitlines()[-1]  # the rank's exit status, through the launcher and make
+    assert (foreign / "thesis.tex").read_text() == "x"
+
+
+# ---------------------------------------------------------------- 14: the disk fills up during a checkpoint
+
+_FILL_BEFORE_STEP_2 = """
+import os, sys
+from transformers import Trainer
+from medqa.launch import sft
+
+save = Trainer._save_checkpoint
+
+def save_on_a_full_disk(self, model, trial, *args, **kwargs):
+    if self.state.global_step == 2:  # the disk fills up just before checkpoint-2 (another job wrote a big file)
+        with open(os.path.join(sys.argv[1], "filler.bin"), "wb", buffering=0) as fh:
+            try:
+                while True:
+                    fh.write(b"\\0" * 2**20)
+            except OSError:
+                pass
+    return save(self, model, trial, *args, **kwargs)
+
+Trainer._save_checkpoint = save_on_a_full_disk
+raise SystemExit(sft(sys.argv[2:]))
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 MiB tmpfs (root only, as in CI)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small file system")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_naming_the_checkpoint_kept(small_disk, tiny_think_model_dir,
+                                                                               sft_data_dir):
+    out = small_disk / "sft"
+    argv = ["--config", str(ROOT / "recipes" / "sft" / "cpu" / "lora.yaml"), "--model_name_or_path",
+            str(tiny_think_model_dir), "--data_dir", str(sft_data_dir), "--output_dir", str(out), "--report_to",
+            "none", "--disable_tqdm", "true", "--eval_file", "none", "--max_steps", "3", "--lora_r", "8",
+            "--lora_alpha", "16", "--per_device_train_batch_size", "2", "--max_length", "128", "--eval_strategy",
+            "no", "--load_best_model_at_end", "false", "--save_strategy", "steps", "--save_steps", "1"]
+    proc = subprocess.run([sys.executable, "-c", _FILL_BEFORE_STEP_2, str(small_disk), *argv], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"sft: no space left on device while writing {out}") and "Traceback" not in proc.stderr
+    assert f"{out} is kept at checkpoint-1" in last and "removed the torn checkpoint-2" in last
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
+    # Space freed, the same command resumes from checkpoint-1 and finishes.
+    (small_disk / "filler.bin").unlink()
+    from medqa.train.sft import main, parse_args
+
+    summary = main(*parse_args(argv))
+    assert summary.get("resumed_from", "").endswith("checkpoint-1") or (out / "checkpoint-3").is_dir()
+    assert (out / "adapter_model.safetensors").is_file()
