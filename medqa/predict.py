@@ -289,7 +289,7 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
              batch_size: int, max_new_tokens: int, think: bool, sample: bool, seed: int, temperature: float,
              top_p: float, top_k: int, num_samples: int, repetition_penalty: float, device: str | None,
              progress: bool) -> dict:
-    from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
+    from medqa.generation import GenerationSettings, chat_input_ids, generate_batch, load_model
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
                                   temperature=temperature, top_p=top_p, top_k=top_k,
@@ -309,8 +309,8 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
     generated = 0
     if mine:
         lm, tokenizer = load_model(model, adapter, device=device)
-        prompts = {it.id: build_prompt(tokenizer, it.messages, think) for it, _ in mine}
-        lengths = {i: len(tokenizer(p, add_special_tokens=False).input_ids) for i, p in prompts.items()}
+        prompts = {it.id: chat_input_ids(tokenizer, it.messages, think) for it, _ in mine}
+        lengths = {i: len(p) for i, p in prompts.items()}
         # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
         mine.sort(key=lambda unit: -lengths[unit[0].id])
         from tqdm.auto import tqdm

@@ -8,6 +8,8 @@ The model sees the whole conversation: every message shape Gradio sends (a strin
 `[{"type": "text", "text": …}]`, files — which are ignored) is read, the oldest turns are dropped first when the
 prompt would exceed the token budget (a system prompt is always kept), and the history is capped in messages and
 characters before it is tokenised; a conversation over `--max-history-chars` in all is refused before it is read. Generation stops when the client disconnects or after `--max-seconds`.
+Everything the user typed is tokenised as text (`medqa.generation.chat_input_ids`), so typed special tokens cannot
+forge a turn.
 Listens on 127.0.0.1 unless `--host` says otherwise; `--share` (a public Gradio link) is opt-in, and a login is read
 from `MEDQA_SERVE_AUTH` or `--auth-file` (never from the command line, where `ps` would show it).
 """
@@ -127,13 +129,12 @@ def history_chat(history: Sequence, max_messages: int = MAX_HISTORY_MESSAGES, ma
 def fit_to_budget(tokenizer, chat: list[dict[str, str]], budget: int, enable_thinking: bool = True
                   ) -> list[dict[str, str]]:
     """Drop the oldest turns (never the system prompt or the last user turn) until the prompt fits `budget`."""
-    from medqa.generation import build_prompt
+    from medqa.generation import chat_input_ids
 
     system = [m for m in chat[:1] if m["role"] == "system"]
     turns = chat[len(system):]
     while len(turns) > 1:
-        prompt = build_prompt(tokenizer, system + turns, enable_thinking)
-        if len(tokenizer(prompt, add_special_tokens=False).input_ids) <= budget:
+        if len(chat_input_ids(tokenizer, system + turns, enable_thinking)) <= budget:
             break
         turns = turns[1:]
         while len(turns) > 1 and turns[0]["role"] != "user":  # a turn starts with the user
