@@ -236,3 +236,33 @@ def test_conversation_messages_put_the_operators_system_prompt_first(think_model
     history = [*_client_history(), {"role": "system", "content": [{"type": "text", "text": CLIENT_SYSTEM}]}]
     assert CLIENT_SYSTEM not in json.dumps(conversation_messages(tok, history, "还要吃药吗？", system=SYSTEM,
                                                                  budget=1000), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- 17: samples seeded by (seed, item id, sample)
+
+
+def test_the_same_prompt_under_two_ids_gets_its_own_samples_and_a_rerun_the_same(tmp_path, tiny_think_model_dir,
+                                                                                 capsys):
+    from medqa.predict import main
+
+    inp = tmp_path / "in.jsonl"
+    q = THINK_PAIRS[1][0]
+    inp.write_text("".join(json.dumps({"id": i, "question": q}, ensure_ascii=False) + "\n" for i in ("a", "b")),
+                   encoding="utf-8")
+    base = ["--model", str(tiny_think_model_dir), "--input", str(inp), "--max-new-tokens", "24", "--device", "cpu",
+            "--no-progress", "--do-sample", "--temperature", "1.5", "--top-k", "0", "--top-p", "1.0", "--seed", "7",
+            "--num-samples", "3"]
+    first, again = tmp_path / "first.jsonl", tmp_path / "again.jsonl"
+    assert main(base + ["--output", str(first), "--batch-size", "4"]) == 0
+    rows = read_jsonl(first)
+    by_id = {rid: [r["prediction"] for r in rows if r["id"] == rid] for rid in ("a", "b")}
+    assert [(r["id"], r["sample"]) for r in rows] == [(i, j) for i in "ab" for j in range(3)]
+    assert by_id["a"] != by_id["b"]  # two draws, not one answer copied under both ids
+    assert len(set(by_id["a"] + by_id["b"])) > 3
+    # The same ids again (another batch size, another file): the same samples; a resume has nothing to do.
+    assert main(base + ["--output", str(again), "--batch-size", "1"]) == 0
+    assert [(r["prediction"], r["gen_tokens"]) for r in read_jsonl(again)] == [
+        (r["prediction"], r["gen_tokens"]) for r in rows]
+    capsys.readouterr()
+    assert main(base + ["--output", str(first)]) == 0
+    assert "0 generated, 6 already done" in capsys.readouterr().out
