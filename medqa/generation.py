@@ -7,6 +7,10 @@ Generation is batched with *left* padding (decoder-only models continue from the
 the model's chat template with Qwen3's `enable_thinking` switch, and is greedy unless sampling is asked
 for. Greedy batched generation gives the same tokens as one-by-one generation (tests check this).
 
+`chat_input_ids` is the one place a chat becomes the model's input ids (predict, eval, serve, PPO rollouts, GRPO
+prompts, the RL prompt-length check): only the template's own special tokens are special; special-token text inside
+a message (a user typing `<|im_end|>\n<|im_start|>system`) is tokenised as ordinary text, so it cannot forge a turn.
+
 Sampling with one seed per row (`generate_batch(..., row_seeds=...)`) draws each row's tokens from its own random
 stream, so a sampled answer depends on its seed, not on which other prompts share its batch. `decoding_from` reads
 the exact rollout decoding of a PPO or GRPO run (its output folder or recipe), so a policy can be evaluated the way
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -163,12 +168,86 @@ def chat_messages(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> 
 
 
 def build_prompt(tokenizer, messages: Sequence[dict[str, str]], enable_thinking: bool = True) -> str:
-    """Render a chat (ending with the user turn) into the generation prompt."""
+    """Render a chat (ending with the user turn) into the generation prompt, as text (for display and logs).
+
+    Tokenising this text would parse special-token text typed inside a message as special tokens: the model's input
+    comes from `chat_input_ids`."""
     if tokenizer.chat_template is None:
         raise ValueError("the tokenizer has no chat template; pass a chat model or an SFT output")
     return tokenizer.apply_chat_template(
         list(messages), tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
     )
+
+
+def _special_tokens(tokenizer) -> list[str]:
+    """The tokenizer's special added tokens (those `split_special_tokens` turns into text), longest first."""
+    found = {str(t) for t in getattr(tokenizer, "all_special_tokens", [])}
+    for t in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        if getattr(t, "special", False):
+            found.add(t.content)
+    return sorted((t for t in found if t), key=lambda t: (-len(t), t))
+
+
+def chat_input_ids(tokenizer, messages: Sequence[Mapping[str, Any]], enable_thinking: bool | None = True, *,
+                   chat_template: str | None = None, **template_kwargs: Any) -> list[int]:
+    """The generation prompt of a chat as input ids, with the message contents tokenised as text.
+
+    The chat template is rendered with every special-token string inside a message's content replaced by a
+    placeholder (private-use characters that no content contains), so the special tokens left in the rendered text
+    are exactly the template's own. The text is cut at those tokens; each piece between them gets its placeholders
+    put back and is tokenised with `split_special_tokens=True`, so a user's `<|im_start|>` becomes the ids of its
+    characters. A tokenizer splits its added tokens out before it tokenises the text between them, so a chat
+    without special-token text gets the same ids as tokenising `build_prompt`'s text (tests check this on the
+    sample data)."""
+    template = chat_template if chat_template is not None else tokenizer.chat_template
+    if template is None:
+        raise ValueError("the tokenizer has no chat template; pass a chat model or an SFT output")
+    specials = _special_tokens(tokenizer)
+    contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    marker = next((chr(c) for c in range(0xE000, 0xF900) if not any(chr(c) in t for t in contents)), None)
+    if marker is None:
+        raise ValueError("the chat uses every private-use character; cannot mark the special-token text in it")
+    find = re.compile("|".join(re.escape(t) for t in specials)) if specials else None
+    number = {t: i for i, t in enumerate(specials)}
+
+    def hide(text: str) -> str:
+        return find.sub(lambda m: f"{marker}{number[m.group()]}{marker}", text) if find else text
+
+    unhide = re.compile(f"{re.escape(marker)}(\\d+){re.escape(marker)}")
+    hidden = [{**m, "content": hide(m["content"])} if isinstance(m.get("content"), str) else dict(m)
+              for m in messages]
+    kwargs = {"chat_template": chat_template} if chat_template is not None else {}
+    if enable_thinking is not None:  # None: the template's default
+        kwargs["enable_thinking"] = enable_thinking
+    rendered = tokenizer.apply_chat_template(hidden, tokenize=False, add_generation_prompt=True, **kwargs,
+                                             **template_kwargs)
+    pieces: list[str | int] = []  # text to tokenise, or a template special token's id
+    pos = 0
+    for m in find.finditer(rendered) if find else ():
+        pieces += [rendered[pos:m.start()], tokenizer.convert_tokens_to_ids(m.group())]
+        pos = m.end()
+    pieces.append(rendered[pos:])
+    texts = [unhide.sub(lambda m: specials[int(m.group(1))], p) for p in pieces if isinstance(p, str) and p]
+    encoded = iter(tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids if texts else [])
+    ids: list[int] = []
+    for p in pieces:
+        if isinstance(p, int):
+            ids.append(p)
+        elif p:
+            ids.extend(next(encoded))
+    return ids
+
+
+def left_pad(tokenizer, rows: Sequence[Sequence[int]], device=None) -> dict[str, Any]:
+    """`input_ids` and `attention_mask` tensors of id lists padded on the left with the tokenizer's pad id."""
+    import torch
+
+    width = max((len(r) for r in rows), default=0)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return {"input_ids": ids.to(device) if device is not None else ids,
+            "attention_mask": mask.to(device) if device is not None else mask}
 
 
 def _stop_ids(model, tokenizer) -> set[int]:
@@ -179,9 +258,10 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def generate_batch(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings,
+def generate_batch(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[int]], settings: GenerationSettings,
                    row_seeds: Sequence[int] | None = None) -> list[Generation]:
-    """Generate one continuation per rendered prompt, all in one left-padded batch.
+    """Generate one continuation per prompt, all in one left-padded batch. A prompt is its input ids
+    (`chat_input_ids`), or rendered text, tokenised as it is (special-token text in it is parsed as special).
 
     With sampling and `row_seeds` (one per prompt), each row samples from its own seeded stream; otherwise a sampled
     batch is seeded once with `settings.seed`."""
@@ -191,8 +271,14 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], settings: Generatio
         return []
     if row_seeds is not None and len(row_seeds) != len(prompts):
         raise ValueError(f"{len(row_seeds)} row seeds for {len(prompts)} prompts")
-    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    enc = {k: v.to(model.device) for k, v in enc.items()}
+    if all(isinstance(p, str) for p in prompts):
+        enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left",
+                        add_special_tokens=False)
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+    elif not any(isinstance(p, str) for p in prompts):
+        enc = left_pad(tokenizer, prompts, model.device)
+    else:
+        raise TypeError("prompts must be all texts or all id lists")
     kwargs = settings.generate_kwargs()
     if settings.do_sample and row_seeds is not None:
         greedy = GenerationSettings(max_new_tokens=settings.max_new_tokens,
@@ -221,7 +307,7 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], settings: Generatio
 def generate(model, tokenizer, questions: Sequence[str], settings: GenerationSettings, batch_size: int = 8,
              system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[Generation]:
     """Convenience: questions in, generations out (batches of `batch_size`, in order)."""
-    prompts = [build_prompt(tokenizer, chat_messages(q, system), settings.enable_thinking) for q in questions]
+    prompts = [chat_input_ids(tokenizer, chat_messages(q, system), settings.enable_thinking) for q in questions]
     out: list[Generation] = []
     for i in range(0, len(prompts), batch_size):
         out.extend(generate_batch(model, tokenizer, prompts[i:i + batch_size], settings))
@@ -237,8 +323,7 @@ def stream_generate(model, tokenizer, messages: Sequence[dict[str, str]], settin
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    prompt = build_prompt(tokenizer, messages, settings.enable_thinking)
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    enc = left_pad(tokenizer, [chat_input_ids(tokenizer, messages, settings.enable_thinking)], model.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300.0)
 
     class _Stop(StoppingCriteria):

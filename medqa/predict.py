@@ -14,9 +14,10 @@ latency_ms}` where `think`/`answer` split the prediction at `</think>` (`think` 
 think block), plus `key`: a hash of what produced the row (the prompt and the model, adapter and generation
 settings, the sample's index) and `decoding`. With `--num-samples K` every item gets K rows, told apart by `sample`
 (0..K-1), each sampled from its own seed (run seed, item id, sample index), so a sampled run is reproducible
-whatever the batch size or the number of processes. Rows are appended durably after every batch, so an interrupted run resumes where it stopped: an item is
-skipped when a row with its key is in the output, whatever its id or position; rows of another input or model are
-not reused and are dropped when the file is finished, in input order.
+whatever the batch size or the number of processes, and the same prompt under two ids gets two different draws.
+Rows are appended durably after every batch, so an interrupted run resumes where it stopped: an item is skipped when
+a row with its key is in the output, whatever its position (and, greedy, whatever its id: one prompt is generated
+once); rows of another input or model are not reused and are dropped when the file is finished, in input order.
 """
 
 from __future__ import annotations
@@ -148,8 +149,12 @@ def read_items(path: str | os.PathLike, limit: int | None = None, system: str | 
 
 def item_key(item: Item, identity: dict, sample: int = 0) -> str:
     """What produced a prediction: the prompt chat, the model identity (model, adapter, generation settings) and,
-    past the first, the sample's index (so a run asking for more samples reuses the ones it has)."""
+    past the first, the sample's index (so a run asking for more samples reuses the ones it has). A sampled answer
+    is drawn with `row_seed(seed, item id, sample)`, so under sampling the item's id is part of its key too: the same
+    prompt under two ids is two draws, not one answer shared (greedy answers of one prompt are shared)."""
     who = identity if sample == 0 else {**identity, "sample_index": sample}
+    if identity.get("sample"):
+        who = {**who, "item_id": item.id}
     payload = json.dumps([who, item.messages], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -289,7 +294,7 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
              batch_size: int, max_new_tokens: int, think: bool, sample: bool, seed: int, temperature: float,
              top_p: float, top_k: int, num_samples: int, repetition_penalty: float, device: str | None,
              progress: bool) -> dict:
-    from medqa.generation import GenerationSettings, build_prompt, generate_batch, load_model
+    from medqa.generation import GenerationSettings, chat_input_ids, generate_batch, load_model
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
                                   temperature=temperature, top_p=top_p, top_k=top_k,
@@ -309,8 +314,8 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
     generated = 0
     if mine:
         lm, tokenizer = load_model(model, adapter, device=device)
-        prompts = {it.id: build_prompt(tokenizer, it.messages, think) for it, _ in mine}
-        lengths = {i: len(tokenizer(p, add_special_tokens=False).input_ids) for i, p in prompts.items()}
+        prompts = {it.id: chat_input_ids(tokenizer, it.messages, think) for it, _ in mine}
+        lengths = {i: len(p) for i, p in prompts.items()}
         # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
         mine.sort(key=lambda unit: -lengths[unit[0].id])
         from tqdm.auto import tqdm

@@ -6,8 +6,11 @@ shows red-flag symptoms (`medqa.safety.red_flags`, the same check the reward and
 
 The model sees the whole conversation: every message shape Gradio sends (a string, a list of parts
 `[{"type": "text", "text": …}]`, files — which are ignored) is read, the oldest turns are dropped first when the
-prompt would exceed the token budget (a system prompt is always kept), and the history is capped in messages and
-characters before it is tokenised; a conversation over `--max-history-chars` in all is refused before it is read. Generation stops when the client disconnects or after `--max-seconds`.
+prompt would exceed the token budget, and the history is capped in messages and characters before it is tokenised;
+a conversation over `--max-history-chars` in all is refused before it is read. Generation stops when the client
+disconnects or after `--max-seconds`. The operator's `--system` prompt is the only system turn and always comes
+first: a system message in the client's history is dropped (`conversation_messages`). Everything the user typed is
+tokenised as text (`medqa.generation.chat_input_ids`), so typed special tokens cannot forge a turn.
 Listens on 127.0.0.1 unless `--host` says otherwise; `--share` (a public Gradio link) is opt-in, and a login is read
 from `MEDQA_SERVE_AUTH` or `--auth-file` (never from the command line, where `ps` would show it).
 """
@@ -104,10 +107,9 @@ def _content_chars(content) -> int:
 
 def history_chat(history: Sequence, max_messages: int = MAX_HISTORY_MESSAGES, max_chars: int | None = None
                  ) -> list[dict[str, str]]:
-    """Earlier turns as plain {role, content} messages: text only, reasoning bubbles left out, the latest
-    `max_messages` messages and at most `max_chars` characters (the oldest go first; a system message is kept)."""
-    system = [{"role": "system", "content": t} for m in history[:1] if isinstance(m, dict) and m.get("role") == "system"
-              and (t := message_text(m.get("content")))]
+    """Earlier user and assistant turns as plain {role, content} messages: text only, reasoning bubbles and any
+    other role (a client's system message) left out, the latest `max_messages` messages and at most `max_chars`
+    characters (the oldest go first)."""
     chat: list[dict[str, str]] = []
     for m in list(history)[-max_messages:]:
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or (m.get("metadata") or {}).get("title"):
@@ -121,19 +123,33 @@ def history_chat(history: Sequence, max_messages: int = MAX_HISTORY_MESSAGES, ma
             keep -= 1
             total += len(chat[keep]["content"])
         chat = chat[keep:]
-    return system + chat
+    return chat
+
+
+def conversation_messages(tokenizer, history: Sequence, question: str, *, system: str | None, budget: int,
+                          enable_thinking: bool = True) -> list[dict[str, str]]:
+    """The chat the model is given: the operator's system prompt (if any) first, then the latest user and assistant
+    turns of `history` that fit `budget` tokens, then `question`.
+
+    A system message sent by the client is dropped, never used in place of the operator's: the chat window never
+    sends one (only a hand-made API call does), and what the model is told to be is the operator's decision. A
+    user who wants to add context can say it in a user turn, where it is seen as the user's words."""
+    # A cheap character cap first (a token spans a few characters at most: 8 per token is generous), so a huge
+    # history is never tokenised whole; the token budget then decides exactly.
+    chat = history_chat(history, max_chars=budget * 8)
+    head = [{"role": "system", "content": system}] if system else []
+    return fit_to_budget(tokenizer, [*head, *chat, {"role": "user", "content": question}], budget, enable_thinking)
 
 
 def fit_to_budget(tokenizer, chat: list[dict[str, str]], budget: int, enable_thinking: bool = True
                   ) -> list[dict[str, str]]:
     """Drop the oldest turns (never the system prompt or the last user turn) until the prompt fits `budget`."""
-    from medqa.generation import build_prompt
+    from medqa.generation import chat_input_ids
 
     system = [m for m in chat[:1] if m["role"] == "system"]
     turns = chat[len(system):]
     while len(turns) > 1:
-        prompt = build_prompt(tokenizer, system + turns, enable_thinking)
-        if len(tokenizer(prompt, add_special_tokens=False).input_ids) <= budget:
+        if len(chat_input_ids(tokenizer, system + turns, enable_thinking)) <= budget:
             break
         turns = turns[1:]
         while len(turns) > 1 and turns[0]["role"] != "user":  # a turn starts with the user
@@ -204,12 +220,8 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
             gr.Warning(f"问题过长（{len(question)} 字符，上限 {max_input_chars}）/ question too long")
             yield history, gr.update(), question
             return
-        # A cheap character cap first (a token spans a few characters at most: 8 per token is generous), so a huge
-        # history is never tokenised whole; the token budget then decides exactly.
-        chat = history_chat(history, max_chars=budget * 8)
-        if system and not (chat and chat[0]["role"] == "system"):
-            chat = [{"role": "system", "content": system}, *chat]
-        chat = fit_to_budget(tokenizer, [*chat, {"role": "user", "content": question}], budget, bool(enable_thinking))
+        chat = conversation_messages(tokenizer, history, question, system=system, budget=budget,
+                                     enable_thinking=bool(enable_thinking))
         earlier = [message_text(m.get("content")) or "" for m in history[-MAX_HISTORY_MESSAGES:]
                    if isinstance(m, dict) and m.get("role") == "user"]
         banner = conversation_banner([*earlier, question])

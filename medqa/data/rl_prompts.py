@@ -33,10 +33,10 @@ def build_rl_prompts(data_dir: str | Path, out: str | Path, splits: tuple[str, .
 
 def prompt_token_counter(tokenizer, enable_thinking: bool = True) -> Callable[[list[dict]], int]:
     """Tokens of a chat prompt as the policy is given it (the chat template's generation prompt)."""
-    from medqa.generation import build_prompt
+    from medqa.generation import chat_input_ids
 
     def count(messages: list[dict]) -> int:
-        return len(tokenizer(build_prompt(tokenizer, messages, enable_thinking), add_special_tokens=False).input_ids)
+        return len(chat_input_ids(tokenizer, messages, enable_thinking))
 
     return count
 

@@ -347,6 +347,22 @@ class MedqaGRPOTrainer(GRPOTrainer):
         if samples:
             append_jsonl(out / SAMPLES_FILE, [{"step": step, **s} for s in samples])
 
+    def _tokenize_prompts(self, prompts: list):
+        """Chat prompts through `medqa.generation.chat_input_ids`, so special-token text in a question is tokenised
+        as text (TRL's `apply_chat_template(tokenize=True)` would parse it as special). Prompts with tools,
+        environments or images, or plain-text prompts, stay TRL's."""
+        from trl.data_utils import is_conversational
+
+        from medqa.generation import chat_input_ids
+
+        if (self.tools or self.environment_factories is not None or self._is_vlm
+                or not is_conversational({"prompt": prompts[0]})):
+            return super()._tokenize_prompts(prompts)
+        kwargs = {"enable_thinking": None, **self.chat_template_kwargs}  # None: the template's default, as TRL
+        ids = [chat_input_ids(self.processing_class, prompt, chat_template=self.chat_template, **kwargs)
+               for prompt in prompts]
+        return ids, None, {}
+
     def _recent_samples(self) -> list[dict[str, Any]]:
         n = min(self.samples_per_log, len(self._logs["prompt"]))
         if n == 0:

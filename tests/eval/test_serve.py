@@ -86,15 +86,17 @@ class _Recorder:
     def __init__(self, monkeypatch):
         import medqa.generation as generation
 
-        self.prompts: list[str] = []
-        real = generation.build_prompt
+        self.prompts: list[str] = []  # decoded
+        self.ids: list[list[int]] = []
+        real = generation.chat_input_ids
 
-        def spy(tokenizer, messages, enable_thinking=True):
-            prompt = real(tokenizer, messages, enable_thinking)
-            self.prompts.append(prompt)
-            return prompt
+        def spy(tokenizer, messages, enable_thinking=True, **kwargs):
+            ids = real(tokenizer, messages, enable_thinking, **kwargs)
+            self.ids.append(ids)
+            self.prompts.append(tokenizer.decode(ids))
+            return ids
 
-        monkeypatch.setattr(generation, "build_prompt", spy)
+        monkeypatch.setattr(generation, "chat_input_ids", spy)
 
 
 @pytest.fixture(scope="module")

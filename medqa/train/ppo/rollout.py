@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medqa.generation import build_prompt
+from medqa.generation import chat_input_ids, left_pad
 from medqa.train.ppo import core
 
 
@@ -80,18 +80,23 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: int, max_new_tokens: int,
              temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int],
              repetition_penalty: float = 1.0) -> RolloutBatch:
-    """Sample one response per chat prompt (Qwen3 template, thinking on), in one left-padded batch."""
-    texts = [build_prompt(tokenizer, messages, enable_thinking) for messages in prompts]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False,
-                    truncation=True, max_length=max_prompt_length)
+    """Sample one response per chat prompt (Qwen3 template, thinking on), in one left-padded batch. The prompts are
+    tokenised by `chat_input_ids` (special-token text in a question stays text), cut to `max_prompt_length` on the
+    tokenizer's truncation side (the prompts file is checked against it when it is read)."""
+    rows = [chat_input_ids(tokenizer, messages, enable_thinking) for messages in prompts]
+    if getattr(tokenizer, "truncation_side", "right") == "left":
+        rows = [ids[-max_prompt_length:] for ids in rows]
+    else:
+        rows = [ids[:max_prompt_length] for ids in rows]
     device = next(model.parameters()).device
-    query_ids, query_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    enc = left_pad(tokenizer, rows, device)
+    query_ids, query_mask = enc["input_ids"], enc["attention_mask"]
     out = model.generate(input_ids=query_ids, attention_mask=query_mask, do_sample=True, temperature=temperature,
                          top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
                          max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, use_cache=True)
     response = out[:, query_ids.shape[1]:]
     if response.shape[1] == 0:  # every row stopped at once is impossible with max_new_tokens >= 1, but be safe
-        response = torch.full((len(texts), 1), stop_ids[0], device=device)
+        response = torch.full((len(rows), 1), stop_ids[0], device=device)
     mask, has_eos = core.response_mask(response, stop_ids)
     response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_token_id))
     decoded = [tokenizer.decode(ids[: int(m.sum())], skip_special_tokens=True).strip()
