@@ -43,7 +43,7 @@ from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
-from medqa.checkpoints import RunFolderArguments
+from medqa.checkpoints import RunFolderArguments, shaping_settings
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
@@ -453,19 +453,10 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
     return trainer
 
 
-# The settings a resumed run must share with its checkpoint (max_steps, save_steps, logging may change).
-RUN_KEY_SCRIPT = ("prompts_file", "max_prompts")
-RUN_KEY_TRAINING = ("seed", "learning_rate", "lr_scheduler_type", "beta", "num_generations", "temperature",
-                    "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-                    "reward_weights")
-RUN_KEY_MODEL = ("model_name_or_path", "base_model", "mode", "lora_r", "lora_alpha", "lora_target_modules")
-
-
-def run_settings(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig,
-                 model_args: GRPOModelArguments) -> dict[str, Any]:
-    return {**{k: getattr(script_args, k) for k in RUN_KEY_SCRIPT},
-            **{k: getattr(training_args, k) for k in RUN_KEY_TRAINING},
-            **{k: getattr(model_args, k) for k in RUN_KEY_MODEL}}
+def run_settings(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
+                 teacher_args: TeacherArgs | None = None) -> dict[str, Any]:
+    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/checkpoints.py, SHAPING)."""
+    return shaping_settings(script_args, training_args, model_args, teacher_args or TeacherArgs())
 
 
 def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
@@ -476,10 +467,12 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
     from medqa.modeling import resolve_model_paths
 
     base, adapter = resolve_model_paths(model_args.model_name_or_path)
-    run = TrainerRun("grpo", training_args, run_settings(script_args, training_args, model_args),
+    run = TrainerRun("grpo", training_args, run_settings(script_args, training_args, model_args, teacher_args),
                      inputs=[model_args.model_name_or_path, model_args.base_model or base, adapter,
-                             script_args.prompts_file])
+                             script_args.prompts_file], data={"prompts_file": script_args.prompts_file})
     resume = run.start()  # before the model loads: a refused output costs nothing
+    if run.finished is not None:  # OUT holds this run, finished: nothing to train (said in one line)
+        return run.finished_summary()
     try:
         return _train(run, resume, script_args, training_args, model_args, teacher_args)
     finally:
@@ -548,6 +541,6 @@ def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_a
 
         with atomic_write(Path(training_args.output_dir) / SUMMARY_FILE) as fh:
             json.dump(summary, fh, indent=2, ensure_ascii=False)
-    run.finish()
+    run.finish(trainer.state.global_step)
     trainer.accelerator.wait_for_everyone()
     return summary

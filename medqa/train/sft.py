@@ -21,7 +21,7 @@ from typing import Any
 
 from trl import ScriptArguments, SFTConfig
 
-from medqa.checkpoints import RunFolderArguments, checkpoint_step
+from medqa.checkpoints import RunFolderArguments, checkpoint_step, shaping_settings
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
@@ -142,18 +142,17 @@ def load_model(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
     )
 
 
-# The settings a resumed run must share with its checkpoint (epochs, max_steps, save and eval cadence may change).
-RUN_KEY_SCRIPT = ("data_dir", "train_file", "max_train_samples")
-RUN_KEY_TRAINING = ("seed", "learning_rate", "lr_scheduler_type", "per_device_train_batch_size",
-                    "gradient_accumulation_steps", "max_length", "packing", "assistant_only_loss")
-RUN_KEY_MODEL = ("model_name_or_path", "mode", "lora_r", "lora_alpha", "lora_target_modules", "lora_trainable_tokens")
-
-
 def run_settings(script_args: SFTScriptArguments, training_args: MedqaSFTConfig,
                  model_args: SFTModelArguments) -> dict[str, Any]:
-    return {**{k: getattr(script_args, k) for k in RUN_KEY_SCRIPT},
-            **{k: getattr(training_args, k) for k in RUN_KEY_TRAINING},
-            **{k: getattr(model_args, k) for k in RUN_KEY_MODEL}}
+    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/checkpoints.py, SHAPING)."""
+    return shaping_settings(script_args, training_args, model_args)
+
+
+def run_data(script_args: SFTScriptArguments) -> dict[str, Path | None]:
+    """The data files whose content a resumed run must share with its checkpoint: the train and eval splits."""
+    data_dir = Path(script_args.data_dir)
+    return {"train_file": data_dir / script_args.train_file,
+            "eval_file": data_dir / script_args.eval_file if script_args.eval_file is not None else None}
 
 
 # ---------------------------------------------------------------- training
@@ -288,8 +287,10 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     from medqa.checkpoints import TrainerRun
 
     run = TrainerRun("sft", training_args, run_settings(script_args, training_args, model_args),
-                     inputs=[model_args.model_name_or_path, script_args.data_dir])
+                     inputs=[model_args.model_name_or_path, script_args.data_dir], data=run_data(script_args))
     resume = run.start()
+    if run.finished is not None:  # OUT holds this run, finished: nothing to train (said in one line)
+        return run.finished_summary()
     try:
         return _train(run, resume, script_args, training_args, model_args)
     finally:
@@ -363,7 +364,7 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
         )
         with open(Path(training_args.output_dir) / "sft_summary.json", "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
-    run.finish()
+    run.finish(trainer.state.global_step)
     trainer.accelerator.wait_for_everyone()
     trainer.end()
     return summary

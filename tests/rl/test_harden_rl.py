@@ -205,8 +205,9 @@ def test_resume_trims_metrics_samples_and_tensorboard_to_the_checkpoint(tmp_path
             "sample_steps": 1, "num_samples": 1}
     _ppo(ppo_sft_adapter, ppo_prompts, out, **opts).train()
     assert _event_steps(out) == [1, 2]
-    # A kill after step 2 was logged but before its checkpoint was complete.
+    # A kill after step 2 was logged but before its checkpoint was complete (so before the run finished).
     (out / "checkpoint-2" / "ppo_state.json").unlink()
+    (out / RUN_RECORD).unlink()
     summary = _ppo(ppo_sft_adapter, ppo_prompts, out, **opts).train()
     assert summary["resumed_from"].endswith("checkpoint-1")
     assert _steps(out / "metrics.jsonl") == [1, 2]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from medqa.checkpoints import RunFolderArguments
+from medqa.checkpoints import RunFolderArguments, shaping_settings
 from medqa.modeling import ModelArguments
 from medqa.teacher.setup import TeacherArgs
 
@@ -163,16 +163,9 @@ class PPOConfig(RunFolderArguments):
             raise ValueError("target_kl must be > 0 (or none to disable the early stop)")
 
 
-# The settings a resumed run must share with its checkpoint (total_steps, save_steps, logging may change).
-RUN_KEY_MODEL = ("model_name_or_path", "mode", "dtype", "lora_r", "lora_alpha", "lora_target_modules", "reference")
-RUN_KEY_CONFIG = ("prompts_file", "max_prompts", "seed", "batch_size", "samples_per_prompt", "mini_batch_size",
-                  "ppo_epochs", "learning_rate", "lr_scheduler_type", "reward", "w_rules", "w_teacher",
-                  "max_prompt_length", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
-                  "enable_thinking", "kl_estimator", "init_kl_coef", "adaptive_kl", "score_baseline")
-
-
-def run_settings(model_args: PPOModelArguments, cfg: PPOConfig) -> dict:
-    return {**{k: getattr(model_args, k) for k in RUN_KEY_MODEL}, **{k: getattr(cfg, k) for k in RUN_KEY_CONFIG}}
+def run_settings(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs | None = None) -> dict:
+    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/checkpoints.py, SHAPING)."""
+    return shaping_settings(model_args, cfg, teacher_args or TeacherArgs())
 
 
 def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArgs]:

@@ -33,7 +33,14 @@ from typing import Any
 
 import torch
 
-from medqa.checkpoints import CHECKPOINT_RE, RunIdentity, finish_run_dir, prepare_run_dir, trim_logs
+from medqa.checkpoints import (
+    CHECKPOINT_RE,
+    RunIdentity,
+    RunLength,
+    finish_run_dir,
+    prepare_run_dir,
+    trim_logs,
+)
 from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
 from medqa.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
 from medqa.preemption import any_rank, rank0_decides, stop_file_from_env
@@ -188,7 +195,9 @@ class PPOTrainer:
         self.scorer = Scorer(cfg, teacher, self.all_reduce, reward_fn, TeacherStopRule.from_args(teacher_args or TeacherArgs()))
         self.step = 0  # completed PPO steps
         self.writer = None
-        self.identity = RunIdentity("ppo", run_settings(model_args, cfg), self.world)
+        self.identity = RunIdentity("ppo", run_settings(model_args, cfg, teacher_args), self.world,
+                                    data={"prompts_file": cfg.prompts_file})
+        self.length = RunLength({"total_steps": cfg.total_steps}, cfg.total_steps)
         self.lock: OutputLock | None = None
 
     # -- distributed helpers
@@ -416,9 +425,10 @@ class PPOTrainer:
                     for q, t, p in list(zip(questions, texts, parts, strict=True))[: self.cfg.num_samples]]
             append_jsonl(self.out / "samples.jsonl", rows, fsync=False)
 
-    def _claim_output(self, resume: bool) -> str | None:
+    def _claim_output(self, resume: bool) -> tuple[str | None, int | None]:
         """Rank 0: lock OUT for this run, claim it (medqa/checkpoints.py: never the SFT model or a folder of
-        another command; an earlier run not resumed is moved aside), trim the logs to the resumed step."""
+        another command; an earlier run not resumed is moved aside), trim the logs to the resumed step. Returns
+        (the checkpoint to resume or None, the last step of this run already finished in OUT or None)."""
         from medqa.modeling import resolve_model_paths
 
         self.lock = OutputLock(self.out, "ppo").acquire()
@@ -427,7 +437,9 @@ class PPOTrainer:
             run = prepare_run_dir(self.out, self.identity, complete_marker=STATE_FILE,
                                   inputs=[self.model_args.model_name_or_path, base, adapter, self.cfg.prompts_file],
                                   resume="auto" if resume else "no", overwrite=self.cfg.overwrite,
-                                  log=lambda msg: print(msg, flush=True))
+                                  log=lambda msg: print(msg, flush=True), length=self.length)
+            if run.finished is not None:
+                return None, run.finished
             trim_logs(self.out, run.step)
             from medqa.generation import write_rollout_decoding
 
@@ -435,18 +447,34 @@ class PPOTrainer:
         except BaseException:
             self.lock.release()
             raise
-        return str(run.resume_from) if run.resume_from else None
+        return (str(run.resume_from) if run.resume_from else None), None
 
     # -- the run
     def train(self, resume: bool | None = None) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
         resume = cfg.auto_resume if resume is None else resume
-        found = rank0_decides(lambda: self._claim_output(resume), acc.is_main_process)
+        found, finished = rank0_decides(lambda: self._claim_output(resume), acc.is_main_process)
         try:
+            if finished is not None:  # OUT holds this run, finished: nothing to train (said in one line)
+                self._close_teacher()
+                return self._finished_summary(finished)
             return self._train(Path(found) if found else None)
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+    def _close_teacher(self) -> None:
+        if self.teacher is not None:
+            self.teacher.close()
+            self.teacher_setup.close()
+            self.teacher = self.teacher_setup = None
+
+    def _finished_summary(self, step: int) -> dict[str, Any]:
+        try:
+            summary = json.loads((self.out / "ppo_summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = {}
+        return {**(summary if isinstance(summary, dict) else {}), "already_finished": step}
 
     def _train(self, checkpoint: Path | None) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
@@ -494,9 +522,7 @@ class PPOTrainer:
                 bar.close()
             if self.writer is not None:
                 self.writer.close()
-            if self.teacher is not None:
-                self.teacher.close()
-                self.teacher_setup.close()
+            self._close_teacher()
         summary = {"steps": self.step, "resumed_from": str(checkpoint) if checkpoint else None,
                    "num_processes": self.world, "wall_s": round(time.perf_counter() - started, 2),
                    "stopped_at": stopped_at, "policy_digest_per_rank": self.policy_digests(), "curve": history,
@@ -505,7 +531,10 @@ class PPOTrainer:
         if acc.is_main_process:
             with atomic_write(self.out / "ppo_summary.json") as fh:
                 json.dump(summary, fh, indent=2)
-            finish_run_dir(self.out, "ppo")
+            if stopped_at is None:  # finished: running it again is a no-op
+                finish_run_dir(self.out, "ppo", self.identity, self.step, self.length)
+            else:
+                finish_run_dir(self.out, "ppo")
         return summary
 
     def policy_digests(self) -> list[float]:
