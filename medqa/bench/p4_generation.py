@@ -29,7 +29,7 @@ def _questions() -> list[str]:
 def run(out_dir) -> dict:
     import torch
 
-    from medqa.generation import GenerationSettings, build_prompt, chat_messages, generate_batch, load_model
+    from medqa.generation import GenerationSettings, chat_input_ids, chat_messages, generate_batch, load_model
     from medqa.tiny_model import build_tiny_model
 
     tiny = ROOT / "models" / "tiny-qwen3"
@@ -39,7 +39,7 @@ def run(out_dir) -> dict:
         torch.manual_seed(0)
         model, tok = load_model(str(tiny), device="cpu")
     questions = _questions()
-    prompts = [build_prompt(tok, chat_messages(q), True) for q in questions]
+    prompts = [chat_input_ids(tok, chat_messages(q), True) for q in questions]
     settings = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS)
     generate_batch(model, tok, prompts[:2], settings)  # warm-up
     # Best of ROUNDS, the two modes interleaved: the machine is shared, so a burst of someone else's load

@@ -204,9 +204,9 @@ class ThinkCoverageCallback:
         import torch
 
         from medqa.eval.items import think_flags
-        from medqa.generation import build_prompt, generate_batch
+        from medqa.generation import chat_input_ids, generate_batch
 
-        texts = [build_prompt(self.tokenizer, m, self.settings.enable_thinking) for m in self.prompts]
+        texts = [chat_input_ids(self.tokenizer, m, self.settings.enable_thinking) for m in self.prompts]
         was_training, use_cache = model.training, model.config.use_cache
         model.eval()
         model.config.use_cache = True
