@@ -242,6 +242,8 @@ class RunIdentity:
         if not isinstance(old_data, dict):
             return "it records no hash of its data (written before medqa keyed runs by their data's content)"
         changed = [name for name in sorted(set(old_data) | set(self.data)) if old_data.get(name) != self.data.get(name)]
+        if MODEL_INPUT in changed:
+            return MODEL_CHANGED + f" ({self.settings.get('model_name_or_path') or MODEL_INPUT}: other content)"
         if changed:
             return DATA_CHANGED + " (" + ", ".join(f"{name}: other content" for name in changed) + ")"
         old = rec.get("settings") or {}
@@ -251,6 +253,11 @@ class RunIdentity:
 
 
 DATA_CHANGED = "the data changed since it was written: a resumed run would mix rows of two versions of the data"
+# The model a run starts from (the base of SFT, the SFT output of PPO and GRPO) is keyed by its content too, under
+# this name in `RunIdentity.data`: a model retrained into the same folder is another starting point.
+MODEL_INPUT = "model"
+MODEL_CHANGED = ("the model it starts from changed since it was written (retrained into the same folder?): a resumed "
+                 "run would continue from another starting point")
 
 
 def data_fingerprints(paths: Mapping[str, str | os.PathLike | None]) -> dict[str, str | None]:
@@ -436,9 +443,10 @@ def _check_identity(identity: RunIdentity, checkpoint: Path) -> None:
     why = identity.mismatch(checkpoint)
     if why is None:
         return
-    if why.startswith(DATA_CHANGED):
-        raise ResumeError(f"{checkpoint}: not resuming it: {why}; start fresh on this data (RESUME=0 / "
-                          "--auto_resume false moves the earlier run aside), or restore the data it was trained on")
+    if why.startswith((DATA_CHANGED, MODEL_CHANGED)):
+        what = "data" if why.startswith(DATA_CHANGED) else "model"
+        raise ResumeError(f"{checkpoint}: not resuming it: {why}; start fresh from this {what} (RESUME=0 / "
+                          f"--auto_resume false moves the earlier run aside), or restore the {what} it was trained on")
     raise ResumeError(f"{checkpoint}: not resuming it: {why}; resume with the same settings, or start fresh "
                       "(RESUME=0 / --auto_resume false moves the earlier run aside)")
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
-from medqa.checkpoints import RunFolderArguments, shaping_settings
+from medqa.checkpoints import MODEL_INPUT, RunFolderArguments, shaping_settings
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
@@ -469,7 +469,8 @@ def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model
     base, adapter = resolve_model_paths(model_args.model_name_or_path)
     run = TrainerRun("grpo", training_args, run_settings(script_args, training_args, model_args, teacher_args),
                      inputs=[model_args.model_name_or_path, model_args.base_model or base, adapter,
-                             script_args.prompts_file], data={"prompts_file": script_args.prompts_file})
+                             script_args.prompts_file], data={"prompts_file": script_args.prompts_file,
+                                                       MODEL_INPUT: model_args.model_name_or_path})
     resume = run.start()  # before the model loads: a refused output costs nothing
     if run.finished is not None:  # OUT holds this run, finished: nothing to train (said in one line)
         return run.finished_summary()

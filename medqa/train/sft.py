@@ -21,7 +21,7 @@ from typing import Any
 
 from trl import ScriptArguments, SFTConfig
 
-from medqa.checkpoints import RunFolderArguments, checkpoint_step, shaping_settings
+from medqa.checkpoints import MODEL_INPUT, RunFolderArguments, checkpoint_step, shaping_settings
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
@@ -148,11 +148,13 @@ def run_settings(script_args: SFTScriptArguments, training_args: MedqaSFTConfig,
     return shaping_settings(script_args, training_args, model_args)
 
 
-def run_data(script_args: SFTScriptArguments) -> dict[str, Path | None]:
-    """The data files whose content a resumed run must share with its checkpoint: the train and eval splits."""
+def run_data(script_args: SFTScriptArguments, model_args: SFTModelArguments) -> dict[str, Path | str | None]:
+    """The files whose content a resumed run must share with its checkpoint: the train and eval splits and the
+    model it starts from."""
     data_dir = Path(script_args.data_dir)
     return {"train_file": data_dir / script_args.train_file,
-            "eval_file": data_dir / script_args.eval_file if script_args.eval_file is not None else None}
+            "eval_file": data_dir / script_args.eval_file if script_args.eval_file is not None else None,
+            MODEL_INPUT: model_args.model_name_or_path}
 
 
 # ---------------------------------------------------------------- training
@@ -287,7 +289,7 @@ def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_a
     from medqa.checkpoints import TrainerRun
 
     run = TrainerRun("sft", training_args, run_settings(script_args, training_args, model_args),
-                     inputs=[model_args.model_name_or_path, script_args.data_dir], data=run_data(script_args))
+                     inputs=[model_args.model_name_or_path, script_args.data_dir], data=run_data(script_args, model_args))
     resume = run.start()
     if run.finished is not None:  # OUT holds this run, finished: nothing to train (said in one line)
         return run.finished_summary()

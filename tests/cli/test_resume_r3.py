@@ -167,6 +167,27 @@ def test_sft_refuses_a_checkpoint_trained_on_data_that_changed(tiny_model_dir, s
     assert summary["resumed_from"].endswith("checkpoint-2") and summary["global_step"] == 3
 
 
+def test_sft_refuses_a_checkpoint_whose_starting_model_was_retrained_in_place(tiny_model_dir, sft_data, tmp_path):
+    """The model a run starts from is keyed by its content, like the data: the same folder holding other weights
+    (a base or an SFT output retrained into it) is another starting point, refused in one line."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, model)
+    out = tmp_path / "out"
+    _sft(model, sft_data, out)
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()}, model / "model.safetensors",
+              metadata={"format": "pt"})
+    before = _tree(out)
+    with pytest.raises(ResumeError) as err:
+        _sft(model, sft_data, out, max_steps=3)
+    msg = str(err.value)
+    assert "\n" not in msg and "the model it starts from changed" in msg and "RESUME=0" in msg
+    assert _tree(out) == before and torch.is_tensor(next(iter(weights.values())))
+
+
 @pytest.mark.parametrize("change", [{"lora_dropout": 0.1}, {"warmup_steps": 1}, {"weight_decay": 0.1}],
                          ids=lambda c: next(iter(c)))
 def test_sft_refuses_a_resume_that_changes_a_shaping_option(change, tiny_model_dir, sft_data, tmp_path):

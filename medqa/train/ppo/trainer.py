@@ -35,6 +35,7 @@ import torch
 
 from medqa.checkpoints import (
     CHECKPOINT_RE,
+    MODEL_INPUT,
     RunIdentity,
     RunLength,
     finish_run_dir,
@@ -196,7 +197,7 @@ class PPOTrainer:
         self.step = 0  # completed PPO steps
         self.writer = None
         self.identity = RunIdentity("ppo", run_settings(model_args, cfg, teacher_args), self.world,
-                                    data={"prompts_file": cfg.prompts_file})
+                                    data={"prompts_file": cfg.prompts_file, MODEL_INPUT: model_args.model_name_or_path})
         self.length = RunLength({"total_steps": cfg.total_steps}, cfg.total_steps)
         self.lock: OutputLock | None = None
 
