@@ -29,15 +29,16 @@ from medqa.teacher.cache import CachedJudgement, CacheWriter, JudgementCache, ca
 from medqa.teacher.protocol import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
+    KEY_ENV_VARS,
     OFFLINE_FINGERPRINT,
     OFFLINE_HEADER,
+    check_auth,
     check_base_url,
 )
 from medqa.teacher.rubric import RUBRIC_VERSION, RubricError, build_messages, reask_messages, validate
 
 log = logging.getLogger("medqa.teacher")
 
-KEY_ENV_VARS = ("MEDQA_TEACHER_API_KEY", "DEEPSEEK_API_KEY")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 AUTH_STATUS = frozenset({401, 403})  # a bad key: no later request can succeed either
 # Reply header (and system_fingerprint) by which the offline heuristic judge identifies itself however it is reached.
@@ -95,6 +96,7 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)
+        check_auth(self.base_url, bool(self.api_key))  # key or user:password, never both (one Authorization)
         if not self.model:
             raise ValueError("teacher model must be a non-empty name")
         if self.concurrency < 1:
