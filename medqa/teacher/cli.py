@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
-from medqa.teacher.setup import DEFAULT_CACHE, TeacherSetupError, add_teacher_args, base_url_from_env, build_teacher
+from medqa.teacher.setup import (
+    DEFAULT_CACHE,
+    TeacherSetupError,
+    add_teacher_args,
+    base_url_from_env,
+    build_teacher,
+)
 
 RED_TEAM = "data/sample/red_team.jsonl"
 

@@ -188,8 +188,8 @@ BAD_URLS = ["htps://user:s3cr3t@judge.example/v1", "user:s3cr3t@judge.example/v1
 
 @pytest.mark.parametrize("url", BAD_URLS)
 def test_a_bad_base_url_is_reported_without_its_password(url, clean_env, capsys):
-    from medqa.teacher.client import TeacherConfig
     from medqa.teacher.cli import main as teacher_main
+    from medqa.teacher.client import TeacherConfig
 
     with pytest.raises(TeacherSetupError) as e:
         TeacherArgs(teacher_base_url=url)
