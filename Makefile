@@ -141,7 +141,7 @@ teacher-serve: setup ## run the offline OpenAI-compatible judge on TEACHER_HOST:
 	$(MEDQA) teacher serve --host $(TEACHER_HOST) --port $(PORT)
 
 teacher-check: setup ## judge 5 samples with the configured teacher (BASE_URL=, TEACHER_MODEL=; offline judge, said loudly, without a key)
-	$(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(BASE_URL),--base-url "$$BASE_URL") $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
+	$(rl_teacher_env) $(MEDQA) teacher check --n $(TEACHER_N) --input $(RED_TEAM_SAMPLES) $(if $(TEACHER_MODEL),--model $(TEACHER_MODEL))
 
 teacher-rules-doc: setup ## regenerate data/rl/reward_rules.md from the rule registry
 	$(MEDQA) rewards --write --path data/rl/reward_rules.md
@@ -196,14 +196,16 @@ safety-doc: setup ## regenerate the measured table in docs/safety.md from the la
 	$(PY) -m medqa.safety_eval --write-doc
 
 # ---------------------------------------------------------------- RL teacher (PPO and GRPO)
-# BASE_URL reaches the commands through their environment, so make's echo of a command never shows the
-# credentials a URL may carry (user:token@host).
+# BASE_URL reaches the commands as the environment variable MEDQA_TEACHER_BASE_URL (read by medqa/teacher/setup.py),
+# never as an argument: make's echo of a command and `ps` (launcher and every rank) never show the credentials a
+# URL may carry (user:token@host). MEDQA_TEACHER_BASE_URL set in the environment works the same without BASE_URL.
 export BASE_URL
+rl_teacher_env    = $(if $(BASE_URL),MEDQA_TEACHER_BASE_URL="$$BASE_URL")
 # With DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY or BASE_URL= (TEACHER_MODEL=) the configured endpoint judges; without
 # either the offline heuristic judge runs in-process for the run (announced loudly, stopped at the end).
-rl_teacher_flags  = $(if $(BASE_URL),--teacher_base_url "$$BASE_URL",$(if $(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),,--teacher_offline true)) \
-	$(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL))
-rl_teacher_notice = $(if $(BASE_URL)$(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY),true,echo ">> no DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY and no BASE_URL: the OFFLINE heuristic judge scores the teacher part (not an LLM)" >&2)
+rl_teacher_given  = $(BASE_URL)$(MEDQA_TEACHER_BASE_URL)$(DEEPSEEK_API_KEY)$(MEDQA_TEACHER_API_KEY)
+rl_teacher_flags  = $(if $(rl_teacher_given),,--teacher_offline true) $(if $(TEACHER_MODEL),--teacher_model $(TEACHER_MODEL))
+rl_teacher_notice = $(if $(rl_teacher_given),true,echo ">> no DEEPSEEK_API_KEY / MEDQA_TEACHER_API_KEY and no BASE_URL: the OFFLINE heuristic judge scores the teacher part (not an LLM)" >&2)
 
 # ---------------------------------------------------------------- GRPO
 # Recipe: recipes/grpo/[PROFILE/]MODE.yaml (MODE=lora|qlora|full, default lora), or RECIPE=path. SFT= the SFT output
@@ -223,7 +225,7 @@ grpo: $(sft_deps) ## GRPO (TRL) from an SFT output on 0.6 rules + 0.4 teacher: S
 	@test -f '$(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu))' || { echo "no accelerate config for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
 	@test -f data/rl/training_prompts.jsonl || $(MAKE) --no-print-directory rl-prompts
 	@$(rl_teacher_notice)
-	$(ACCELERATE) launch --config_file $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) $(if $(NPROC),--num_processes $(NPROC)) \
+	$(rl_teacher_env) $(ACCELERATE) launch --config_file $(call sft_accel,$(if $(filter full,$(MODE)),zero2,single_gpu)) $(if $(NPROC),--num_processes $(NPROC)) \
 		scripts/grpo.py --config $(grpo_recipe) $(grpo_flags)
 
 # ---------------------------------------------------------------- PPO
@@ -245,7 +247,7 @@ define run_ppo
 	@test -f '$(call ppo_recipe,$(1))' || { echo "no recipe $(call ppo_recipe,$(1)) for PROFILE=$(PROFILE); see recipes/ppo/" >&2; exit 2; }
 	@test -f '$(call sft_accel,$(2))' || { echo "no accelerate config $(call sft_accel,$(2)) for ACCEL=$(ACCEL); see accelerate_configs/" >&2; exit 2; }
 	@$(rl_teacher_notice)
-	$(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
+	$(rl_teacher_env) $(ACCELERATE) launch --config_file $(call sft_accel,$(2)) $(if $(NPROC),--num_processes $(NPROC)) $(LAUNCH) \
 		scripts/ppo.py --config $(call ppo_recipe,$(1)) $(call ppo_flags,$(1),$(3)) $(rl_teacher_flags)
 endef
 

@@ -135,8 +135,10 @@ medqa_wait_http() {
 }
 
 # medqa_public_url URL: URL as a log may show it (medqa.teacher.protocol.public_url: no user:password, query, fragment).
+# The URL reaches python through its environment, not its arguments, which `ps` shows.
 medqa_public_url() {
-  "$VENV/bin/python" -c 'import sys; from medqa.teacher.protocol import public_url; print(public_url(sys.argv[1]))' "$1"
+  MEDQA_URL_TO_SHOW="$1" "$VENV/bin/python" -c \
+    'import os; from medqa.teacher.protocol import public_url; print(public_url(os.environ["MEDQA_URL_TO_SHOW"]))'
 }
 
 medqa_done() {

@@ -1,10 +1,12 @@
 #!/bin/bash
 # PPO under Slurm: `make ppo` (scripts/ppo.py, recipes/ppo/[PROFILE/]MODE.yaml) on one or many nodes, from the SFT
 # output SFT=. The teacher is either
-#   - an API endpoint: BASE_URL= (default the client's, DeepSeek) with the key in MEDQA_TEACHER_API_KEY or
-#     DEEPSEEK_API_KEY in the environment; the key reaches the job through sbatch's environment, never its log;
+#   - an API endpoint: BASE_URL= or MEDQA_TEACHER_BASE_URL= (default the client's, DeepSeek) with the key in
+#     MEDQA_TEACHER_API_KEY or DEEPSEEK_API_KEY in the environment; key and URL reach the job through sbatch's
+#     environment, never its log or a command line (a URL's user:password stays out of `ps`);
 #   - the offline judge (no key, or TEACHER=offline): started as a separate job step on the first node, its address
-#     handed to the training step as BASE_URL (make ppo passes it on as --teacher_base_url).
+#     handed to the training step as BASE_URL (make ppo passes it on as the environment variable
+#     MEDQA_TEACHER_BASE_URL).
 #   SFT=outputs/sft-lora sbatch --nodes=2 --gpus-per-node=8 -p PARTITION slurm/ppo.sh
 # Variables as for make (PROFILE ACCEL RECIPE OUT ARGS RESUME NPROC MODE); slurm/common.sh.
 #SBATCH --job-name=medqa-ppo
@@ -24,16 +26,16 @@ medqa_launch_setup
 
 TEACHER=${TEACHER:-auto}
 if [ "$TEACHER" = auto ]; then
-  if [ -n "${BASE_URL:-}" ] || [ -n "${MEDQA_TEACHER_API_KEY:-}" ] || [ -n "${DEEPSEEK_API_KEY:-}" ]; then TEACHER=api; else TEACHER=offline; fi
+  if [ -n "${BASE_URL:-}${MEDQA_TEACHER_BASE_URL:-}${MEDQA_TEACHER_API_KEY:-}${DEEPSEEK_API_KEY:-}" ]; then TEACHER=api; else TEACHER=offline; fi
 fi
 case "$TEACHER" in
   api)
     [ -n "${MEDQA_TEACHER_API_KEY:-}${DEEPSEEK_API_KEY:-}" ] ||
       medqa_log "warning: no MEDQA_TEACHER_API_KEY / DEEPSEEK_API_KEY in the environment; the endpoint must not need one"
-    medqa_log "teacher: API endpoint $(if [ -n "${BASE_URL:-}" ]; then medqa_public_url "$BASE_URL"; else echo "(default of the teacher client)"; fi)" ;;
+    medqa_log "teacher: API endpoint $(if [ -n "${BASE_URL:-}${MEDQA_TEACHER_BASE_URL:-}" ]; then medqa_public_url "${BASE_URL:-$MEDQA_TEACHER_BASE_URL}"; else echo "(default of the teacher client)"; fi)" ;;
   offline)
     # The judge never needs a key: keep any out of the job steps.
-    unset MEDQA_TEACHER_API_KEY DEEPSEEK_API_KEY
+    unset MEDQA_TEACHER_API_KEY DEEPSEEK_API_KEY MEDQA_TEACHER_BASE_URL
     JUDGE_PORT=${JUDGE_PORT:-$((23000 + SLURM_JOB_ID % 7000))}
     JUDGE_HOST=$(if [ "$MEDQA_NODES" -gt 1 ]; then medqa_head_addr; else echo 127.0.0.1; fi)
     JUDGE_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)

@@ -7,6 +7,15 @@ and whether the reply came from the offline heuristic judge. WAL with
 `synchronous=FULL` makes every committed judgement survive SIGKILL and power loss; several processes (ranks,
 concurrent `medqa teacher score` runs) may open the same file — SQLite serialises writers (busy timeout) and
 `INSERT OR IGNORE` keeps the first row for a key. Only the client writes, and only after validation.
+
+Single flight across processes: before a client sends a judgement it *claims* the key (table `claims`: owner,
+host, pid, expiry); another client that needs the same key while the claim is live waits for the row instead of
+paying for the same judgement again, and takes the key over when the claim is released without a row (the
+owner's judgement failed) or its owner is gone (its pid no longer runs on this host, or the claim expired).
+
+A cache that another process keeps write-locked (an open `sqlite3` shell, a backup) past the busy timeout is
+reported in one line and left alone for the rest of the run: the judgements are kept in memory, handed out and
+written to the command's output, and added to the cache when the client closes if the lock is gone by then.
 """
 
 from __future__ import annotations
@@ -14,12 +23,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medqa.teacher.rubric import CRITERIA, RUBRIC_VERSION
 
@@ -41,6 +54,15 @@ CREATE TABLE IF NOT EXISTS judgements (
     offline INTEGER NOT NULL DEFAULT 0
 )
 """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires REAL NOT NULL
+)
+"""
 # Columns added after the first schema: an older cache file gets them on open (its old rows' keys never match).
 _ADDED = {"endpoint": "TEXT NOT NULL DEFAULT ''", "requested_model": "TEXT NOT NULL DEFAULT ''",
           "offline": "INTEGER NOT NULL DEFAULT 0"}
@@ -49,8 +71,37 @@ _ADDED = {"endpoint": "TEXT NOT NULL DEFAULT ''", "requested_model": "TEXT NOT N
 _EMERGENCY_KEY = "needs_emergency"  # kept inside the scores JSON column
 
 
+log = logging.getLogger("medqa.teacher")
+
+BUSY_TIMEOUT_S = 60.0  # how long a connection waits for another process's write lock
+
+
 class CacheError(RuntimeError):
     """The cache file cannot be used (not SQLite, truncated, corrupt); the message names the file."""
+
+
+class CacheLocked(CacheError):
+    """Another process held the cache's write lock for longer than the busy timeout."""
+
+
+def _is_lock_error(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _alive(host: str, pid: int, expires: float, now: float) -> bool:
+    """A claim's owner may still be judging: not expired, and on this host its process still runs."""
+    if expires < now:
+        return False
+    if host != socket.gethostname():
+        return True  # another machine: only the expiry tells
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cache_key(question: str, answer: str, model: str, rubric_version: str = RUBRIC_VERSION, endpoint: str = "") -> str:
@@ -89,74 +140,152 @@ class CachedJudgement:
 
 
 class CacheWriter:
-    """Durable cache writes off the event loop, with group commit.
+    """Durable cache writes and claims off the event loop, with group commit.
 
     `await writer.put(j)` returns once `j` is committed (so a judgement is never reported done before it
-    would survive SIGKILL), but every judgement that arrives while a commit is running joins the next one:
+    would survive SIGKILL), but every operation that arrives while a commit is running joins the next one:
     one transaction and one fsync per batch instead of per judgement, on a thread with its own connection.
+    `await writer.claim(key)` is ("mine", None), ("row", judgement) when another client already stored it, or
+    ("busy", None) while another live client judges it; `release(key)` gives a claim up without a row.
+
+    When the file stays write-locked past `busy_timeout_s` (or SQLite cannot write it at all) the writer says so
+    once and stops touching it: puts are kept (`unwritten`) and retried once in `aclose`, claims are granted.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, owner: str = "", claim_ttl_s: float = 3600.0,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
-        self._pending: list[tuple[CachedJudgement, asyncio.Future]] = []
+        self.owner = owner or os.urandom(8).hex()
+        self.claim_ttl_s = claim_ttl_s
+        self.busy_timeout_s = busy_timeout_s
+        self.unavailable: str | None = None  # why the file is left alone for the rest of the run
+        self.unwritten: list[CachedJudgement] = []  # judgements kept while the file was unavailable
+        self._pending: list[tuple[str, Any, asyncio.Future]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medqa-cache-writer")
         self._db: JudgementCache | None = None  # opened on the writer thread
         self._flusher: asyncio.Future | None = None
 
     async def put(self, j: CachedJudgement) -> None:
+        await self._submit("put", j)
+
+    async def claim(self, key: str) -> tuple[str, CachedJudgement | None]:
+        return await self._submit("claim", key)
+
+    async def release(self, key: str) -> None:
+        await self._submit("release", key)
+
+    async def _submit(self, op: str, arg: Any) -> Any:
         fut = asyncio.get_running_loop().create_future()
-        self._pending.append((j, fut))
+        self._pending.append((op, arg, fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
-        await asyncio.shield(fut)
+        return await asyncio.shield(fut)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await loop.run_in_executor(self._executor, self._write, [j for j, _ in batch])
+                results = await loop.run_in_executor(self._executor, self._write, [(op, arg) for op, arg, _ in batch])
             except Exception as e:  # handed to every waiter of this batch
-                for _, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
             else:
-                for _, fut in batch:
+                for (_, _, fut), result in zip(batch, results, strict=True):
                     if not fut.done():
-                        fut.set_result(None)
+                        fut.set_result(result)
 
-    def _write(self, items: list[CachedJudgement]) -> None:
-        if self._db is None:
-            self._db = JudgementCache(self.path)
-        self._db.put_many(items)
+    def _write(self, ops: list[tuple[str, Any]]) -> list[Any]:
+        if self.unavailable is None:
+            try:
+                if self._db is None:
+                    self._db = JudgementCache(self.path, busy_timeout_s=self.busy_timeout_s)
+                return self._db.apply(ops, self.owner, time.time() + self.claim_ttl_s)
+            except (sqlite3.OperationalError, CacheLocked) as e:
+                self._give_up(e)
+        # The file is unavailable: keep what was judged, let this client judge what it needs.
+        out: list[Any] = []
+        for op, arg in ops:
+            if op == "put":
+                self.unwritten.append(arg)
+            out.append(("mine", None) if op == "claim" else None)
+        return out
+
+    def _give_up(self, e: BaseException) -> None:
+        if _is_lock_error(e) or isinstance(e, CacheLocked):
+            self.unavailable = (f"locked by another process for over {self.busy_timeout_s:g}s (an open sqlite3 shell "
+                                f"or a backup holding a write transaction?)")
+        else:
+            self.unavailable = f"cannot be written ({e})"
+        log.warning("teacher cache %s: %s; this run goes on without writing to it: its judgements are kept, used and "
+                    "written to the output, and added to the cache at the end if it can be written by then (to "
+                    "cache them sooner, end the other process's transaction)", self.path, self.unavailable)
+
+    def _finish(self) -> None:
+        """On the writer thread: the kept judgements (one more try) and this owner's claims; close."""
+        try:
+            if self.unavailable is not None:
+                kept, self.unwritten = self.unwritten, []
+                try:
+                    if self._db is None:
+                        self._db = JudgementCache(self.path, busy_timeout_s=self.busy_timeout_s)
+                    self._db.apply([("put", j) for j in kept], self.owner, 0.0)
+                    if kept:
+                        log.warning("teacher cache %s: writable again; the %d judgements kept during the run are now "
+                                    "cached", self.path, len(kept))
+                except (sqlite3.OperationalError, CacheLocked):
+                    self.unwritten = kept
+                    if kept:
+                        log.warning("teacher cache %s: still %s; %d judgements of this run are in its output but not "
+                                    "in the cache", self.path, self.unavailable, len(kept))
+                    return
+            if self._db is not None:
+                self._db.release_owner(self.owner)
+        except (sqlite3.Error, CacheError) as e:
+            log.warning("teacher cache %s: could not release this run's claims (%s); other runs take them over "
+                        "when this process has ended", self.path, e)
+        finally:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     async def aclose(self) -> None:
         if self._flusher is not None:
             await self._flusher
-        self._executor.submit(lambda: self._db and self._db.close()).result()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._finish)
         self._executor.shutdown(wait=True)
 
 
 class JudgementCache:
     """A process-local handle on the shared cache file. Use one per process (or per thread)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
         if self.path.is_dir():
             raise CacheError(f"{self.path}: is a folder, not a judgement cache file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            # Only a new or older file is written to here: an up-to-date one opens (and is read) under any lock.
+            if "judgements" not in tables:
+                self._db.execute(_SCHEMA)
+            if "claims" not in tables:
+                self._db.execute(_CLAIMS)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(judgements)")}
             for col, decl in _ADDED.items():
                 if col not in have:
                     self._db.execute(f"ALTER TABLE judgements ADD COLUMN {col} {decl}")
             self._db.execute("SELECT COUNT(*) FROM judgements").fetchone()
         except sqlite3.DatabaseError as e:
+            if _is_lock_error(e):
+                raise CacheLocked(f"{self.path}: locked by another process for over {busy_timeout_s:g}s; end that "
+                                  f"process's transaction, or pass another --teacher-cache ('' for none)") from None
             raise CacheError(f"{self.path}: not a usable judgement cache ({e}); move it away or pass another "
                              "--teacher-cache") from None
 
@@ -201,24 +330,66 @@ class JudgementCache:
 
     def put_many(self, items: list[CachedJudgement]) -> None:
         """Write judgements in ONE transaction: a single fsync makes them all durable (group commit)."""
-        for j in items:
-            if set(j.scores) != set(CRITERIA):
+        self.apply([("put", j) for j in items], "", 0.0)
+
+    def apply(self, ops: list[tuple[str, Any]], owner: str, expires: float) -> list[Any]:
+        """Run ("put", judgement), ("claim", key) and ("release", key) in ONE transaction; one result per op
+        (see `CacheWriter`). A stored judgement ends every claim on its key."""
+        for op, arg in ops:
+            if op == "put" and set(arg.scores) != set(CRITERIA):
                 raise ValueError(f"judgement scores must be exactly {CRITERIA}")
+        if not ops:
+            return []
         now = time.time()
-        rows = [(j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(
-                    {**j.scores, **({_EMERGENCY_KEY: j.needs_emergency} if j.needs_emergency is not None else {})}),
-                 j.overall_score, j.critique, j.prompt_tokens, j.completion_tokens, now, j.endpoint,
-                 j.requested_model, int(j.offline)) for j in items]
+        host, pid = socket.gethostname(), os.getpid()
+        out: list[Any] = []
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO judgements (key, rubric_version, model, question, answer, scores, overall_score, "
-                "critique, prompt_tokens, completion_tokens, created, endpoint, requested_model, offline) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            for op, arg in ops:
+                if op == "put":
+                    j = arg
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO judgements (key, rubric_version, model, question, answer, scores, "
+                        "overall_score, critique, prompt_tokens, completion_tokens, created, endpoint, requested_model, "
+                        "offline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (j.key, j.rubric_version, j.model, j.question, j.answer, json.dumps(
+                            {**j.scores, **({_EMERGENCY_KEY: j.needs_emergency} if j.needs_emergency is not None
+                                            else {})}),
+                         j.overall_score, j.critique, j.prompt_tokens, j.completion_tokens, now, j.endpoint,
+                         j.requested_model, int(j.offline)))
+                    self._db.execute("DELETE FROM claims WHERE key = ?", (j.key,))
+                    out.append(None)
+                elif op == "claim":
+                    row = self._db.execute(f"SELECT {self._COLS} FROM judgements WHERE key = ?", (arg,)).fetchone()
+                    if row is not None:
+                        out.append(("row", self._row(row)))
+                        continue
+                    held = self._db.execute("SELECT owner, host, pid, expires FROM claims WHERE key = ?",
+                                            (arg,)).fetchone()
+                    if held is not None and held[0] != owner and _alive(held[1], held[2], held[3], now):
+                        out.append(("busy", None))
+                        continue
+                    self._db.execute("INSERT OR REPLACE INTO claims (key, owner, host, pid, expires) VALUES (?,?,?,?,?)",
+                                     (arg, owner, host, pid, expires))
+                    out.append(("mine", None))
+                elif op == "release":
+                    self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (arg, owner))
+                    out.append(None)
+                else:
+                    raise ValueError(f"unknown cache operation {op!r}")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        return out
+
+    def claim_live(self, key: str) -> bool:
+        """Another client holds a live claim on `key` (it is judging it now)."""
+        held = self._db.execute("SELECT host, pid, expires FROM claims WHERE key = ?", (key,)).fetchone()
+        return held is not None and _alive(held[0], held[1], held[2], time.time())
+
+    def release_owner(self, owner: str) -> None:
+        self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
-from medqa.teacher.setup import DEFAULT_CACHE, TeacherSetupError, add_teacher_args, build_teacher
+from medqa.teacher.setup import (
+    DEFAULT_CACHE,
+    TeacherSetupError,
+    add_teacher_args,
+    base_url_from_env,
+    build_teacher,
+)
 
 RED_TEAM = "data/sample/red_team.jsonl"
 
@@ -133,9 +139,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 continue  # red-team prompts without an answer: not judgeable
         source = args.input
     pairs = (pairs + [p for p in CHECK_SAMPLES if p not in pairs])[: args.n]
-    if not args.teacher_offline and not api_key_from_env() and not args.teacher_base_url:
+    if not args.teacher_offline and not api_key_from_env() and not (args.teacher_base_url or base_url_from_env()):
         args.teacher_offline = True
-        print("medqa teacher check: no API key and no --base-url, so the OFFLINE judge is used.", file=sys.stderr)
+        print("medqa teacher check: no API key, no --base-url and no MEDQA_TEACHER_BASE_URL, so the OFFLINE judge "
+              "is used.", file=sys.stderr)
     with build_teacher(args) as teacher:
         cfg = teacher.config
         print(f"checking {teacher.describe} on {len(pairs)} samples from {source}")

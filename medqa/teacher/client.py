@@ -4,8 +4,11 @@ One `ClientSession` with a pooled connector; a semaphore caps the requests in fl
 requests-per-minute limiter spaces request starts; each request has a timeout; 429, 408, 5xx, timeouts and
 connection errors are retried with exponential backoff and full jitter, honouring `Retry-After`. The reply
 is validated strictly (`rubric.validate`) with a bounded re-ask on malformed output; the overall score is
-computed here from the sub-scores. The same pair requested twice at once costs one call (in-flight
-de-duplication) and a pair already in the cache costs none. Token usage and an estimated cost are counted.
+computed here from the sub-scores. A judgement is paid for once (single flight, keyed by the cache key): the
+same pair requested twice at once in one client shares one request chain (retries and Retry-After waits
+included), a pair already in the cache costs none, and a pair another client or process is judging through the
+same cache file right now (its claim, `medqa.teacher.cache`) is waited for, not sent again. Token usage and an
+estimated cost are counted.
 
 Failure policy: an item that still fails is returned with `error` set and no scores — never a made-up score —
 and nothing is written to the cache for it. Texts are scrubbed of personal identifiers before they are sent.
@@ -29,15 +32,16 @@ from medqa.teacher.cache import CachedJudgement, CacheWriter, JudgementCache, ca
 from medqa.teacher.protocol import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
+    KEY_ENV_VARS,
     OFFLINE_FINGERPRINT,
     OFFLINE_HEADER,
+    check_auth,
     check_base_url,
 )
 from medqa.teacher.rubric import RUBRIC_VERSION, RubricError, build_messages, reask_messages, validate
 
 log = logging.getLogger("medqa.teacher")
 
-KEY_ENV_VARS = ("MEDQA_TEACHER_API_KEY", "DEEPSEEK_API_KEY")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 AUTH_STATUS = frozenset({401, 403})  # a bad key: no later request can succeed either
 # Reply header (and system_fingerprint) by which the offline heuristic judge identifies itself however it is reached.
@@ -92,9 +96,12 @@ class TeacherConfig:
     scrub_pii: bool = True
     seed: int | None = None  # jitter RNG seed (tests)
     endpoint_label: str | None = None  # recorded instead of the URL (the in-process offline judge's random port)
+    cache_busy_timeout_s: float = 30.0  # wait for another process's cache write lock, then go on without the cache
+    claim_poll_s: float = 0.2  # how often a client waiting for another's judgement of the same pair looks again
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)
+        check_auth(self.base_url, bool(self.api_key))  # key or user:password, never both (one Authorization)
         if not self.model:
             raise ValueError("teacher model must be a non-empty name")
         if self.concurrency < 1:
@@ -129,6 +136,13 @@ class TeacherConfig:
 
     def with_(self, **changes: Any) -> TeacherConfig:
         return replace(self, **changes)
+
+    @property
+    def claim_ttl_s(self) -> float:
+        """The longest one judgement may take (every attempt timing out after the longest wait, every re-ask):
+        a claim older than that is stale even if its owner's pid still runs."""
+        per_attempt = self.timeout_s + max(self.backoff_max_s, self.max_retry_after_s)
+        return (self.max_reasks + 1) * (self.max_retries + 1) * per_attempt + 60.0
 
 
 @dataclass(frozen=True)
@@ -176,7 +190,9 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cache_hits: int = 0
-    dedup_hits: int = 0
+    dedup_hits: int = 0  # shared with an identical judgement in flight in this client
+    shared_hits: int = 0  # judged meanwhile by another client of the same cache file, which this one waited for
+    cache_unwritten: int = 0  # judgements not in the cache at the end: its file stayed write-locked by another process
     scored: int = 0
     failed: int = 0
     max_in_flight: int = 0
@@ -269,12 +285,20 @@ class TeacherClient:
         self._session = aiohttp.ClientSession(connector=connector, headers=headers)
         self._sem = asyncio.Semaphore(self.config.concurrency)
         self._rate = _RateLimiter(self.config.rpm) if self.config.rpm else None
-        self._writer = CacheWriter(self.cache.path) if self.cache is not None else None
+        self._writer = (CacheWriter(self.cache.path, claim_ttl_s=self.config.claim_ttl_s,
+                                    busy_timeout_s=self.config.cache_busy_timeout_s)
+                        if self.cache is not None else None)
         return self
+
+    @property
+    def cache_unavailable(self) -> str | None:
+        """Why this client stopped writing to its cache file (another process held its write lock), or None."""
+        return self._writer.unavailable if self._writer is not None else None
 
     async def __aexit__(self, *exc: Any) -> None:
         if self._writer is not None:
             await self._writer.aclose()
+            self.usage.cache_unwritten = len(self._writer.unwritten)
             self._writer = None
         if self._session is not None:
             await self._session.close()
@@ -292,12 +316,16 @@ class TeacherClient:
         q, a, key = self.prepare(question, answer)
         return await self._judge_prepared(q, a, key, self.cache.get(key) if self.cache is not None else None)
 
+    @staticmethod
+    def _from_cache(key: str, hit: CachedJudgement) -> TeacherResult:
+        return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True,
+                             requested_model=hit.requested_model, endpoint=hit.endpoint, offline=hit.offline,
+                             needs_emergency=hit.needs_emergency)
+
     async def _judge_prepared(self, q: str, a: str, key: str, hit: CachedJudgement | None) -> TeacherResult:
         if hit is not None:
             self.usage.cache_hits += 1
-            return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True,
-                                 requested_model=hit.requested_model, endpoint=hit.endpoint, offline=hit.offline,
-                                 needs_emergency=hit.needs_emergency)
+            return self._from_cache(key, hit)
         pending = self._inflight.get(key)
         if pending is not None:
             self.usage.dedup_hits += 1
@@ -306,7 +334,7 @@ class TeacherClient:
         fut: asyncio.Future[TeacherResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            res = await self._judge_uncached(key, q, a)
+            res = await self._single_flight(key, q, a)
             fut.set_result(res)
             return res
         except BaseException:
@@ -314,6 +342,41 @@ class TeacherClient:
             raise
         finally:
             del self._inflight[key]
+
+    async def _single_flight(self, key: str, q: str, a: str) -> TeacherResult:
+        """Judge `key` once across every client of the cache file: claim it, or wait for the client that has."""
+        if self._writer is None:
+            return await self._judge_uncached(key, q, a)
+        while True:
+            state, row = await self._writer.claim(key)
+            if state == "row":  # stored by another client since this batch read the cache
+                self.usage.cache_hits += 1
+                return self._from_cache(key, row)
+            if state == "mine":
+                stored = False
+                try:
+                    res = await self._judge_uncached(key, q, a)
+                    stored = res.ok  # a stored judgement ends the claim in the same transaction
+                    return res
+                finally:
+                    if not stored:  # failed or cancelled: let another client try
+                        await asyncio.shield(self._writer.release(key))
+            row = await self._wait_for_other(key)
+            if row is not None:
+                self.usage.shared_hits += 1
+                return self._from_cache(key, row)
+            # the other client gave the key up without a judgement (failed, or ended): claim it again
+
+    async def _wait_for_other(self, key: str) -> CachedJudgement | None:
+        """Wait while another client's claim on `key` is live; its stored judgement, or None when it gave up."""
+        assert self.cache is not None
+        while True:
+            row = self.cache.get(key)
+            if row is not None:
+                return row
+            if not self.cache.claim_live(key):
+                return self.cache.get(key)
+            await asyncio.sleep(self.config.claim_poll_s)
 
     async def judge_many(self, pairs: Iterable[tuple[str, str]]) -> list[TeacherResult]:
         """Judge every (question, answer) concurrently (bounded by the cap); results in input order.

@@ -2,7 +2,10 @@
 
 `TeacherArgs` is a dataclass with one field per flag. It works as an extra dataclass of `HfArgumentParser` /
 `TrlParser` (RL recipes: `--teacher_base_url …` or `teacher_base_url:` in YAML) and with argparse through
-`add_teacher_args(parser)` + `teacher_args_from_namespace(ns)` (`--teacher-base-url …`). `build_teacher(args)`
+`add_teacher_args(parser)` + `teacher_args_from_namespace(ns)` (`--teacher-base-url …`). Without a flag the base URL
+comes from the environment variable MEDQA_TEACHER_BASE_URL (`base_url_from_env`, the one place it is read): a URL
+with user:password goes there, never on a command line (refused there: `ps` shows every process's arguments).
+Its checks run when the arguments are parsed, before any model loads. `build_teacher(args)`
 returns a `Teacher`: the validated `TeacherConfig`, the one default cache file, and — with `--teacher-offline` —
 the in-process offline judge, announced loudly and labelled as such in every result.
 
@@ -13,12 +16,22 @@ the in-process offline judge, announced loudly and labelled as such in every res
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from medqa.argtypes import at_least
-from medqa.teacher.protocol import OFFLINE_BANNER, TeacherSetupError, check_base_url, public_url  # noqa: F401
+from medqa.teacher.protocol import (  # noqa: F401
+    BASE_URL_ENV,
+    KEY_ENV_VARS,
+    OFFLINE_BANNER,
+    TeacherSetupError,
+    check_auth,
+    check_base_url,
+    has_credentials,
+    public_url,
+)
 
 DEFAULT_CACHE = "cache/teacher_judgements.sqlite"
 OFFLINE_ENDPOINT = "in-process:medqa-offline-judge"  # the endpoint recorded for `--teacher-offline`
@@ -27,7 +40,8 @@ OFFLINE_ENDPOINT = "in-process:medqa-offline-judge"  # the endpoint recorded for
 @dataclass
 class TeacherArgs:
     teacher_base_url: str | None = field(default=None, metadata={
-        "help": "OpenAI-compatible judge endpoint (default https://api.deepseek.com; keyless servers allowed)"})
+        "help": f"OpenAI-compatible judge endpoint (default ${BASE_URL_ENV}, else https://api.deepseek.com; "
+                f"keyless servers allowed). A URL with user:password goes in ${BASE_URL_ENV}, not here"})
     teacher_model: str | None = field(default=None, metadata={"help": "judge model name (default deepseek-chat)"})
     teacher_offline: bool = field(default=False, metadata={
         "help": "use the OFFLINE heuristic judge, started in-process (demos and tests; not an LLM)"})
@@ -54,16 +68,53 @@ class TeacherArgs:
             check_base_url(self.teacher_base_url)
         if self.teacher_offline and self.teacher_base_url is not None:
             raise TeacherSetupError("teacher_offline and teacher_base_url exclude each other")
+        if not self.teacher_offline:  # the URL the run will use, checked now: before any model loads
+            url = self.base_url
+            if url is not None:
+                check_base_url(url)
+            check_auth(url, any(os.environ.get(name) for name in KEY_ENV_VARS))
         if not 0 < self.teacher_fail_threshold <= 1 or self.teacher_fail_patience < 1:
             raise TeacherSetupError(f"teacher_fail_threshold must be in (0, 1] and teacher_fail_patience >= 1 "
                                     f"(got {self.teacher_fail_threshold}, {self.teacher_fail_patience})")
+
+    @property
+    def base_url(self) -> str | None:
+        """The base URL this run uses: the flag, else MEDQA_TEACHER_BASE_URL, else None (the client's default)."""
+        return self.teacher_base_url if self.teacher_base_url is not None else base_url_from_env()
+
+
+def base_url_from_env(env: dict[str, str] | None = None) -> str | None:
+    """The base URL in MEDQA_TEACHER_BASE_URL (None when unset or empty). The only place it is read."""
+    value = (os.environ if env is None else env).get(BASE_URL_ENV, "").strip()
+    return value or None
+
+
+def refuse_credentials_on_command_line(argv: list[str]) -> None:
+    """TeacherSetupError when a `--teacher_base_url` / `--teacher-base-url` / `--base-url` argument carries
+    user:password: a command line is visible to every user in `ps` (as `serve --auth` is refused)."""
+    names = ("--teacher_base_url", "--teacher-base-url", "--base-url")
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name not in names:
+            continue
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if has_credentials(value):
+            raise TeacherSetupError(_ON_COMMAND_LINE.format(flag=name, url=public_url(value)))
+
+
+_ON_COMMAND_LINE = ("{flag} {url}: user:password on the command line is visible to every user in `ps`; put the URL in "
+                    f"the environment variable {BASE_URL_ENV} instead (make: BASE_URL=…, passed that way)")
 
 
 # ------------------------------------------------------------------------------------------------ argparse
 
 def _url(text: str) -> str:
     try:
-        return check_base_url(text)
+        check_base_url(text)
+        if has_credentials(text):
+            raise TeacherSetupError(_ON_COMMAND_LINE.format(flag="the base URL", url=public_url(text)))
+        return text
     except TeacherSetupError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -175,7 +226,7 @@ def build_teacher(args: TeacherArgs | argparse.Namespace, *, require_key: bool =
             running.stop()
             raise
         return Teacher(cfg, cache, running)
-    cfg = TeacherConfig.from_env(**{**base, "base_url": ta.teacher_base_url})
+    cfg = TeacherConfig.from_env(**{**base, "base_url": ta.base_url})
     if require_key and not cfg.api_key and cfg.base_url == DEFAULT_BASE_URL:
         raise TeacherSetupError(
             "no API key for the teacher: set DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY), pass --teacher-base-url for a "

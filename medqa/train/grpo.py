@@ -143,7 +143,11 @@ class MedqaGRPOConfig(GRPOConfig, RunFolderArguments):
 
 def parse_args(argv: list[str]) -> tuple[GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, TeacherArgs]:
     """`--config RECIPE` plus overrides -> the four dataclasses (the teacher's: `medqa.teacher.setup.TeacherArgs`).
-    Unknown options are errors, not ignored."""
+    Unknown options are errors, not ignored; a teacher URL with user:password on the command line is refused
+    (MEDQA_TEACHER_BASE_URL)."""
+    from medqa.teacher.setup import refuse_credentials_on_command_line
+
+    refuse_credentials_on_command_line(argv)
     return parse_recipe_args((GRPOScriptArguments, MedqaGRPOConfig, GRPOModelArguments, TeacherArgs), argv)
 
 

@@ -169,7 +169,10 @@ def run_settings(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: Te
 
 
 def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArgs]:
-    """`--config RECIPE` plus overrides -> the three dataclasses (unknown options are errors)."""
+    """`--config RECIPE` plus overrides -> the three dataclasses (unknown options are errors; a teacher URL with
+    user:password on the command line is refused: MEDQA_TEACHER_BASE_URL)."""
     from medqa.recipes import parse_recipe_args
+    from medqa.teacher.setup import refuse_credentials_on_command_line
 
+    refuse_credentials_on_command_line(argv)
     return parse_recipe_args((PPOModelArguments, PPOConfig, TeacherArgs), argv)
