@@ -68,6 +68,29 @@ def _flags(text: str) -> tuple[str, ...]:
     return tuple(name for name in LEXICON.red_flags.categories if _category_hit(name, text))
 
 
+def rule_examples_pass(rule: Rule, reading: str = "current") -> bool:
+    """The rule has should_match examples, flags every one of them and none of its own should_not_match."""
+    return bool(rule.should_match) and all(rule_hit(rule, e.text, reading) for e in rule.should_match) \
+        and not any(rule_hit(rule, e.text, reading) for e in rule.should_not_match)
+
+
+def source_coverage() -> dict[str, dict[str, Any]]:
+    """Per triage source of red_flags.yaml: {"name", "covered": [keys], "missing": [keys], "total"}. A source
+    category is covered when at least one rule naming it (or inheriting it from its category) passes its examples."""
+    passed: set[str] = set()
+    for cat in LEXICON.red_flags.categories.values():
+        for rule in cat.rules:
+            if rule_examples_pass(rule, cat.reading):
+                passed.update(rule.covers)
+    out = {}
+    for key, src in LEXICON.red_flags.sources.items():
+        names = [f"{key}:{c}" for c in src.categories]
+        out[key] = {"name": src.name, "total": len(names),
+                    "covered": [n.split(":", 1)[1] for n in names if n in passed],
+                    "missing": [n.split(":", 1)[1] for n in names if n not in passed]}
+    return out
+
+
 def needs_emergency(question: str, meta: Mapping[str, Any] | None = None) -> bool:
     """True when the question shows red flags or the data marks it `risk_level == "critical"`."""
     if meta and str(meta.get("risk_level", "")).lower() == "critical":

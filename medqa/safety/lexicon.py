@@ -2,7 +2,12 @@
 
 Each file is read with line numbers kept, so a mistake is reported as `FILE:LINE: what is wrong` (an unknown key,
 a missing field, a regular expression that does not compile, an unknown `${VOCABULARY}` name, a contraindication
-naming a drug that is not listed). Nothing is half-loaded: the first error stops the import.
+naming a drug that is not listed, a `covers` entry naming a source or source category that `sources:` does not list).
+Nothing is half-loaded: the first error stops the import.
+
+red_flags.yaml's `sources:` lists published triage systems and their categories (presentation charts, criteria);
+every red-flag category names in `covers` the source categories it implements, as `SOURCE:CATEGORY`, and a rule
+may name its own (replacing its category's for that rule).
 """
 
 from __future__ import annotations
@@ -123,6 +128,7 @@ class Rule:
     where: str
     should_match: tuple[Example, ...] = ()
     should_not_match: tuple[Example, ...] = ()
+    covers: tuple[str, ...] = ()  # red flags: the source categories ("MTS:chest_pain") this rule implements
 
 
 @dataclass(frozen=True)
@@ -132,12 +138,24 @@ class Category:
     reading: str  # "current": unnegated, not history, not a general question; "unnegated": unnegated only
     rules: tuple[Rule, ...]
     should_not_match: tuple[Example, ...]
+    covers: tuple[str, ...] = ()  # the source categories ("SOURCE:CATEGORY") the category implements
+
+
+@dataclass(frozen=True)
+class Source:
+    """A published triage system: its full name and its categories (key -> the source's own title)."""
+
+    key: str
+    name: str
+    reference: str
+    categories: dict[str, str]
 
 
 @dataclass(frozen=True)
 class RedFlagLexicon:
     categories: dict[str, Category]
     should_not_match: tuple[Example, ...]
+    sources: dict[str, Source] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,8 +202,39 @@ def _examples(node: _Node | None) -> tuple[Example, ...]:
     return tuple(Example(n.string(), f"{n.path.name}:{n.line}") for n in node.sequence())
 
 
-def _rule(node: _Node, vocabulary: dict[str, str] | None = None) -> Rule:
-    fields = node.mapping(optional=("pattern", "all_of", "should_match", "should_not_match", "note"))
+def _covers(node: _Node, sources: dict[str, Source]) -> tuple[str, ...]:
+    """A `covers` list of `SOURCE:CATEGORY` names, each checked against `sources`."""
+    items = node.sequence()
+    if not items:
+        raise node.fail("'covers' needs at least one SOURCE:CATEGORY")
+    out = []
+    for item in items:
+        ref = item.string()
+        src, sep, cat = ref.partition(":")
+        if not sep or not src or not cat:
+            raise item.fail(f"expected SOURCE:CATEGORY, got {ref!r}")
+        if src not in sources:
+            raise item.fail(f"unknown source {src!r} (sources: {', '.join(sources)})")
+        if cat not in sources[src].categories:
+            raise item.fail(f"unknown category {cat!r} of source {src!r}")
+        out.append(ref)
+    return tuple(out)
+
+
+def _sources(node: _Node) -> dict[str, Source]:
+    out = {}
+    for key, src in node.mapping(any_keys=True).items():
+        fields = src.mapping(required=("name", "reference", "categories"))
+        cats = {k: v.string() for k, v in fields["categories"].mapping(any_keys=True).items()}
+        if not cats:
+            raise fields["categories"].fail(f"source {key!r} lists no categories")
+        out[key] = Source(key, fields["name"].string(), fields["reference"].string(), cats)
+    return out
+
+
+def _rule(node: _Node, vocabulary: dict[str, str] | None = None, sources: dict[str, Source] | None = None) -> Rule:
+    keys = ("pattern", "all_of", "should_match", "should_not_match", "note") + (("covers",) if sources is not None else ())
+    fields = node.mapping(optional=keys)
     if ("pattern" in fields) == ("all_of" in fields):
         raise node.fail("a rule needs exactly one of 'pattern' or 'all_of'")
     if "pattern" in fields:
@@ -195,12 +244,14 @@ def _rule(node: _Node, vocabulary: dict[str, str] | None = None) -> Rule:
         if len(items) < 2:
             raise fields["all_of"].fail("'all_of' needs at least two patterns")
         parts = tuple(_compile(n, vocabulary) for n in items)
+    covers = _covers(fields["covers"], sources) if "covers" in fields and sources is not None else ()
     return Rule(parts, f"{node.path.name}:{node.line}", _examples(fields.get("should_match")),
-                _examples(fields.get("should_not_match")))
+                _examples(fields.get("should_not_match")), covers)
 
 
 def _red_flags(path: Path) -> RedFlagLexicon:
-    top = _root(path).mapping(required=("vocabulary", "categories"), optional=("should_not_match",))
+    top = _root(path).mapping(required=("sources", "vocabulary", "categories"), optional=("should_not_match",))
+    sources = _sources(top["sources"])
     vocabulary: dict[str, str] = {}
     for name, node in top["vocabulary"].mapping(any_keys=True).items():
         if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
@@ -209,16 +260,19 @@ def _red_flags(path: Path) -> RedFlagLexicon:
         _compile(node)
     categories = {}
     for name, node in top["categories"].mapping(any_keys=True).items():
-        fields = node.mapping(required=("rules",), optional=("description", "reading", "should_not_match"))
+        fields = node.mapping(required=("covers", "rules"), optional=("description", "reading", "should_not_match"))
         reading = fields["reading"].string() if "reading" in fields else "current"
         if reading not in ("current", "unnegated"):
             raise fields["reading"].fail(f"reading must be 'current' or 'unnegated', got {reading!r}")
-        rules = tuple(_rule(r, vocabulary) for r in fields["rules"].sequence())
+        covers = _covers(fields["covers"], sources)
+        # A rule without its own `covers` implements its category's source categories.
+        rules = tuple(r if r.covers else Rule(r.parts, r.where, r.should_match, r.should_not_match, covers)
+                      for r in (_rule(n, vocabulary, sources) for n in fields["rules"].sequence()))
         if not rules:
             raise fields["rules"].fail(f"category {name!r} has no rules")
         categories[name] = Category(name, fields["description"].string() if "description" in fields else "", reading,
-                                    rules, _examples(fields.get("should_not_match")))
-    return RedFlagLexicon(categories, _examples(top.get("should_not_match")))
+                                    rules, _examples(fields.get("should_not_match")), covers)
+    return RedFlagLexicon(categories, _examples(top.get("should_not_match")), sources)
 
 
 def _referrals(path: Path) -> ReferralLexicon:
