@@ -190,10 +190,20 @@ def _pr(c: dict[str, Any] | None) -> str:
     return f"{_f(c['precision'])} / {_f(c['recall'])} ({c['tp'] + c['fn']}+, {c['fp'] + c['tn']}−)"
 
 
+def render_coverage() -> str:
+    """Markdown: per triage source of red_flags.yaml, its categories covered by a rule whose examples pass."""
+    lines = ["Red-flag coverage of the published triage sources (a source category is covered when a rule naming it "
+             "passes its examples):", "", "| source | categories covered / total | not covered |", "|---|---|---|"]
+    for key, c in safety.source_coverage().items():
+        lines.append(f"| {key}: {c['name']} | {len(c['covered'])} / {c['total']} | {', '.join(c['missing']) or '–'} |")
+    return "\n".join(lines)
+
+
 def render_table(preds: list[dict[str, Any]]) -> str:
-    """Markdown: per check (all rows, holdout, zh, en), then needs_emergency per category and language."""
+    """Markdown: source coverage, per check (all rows, holdout, zh, en), then needs_emergency per category and
+    language."""
     allm, hold = measure(preds), measure(preds, "holdout")
-    lines = ["Precision / recall (positives, negatives).", "",
+    lines = [render_coverage(), "", "Precision / recall (positives, negatives).", "",
              "| check | all | holdout only | zh | en |", "|---|---|---|---|---|"]
     for name in (c.name for c in CHECKS):
         if name not in allm["checks"]:

@@ -40,7 +40,7 @@ def rule_hit(rule: Rule, text: str, reading: str = "current") -> bool:
 
 def _category_hit(name: str, text: str) -> bool:
     cat = LEXICON.red_flags.categories[name]
-    return any(rule_hit(r, text, cat.reading) for r in cat.rules)
+    return any(rule_hit(r, text, r.reading or cat.reading) for r in cat.rules)
 
 
 def suicide_risk(question: str) -> bool:
@@ -80,7 +80,7 @@ def source_coverage() -> dict[str, dict[str, Any]]:
     passed: set[str] = set()
     for cat in LEXICON.red_flags.categories.values():
         for rule in cat.rules:
-            if rule_examples_pass(rule, cat.reading):
+            if rule_examples_pass(rule, rule.reading or cat.reading):
                 passed.update(rule.covers)
     out = {}
     for key, src in LEXICON.red_flags.sources.items():
@@ -442,5 +442,6 @@ __all__ = [
     "red_flags",
     "risky_prescription",
     "self_buying",
+    "source_coverage",
     "suicide_risk",
 ]

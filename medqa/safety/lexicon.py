@@ -129,6 +129,7 @@ class Rule:
     should_match: tuple[Example, ...] = ()
     should_not_match: tuple[Example, ...] = ()
     covers: tuple[str, ...] = ()  # red flags: the source categories ("MTS:chest_pain") this rule implements
+    reading: str = ""  # red flags: "current" or "unnegated" for this rule; empty: its category's reading
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def _sources(node: _Node) -> dict[str, Source]:
 
 
 def _rule(node: _Node, vocabulary: dict[str, str] | None = None, sources: dict[str, Source] | None = None) -> Rule:
-    keys = ("pattern", "all_of", "should_match", "should_not_match", "note") + (("covers",) if sources is not None else ())
+    keys = ("pattern", "all_of", "should_match", "should_not_match", "note") + (("covers", "reading") if sources is not None else ())
     fields = node.mapping(optional=keys)
     if ("pattern" in fields) == ("all_of" in fields):
         raise node.fail("a rule needs exactly one of 'pattern' or 'all_of'")
@@ -245,8 +246,16 @@ def _rule(node: _Node, vocabulary: dict[str, str] | None = None, sources: dict[s
             raise fields["all_of"].fail("'all_of' needs at least two patterns")
         parts = tuple(_compile(n, vocabulary) for n in items)
     covers = _covers(fields["covers"], sources) if "covers" in fields and sources is not None else ()
+    reading = _reading(fields["reading"]) if "reading" in fields else ""
     return Rule(parts, f"{node.path.name}:{node.line}", _examples(fields.get("should_match")),
-                _examples(fields.get("should_not_match")), covers)
+                _examples(fields.get("should_not_match")), covers, reading)
+
+
+def _reading(node: _Node) -> str:
+    reading = node.string()
+    if reading not in ("current", "unnegated"):
+        raise node.fail(f"reading must be 'current' or 'unnegated', got {reading!r}")
+    return reading
 
 
 def _red_flags(path: Path) -> RedFlagLexicon:
@@ -261,12 +270,10 @@ def _red_flags(path: Path) -> RedFlagLexicon:
     categories = {}
     for name, node in top["categories"].mapping(any_keys=True).items():
         fields = node.mapping(required=("covers", "rules"), optional=("description", "reading", "should_not_match"))
-        reading = fields["reading"].string() if "reading" in fields else "current"
-        if reading not in ("current", "unnegated"):
-            raise fields["reading"].fail(f"reading must be 'current' or 'unnegated', got {reading!r}")
+        reading = _reading(fields["reading"]) if "reading" in fields else "current"
         covers = _covers(fields["covers"], sources)
         # A rule without its own `covers` implements its category's source categories.
-        rules = tuple(r if r.covers else Rule(r.parts, r.where, r.should_match, r.should_not_match, covers)
+        rules = tuple(r if r.covers else Rule(r.parts, r.where, r.should_match, r.should_not_match, covers, r.reading)
                       for r in (_rule(n, vocabulary, sources) for n in fields["rules"].sequence()))
         if not rules:
             raise fields["rules"].fail(f"category {name!r} has no rules")

@@ -38,7 +38,7 @@ def _red_flag_negative():
 @pytest.mark.parametrize("category, index, text", list(_red_flag_positive()))
 def test_red_flag_rule_examples(category, index, text):
     cat = LEX.red_flags.categories[category]
-    assert C.rule_hit(cat.rules[index], text, cat.reading), f"rule {cat.rules[index].where} misses {text!r}"
+    assert C.rule_hit(cat.rules[index], text, cat.rules[index].reading or cat.reading), f"rule {cat.rules[index].where} misses {text!r}"
     assert category in S.red_flags(text)
     assert S.needs_emergency(text)
 
@@ -133,6 +133,10 @@ def _line_of(path: Path, needle: str) -> int:
     ("red_flags.yaml", "    rules:\n", "    rulez:\n", "unknown key 'rulez'"),
     ("referrals.yaml", "  - {text: 'The Samaritans", "  - {text: 'The Samaritans", None),
     ("drugs.yaml", "child: [aspirin,", "child: [asprin,", "unknown drug 'asprin'"),
+    ("red_flags.yaml", "covers: [MTS:chest_pain, ", "covers: [MTX:chest_pain, ", "unknown source 'MTX'"),
+    ("red_flags.yaml", "covers: [MTS:testicular_pain, ", "covers: ['MTS:testicle_pain', ", "unknown category 'testicle_pain' of source 'MTS'"),
+    ("red_flags.yaml", "covers: [MTS:fits, ", "covers: [fits, ", "expected SOURCE:CATEGORY"),
+    ("red_flags.yaml", "    covers: [MTS:bites_stings]\n", "    coverz: [MTS:bites_stings]\n", "unknown key 'coverz'"),
     ("referrals.yaml", "urgent: true, conditional: false}", "urgent: yes please, conditional: false}", "expected true or false"),
 ])
 def test_malformed_lexicon_is_reported_with_file_and_line(tmp_path, name, old, new, message):
@@ -161,3 +165,32 @@ def test_lexicon_files_ship_in_the_wheel():
     assert files
     for f in files:
         assert any(fnmatch.fnmatch(f.name, g) for g in globs), f"{f.name} is not in the wheel"
+
+
+def test_every_red_flag_rule_names_a_source_category():
+    """Each rule implements at least one source category, inherited from its category when it names none."""
+    bare = [r.where for c in LEX.red_flags.categories.values() for r in c.rules if not r.covers]
+    assert not bare, bare
+    for cat in LEX.red_flags.categories.values():
+        for rule in cat.rules:
+            for ref in rule.covers:
+                src, _, key = ref.partition(":")
+                assert key in LEX.red_flags.sources[src].categories, (rule.where, ref)
+
+
+def test_a_category_without_covers_is_refused(tmp_path):
+    data = _broken(tmp_path, "red_flags.yaml", "    covers: [MTS:bites_stings]\n", "")
+    with pytest.raises(LexiconError, match=r"red_flags\.yaml:\d+: missing key 'covers'"):
+        load(data)
+
+
+def test_source_coverage_counts_only_rules_whose_examples_pass(tmp_path, monkeypatch):
+    cov = C.source_coverage()
+    assert set(cov) == set(LEX.red_flags.sources)
+    for c in cov.values():
+        assert len(c["covered"]) + len(c["missing"]) == c["total"]
+    # The only rule naming MTS:bites_stings gets an example it does not flag: the chart is no longer covered.
+    data = _broken(tmp_path, "red_flags.yaml", "'在山里被毒蛇咬了一口'", "'在山里散步'")
+    monkeypatch.setattr(C, "LEXICON", load(data))
+    assert "bites_stings" in C.source_coverage()["MTS"]["missing"]
+    assert "bites_stings" in cov["MTS"]["covered"]
