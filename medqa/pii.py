@@ -35,7 +35,7 @@ import unicodedata
 from collections import Counter
 
 # What each detector covers: (placeholder kind, detector, HIPAA Safe Harbor identifier (45 CFR 164.514(b)(2)(i),
-# letters A–R), PIPL / GB/T 35273-2020 Appendix A personal-information kind). docs/data.md prints this table.
+# letters A–R), PIPL / GB/T 35273-2020 Appendix A personal-information kind). docs/data.md lists it.
 DETECTORS: tuple[tuple[str, str, str, str], ...] = (
     ("NAME", "zh: jieba `nr` tags + naming/kinship/title cues + compound surnames; en: cue words, US Census "
              "gazetteer (`names`) given name + surname, particles (van der, de la), O'/D'/Mc/Mac, hyphens",
