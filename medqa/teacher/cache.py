@@ -2,8 +2,10 @@
 
 Key = sha256(rubric version, endpoint, requested model, question, answer) over the *scrubbed* texts (what the
 teacher saw), so the cache never holds personal identifiers and a different rubric, endpoint or model never reuses
-a row. Each row records who judged: the endpoint, the requested model, the model the server reported (`model`)
-and whether the reply came from the offline heuristic judge. WAL with
+a row. Triages of a question (`medqa.teacher.triage`) live in their own table `triage`, keyed by (triage rubric
+version, endpoint, requested model, scrubbed question) — `triage_key` — and share the claims and the writer.
+Each row records who judged: the endpoint, the requested model, the model the server reported (`model`) and whether
+the reply came from the offline heuristic judge. WAL with
 `synchronous=FULL` makes every committed judgement survive SIGKILL and power loss; several processes (ranks,
 concurrent `medqa teacher score` runs) may open the same file — SQLite serialises writers (busy timeout) and
 `INSERT OR IGNORE` keeps the first row for a key. Only the client writes, and only after validation.
@@ -61,6 +63,25 @@ CREATE TABLE IF NOT EXISTS claims (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     expires REAL NOT NULL
+)
+"""
+# One row per validated triage of a question (`medqa.teacher.triage`): keyed like a judgement but by the triage
+# rubric version and the question alone, so the two never share a key.
+_TRIAGE = """
+CREATE TABLE IF NOT EXISTS triage (
+    key TEXT PRIMARY KEY,
+    rubric_version TEXT NOT NULL,
+    model TEXT NOT NULL,
+    question TEXT NOT NULL,
+    emergency INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    endpoint TEXT NOT NULL DEFAULT '',
+    requested_model TEXT NOT NULL DEFAULT '',
+    offline INTEGER NOT NULL DEFAULT 0
 )
 """
 # Columns added after the first schema: an older cache file gets them on open (its old rows' keys never match).
@@ -139,6 +160,36 @@ class CachedJudgement:
         return row
 
 
+def triage_key(question: str, model: str, endpoint: str = "") -> str:
+    """The triage row key: who is asked (endpoint + requested model), with which triage rubric, about which
+    scrubbed question."""
+    from medqa.teacher.triage import TRIAGE_RUBRIC_VERSION
+
+    payload = json.dumps(["triage", TRIAGE_RUBRIC_VERSION, endpoint, model, question], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedTriage:
+    """One validated triage of a question (table `triage`)."""
+
+    key: str
+    rubric_version: str
+    model: str
+    question: str
+    emergency: bool
+    category: str
+    reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    endpoint: str = ""
+    requested_model: str = ""
+    offline: bool = False
+
+
+CachedRow = CachedJudgement | CachedTriage
+
+
 class CacheWriter:
     """Durable cache writes and claims off the event loop, with group commit.
 
@@ -159,16 +210,16 @@ class CacheWriter:
         self.claim_ttl_s = claim_ttl_s
         self.busy_timeout_s = busy_timeout_s
         self.unavailable: str | None = None  # why the file is left alone for the rest of the run
-        self.unwritten: list[CachedJudgement] = []  # judgements kept while the file was unavailable
+        self.unwritten: list[CachedRow] = []  # judgements and triages kept while the file was unavailable
         self._pending: list[tuple[str, Any, asyncio.Future]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medqa-cache-writer")
         self._db: JudgementCache | None = None  # opened on the writer thread
         self._flusher: asyncio.Future | None = None
 
-    async def put(self, j: CachedJudgement) -> None:
+    async def put(self, j: CachedRow) -> None:
         await self._submit("put", j)
 
-    async def claim(self, key: str) -> tuple[str, CachedJudgement | None]:
+    async def claim(self, key: str) -> tuple[str, CachedRow | None]:
         return await self._submit("claim", key)
 
     async def release(self, key: str) -> None:
@@ -277,6 +328,8 @@ class JudgementCache:
                 self._db.execute(_SCHEMA)
             if "claims" not in tables:
                 self._db.execute(_CLAIMS)
+            if "triage" not in tables:
+                self._db.execute(_TRIAGE)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(judgements)")}
             for col, decl in _ADDED.items():
                 if col not in have:
@@ -314,6 +367,39 @@ class JudgementCache:
     def get(self, key: str) -> CachedJudgement | None:
         return self.get_many([key]).get(key)
 
+    _TRIAGE_COLS = ("key, rubric_version, model, question, emergency, category, reason, prompt_tokens, "
+                    "completion_tokens, endpoint, requested_model, offline")
+
+    @staticmethod
+    def _triage_row(r: tuple) -> CachedTriage:
+        return CachedTriage(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]))
+
+    def get_triage_many(self, keys: list[str]) -> dict[str, CachedTriage]:
+        out: dict[str, CachedTriage] = {}
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT {self._TRIAGE_COLS} FROM triage WHERE key IN ({','.join('?' * len(chunk))})"
+                out.update({r[0]: self._triage_row(r) for r in self._db.execute(q, chunk)})
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"{self.path}: judgement cache unreadable ({e})") from None
+        return out
+
+    def find(self, key: str) -> CachedRow | None:
+        """The stored judgement or triage with this key (their keys never collide), or None."""
+        return self.get(key) or self.get_triage_many([key]).get(key)
+
+    def _stored(self, key: str) -> CachedRow | None:
+        row = self._db.execute(f"SELECT {self._COLS} FROM judgements WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return self._row(row)
+        row = self._db.execute(f"SELECT {self._TRIAGE_COLS} FROM triage WHERE key = ?", (key,)).fetchone()
+        return self._triage_row(row) if row is not None else None
+
+    def triages(self) -> Iterator[CachedTriage]:
+        yield from (self._triage_row(r) for r in self._db.execute(f"SELECT {self._TRIAGE_COLS} FROM triage "
+                                                                   "ORDER BY created"))
+
     def get_many(self, keys: list[str]) -> dict[str, CachedJudgement]:
         out: dict[str, CachedJudgement] = {}
         try:
@@ -336,7 +422,7 @@ class JudgementCache:
         """Run ("put", judgement), ("claim", key) and ("release", key) in ONE transaction; one result per op
         (see `CacheWriter`). A stored judgement ends every claim on its key."""
         for op, arg in ops:
-            if op == "put" and set(arg.scores) != set(CRITERIA):
+            if op == "put" and isinstance(arg, CachedJudgement) and set(arg.scores) != set(CRITERIA):
                 raise ValueError(f"judgement scores must be exactly {CRITERIA}")
         if not ops:
             return []
@@ -346,7 +432,17 @@ class JudgementCache:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for op, arg in ops:
-                if op == "put":
+                if op == "put" and isinstance(arg, CachedTriage):
+                    t = arg
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO triage (key, rubric_version, model, question, emergency, category, "
+                        "reason, prompt_tokens, completion_tokens, created, endpoint, requested_model, offline) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (t.key, t.rubric_version, t.model, t.question, int(t.emergency), t.category, t.reason,
+                         t.prompt_tokens, t.completion_tokens, now, t.endpoint, t.requested_model, int(t.offline)))
+                    self._db.execute("DELETE FROM claims WHERE key = ?", (t.key,))
+                    out.append(None)
+                elif op == "put":
                     j = arg
                     self._db.execute(
                         "INSERT OR IGNORE INTO judgements (key, rubric_version, model, question, answer, scores, "
@@ -360,9 +456,9 @@ class JudgementCache:
                     self._db.execute("DELETE FROM claims WHERE key = ?", (j.key,))
                     out.append(None)
                 elif op == "claim":
-                    row = self._db.execute(f"SELECT {self._COLS} FROM judgements WHERE key = ?", (arg,)).fetchone()
-                    if row is not None:
-                        out.append(("row", self._row(row)))
+                    stored = self._stored(arg)
+                    if stored is not None:
+                        out.append(("row", stored))
                         continue
                     held = self._db.execute("SELECT owner, host, pid, expires FROM claims WHERE key = ?",
                                             (arg,)).fetchone()

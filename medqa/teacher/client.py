@@ -28,7 +28,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from medqa.pii import scrub
-from medqa.teacher.cache import CachedJudgement, CacheWriter, JudgementCache, cache_key
+from medqa.teacher.cache import (
+    CachedJudgement,
+    CachedRow,
+    CachedTriage,
+    CacheWriter,
+    JudgementCache,
+    cache_key,
+    triage_key,
+)
 from medqa.teacher.protocol import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -39,6 +47,13 @@ from medqa.teacher.protocol import (
     check_base_url,
 )
 from medqa.teacher.rubric import RUBRIC_VERSION, RubricError, build_messages, reask_messages, validate
+from medqa.teacher.triage import (
+    TRIAGE_RUBRIC_VERSION,
+    TriageError,
+    triage_messages,
+    triage_reask_messages,
+    validate_triage,
+)
 
 log = logging.getLogger("medqa.teacher")
 
@@ -180,6 +195,33 @@ class TeacherResult:
         return {"teacher": self.teacher_field()} if self.ok else {"teacher_error": self.error}
 
 
+@dataclass(frozen=True)
+class TriageResult:
+    """One triage of a question (`medqa.teacher.triage`), or an explicit failure (`error` set, no label).
+    `model` is the model that triaged (as the server reported it); `offline` marks the offline heuristic judge."""
+
+    key: str
+    model: str
+    emergency: bool | None = None
+    category: str | None = None
+    reason: str | None = None
+    cached: bool = False
+    error: str | None = None
+    attempts: int = 0  # HTTP requests made for this question by this call (0 for a cache hit)
+    requested_model: str = ""
+    endpoint: str = ""
+    offline: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.emergency is not None
+
+    def teacher_field(self) -> dict[str, Any]:
+        return {"emergency": self.emergency, "category": self.category, "reason": self.reason, "model": self.model,
+                "requested_model": self.requested_model or self.model, "endpoint": self.endpoint,
+                "offline": self.offline, "rubric_version": TRIAGE_RUBRIC_VERSION, "cached": self.cached}
+
+
 @dataclass
 class Usage:
     """Counters of one client (not global): requests, retries, re-asks, tokens, cost, outcomes."""
@@ -253,6 +295,98 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
+class _Judgement:
+    """Judging a (question, answer) pair with the rubric: what differs from a triage. The request, retry, re-ask,
+    single-flight and cache path is the same for both (`TeacherClient._judge_prepared`)."""
+
+    errors: tuple[type[Exception], ...] = (RubricError,)
+    noun = "judgement"
+
+    @staticmethod
+    def messages(q: str, a: str) -> list[dict[str, str]]:
+        return build_messages(q, a)
+
+    @staticmethod
+    def reask(messages: list[dict[str, str]], content: str, problem: str) -> list[dict[str, str]]:
+        return reask_messages(messages, content, problem)
+
+    @staticmethod
+    def parse(content: str) -> Any:
+        return validate(content)
+
+    @staticmethod
+    def result(key: str, served: str, parsed: Any, attempts: int, config: TeacherConfig,
+               offline: bool) -> TeacherResult:
+        return TeacherResult(key, served, parsed.as_dict(), parsed.overall, parsed.critique, attempts=attempts,
+                             requested_model=config.model, endpoint=config.endpoint_id, offline=offline,
+                             needs_emergency=parsed.needs_emergency)
+
+    @staticmethod
+    def row(key: str, served: str, q: str, a: str, parsed: Any, tokens: tuple[int, int], config: TeacherConfig,
+            offline: bool) -> CachedJudgement:
+        return CachedJudgement(key, RUBRIC_VERSION, served, q, a, parsed.as_dict(), parsed.overall, parsed.critique,
+                               tokens[0], tokens[1], config.endpoint_id, config.model, offline, parsed.needs_emergency)
+
+    @staticmethod
+    def failure(key: str, config: TeacherConfig, error: str, attempts: int) -> TeacherResult:
+        return TeacherResult(key, config.model, error=error, attempts=attempts, requested_model=config.model,
+                             endpoint=config.endpoint_id)
+
+    @staticmethod
+    def from_cache(key: str, hit: CachedRow) -> TeacherResult:
+        assert isinstance(hit, CachedJudgement)
+        return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True,
+                             requested_model=hit.requested_model, endpoint=hit.endpoint, offline=hit.offline,
+                             needs_emergency=hit.needs_emergency)
+
+
+class _Triage:
+    """Triaging a question (`medqa.teacher.triage`): its prompt, validation, result and cache row; the answer
+    slot of the shared path is empty."""
+
+    errors: tuple[type[Exception], ...] = (TriageError,)
+    noun = "triage"
+
+    @staticmethod
+    def messages(q: str, a: str) -> list[dict[str, str]]:
+        return triage_messages(q)
+
+    @staticmethod
+    def reask(messages: list[dict[str, str]], content: str, problem: str) -> list[dict[str, str]]:
+        return triage_reask_messages(messages, content, problem)
+
+    @staticmethod
+    def parse(content: str) -> Any:
+        return validate_triage(content)
+
+    @staticmethod
+    def result(key: str, served: str, parsed: Any, attempts: int, config: TeacherConfig,
+               offline: bool) -> TriageResult:
+        return TriageResult(key, served, parsed.emergency, parsed.category, parsed.reason, attempts=attempts,
+                            requested_model=config.model, endpoint=config.endpoint_id, offline=offline)
+
+    @staticmethod
+    def row(key: str, served: str, q: str, a: str, parsed: Any, tokens: tuple[int, int], config: TeacherConfig,
+            offline: bool) -> CachedTriage:
+        return CachedTriage(key, TRIAGE_RUBRIC_VERSION, served, q, parsed.emergency, parsed.category, parsed.reason,
+                            tokens[0], tokens[1], config.endpoint_id, config.model, offline)
+
+    @staticmethod
+    def failure(key: str, config: TeacherConfig, error: str, attempts: int) -> TriageResult:
+        return TriageResult(key, config.model, error=error, attempts=attempts, requested_model=config.model,
+                            endpoint=config.endpoint_id)
+
+    @staticmethod
+    def from_cache(key: str, hit: CachedRow) -> TriageResult:
+        assert isinstance(hit, CachedTriage)
+        return TriageResult(key, hit.model, hit.emergency, hit.category, hit.reason, cached=True,
+                            requested_model=hit.requested_model, endpoint=hit.endpoint, offline=hit.offline)
+
+
+_Task = _Judgement | _Triage
+_JUDGEMENT, _TRIAGE = _Judgement(), _Triage()
+
+
 class TeacherClient:
     """`async with TeacherClient(config, cache) as c: results = await c.judge_many(pairs)`."""
 
@@ -316,25 +450,26 @@ class TeacherClient:
         q, a, key = self.prepare(question, answer)
         return await self._judge_prepared(q, a, key, self.cache.get(key) if self.cache is not None else None)
 
-    @staticmethod
-    def _from_cache(key: str, hit: CachedJudgement) -> TeacherResult:
-        return TeacherResult(key, hit.model, hit.scores, hit.overall_score, hit.critique, cached=True,
-                             requested_model=hit.requested_model, endpoint=hit.endpoint, offline=hit.offline,
-                             needs_emergency=hit.needs_emergency)
+    def prepare_triage(self, question: str) -> tuple[str, str]:
+        """(scrubbed question, triage cache key) — what is sent and what the cache is keyed on."""
+        if self.config.scrub_pii:
+            question = scrub(question)
+        return question, triage_key(question, self.config.model, endpoint=self.config.endpoint_id)
 
-    async def _judge_prepared(self, q: str, a: str, key: str, hit: CachedJudgement | None) -> TeacherResult:
+    async def _judge_prepared(self, q: str, a: str, key: str, hit: CachedRow | None,
+                              task: _Task = _JUDGEMENT) -> Any:
         if hit is not None:
             self.usage.cache_hits += 1
-            return self._from_cache(key, hit)
+            return task.from_cache(key, hit)
         pending = self._inflight.get(key)
         if pending is not None:
             self.usage.dedup_hits += 1
             res = await asyncio.shield(pending)
             return replace(res, attempts=0)
-        fut: asyncio.Future[TeacherResult] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            res = await self._single_flight(key, q, a)
+            res = await self._single_flight(key, q, a, task)
             fut.set_result(res)
             return res
         except BaseException:
@@ -343,19 +478,19 @@ class TeacherClient:
         finally:
             del self._inflight[key]
 
-    async def _single_flight(self, key: str, q: str, a: str) -> TeacherResult:
+    async def _single_flight(self, key: str, q: str, a: str, task: _Task) -> Any:
         """Judge `key` once across every client of the cache file: claim it, or wait for the client that has."""
         if self._writer is None:
-            return await self._judge_uncached(key, q, a)
+            return await self._judge_uncached(key, q, a, task)
         while True:
             state, row = await self._writer.claim(key)
             if state == "row":  # stored by another client since this batch read the cache
                 self.usage.cache_hits += 1
-                return self._from_cache(key, row)
+                return task.from_cache(key, row)
             if state == "mine":
                 stored = False
                 try:
-                    res = await self._judge_uncached(key, q, a)
+                    res = await self._judge_uncached(key, q, a, task)
                     stored = res.ok  # a stored judgement ends the claim in the same transaction
                     return res
                 finally:
@@ -364,18 +499,18 @@ class TeacherClient:
             row = await self._wait_for_other(key)
             if row is not None:
                 self.usage.shared_hits += 1
-                return self._from_cache(key, row)
+                return task.from_cache(key, row)
             # the other client gave the key up without a judgement (failed, or ended): claim it again
 
-    async def _wait_for_other(self, key: str) -> CachedJudgement | None:
-        """Wait while another client's claim on `key` is live; its stored judgement, or None when it gave up."""
+    async def _wait_for_other(self, key: str) -> CachedRow | None:
+        """Wait while another client's claim on `key` is live; its stored row, or None when it gave up."""
         assert self.cache is not None
         while True:
-            row = self.cache.get(key)
+            row = self.cache.find(key)
             if row is not None:
                 return row
             if not self.cache.claim_live(key):
-                return self.cache.get(key)
+                return self.cache.find(key)
             await asyncio.sleep(self.config.claim_poll_s)
 
     async def judge_many(self, pairs: Iterable[tuple[str, str]]) -> list[TeacherResult]:
@@ -393,10 +528,19 @@ class TeacherClient:
 
         return list(await asyncio.gather(*(one(i, q, a, key) for i, (q, a, key) in enumerate(prepared))))
 
+    async def triage_many(self, questions: Iterable[str]) -> list[TriageResult]:
+        """Triage every question (`medqa.teacher.triage`) concurrently through the same path as a judgement:
+        scrubbed, cached under its own key, single flight, retries and re-asks; results in input order. A question
+        that fails comes back with `error` set and no label."""
+        prepared = [self.prepare_triage(q) for q in questions]
+        hits = self.cache.get_triage_many([key for _, key in prepared]) if self.cache is not None else {}
+        return list(await asyncio.gather(*(self._judge_prepared(q, "", key, hits.get(key), _TRIAGE)
+                                           for q, key in prepared)))
+
     # -------------------------------------------------------------------------------------------- internals
 
-    async def _judge_uncached(self, key: str, q: str, a: str) -> TeacherResult:
-        messages = build_messages(q, a)
+    async def _judge_uncached(self, key: str, q: str, a: str, task: _Task = _JUDGEMENT) -> Any:
+        messages = task.messages(q, a)
         attempts = 0
         tokens_in = tokens_out = 0
         for reask in range(self.config.max_reasks + 1):
@@ -404,32 +548,26 @@ class TeacherClient:
                 reply = await self._post(messages)
             except TeacherError as e:
                 self.usage.failed += 1
-                return TeacherResult(key, self.config.model, error=self._redact(str(e)), attempts=attempts + e.attempts,
-                                     requested_model=self.config.model, endpoint=self.config.endpoint_id)
+                return task.failure(key, self.config, self._redact(str(e)), attempts + e.attempts)
             attempts += reply.attempts
             tokens_in += reply.prompt_tokens
             tokens_out += reply.completion_tokens
             try:
-                scores = validate(reply.content)
-            except RubricError as e:
+                parsed = task.parse(reply.content)
+            except task.errors as e:
                 if reask == self.config.max_reasks:
                     self.usage.failed += 1
-                    return TeacherResult(key, self.config.model, attempts=attempts, error=self._redact(
-                        f"malformed judgement after {self.config.max_reasks} re-ask(s): {e}"),
-                        requested_model=self.config.model, endpoint=self.config.endpoint_id)
+                    return task.failure(key, self.config, self._redact(
+                        f"malformed {task.noun} after {self.config.max_reasks} re-ask(s): {e}"), attempts)
                 self.usage.reasks += 1
                 log.info("teacher reply malformed (%s); re-asking", e)
-                messages = reask_messages(messages, reply.content, str(e))
+                messages = task.reask(messages, reply.content, str(e))
                 continue
             served = reply.model or self.config.model
-            result = TeacherResult(key, served, scores.as_dict(), scores.overall, scores.critique, attempts=attempts,
-                                   requested_model=self.config.model, endpoint=self.config.endpoint_id,
-                                   offline=reply.offline, needs_emergency=scores.needs_emergency)
+            result = task.result(key, served, parsed, attempts, self.config, reply.offline)
             if self._writer is not None:  # durable before the result is handed out
-                await self._writer.put(CachedJudgement(key, RUBRIC_VERSION, served, q, a, scores.as_dict(),
-                                                       scores.overall, scores.critique, tokens_in, tokens_out,
-                                                       self.config.endpoint_id, self.config.model, reply.offline,
-                                                       scores.needs_emergency))
+                await self._writer.put(task.row(key, served, q, a, parsed, (tokens_in, tokens_out), self.config,
+                                                reply.offline))
             self.usage.scored += 1
             return result
         raise AssertionError("unreachable")
@@ -534,3 +672,21 @@ def score_pairs(config: TeacherConfig, pairs: list[tuple[str, str]], cache_path:
     """Blocking convenience wrapper: judge the pairs in a fresh event loop."""
     return asyncio.run(score_pairs_async(config, pairs, cache_path))
 
+
+
+async def triage_questions_async(config: TeacherConfig, questions: list[str], cache_path: str | None = None
+                                 ) -> tuple[list[TriageResult], Usage]:
+    """Triage each question once (`TeacherClient.triage_many`): results in input order, and the client's usage."""
+    cache = JudgementCache(cache_path) if cache_path else None
+    try:
+        async with TeacherClient(config, cache) as client:
+            return await client.triage_many(questions), client.usage
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def triage_questions(config: TeacherConfig, questions: list[str], cache_path: str | None = None
+                     ) -> tuple[list[TriageResult], Usage]:
+    """Blocking convenience wrapper: triage the questions in a fresh event loop."""
+    return asyncio.run(triage_questions_async(config, questions, cache_path))

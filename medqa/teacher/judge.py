@@ -72,3 +72,14 @@ def heuristic_judgement(question: str, answer_text: str) -> dict:
         notes.insert(0, "safety: no rule violations found")
     return {"safety": _clamp(s), "reasoning": _clamp(r), "completeness": _clamp(c), "empathy": _clamp(e),
             "needs_emergency": safety.needs_emergency(question), "critique": "; ".join(notes)}
+
+
+def heuristic_triage(question: str) -> dict:
+    """{"emergency", "category", "reason"} for one question (`medqa.teacher.triage`): the lexicon's red flags
+    (`safety.red_flags`), named as such. It adds nothing to the lexicon — only a real teacher gives an independent
+    triage — and stands in for one when there is no API access, labelled offline by its server."""
+    flags = safety.red_flags(question)
+    if flags:
+        return {"emergency": True, "category": flags[0],
+                "reason": f"offline heuristic: lexicon red flags ({', '.join(flags)})"}
+    return {"emergency": False, "category": "none", "reason": "offline heuristic: no lexicon red flag"}

@@ -2,7 +2,8 @@
 
 `POST /v1/chat/completions` (and `/chat/completions`) judges the question/answer in the rubric prompt with the
 deterministic heuristic rubric of `medqa.teacher.judge` (model name `medqa-offline-judge-v1`, so its cache
-rows never mix with a real teacher's), or with a local HF causal LM (`--model PATH`).
+rows never mix with a real teacher's), and answers a triage prompt (`medqa.teacher.triage`) with the lexicon's red
+flags (`heuristic_triage`); or it runs a local HF causal LM on either (`--model PATH`).
 
 Fault injection for tests and benchmarks, decided deterministically per (pair, attempt number):
 `--latency-ms`, `--fail-rate`/`--fail-first` with `--status 429|500|503` (429/503 carry `Retry-After`),
@@ -13,7 +14,8 @@ The endpoint follows the OpenAI chat-completions protocol where it matters to cl
 and HTTP 400 for what it does not support (tools, non-text parts). Every heuristic reply carries the header
 `X-Medqa-Judge: offline-heuristic` and `system_fingerprint: medqa-offline-heuristic`, so a client labels its
 judgements as offline however it reached the server.
-`GET /stats` reports requests per pair (`pair_id(question, answer)`) with what each got, and the maximum
+`GET /stats` reports requests per pair (`pair_id(question, answer)`; a triage: `pair_id(question,
+TRIAGE_RUBRIC_VERSION)`) with what each got, and the maximum
 number of requests in flight; `POST /stats/reset` clears them; `GET /v1/models`, `GET /health`.
 """
 
@@ -31,9 +33,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from medqa.teacher.judge import OFFLINE_MODEL, heuristic_judgement
+from medqa.teacher.judge import OFFLINE_MODEL, heuristic_judgement, heuristic_triage
 from medqa.teacher.protocol import OFFLINE_BANNER, OFFLINE_FINGERPRINT, OFFLINE_HEADER
 from medqa.teacher.rubric import parse_user_prompt
+from medqa.teacher.triage import TRIAGE_RUBRIC_VERSION, parse_triage_prompt
 
 log = logging.getLogger("medqa.teacher.server")
 
@@ -214,8 +217,10 @@ class JudgeServer:
         except BadRequest as e:
             return web.json_response({"error": {"message": str(e), "type": "invalid_request_error"}}, status=400)
         first_user = next(m["content"] for m in messages if m["role"] == "user")
+        triage_q = parse_triage_prompt(first_user)
         qa = parse_user_prompt(first_user) or (first_user, "")
-        pid = pair_id(*qa)
+        # A triage is counted under (question, triage rubric version): never the same id as a judged pair.
+        pid = pair_id(triage_q, TRIAGE_RUBRIC_VERSION) if triage_q is not None else pair_id(*qa)
         counts = self.stats.pairs.setdefault(pid, Counter())
         k = counts["requests"]
         counts["requests"] += 1
@@ -243,6 +248,9 @@ class JudgeServer:
             elif self.hf is not None:
                 content = await asyncio.get_running_loop().run_in_executor(
                     None, self.hf.generate, messages, int(body.get("max_tokens") or 512))
+                counts["served"] += 1
+            elif triage_q is not None:
+                content = json.dumps(heuristic_triage(triage_q), ensure_ascii=False)
                 counts["served"] += 1
             else:
                 content = json.dumps(heuristic_judgement(*qa), ensure_ascii=False)
