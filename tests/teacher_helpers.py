@@ -70,3 +70,62 @@ class ScriptedJudge:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ScriptedTriage:
+    """An OpenAI-compatible endpoint on a loopback port that answers triage prompts (`medqa.teacher.triage`) from
+    `labels`: the first key found in the question gives its reply — `(emergency, category)`, or None for HTTP 400
+    (a refusal no retry changes); a question matching no key is triaged as no emergency. It keeps every request
+    body it got (`bodies`, `questions`), so a test counts calls and reads what left the machine.
+    Use as a context manager; `url` is the base URL."""
+
+    def __init__(self, labels: dict[str, tuple[bool, str] | None], model: str = "scripted-triage"):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from medqa.teacher.triage import parse_triage_prompt
+
+        self.bodies: list[dict] = []
+        self.questions: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.bodies.append(body)
+                question = parse_triage_prompt(body["messages"][-1]["content"]) or ""
+                outer.questions.append(question)
+                key = next((k for k in labels if k in question), None)
+                label = labels[key] if key is not None else (False, "none")
+                if label is None:
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(b"scripted refusal")
+                    return
+                content = json.dumps({"emergency": label[0], "category": label[1], "reason": "scripted triage"})
+                reply = json.dumps({"model": model, "choices": [{"message": {"content": content}}],
+                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def requests(self) -> int:
+        return len(self.bodies)
+
+    def __enter__(self) -> ScriptedTriage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()

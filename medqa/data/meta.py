@@ -77,12 +77,15 @@ def infer_complexity(question: str, think: str) -> str:
     return "simple" if size < 120 else "moderate" if size < 400 else "complex"
 
 
-def complete_meta(meta: dict | None, question: str, think: str, answer: str, *, source: str) -> dict:
-    """Fill only the meta fields that are missing; keep every field the record already has."""
+def complete_meta(meta: dict | None, question: str, think: str, answer: str, *, source: str,
+                  flags: list[str] | None = None) -> dict:
+    """Fill only the meta fields that are missing; keep every field the record already has. `flags`: the
+    question's red flags when the caller has them already (else computed here)."""
     from medqa.safety import red_flags
 
     meta = dict(meta or {})
-    flags = red_flags(question)
+    if flags is None:
+        flags = red_flags(question)
     meta.setdefault("source", source)
     meta.setdefault("lang_style", infer_language(question + answer))
     if meta.get("risk_level") not in RISK_LEVELS:

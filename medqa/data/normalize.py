@@ -12,8 +12,10 @@ from pathlib import Path
 from medqa.data.formats import RawRow, validate_fields
 from medqa.data.meta import complete_meta, infer_language
 from medqa.data.schema import DEFAULT_INSTRUCTION, RISK_LEVELS, to_messages
+from medqa.data.triage import dataset_critical, triage_label
 from medqa.io import InputError
 from medqa.pii import scrub_with_counts
+from medqa.safety import red_flags
 from medqa.think import THINK_CLOSE, THINK_OPEN, join_think, split_think
 
 MIN_THINK_CHARS = 20
@@ -101,8 +103,12 @@ def normalize(row: RawRow, pii_counts: Counter | None = None, meta_coerced: Coun
         pii_counts.update(removed)
 
     source = meta.get("source") or Path(row.path).stem
-    meta = complete_meta(meta, question, think, answer, source=source)
+    flags = red_flags(question)
+    given_critical = dataset_critical(meta)  # the dataset's own mark, before a risk level is inferred
+    meta = complete_meta(meta, question, think, answer, source=source, flags=flags)
     meta["is_deidentified"] = True
+    # The emergency label from the lexicon and the dataset; `make data` adds the teacher's triage (data/triage.py).
+    meta["triage"] = triage_label(flags, given_critical, None)
     flags = []
     if len(think) < MIN_THINK_CHARS:
         flags.append("short_think")

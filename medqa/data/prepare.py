@@ -17,6 +17,7 @@ from tqdm import tqdm
 from medqa.data.formats import list_files, read_source
 from medqa.data.normalize import normalize, question_key
 from medqa.data.splits import GOLD_CRITERIA, gold_set, red_team_set, stratified_split
+from medqa.data.triage import TriageReport, record_triage, triage_counts
 from medqa.io import InputError, atomic_dir, write_jsonl
 
 
@@ -90,15 +91,18 @@ def _length_stats(values: list[int]) -> dict:
             "p95": values[min(len(values) - 1, int(0.95 * len(values)))], "max": values[-1]}
 
 
-def compute_stats(sets: dict[str, list[dict]], report: PrepareReport, tokenizer=None) -> dict:
+def compute_stats(sets: dict[str, list[dict]], report: PrepareReport, tokenizer=None,
+                  triage: TriageReport | None = None) -> dict:
     stats: dict = {
         "inputs": report.files, "rows_read": report.rows_read, "duplicates_removed": report.duplicates,
         "skipped": dict(report.skipped), "ids_renamed": report.ids_renamed, "pii_removed": dict(report.pii_removed),
-        "meta_coerced": dict(sorted(report.meta_coerced.items())), "splits": {},
+        "meta_coerced": dict(sorted(report.meta_coerced.items())),
+        "triage": (triage or TriageReport()).as_dict(), "splits": {},
     }
     for name, rows in sets.items():
         entry = {"count": len(rows), "risk_level": _counts(rows, "risk_level"), "specialty": _counts(rows, "specialty"),
-                 "lang_style": _counts(rows, "lang_style"), "chars_per_example": _length_stats([len(r["output"]) + len(r["input"]) for r in rows])}
+                 "lang_style": _counts(rows, "lang_style"), "triage": triage_counts([r["meta"] for r in rows]),
+                 "chars_per_example": _length_stats([len(r["output"]) + len(r["input"]) for r in rows])}
         if tokenizer is not None and rows:
             lengths = [len(tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False))["input_ids"]) for r in rows]
             entry["tokens_per_example"] = _length_stats(lengths)
@@ -124,6 +128,14 @@ def data_card(stats: dict) -> str:
     lines += ["", "## Specialties", "", "| specialty | " + " | ".join(stats["splits"]) + " |", "|---|" + "---|" * len(stats["splits"])]
     for sp in specialties:
         lines.append(f"| {sp} | " + " | ".join(str(s["specialty"].get(sp, 0)) for s in stats["splits"].values()) + " |")
+    lines += ["", "## Emergency label (`meta.triage`)", "", _triage_note(stats.get("triage") or {}), "",
+              "| set | emergency (union) | lexicon | teacher | dataset | teacher only | teacher failed | teacher not asked |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, s in stats["splits"].items():
+        t = s.get("triage") or {}
+        lines.append(f"| {name} | {t.get('emergency', 0)} | {t.get('lexicon', 0)} | {t.get('teacher', 0)} | "
+                     f"{t.get('dataset', 0)} | {t.get('teacher_only', 0)} | {t.get('teacher_failed', 0)} | "
+                     f"{t.get('teacher_not_asked', 0)} |")
     lines += ["", "## How the sets are made", "",
               "- train/dev/test: 80/10/10, stratified by (risk_level, specialty), deterministic with the seed.",
               "- gold_set: " + "; ".join(GOLD_CRITERIA) + ".",
@@ -139,6 +151,24 @@ def data_card(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def _triage_note(t: dict) -> str:
+    """One paragraph: what the emergency label is and who the teacher was in this run."""
+    who = t.get("teacher")
+    if who is None:
+        teacher = "the teacher was not asked"
+    elif who == "teacher-offline":
+        teacher = ("the teacher was the OFFLINE heuristic judge (`teacher-offline`: the lexicon again, not an LLM, so "
+                   "it adds no emergency the lexicon misses)")
+    else:
+        teacher = f"the teacher was `{who}`"
+    failed = f"; {t['failed']} of {t['questions']} questions got no teacher answer and keep lexicon + dataset" \
+        if t.get("failed") else ""
+    return ("Items marked as needing emergency care now: the union of the lexicon (`medqa.safety.red_flags`), the "
+            "teacher's triage (one call per unique question, cached) and the dataset's own `risk_level: critical`; "
+            f"each item records which source said so. In this run {teacher}{failed}. The RL reward's emergency term "
+            "and eval's emergency coverage read the same label (`medqa.safety.needs_emergency`).")
+
+
 def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict, inputs: list[str] = (),
                   overwrite: bool = False) -> None:
     """Write every output into a temp folder, then swap it in place of `out` (never a partial folder, never over
@@ -151,14 +181,22 @@ def write_outputs(out: Path, sets: dict[str, list[dict]], stats: dict, inputs: l
 
 
 def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: str = "fail", seed: int = 42,
-            tokenizer_path: str | None = None, overwrite: bool = False) -> dict:
-    """The whole `medqa data prepare` run; returns stats (also written to out/stats.json)."""
+            tokenizer_path: str | None = None, overwrite: bool = False, teacher=None, on_triage=None) -> dict:
+    """The whole `medqa data prepare` run; returns stats (also written to out/stats.json).
+
+    `teacher` (a `medqa.teacher.setup.Teacher`, or a function that builds one when the questions are ready): its
+    triage of each unique question joins the lexicon and the dataset in `meta.triage` (`medqa.data.triage`);
+    without one the label records that it was not asked.
+    `on_triage` receives the run's `TriageReport` (with the requests and cache hits, which stats.json leaves out)."""
     from medqa.io import check_output_dir
 
     check_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=overwrite, kind="data")  # before the work
     records, shipped_red_team, report = load_records(inputs, fmt, on_error, exclude=out)
     if not records:
         raise InputError(", ".join(inputs), None, None, "no usable rows")
+    triage = record_triage([(r["input"], r["meta"]) for r in records + shipped_red_team], teacher)
+    if on_triage is not None:
+        on_triage(triage)
     splits = stratified_split(records, seed=seed)
     sets = {**splits, "gold_set": gold_set(splits), "red_team": red_team_set(shipped_red_team, splits)}
     tokenizer = None
@@ -166,6 +204,6 @@ def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: 
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    stats = compute_stats(sets, report, tokenizer)
+    stats = compute_stats(sets, report, tokenizer, triage)
     write_outputs(Path(out), sets, stats, inputs, overwrite)
     return stats

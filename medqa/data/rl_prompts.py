@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medqa.data.splits import is_gold
+from medqa.data.triage import TriageReport, record_triage
 from medqa.io import InputError, iter_jsonl, read_jsonl, write_jsonl
 from medqa.think import split_think
 
@@ -20,15 +21,30 @@ def rl_prompt(record: dict) -> dict:
         "prompt": [m for m in record["messages"] if m["role"] != "assistant"],
         "question": record["input"],
         "reference": split_think(record["output"]).answer,
-        "meta": {k: meta[k] for k in ("risk_level", "specialty", "lang_style", "complexity", "source") if k in meta}
+        "meta": {k: meta[k] for k in ("risk_level", "specialty", "lang_style", "complexity", "source", "triage")
+                 if k in meta}
         | {"high_quality": is_gold(record)},
     }
 
 
-def build_rl_prompts(data_dir: str | Path, out: str | Path, splits: tuple[str, ...] = ("train",)) -> int:
+def make_rl_prompts(data_dir: str | Path, splits: tuple[str, ...] = ("train",), teacher=None
+                    ) -> tuple[list[dict], TriageReport | None]:
+    """The RL prompt rows (high risk and high quality first) and the run's teacher triage report (None when no
+    label had to be recorded). Each row's `meta.triage` is the combined emergency label (`medqa.data.triage`): with
+    `teacher` (a `medqa.teacher.setup.Teacher`, or a function that builds one) recorded again with its triage, once
+    per unique question and through the cache (a question `make data` triaged with the same teacher costs no call);
+    without one the label `make data` recorded is kept (lexicon + dataset for data prepared before labels were recorded)."""
     rows = [r for s in splits for r in read_jsonl(Path(data_dir) / f"{s}.jsonl")]
     rows.sort(key=lambda r: (_RISK_ORDER.get(r["meta"].get("risk_level"), 4), not is_gold(r), r["id"]))
-    return write_jsonl(out, (rl_prompt(r) for r in rows))
+    prompts = [rl_prompt(r) for r in rows]
+    todo = [(p["question"], p["meta"]) for p in prompts if teacher is not None or "triage" not in p["meta"]]
+    return prompts, (record_triage(todo, teacher) if todo else None)
+
+
+def build_rl_prompts(data_dir: str | Path, out: str | Path, splits: tuple[str, ...] = ("train",), teacher=None) -> int:
+    """Write the RL prompts of `make_rl_prompts` to `out`; returns their number."""
+    prompts, _ = make_rl_prompts(data_dir, splits, teacher)
+    return write_jsonl(out, prompts)
 
 
 def prompt_token_counter(tokenizer, enable_thinking: bool = True) -> Callable[[list[dict]], int]:

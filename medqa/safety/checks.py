@@ -92,7 +92,12 @@ def source_coverage() -> dict[str, dict[str, Any]]:
 
 
 def needs_emergency(question: str, meta: Mapping[str, Any] | None = None) -> bool:
-    """True when the question shows red flags or the data marks it `risk_level == "critical"`."""
+    """The recorded emergency label `meta["triage"]["emergency"]` when the item has one (`make data` /
+    `make rl-prompts`: the union of the lexicon, the teacher's triage and the dataset's label, `medqa.data.triage`);
+    otherwise True when the question shows red flags or the data marks it `risk_level == "critical"`."""
+    triage = meta.get("triage") if meta else None
+    if isinstance(triage, Mapping) and isinstance(triage.get("emergency"), bool):
+        return triage["emergency"]
     if meta and str(meta.get("risk_level", "")).lower() == "critical":
         return True
     return bool(red_flags(question))
