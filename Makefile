@@ -58,11 +58,15 @@ tiny-model: setup $(TINY)/config.json ## build the tiny random-init Qwen3 + toke
 $(TINY)/config.json:
 	$(MEDQA) tiny-model --out $(TINY) --seed $(SEED)
 
-data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gold, red team, stats, data card)
-	$(MEDQA) data prepare $(SAMPLE_INPUTS:%=--input %) --out data/processed --seed $(SEED) --tokenizer $(TINY)
+# Both triage each question once with the teacher (see "RL teacher" below: a key, BASE_URL=, TEACHER_MODEL=; without
+# them the offline judge, said loudly) into meta.triage, cached in cache/teacher_judgements.sqlite.
+data: setup tiny-model ## prepare data/sample/ into data/processed/ (splits, gold, red team, stats, data card, teacher triage)
+	$(rl_teacher_env) $(MEDQA) data prepare $(SAMPLE_INPUTS:%=--input %) --out data/processed --seed $(SEED) --tokenizer $(TINY) \
+		$(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL))
 
-rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data
-	$(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl
+rl-prompts: data ## write data/rl/training_prompts.jsonl from the prepared data (teacher triage from the cache)
+	$(rl_teacher_env) $(MEDQA) data rl-prompts --data data/processed --out data/rl/training_prompts.jsonl \
+		$(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL))
 
 # Benchmarks are registered in medqa/bench/__init__.py (BENCHMARKS).
 # `make bench` runs them all, a stage's bench-pN target runs one.

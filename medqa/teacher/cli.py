@@ -1,4 +1,4 @@
-"""`medqa teacher score|serve|check|export-cache`. The teacher is built by `medqa.teacher.setup` (one set of
+"""`medqa teacher score|serve|check|triage-eval|export-cache`. The teacher is built by `medqa.teacher.setup` (one set of
 flags and one default cache for every command; `--base-url`, `--offline`, `--cache`… are short aliases here)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from medqa.teacher.setup import (
     base_url_from_env,
     build_teacher,
 )
+from medqa.teacher.triage import TRIAGE_RUBRIC_VERSION
 
 RED_TEAM = "data/sample/red_team.jsonl"
 
@@ -156,6 +157,71 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+TRIAGE_SETS = ("tests/data/safety_eval.jsonl", "tests/data/safety_blind_r2.jsonl", "tests/data/safety_blind_r3.jsonl")
+
+
+def _pr(tp: int, fp: int, fn: int) -> str:
+    p = f"{tp / (tp + fp):.2f}" if tp + fp else "–"
+    r = f"{tp / (tp + fn):.2f}" if tp + fn else "–"
+    return f"{p} / {r}"
+
+
+def triage_table(sets: dict[str, list[tuple[bool, bool, bool | None]]]) -> list[str]:
+    """Markdown rows: per set, precision / recall of the lexicon, the teacher alone and their union, from
+    (label, lexicon, teacher-or-None) per question; a question the teacher did not answer counts as not flagged by
+    it (and is counted)."""
+    lines = ["| set | questions (+, −) | lexicon | teacher alone | union (lexicon or teacher) | teacher not answered |",
+             "|---|---|---|---|---|---|"]
+    for name, rows in sets.items():
+        cells = []
+        for pred in (lambda lx, t: lx, lambda lx, t: bool(t), lambda lx, t: lx or bool(t)):
+            tp = sum(1 for y, lx, t in rows if y and pred(lx, t))
+            fp = sum(1 for y, lx, t in rows if not y and pred(lx, t))
+            fn = sum(1 for y, lx, t in rows if y and not pred(lx, t))
+            cells.append(_pr(tp, fp, fn))
+        pos = sum(1 for y, _, _ in rows if y)
+        lines.append(f"| {name} | {len(rows)} ({pos}+, {len(rows) - pos}−) | {' | '.join(cells)} | "
+                     f"{sum(1 for *_, t in rows if t is None)} |")
+    return lines
+
+
+def cmd_triage_eval(args: argparse.Namespace) -> int:
+    """Precision / recall of the teacher's triage (`medqa.teacher.triage`) alone and of its union with the lexicon
+    on labelled question sets (`{"kind": "question", "needs_emergency": bool, "question": …}` rows)."""
+    from medqa import safety
+    from medqa.teacher.client import api_key_from_env, triage_questions
+
+    sets: dict[str, list[tuple[bool, str]]] = {}
+    for path in args.data or TRIAGE_SETS:
+        rows = []
+        for line, row in iter_jsonl(path):
+            if row.get("kind", "question") != "question":
+                continue
+            if not isinstance(row.get("question"), str) or not isinstance(row.get("needs_emergency"), bool):
+                raise InputError(path, line, "question", "a question row needs 'question' and a boolean 'needs_emergency'")
+            rows.append((row["needs_emergency"], row["question"]))
+        sets[Path(path).name] = rows
+    if not args.teacher_offline and not api_key_from_env() and not (args.teacher_base_url or base_url_from_env()):
+        args.teacher_offline = True
+        print("medqa teacher triage-eval: no API key, no --base-url and no MEDQA_TEACHER_BASE_URL, so the OFFLINE "
+              "judge triages (the lexicon again: its numbers measure no LLM).", file=sys.stderr)
+    questions = list(dict.fromkeys(q for rows in sets.values() for _, q in rows))
+    with build_teacher(args) as teacher:
+        cfg = teacher.config
+        print(f"triaging {len(questions)} questions with {teacher.describe}", file=sys.stderr)
+        results, usage = triage_questions(cfg, questions, teacher.cache_path)
+    said = {q: (r.emergency if r.ok else None) for q, r in zip(questions, results, strict=True)}
+    served = sorted({r.model for r in results if r.ok})
+    offline = any(r.offline for r in results if r.ok)
+    table = {name: [(y, bool(safety.red_flags(q)), said[q]) for y, q in rows] for name, rows in sets.items()}
+    who = "the OFFLINE heuristic judge (not an LLM)" if offline else ", ".join(served) or cfg.model
+    print(f"Teacher triage ({who}, triage rubric {TRIAGE_RUBRIC_VERSION}); precision / recall of `needs_emergency`:\n")
+    print("\n".join(triage_table(table)))
+    print(json.dumps({"teacher": who, "served_by": served, "offline_judge": offline, "usage": usage.summary(cfg)},
+                     ensure_ascii=False), file=sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from medqa.teacher.server import options_from_args, serve
 
@@ -193,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n", type=int, default=5)
     add_teacher_args(c, short_aliases=True)
     c.set_defaults(fn=cmd_check)
+
+    t = sub.add_parser("triage-eval", help="precision/recall of the teacher's question triage, alone and with the "
+                                           "lexicon, on labelled question sets")
+    t.add_argument("--data", action="append", help=f"labelled JSONL, repeatable (default: {', '.join(TRIAGE_SETS)})")
+    add_teacher_args(t, short_aliases=True)
+    t.set_defaults(fn=cmd_triage_eval)
 
     v = sub.add_parser("serve", help="run the offline OpenAI-compatible judge server")
     add_arguments(v)

@@ -3,6 +3,8 @@ own key, scrubbed before it leaves, failures reported and never cached; the offl
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -107,3 +109,29 @@ def test_triage_prompt_round_trip_and_validation():
 def test_triage_validation_rejects_malformed(content, problem):
     with pytest.raises(TriageError, match=problem):
         validate_triage(content)
+
+
+def test_triage_eval_reports_teacher_alone_and_the_union(tmp_path):
+    from medqa import safety
+    from medqa.teacher.cli import main
+
+    chest = "我爸爸胸口剧痛，还出冷汗"
+    sprain = "我脚踝扭了一下，肿了，要紧吗？"
+    assert safety.red_flags(chest) and not safety.red_flags(LIMB) and not safety.red_flags(COLD)
+    data = tmp_path / "labelled.jsonl"
+    rows = [{"kind": "question", "needs_emergency": True, "question": chest},
+            {"kind": "question", "needs_emergency": True, "question": LIMB},
+            {"kind": "question", "needs_emergency": False, "question": COLD},
+            {"kind": "question", "needs_emergency": False, "question": sprain},
+            {"kind": "answer", "answer": "请立即拨打120。"}]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with ScriptedTriage({"冰凉发白": (True, "limb"), "扭了": None}) as srv:
+        args = ["triage-eval", "--data", str(data), "--base-url", srv.url, "--model", "scripted-triage",
+                "--cache", str(tmp_path / "c.sqlite"), "--max-retries", "0"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = main(args)
+        assert srv.requests == 4
+    # lexicon: 1 of 2 emergencies; the teacher alone: the other one; the union: both; one question unanswered.
+    assert "| labelled.jsonl | 4 (2+, 2−) | 1.00 / 0.50 | 1.00 / 0.50 | 1.00 / 1.00 | 1 |" in out.getvalue()
+    assert rc == 1 and "scripted-triage" in out.getvalue()
