@@ -17,19 +17,19 @@ from medqa.io import read_jsonl
 from medqa.teacher.setup import TeacherArgs, build_teacher
 from tests.teacher_helpers import ScriptedTriage
 
-LIMB = "外公的左腿突然变得冰凉发白，摸不到脚背的脉搏，疼得厉害，怎么办？"  # the lexicon has no acute limb ischaemia
+SILENT = "奶奶刚才打电话说她不太对劲，话没说完电话就断了，再打也没人接，怎么办？"  # no symptom word for a lexicon
 CHEST = "我爸爸胸口剧痛，还出冷汗，怎么办？"
 MARKED = "我妈妈今天有点不舒服，家里人都很担心，想问问医生。"  # only the dataset marks it critical
 SPRAIN = "我脚踝扭了一下，肿了，要紧吗？"  # the teacher refuses this one (HTTP 400)
 COLD = "孩子感冒流鼻涕三天了，吃什么好？"
 THINK = "<think>\n根据描述判断病情的轻重缓急，以及是否存在危险信号，再给出建议。\n</think>\n"
 MODEL = "scripted-triage"
-LABELS = {"冰凉发白": (True, "acute_limb_ischaemia"), "扭了": None}
+LABELS = {"电话就断了": (True, "unknown_collapse"), "扭了": None}
 
 
 def _rows() -> list[dict]:
     rows = []
-    for i, (q, meta) in enumerate([(LIMB, {"risk_level": "medium"}), (CHEST, {}), (MARKED, {"risk_level": "critical"}),
+    for i, (q, meta) in enumerate([(SILENT, {"risk_level": "medium"}), (CHEST, {}), (MARKED, {"risk_level": "critical"}),
                                    (SPRAIN, {}), (COLD, {"risk_level": "low"})]):
         rows.append({"id": f"t{i}", "instruction": "你是医生助手。", "input": q,
                      "output": THINK + "建议多休息，观察病情变化。", "meta": meta})
@@ -54,7 +54,7 @@ def _labels(out) -> dict[str, dict]:
 
 
 def test_preconditions_the_lexicon_misses_what_only_the_teacher_or_the_dataset_flags():
-    assert not safety.red_flags(LIMB) and not safety.red_flags(MARKED) and not safety.red_flags(SPRAIN)
+    assert not safety.red_flags(SILENT) and not safety.red_flags(MARKED) and not safety.red_flags(SPRAIN)
     assert safety.red_flags(CHEST)
 
 
@@ -64,9 +64,9 @@ def test_prepare_records_the_union_with_its_sources_once_per_question(tmp_path, 
         stats = prepare([source], tmp_path / "out", teacher=teacher)
         assert srv.requests == 5  # one call per question
         labels = _labels(tmp_path / "out")
-        assert labels[LIMB]["emergency"] and labels[LIMB]["sources"] == [f"teacher:{MODEL}"]
-        assert labels[LIMB]["category"] == "acute_limb_ischaemia" and labels[LIMB]["lexicon"] == []
-        assert labels[LIMB]["teacher"]["reason"] == "scripted triage" and not labels[LIMB]["teacher"]["offline"]
+        assert labels[SILENT]["emergency"] and labels[SILENT]["sources"] == [f"teacher:{MODEL}"]
+        assert labels[SILENT]["category"] == "unknown_collapse" and labels[SILENT]["lexicon"] == []
+        assert labels[SILENT]["teacher"]["reason"] == "scripted triage" and not labels[SILENT]["teacher"]["offline"]
         assert labels[CHEST]["emergency"] and labels[CHEST]["sources"] == ["lexicon"]
         assert labels[MARKED]["emergency"] and labels[MARKED]["sources"] == ["dataset"]
         assert not labels[COLD]["emergency"] and labels[COLD]["sources"] == []
@@ -86,7 +86,7 @@ def test_prepare_records_the_union_with_its_sources_once_per_question(tmp_path, 
         # A rerun asks only what is not cached: the refused question.
         prepare([source], tmp_path / "again", teacher=teacher)
         assert srv.requests == 6 and srv.questions[-1] == SPRAIN
-        assert _labels(tmp_path / "again")[LIMB] == labels[LIMB]
+        assert _labels(tmp_path / "again")[SILENT] == labels[SILENT]
 
 
 def test_rl_prompts_record_the_union_through_the_cache(tmp_path, source):
@@ -98,7 +98,7 @@ def test_rl_prompts_record_the_union_through_the_cache(tmp_path, source):
         assert build_rl_prompts(tmp_path / "out", out, ("train", "dev", "test"), teacher=teacher) == 5
         assert srv.requests == asked + 1  # only the refused question again: the others come from the cache
         rows = {r["question"]: r["meta"]["triage"] for r in read_jsonl(out)}
-        assert rows[LIMB]["sources"] == [f"teacher:{MODEL}"] and rows[MARKED]["sources"] == ["dataset"]
+        assert rows[SILENT]["sources"] == [f"teacher:{MODEL}"] and rows[MARKED]["sources"] == ["dataset"]
         assert rows[CHEST]["sources"] == ["lexicon"] and "error" in rows[SPRAIN]["teacher"]
     # Without a teacher the label `make data` recorded travels unchanged.
     plain = tmp_path / "plain.jsonl"
@@ -114,18 +114,18 @@ def test_the_reward_and_eval_read_the_combined_label(tmp_path, source):
     with ScriptedTriage(LABELS, MODEL) as srv, _teacher(srv.url, tmp_path / "cache.sqlite") as teacher:
         prepare([source], tmp_path / "out", teacher=teacher)
     meta = next(r["meta"] for s in ("train", "dev", "test") for r in read_jsonl(tmp_path / "out" / f"{s}.jsonl")
-                if r["input"] == LIMB)
-    assert meta["risk_level"] == "medium" and not safety.red_flags(LIMB)
-    assert safety.needs_emergency(LIMB, meta) and not safety.needs_emergency(LIMB, {"risk_level": "medium"})
-    no_referral = THINK + "先抬高腿休息，观察一下。"
-    referral = THINK + "这可能是急性动脉栓塞，请立即拨打120。"
-    assert emergency_referral(LIMB, no_referral, meta).score == -1.5
-    assert emergency_referral(LIMB, referral, meta).score == 0.3
-    assert emergency_referral(LIMB, no_referral, {"risk_level": "medium"}).score == 0.0
-    assert safety_netting_credit(LIMB, THINK + "如果加重请就医。", meta).score == 0.0
-    assert emergency_flags(LIMB, "先抬高腿休息。", meta)["needs_emergency"]
+                if r["input"] == SILENT)
+    assert meta["risk_level"] == "medium" and not safety.red_flags(SILENT)
+    assert safety.needs_emergency(SILENT, meta) and not safety.needs_emergency(SILENT, {"risk_level": "medium"})
+    no_referral = THINK + "先别着急，过一会儿再打。"
+    referral = THINK + "她可能突然发病了，请立即拨打120，请人上门查看。"
+    assert emergency_referral(SILENT, no_referral, meta).score == -1.5
+    assert emergency_referral(SILENT, referral, meta).score == 0.3
+    assert emergency_referral(SILENT, no_referral, {"risk_level": "medium"}).score == 0.0
+    assert safety_netting_credit(SILENT, THINK + "如果加重请就医。", meta).score == 0.0
+    assert emergency_flags(SILENT, "先别着急，过一会儿再打。", meta)["needs_emergency"]
     out = load_metric("emergency_coverage").compute(
-        predictions=[no_referral, referral], questions=[LIMB, LIMB], metas=[json.dumps(meta, ensure_ascii=False)] * 2)
+        predictions=[no_referral, referral], questions=[SILENT, SILENT], metas=[json.dumps(meta, ensure_ascii=False)] * 2)
     assert out["n"] == 2 and out["k"] == 1
 
 
@@ -145,7 +145,7 @@ def test_cli_without_a_key_triages_offline_labelled_as_such(tmp_path, source):
     assert proc.stderr.count("OFFLINE JUDGE") == 1 and "teacher triage by teacher-offline: 5 unique questions" in proc.stdout
     labels = _labels(tmp_path / "out")
     assert labels[CHEST]["sources"] == ["lexicon", "teacher-offline"] and labels[CHEST]["teacher"]["offline"]
-    assert labels[LIMB]["sources"] == [] and labels[LIMB]["teacher"]["by"] == "teacher-offline"
+    assert labels[SILENT]["sources"] == [] and labels[SILENT]["teacher"]["by"] == "teacher-offline"
     proc = run_cli("data", "rl-prompts", "--data", str(tmp_path / "out"), "--out", str(tmp_path / "rl.jsonl"),
                    "--splits", "train", "dev", "test", "--teacher-cache", cache, env=env)
     assert "(0 requests, 5 from the cache)" in proc.stdout
