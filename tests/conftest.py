@@ -38,12 +38,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def processed_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    """`medqa data prepare` of data/sample/ (the same command as `make data`)."""
+    """`medqa data prepare` of data/sample/ (the same command as `make data`: without a key the offline judge
+    triages each question into meta.triage; here without a cache file)."""
     from medqa.data import prepare
 
     out = tmp_path_factory.mktemp("data") / "processed"
-    prepare(SAMPLE_INPUTS, out, seed=42, tokenizer_path=str(tiny_model_dir))
+    with offline_teacher() as teacher:
+        prepare(SAMPLE_INPUTS, out, seed=42, tokenizer_path=str(tiny_model_dir), teacher=teacher)
     return out
+
+
+def offline_teacher():
+    """The teacher `make data` uses without a key: the in-process offline judge (quiet), no cache file."""
+    from medqa.teacher.setup import TeacherArgs, build_teacher
+
+    return build_teacher(TeacherArgs(teacher_offline=True, teacher_cache=""), quiet=True)
 
 
 def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

@@ -18,7 +18,8 @@ def test_exam_rows_are_detected_as_evaluation_only():
 
 
 def test_a_folder_input_skips_the_exam_file_with_one_note(tmp_path, processed_dir):
-    proc = run_cli("data", "prepare", "--input", str(SAMPLE), "--out", str(tmp_path / "x"), "--seed", "42")
+    proc = run_cli("data", "prepare", "--input", str(SAMPLE), "--out", str(tmp_path / "x"), "--seed", "42",
+                   "--teacher-cache", "")
     notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and str(EXAM) in notes[0] and "make eval" in notes[0], proc.stderr
     # The whole sample folder gives exactly what `make data` (its SAMPLE_INPUTS) gives.

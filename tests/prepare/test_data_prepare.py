@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE, SAMPLE_INPUTS, run_cli
+from conftest import SAMPLE, SAMPLE_INPUTS, offline_teacher, run_cli
 from medqa.data import build_rl_prompts, prepare
 from medqa.data.formats import RawRow, detect_format, read_source
 from medqa.data.normalize import normalize
@@ -110,7 +110,8 @@ def test_splits_are_stratified(processed_dir):
 
 
 def test_splits_are_deterministic(tmp_path, processed_dir):
-    prepare(SAMPLE_INPUTS, tmp_path / "again", seed=42)
+    with offline_teacher() as teacher:
+        prepare(SAMPLE_INPUTS, tmp_path / "again", seed=42, teacher=teacher)
     for name in ("train", "dev", "test", "gold_set", "red_team"):
         assert (tmp_path / "again" / f"{name}.jsonl").read_bytes() == (processed_dir / f"{name}.jsonl").read_bytes(), name
     prepare(SAMPLE_INPUTS, tmp_path / "other", seed=7)
