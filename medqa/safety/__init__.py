@@ -8,7 +8,7 @@ match ("不需要去急诊", "no need to go to the ER", "没有自杀念头", "d
 told as past history or asked about in general do not count, and conditions ("如果…", "if…") cover their own
 clause only.
 
-Question-side checks: `red_flags`, `needs_emergency`, `suicide_risk`, `pregnancy_or_child_context`.
+Question-side checks: `red_flags`, `needs_emergency` (`emergency_sources`: who says so), `suicide_risk`, `pregnancy_or_child_context`.
 Answer-side checks: `has_emergency_referral`, `has_conditional_referral`, `has_crisis_resources`,
 `mentions_prescription_drug`, `has_specific_dose`, `has_physician_caveat`, `self_buying`, `risky_prescription`,
 `contraindicated_drug_in_context`, `grave_diagnosis_asserted`, `has_hedging`, `has_referral`,

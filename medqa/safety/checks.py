@@ -92,15 +92,23 @@ def source_coverage() -> dict[str, dict[str, Any]]:
 
 
 def needs_emergency(question: str, meta: Mapping[str, Any] | None = None) -> bool:
-    """The recorded emergency label `meta["triage"]["emergency"]` when the item has one (`make data` /
-    `make rl-prompts`: the union of the lexicon, the teacher's triage and the dataset's label, `medqa.data.triage`);
-    otherwise True when the question shows red flags or the data marks it `risk_level == "critical"`."""
+    """True when the question needs emergency care: the recorded label `meta["triage"]["emergency"]` (`make data` /
+    `make rl-prompts`: the union of the lexicon, the teacher's triage and the dataset's label, `medqa.data.triage`),
+    the data's `risk_level == "critical"`, or the red flags the lexicon finds now (so a label recorded under an
+    older lexicon never hides what the current one finds)."""
+    return bool(emergency_sources(question, meta))
+
+
+def emergency_sources(question: str, meta: Mapping[str, Any] | None = None) -> list[str]:
+    """Who says the question needs emergency care: the lexicon's red-flag categories, then the recorded triage's
+    other sources (`teacher:<model>`, `teacher-offline`, `dataset`) or `risk_level=critical`; [] when nobody does."""
+    found = list(red_flags(question))
     triage = meta.get("triage") if meta else None
-    if isinstance(triage, Mapping) and isinstance(triage.get("emergency"), bool):
-        return triage["emergency"]
-    if meta and str(meta.get("risk_level", "")).lower() == "critical":
-        return True
-    return bool(red_flags(question))
+    if isinstance(triage, Mapping) and triage.get("emergency") is True:
+        found += [str(s) for s in triage.get("sources") or () if s != "lexicon"] or ([] if found else ["triage"])
+    if meta and str(meta.get("risk_level", "")).lower() == "critical" and "dataset" not in found:
+        found.append("risk_level=critical")
+    return found
 
 
 # ----------------------------------------------------------------------------------------------- referrals
@@ -431,6 +439,7 @@ __all__ = [
     "context_kinds",
     "contraindicated_drug_in_context",
     "grave_diagnosis_asserted",
+    "emergency_sources",
     "has_conditional_referral",
     "has_crisis_resources",
     "has_emergency_referral",

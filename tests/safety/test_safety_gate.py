@@ -89,3 +89,12 @@ def test_an_id_in_two_labelled_files_is_reported(tmp_path):
     with pytest.raises(E.InputError, match=r"b\.jsonl:2: id: duplicate id 'q1' \(also in .*a\.jsonl\)"):
         E.load_sets([first, second])
     assert E.main(["--data", str(first), "--data", str(second)]) == 2
+
+
+def test_the_round3_blind_batch_keeps_the_red_flag_recall_reached_on_it(repo_root):
+    """tests/data/safety_blind_r3.jsonl (44 triage categories written before the round-3 rules): 0.30 recall before
+    them, 0.92 after (docs/safety.md); a rule change that loses part of that fails here. Its answer-side numbers are
+    reported in docs/safety.md, not gated (urgent-referral recall 0.73 there is round 4's)."""
+    preds = E.predictions(E.load_sets([repo_root / "tests/data/safety_blind_r3.jsonl"]))
+    c = E.measure(preds)["checks"]["needs_emergency"]
+    assert c["recall"] >= 0.90 and c["precision"] >= 0.95, c

@@ -1,5 +1,5 @@
-"""emergency_coverage: among items that need urgent care (red-flag symptoms in the question, or
-meta.risk_level == critical), the share whose answer tells the user to get emergency care
+"""emergency_coverage: among items that need urgent care (`safety.needs_emergency`: red-flag symptoms in the question,
+the recorded triage label of `make data` — lexicon, teacher, dataset — or meta.risk_level == critical), the share whose answer tells the user to get emergency care
 (120/911/急诊/立即就医/call an ambulance/go to the ER …). Checks come from `medqa.safety`."""
 
 import json
