@@ -166,13 +166,20 @@ EVAL_BATCH     ?= 8
 SERVE_PORT     ?= 7860
 SERVE_HOST     ?= 127.0.0.1
 EVAL_ARGS       = --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER))
-.PHONY: eval predict compare serve bench-p4
+.PHONY: eval bench-medical predict compare serve bench-p4
 
 eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] on gold, red team, test, exam sample -> outputs/eval/<name>/; SFT vs RL report if both exist
 	@test -f data/processed/gold_set.jsonl || $(MAKE) --no-print-directory data
 	$(MEDQA) eval run $(EVAL_ARGS) $(foreach s,$(EVAL_SETS),--set $(s)=data/processed/$(s).jsonl) --set exam=$(EVAL_EXAM) \
 	  --out $(EVAL_ROOT)/$(EVAL_NAME) --batch-size $(EVAL_BATCH) --max-new-tokens $(EVAL_MAX_NEW) $(if $(LIMIT),--limit $(LIMIT))
 	$(MEDQA) eval auto-compare $(EVAL_ROOT)
+
+# TASKS= harness tasks or groups (medqa_en, medqa_zh, medqa_all; default medqa_all, datasets from the hub);
+# BACKEND=api with BASE_URL= an OpenAI-compatible completions server (vLLM); THINKING=on|off; BENCH_ARGS="…" more flags.
+bench-medical: setup ## MedQA/MedMCQA/PubMedQA/MMLU/CMMLU/C-Eval medical via lm-eval: MODEL=… [ADAPTER=…] [TASKS=…] [BACKEND=hf|api] [LIMIT=N] -> outputs/eval/<name>/bench_medical/
+	$(MEDQA) bench-medical $(EVAL_ARGS) $(if $(TASKS),--tasks $(TASKS)) $(if $(BACKEND),--backend $(BACKEND)) \
+	  $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(THINKING),--thinking $(THINKING)) $(if $(LIMIT),--limit $(LIMIT)) \
+	  --seed $(SEED) --out $(EVAL_ROOT)/$(EVAL_NAME)/bench_medical $(BENCH_ARGS)
 
 predict: setup ## batched generation: MODEL=… [ADAPTER=…] INPUT=file.jsonl OUTPUT=preds.jsonl [LIMIT=…] (resumable)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict MODEL=… [ADAPTER=…] INPUT=in.jsonl OUTPUT=out.jsonl"; exit 2; }

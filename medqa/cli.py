@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grpo": ("medqa.launch:grpo", "GRPO (TRL) from an SFT output, one process: --config recipes/grpo/…"),
     "predict": ("medqa.predict", "batched generation from a base model, adapter or merged model"),
     "eval": ("medqa.eval.cli", "predict + score a model (run), score predictions (score), compare two runs (compare)"),
+    "bench-medical": ("medqa.eval.bench_medical", "MedQA, MedMCQA, PubMedQA, MMLU / CMMLU / C-Eval medical through lm-evaluation-harness"),
     "serve": ("medqa.serve", "Gradio chat demo"),
     "demo": ("medqa.demo", "tiny base -> data -> SFT -> PPO -> eval of base/SFT/RL -> one report (CPU, minutes)"),
     "bench": ("medqa.bench", "run the performance benchmarks"),
