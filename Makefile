@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 # The stamp's name is a hash of what is installed, so `make setup` is a no-op until the lock changes.
-LOCK_HASH := $(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+LOCK_HASH := $(shell cat requirements.lock requirements-nodeps.lock pyproject.toml | sha1sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-$(LOCK_HASH)
 
 # Run the code of *this* checkout, offline (no hub access at run time).
@@ -30,10 +30,11 @@ help: ## list every target with one line each, grouped by pipeline stage (medqa/
 	@PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## create .venv and install the pinned stack (idempotent; no-op when nothing changed)
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing the pinned stack into $(VENV) (first time: a few minutes)"
 	DS_BUILD_OPS=0 $(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@

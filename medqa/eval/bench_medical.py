@@ -63,12 +63,17 @@ def task_manager(include_paths: list[Path], names: list[str]):
     if all(_known(tm, n) for n in names):
         return tm
     tm = TaskManager(include_path=[str(p) for p in paths], include_defaults=True)
+    check_names(tm, names)
+    return tm
+
+
+def check_names(tm, names: list[str]) -> None:
+    """BenchError, one line with the closest registered names, for the first name `tm` does not know."""
     for name in names:
         if name not in tm.task_index:
             close = difflib.get_close_matches(name, tm.all_tasks, n=5, cutoff=0.6)
             hint = f"; close matches: {', '.join(close)}" if close else "; `lm-eval ls tasks` lists them"
             raise BenchError(f"unknown task {name!r}{hint}")
-    return tm
 
 
 def _known(tm, name: str) -> bool:
