@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
 
+from conftest import ROOT, run_cli
 from medqa.io import MANIFEST, iter_jsonl
 
 FIXTURES = ROOT / "tests" / "fixtures" / "bench_medical"
