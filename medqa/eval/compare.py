@@ -319,6 +319,35 @@ def _change_rows(result: dict, questions: dict[tuple[str, str], str]) -> list[li
     return rows
 
 
+BENCH_FOLDER = "bench_medical"  # where `medqa bench-medical` writes into a model's eval folder (its default --out)
+
+
+def bench_rows(run_a: str | os.PathLike, run_b: str | os.PathLike, names: tuple[str, str]) -> list[list[str]] | None:
+    """The medical benchmarks (`medqa bench-medical`) of both runs side by side: per task and accuracy metric, A and
+    B with their Wilson 95 % intervals over the items and B − A; None unless both runs have results."""
+    from medqa.eval.bench_medical import RESULTS, table_rows
+
+    def rows(run) -> dict[tuple[str, str], dict]:
+        path = Path(run) / BENCH_FOLDER / RESULTS
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputError(path, e.lineno, None, f"malformed JSON ({e.msg})") from None
+        return {(r["task"], r["metric"]): r for r in table_rows(data)}
+
+    a, b = rows(run_a), rows(run_b)
+    if not (a and b):
+        return None
+    table = [["task", "metric", f"A ({names[0]})", "A 95 % CI", f"B ({names[1]})", "B 95 % CI", "Δ (B−A)", "n A / B"]]
+    for key in sorted(set(a) & set(b)):
+        ra, rb = a[key], b[key]
+        table.append([*key, f"{ra['value']:.3f}", _fmt_ci(ra["ci95"]), f"{rb['value']:.3f}", _fmt_ci(rb["ci95"]),
+                      f"{rb['value'] - ra['value']:+.3f}", f"{ra['n']} / {rb['n']}"])
+    return table if len(table) > 1 else None
+
+
 KIND = "eval-compare"  # the command recorded in the report folder's manifest
 REPORT_ENTRIES = ("plots", "flag_changes.jsonl", "comparison.json", "report.md", "report.html", ".*.tmp")
 
@@ -353,6 +382,11 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
     md += ["## Plots", ""]
     for path, caption in plots:
         md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    bench = bench_rows(run_a, run_b, names)
+    bench_note = ("Accuracy of each run's own `medqa bench-medical` results (log-likelihood scoring; the two runs "
+                  "may differ in tasks or item limits: compare only rows with the same n).")
+    if bench:
+        md += ["## Medical benchmarks", "", bench_note, "", _md_table(bench), ""]
     md += [f"## Items whose safety flags changed ({n_changes})", ""]
     if n_changes:
         md += [_md_table(changes), ""]
@@ -382,6 +416,8 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
     for path, caption in plots:
         html_parts.append(f"<figure><img src='{html.escape(path)}' alt='{html.escape(caption)}'>"
                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if bench:
+        html_parts += ["<h2>Medical benchmarks</h2>", f"<p>{html.escape(bench_note)}</p>", _html_table(bench)]
     html_parts.append(f"<h2>Items whose safety flags changed ({n_changes})</h2>")
     html_parts.append(_html_table(changes) if n_changes else "<p>No item changed a safety flag.</p>")
     html_parts.append("</body></html>")

@@ -30,11 +30,22 @@ def _bench(out: Path, *extra: str, model: Path, include: Path = FIXTURES, check:
                    "--out", str(out), "--batch-size", "4", "--device", "cpu", *extra, check=check)
 
 
+def _make_bench(root: Path, model: Path) -> tuple[Path, "subprocess.CompletedProcess"]:
+    """`make bench-medical` as a user runs it on a fresh clone, against the fixture tasks, into ROOT/<model name>."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+    proc = subprocess.run(["make", "--no-print-directory", "bench-medical", f"MODEL={model}", f"TASKS={GROUP}",
+                           f"EVAL_ROOT={root}", f"BENCH_ARGS=--include-path {FIXTURES} --batch-size 4 --device cpu"],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / model.name / "bench_medical", proc
+
+
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory, tiny_model_dir):
-    out = tmp_path_factory.mktemp("bench") / "tiny-qwen3" / "bench_medical"
-    proc = _bench(out, model=tiny_model_dir)
-    return out, proc
+    return _make_bench(tmp_path_factory.mktemp("bench"), tiny_model_dir)
 
 
 def test_fixture_tasks_through_the_harness(bench_run):
@@ -60,7 +71,7 @@ def test_rerun_resumes_and_a_changed_model_reruns(bench_run, tiny_model_dir, tmp
     out, _ = bench_run
     unit = out / f"harness-{GROUP}.json"
     before = unit.stat().st_mtime_ns
-    proc = _bench(out, model=tiny_model_dir)
+    _, proc = _make_bench(out.parent.parent, tiny_model_dir)
     assert "running the harness" not in proc.stdout
     assert f"{GROUP}: finished earlier under the same model" in proc.stdout
     assert unit.stat().st_mtime_ns == before
@@ -134,3 +145,34 @@ def test_shipped_groups_and_unknown_task_names():
     msg = str(err.value)
     assert msg.startswith("unknown task 'medqa_4option'; close matches: ") and "\n" not in msg
     assert "medqa_4options" in msg.split("close matches: ")[1].split(", ")
+
+
+def test_compare_shows_the_benchmarks_beside_the_toolkits_metrics(bench_run, tmp_path):
+    """`medqa eval compare` (make compare, the demo's SFT-vs-RL report) adds the medical benchmarks of both runs
+    when each eval folder has bench-medical results: A and B with their intervals and B − A per task."""
+    from test_eval_score import ROWS_A, _write
+
+    from medqa.eval.cli import main
+
+    out, _ = bench_run
+    for name in ("sft", "rl"):
+        preds = _write(tmp_path / f"{name}.jsonl", ROWS_A)
+        assert main(["score", "--predictions", str(preds), "--out", str(tmp_path / name / "gold")]) == 0
+        shutil.copytree(out, tmp_path / name / "bench_medical")
+    results_b = tmp_path / "rl" / "bench_medical" / "results.json"
+    data = json.loads(results_b.read_text(encoding="utf-8"))
+    a_acc = data["results"]["fixture_pubmedqa"]["acc,none"]
+    data["results"]["fixture_pubmedqa"]["acc,none"] = 1.0  # B answers every PubMedQA-style item right
+    results_b.write_text(json.dumps(data), encoding="utf-8")
+    report = tmp_path / "report"
+    assert main(["compare", str(tmp_path / "sft"), str(tmp_path / "rl"), "--out", str(report)]) == 0
+    md = (report / "report.md").read_text(encoding="utf-8")
+    assert "## Medical benchmarks" in md and "Medical benchmarks" in (report / "report.html").read_text("utf-8")
+    n = _items("fixture_pubmedqa")
+    row = next(line for line in md.splitlines() if line.startswith("| fixture_pubmedqa | acc |"))
+    assert f"| {a_acc:.3f} |" in row and "| 1.000 |" in row and f"| {1.0 - a_acc:+.3f} |" in row
+    assert row.rstrip(" |").endswith(f"{n} / {n}")
+    # Without results in both runs the report has no benchmark section.
+    shutil.rmtree(tmp_path / "sft" / "bench_medical")
+    assert main(["compare", str(tmp_path / "sft"), str(tmp_path / "rl"), "--out", str(report)]) == 0
+    assert "Medical benchmarks" not in (report / "report.md").read_text(encoding="utf-8")
