@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", help="hf: cuda, cuda:1, cpu (default: cuda when present, else cpu)")
     p.add_argument("--dtype", default="auto", help="hf: weights dtype (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", help="output folder (default: outputs/eval/<model or adapter name>/bench_medical)")
     p.add_argument("--overwrite", action="store_true", help="rerun every task and write into a folder holding "
                    "files medqa did not write")

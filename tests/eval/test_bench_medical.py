@@ -4,7 +4,9 @@ tasks of the same schema as MedQA (4 options), PubMedQA (yes/no/maybe) and CMMLU
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,11 +32,8 @@ def _bench(out: Path, *extra: str, model: Path, include: Path = FIXTURES, check:
                    "--out", str(out), "--batch-size", "4", "--device", "cpu", *extra, check=check)
 
 
-def _make_bench(root: Path, model: Path) -> tuple[Path, "subprocess.CompletedProcess"]:
+def _make_bench(root: Path, model: Path) -> tuple[Path, subprocess.CompletedProcess]:
     """`make bench-medical` as a user runs it on a fresh clone, against the fixture tasks, into ROOT/<model name>."""
-    import os
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
     proc = subprocess.run(["make", "--no-print-directory", "bench-medical", f"MODEL={model}", f"TASKS={GROUP}",
                            f"EVAL_ROOT={root}", f"BENCH_ARGS=--include-path {FIXTURES} --batch-size 4 --device cpu"],
