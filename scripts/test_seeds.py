@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from medqa.io import OutputError, atomic_dir, check_output_dir, read_jsonl  # noqa: E402
 
+KIND = "test-seeds"  # the command recorded in the output folder's manifest
+
 
 def run_seed(seed: int, marker: str, pytest_args: list[str]) -> tuple[int, list[dict], float]:
     with tempfile.TemporaryDirectory(prefix=f"medqa-seed-{seed}-") as tmp:
@@ -97,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
     if not seeds:
         p.error("--seeds: no seed given")
-    outputs = ["learning-seeds.json", "learning-seeds.md"]
     try:
-        check_output_dir(ROOT / args.out, new_entries=outputs)  # before the runs, not after
+        check_output_dir(ROOT / args.out, kind=KIND)  # before the runs, not after
     except OutputError as e:
         print(f"test_seeds: {e}", file=sys.stderr)
         return 2
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     table = tabulate(rows, seeds)
     md = markdown(table, seeds, results)
     print("\n" + md)
-    with atomic_dir(ROOT / args.out) as tmp:
+    with atomic_dir(ROOT / args.out, kind=KIND) as tmp:
         (tmp / "learning-seeds.json").write_text(json.dumps({"seeds": seeds, "runs": results, "quantities": table},
                                                             indent=2) + "\n", encoding="utf-8")
         (tmp / "learning-seeds.md").write_text(md, encoding="utf-8")
