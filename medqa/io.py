@@ -168,6 +168,21 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
                           "or pass --overwrite to replace it")
 
 
+def preflight_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False,
+                         kind: str | None = None) -> None:
+    """What a command that writes the folder `out` whole (`atomic_dir`) checks before its work: the output policy
+    (`check_output_dir`) and that the new folder can be built where it will be (beside `out`'s real place: a probe
+    folder is made there and removed; missing parents are created), so a path under a file or in a read-only place
+    fails in one line before minutes of work, not after."""
+    check_output_dir(out, inputs, overwrite=overwrite, kind=kind)
+    path = output_path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+
+
 def check_output_file(path: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike] = (),
                       overwrite: bool = False) -> None:
     """Raise OutputError unless the file `path` may be (re)written by the command `kind`: it is missing, or its

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from medqa.io import OutputError, atomic_dir, check_output_dir
+from medqa.io import OutputError, atomic_dir, preflight_output_dir
 
 
 def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto",
@@ -24,7 +24,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
         raise FileNotFoundError(f"{config_path} not found: --adapter must be a LoRA/QLoRA output folder (full runs need no merge)")
     base = base or json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
     inputs = [p for p in (adapter, Path(base)) if p.exists()]
-    check_output_dir(out, inputs, overwrite=overwrite, kind="merge")  # before loading anything
+    preflight_output_dir(out, inputs, overwrite=overwrite, kind="merge")  # before loading anything
     import torch
 
     from medqa import modeling

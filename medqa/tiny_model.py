@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from medqa.io import OutputError, atomic_dir, check_output_dir
+from medqa.io import OutputError, atomic_dir, preflight_output_dir
 
 # Qwen3-1.7B: hidden 2048, intermediate 6144 (3x), 28 layers, 16 heads x head_dim 128, 8 KV heads (heads/2),
 # tied embeddings, vocab 151936, rope_theta 1e6.
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
     args = p.parse_args(argv)
     try:
-        check_output_dir(args.out, [args.corpus], overwrite=args.overwrite, kind="tiny-model")  # before the work
+        preflight_output_dir(args.out, [args.corpus], overwrite=args.overwrite, kind="tiny-model")
         out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus,
                                overwrite=args.overwrite)
     except OutputError as e:

@@ -188,9 +188,9 @@ def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: 
     triage of each unique question joins the lexicon and the dataset in `meta.triage` (`medqa.data.triage`);
     without one the label records that it was not asked.
     `on_triage` receives the run's `TriageReport` (with the requests and cache hits, which stats.json leaves out)."""
-    from medqa.io import check_output_dir
+    from medqa.io import preflight_output_dir
 
-    check_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=overwrite, kind="data")  # before the work
+    preflight_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=overwrite, kind="data")
     records, shipped_red_team, report = load_records(inputs, fmt, on_error, exclude=out)
     if not records:
         raise InputError(", ".join(inputs), None, None, "no usable rows")
