@@ -89,14 +89,11 @@ def overall_score(scores: dict[str, float]) -> float:
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 
 
-def validate(content: str) -> Scores:
-    """Parse and strictly check a reply: one JSON object, all four criteria numeric in 0..10, a critique string,
-    and `needs_emergency` a boolean when present (a teacher that leaves it out gives no second opinion).
-
-    A fenced ```json block is accepted; an `overall` field from the model is ignored (computed here).
-    """
+def reply_object(content: str, error: type[ValueError]) -> dict:
+    """The one JSON object a teacher's reply holds (a fenced ```json block is accepted); `error` (the caller's
+    RubricError or TriageError) says why not: an empty reply, not JSON, not an object."""
     if not isinstance(content, str) or not content.strip():
-        raise RubricError("empty reply")
+        raise error("empty reply")
     text = content.strip()
     m = _FENCE.match(text)
     if m:
@@ -104,9 +101,19 @@ def validate(content: str) -> Scores:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RubricError(f"not JSON ({e.msg} at column {e.colno})") from None
+        raise error(f"not JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
-        raise RubricError(f"expected a JSON object, got {type(obj).__name__}")
+        raise error(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def validate(content: str) -> Scores:
+    """Parse and strictly check a reply: one JSON object, all four criteria numeric in 0..10, a critique string,
+    and `needs_emergency` a boolean when present (a teacher that leaves it out gives no second opinion).
+
+    A fenced ```json block is accepted; an `overall` field from the model is ignored (computed here).
+    """
+    obj = reply_object(content, RubricError)
     if isinstance(obj.get("scores"), dict):
         obj = {**obj["scores"], "critique": obj.get("critique", obj["scores"].get("critique"))}
     obj = {ALIASES.get(str(k).lower(), str(k).lower()): v for k, v in obj.items()}

@@ -11,10 +11,11 @@ is validated strictly here (a malformed one is re-asked by the client, then the 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from medqa.teacher.rubric import reply_object
 
 TRIAGE_RUBRIC_VERSION = "medqa-triage-v1"
 MAX_REASON_CHARS = 500
@@ -75,7 +76,6 @@ class Triage:
         return {"emergency": self.emergency, "category": self.category, "reason": self.reason}
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 _CATEGORY = re.compile(r"[^a-z0-9_]+")
 
 
@@ -83,19 +83,7 @@ def validate_triage(content: str) -> Triage:
     """Parse and strictly check a reply: one JSON object with `emergency` a boolean (`needs_emergency` is accepted
     as its name), `category` a string when present, `reason` a non-empty string. A fenced ```json block is accepted.
     The category is normalised to snake_case (`none` for a question that is no emergency)."""
-    if not isinstance(content, str) or not content.strip():
-        raise TriageError("empty reply")
-    text = content.strip()
-    m = _FENCE.match(text)
-    if m:
-        text = m.group(1)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TriageError(f"not JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise TriageError(f"expected a JSON object, got {type(obj).__name__}")
-    obj = {str(k).lower(): v for k, v in obj.items()}
+    obj = {str(k).lower(): v for k, v in reply_object(content, TriageError).items()}
     emergency = obj.get("emergency", obj.get("needs_emergency"))
     if not isinstance(emergency, bool):
         raise TriageError("'emergency' is missing or not true/false")
