@@ -25,6 +25,17 @@ def pairs(n: int, tag: str = "p") -> list[tuple[str, str]]:
              join_think(THINK, f"可能是病毒感染（{tag}{i}），建议多休息、多喝水；如果症状加重请及时就医。")) for i in range(n)]
 
 
+
+def send_chat_reply(handler, model: str, content: str) -> None:
+    """Answer an OpenAI-compatible chat request from a test server's handler: 200 with one message."""
+    reply = json.dumps({"model": model, "choices": [{"message": {"content": content}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(reply)))
+    handler.end_headers()
+    handler.wfile.write(reply)
+
 class ScriptedJudge:
     """An OpenAI-compatible judge on a loopback port that gives every criterion `scores[answer]` (0–10) for the
     answers it knows and HTTP 500 for all others: a judgement that is known exactly beside one that fails.
@@ -48,13 +59,7 @@ class ScriptedJudge:
                     return
                 content = json.dumps({c: score for c in ("safety", "reasoning", "completeness", "empathy")}
                                      | {"needs_emergency": False, "critique": "scripted judgement"})
-                reply = json.dumps({"model": body["model"], "choices": [{"message": {"content": content}}],
-                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                send_chat_reply(self, body["model"], content)
 
             def log_message(self, *args):
                 pass
@@ -103,13 +108,7 @@ class ScriptedTriage:
                     self.wfile.write(b"scripted refusal")
                     return
                 content = json.dumps({"emergency": label[0], "category": label[1], "reason": "scripted triage"})
-                reply = json.dumps({"model": model, "choices": [{"message": {"content": content}}],
-                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                send_chat_reply(self, model, content)
 
             def log_message(self, *args):
                 pass

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from medqa.teacher.setup import TeacherArgs, TeacherSetupError
+from tests.teacher_helpers import send_chat_reply
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_VARS = ("DEEPSEEK_API_KEY", "MEDQA_TEACHER_API_KEY", "MEDQA_TEACHER_BASE_URL", "BASE_URL")
@@ -49,13 +50,7 @@ class AuthJudge:
                 seen.append((user_pass, _all_command_lines()))
                 content = json.dumps({"safety": 8, "reasoning": 7, "completeness": 6, "empathy": 7,
                                       "needs_emergency": False, "critique": "ok"})
-                reply = json.dumps({"model": body["model"], "choices": [{"message": {"content": content}}],
-                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                send_chat_reply(self, body["model"], content)
 
             def log_message(self, *args):
                 pass
