@@ -117,7 +117,10 @@ def _disk_full_message(stage: str, out: Path) -> str:
     complete = checkpoints(out, marker) if out.is_dir() else []
     kept = complete[-1] if complete else None
     torn = []
-    if os.environ.get("RANK", "0") == "0" and out.is_dir():
+    from medqa.io import read_manifest
+
+    # only in a folder this stage claimed (its manifest): never a checkpoint-N folder medqa did not write
+    if os.environ.get("RANK", "0") == "0" and out.is_dir() and read_manifest(out).get("kind") == stage:
         for child in sorted(out.iterdir()):
             m = CHECKPOINT_RE.match(child.name)
             if m and child.is_dir() and (kept is None or int(m.group(1)) > kept[0]):
