@@ -3,16 +3,14 @@
 `BENCHMARKS` below is the one place a benchmark is added: an entry names the module `medqa.bench.<module>` that
 exposes `run(out_dir: Path) -> dict`, the key of its headline ratio in that dict, the goal, and a one-line detail
 template. `medqa bench` (what `make bench` runs) runs every registered benchmark one after the other in one
-process and writes `OUT/bench.json` and the table `OUT/bench.md`. A benchmark whose module is not in this checkout
-is listed as not available (with what provides it), one that fails is listed as failed with its error: neither
-is ever given a number. `--only pN …` reruns some and keeps the others' earlier results, each with its time.
+process and writes `OUT/bench.json` and the table `OUT/bench.md`. A benchmark that fails (its module missing
+included) is listed as failed with its error and never given a number. `--only pN …` reruns some and keeps the others' earlier results, each with its time.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -36,7 +34,6 @@ class Benchmark:
     goal: float
     goal_is_max: bool  # True: the ratio must stay at or below the goal; False: reach at least the goal
     detail: str = ""  # str.format template over run()'s dict, e.g. "{concurrent[throughput_per_s]}/s"
-    provided_by: str = ""  # what brings the module, shown while it is not in the checkout
 
     def met(self, value: float) -> bool:
         return value <= self.goal if self.goal_is_max else value >= self.goal
@@ -47,8 +44,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("p1", "Teacher throughput", "p1_teacher", "judgements/s ÷ (concurrency / latency)", "ratio", 0.9, False,
               "{concurrent[throughput_per_s]}/s of {concurrent[limit_per_s]:g}/s at concurrency "
               "{concurrent[concurrency]}; {speedup_vs_sequential}× sequential calls"),
-    Benchmark("p2", "PPO teacher-wait share", "p2_teacher_wait", "teacher-wait seconds ÷ PPO step seconds",
-              "teacher_wait_share", 0.05, True, provided_by="the PPO trainer, `make ppo`"),
+    Benchmark("p2", "PPO teacher-wait share", "p2_ppo_teacher", "teacher-wait seconds ÷ PPO step seconds (overlapped)",
+              "ratio", 0.05, True, "blocking call {blocking[teacher_wait_share]:.1%}; judge latency "
+              "{judge_latency_ms} ms"),
     Benchmark("p3", "SFT padding share", "p3_padding", "padding tokens ÷ computed tokens (packed batches)",
               "sft_padding_share", 0.02, True,
               "naive pad-to-longest {naive_padding_share:.1%}; tiny SFT-LoRA {cpu_tokens_per_s} tokens/s on CPU"),
@@ -66,21 +64,14 @@ def module_name(bench: Benchmark) -> str:
     return bench.module if "." in bench.module else f"{__name__}.{bench.module}"
 
 
-def available(bench: Benchmark) -> bool:
-    return importlib.util.find_spec(module_name(bench)) is not None
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_one(bench: Benchmark, out_dir: Path) -> dict:
-    """One benchmark -> its entry in bench.json: measured (with the ratio), not available, or failed."""
+    """One benchmark -> its entry in bench.json: measured (with the ratio) or failed."""
     entry = {"title": bench.title, "ratio_definition": bench.ratio, "goal": bench.goal,
              "goal_is_max": bench.goal_is_max, "measured_at": _now()}
-    if not available(bench):
-        return {**entry, "status": "not available",
-                "reason": f"{module_name(bench)} is not in this checkout (comes with {bench.provided_by or 'its stage'})"}
     start = time.perf_counter()
     try:
         result = importlib.import_module(module_name(bench)).run(out_dir)
@@ -94,8 +85,6 @@ def run_one(bench: Benchmark, out_dir: Path) -> dict:
 
 
 def _detail(bench: Benchmark, entry: dict) -> str:
-    if entry["status"] == "not available":
-        return entry["reason"]
     if entry["status"] == "failed":
         return entry["error"].splitlines()[0][:200]
     if entry["status"] == "not run":

@@ -13,20 +13,21 @@ import statistics
 import tempfile
 from pathlib import Path
 
-STEPS = 6
+STEPS, WARM_STEPS = 6, 3
+MODEL, PROMPTS = "models/tiny-qwen3", "data/rl/training_prompts.jsonl"  # `make tiny-model`, `make rl-prompts`
 TIMES = ("generate", "forward", "score_wait", "score", "update", "step")
 
 
-def _run(out: Path, steps: int, overlap: bool, teacher_url: str | None) -> list[dict]:
+def _run(out: Path, steps: int, overlap: bool, teacher_url: str | None, model: str, prompts: str) -> list[dict]:
     from medqa.teacher.judge import OFFLINE_MODEL
     from medqa.teacher.setup import TeacherArgs
     from medqa.train.ppo.config import PPOConfig, PPOModelArguments
     from medqa.train.ppo.trainer import PPOTrainer
 
-    model_args = PPOModelArguments(model_name_or_path="models/tiny-qwen3", mode="lora", lora_r=8, lora_alpha=16)
+    model_args = PPOModelArguments(model_name_or_path=model, mode="lora", lora_r=8, lora_alpha=16)
     cfg = PPOConfig(output_dir=str(out), total_steps=steps, batch_size=8, mini_batch_size=4, forward_batch_size=2,
                     ppo_epochs=1, max_new_tokens=24, max_prompt_length=256, learning_rate=1e-3, save_steps=1000,
-                    report_to="none", progress_bar=False, cpu_threads=1,
+                    report_to="none", progress_bar=False, cpu_threads=1, prompts_file=prompts,
                     reward="combined" if teacher_url else "rules")
     teacher = TeacherArgs(teacher_base_url=teacher_url, teacher_model=OFFLINE_MODEL, teacher_cache="",
                                teacher_concurrency=16)
@@ -41,17 +42,19 @@ def _split(rows: list[dict]) -> dict:
             "teacher_wait_share": round(means["score_wait"] / means["step"], 4)}
 
 
-def run(out_dir: str | Path) -> dict:
+def run(out_dir: str | Path, steps: int = STEPS, warm_steps: int = WARM_STEPS, model: str = MODEL,
+        prompts: str = PROMPTS) -> dict:
+    """Measure and write `p2_ppo_teacher.json`; `ratio` is the overlapped run's teacher-wait share."""
     from medqa.teacher.server import RunningServer, ServerOptions
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        warm = _split(_run(Path(tmp) / "warm", 3, True, None))
+        warm = _split(_run(Path(tmp) / "warm", warm_steps, True, None, model, prompts))
         latency_ms = round(600 * warm["mean_s"]["forward"], 1)
         with RunningServer(ServerOptions(port=0, latency_ms=latency_ms)) as judge:
-            overlapped = _split(_run(Path(tmp) / "overlap", STEPS, True, judge.url))
-            blocking = _split(_run(Path(tmp) / "block", STEPS, False, judge.url))
+            overlapped = _split(_run(Path(tmp) / "overlap", steps, True, judge.url, model, prompts))
+            blocking = _split(_run(Path(tmp) / "block", steps, False, judge.url, model, prompts))
     result = {
         "benchmark": "P2 teacher wait share of PPO step time (tiny model, offline judge, 1 process)",
         "judge_latency_ms": latency_ms,

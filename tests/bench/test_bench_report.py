@@ -1,5 +1,5 @@
 """`medqa bench` (`make bench`): every registered benchmark in one JSON + markdown table; missing or failing ones are
-listed as such and never given a number."""
+listed as failed and never given a number; P2 runs for real on the tiny model."""
 
 import json
 import textwrap
@@ -23,8 +23,7 @@ def fake_registry(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = (
         Benchmark("p1", "Fast thing", "fakebench.fast", "batched ÷ single", "ratio", 5.0, False, "{batched} vs {single}"),
-        Benchmark("p2", "Needs a later stage", "fakebench.absent", "wait ÷ step", "share", 0.05, True,
-                  provided_by="the PPO trainer"),
+        Benchmark("p2", "Not in the checkout", "fakebench.absent", "wait ÷ step", "share", 0.05, True),
         Benchmark("p3", "Breaks", "fakebench.broken", "a ÷ b", "ratio", 1.0, False),
     )
     monkeypatch.setattr(bench, "BENCHMARKS", registry)
@@ -37,13 +36,13 @@ def test_one_run_writes_every_benchmark_with_its_status(fake_registry, tmp_path,
     report = json.loads((out / "bench.json").read_text())
     p1, p2, p3 = (report["benchmarks"][k] for k in ("p1", "p2", "p3"))
     assert p1["status"] == "measured" and p1["value"] == 6.5 and p1["met"] is True and p1["result"]["single"] == 20.0
-    assert p2["status"] == "not available" and "value" not in p2 and "PPO trainer" in p2["reason"]
+    assert p2["status"] == "failed" and "value" not in p2 and "fakebench.absent" in p2["error"]
     assert p3["status"] == "failed" and "judge did not start" in p3["error"] and "value" not in p3
     table = (out / "bench.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| P")]
     assert [r.split("|")[1].strip() for r in rows] == ["P1", "P2", "P3"]
     assert "| 6.5 | ≥ 5 | yes | 130.0 vs 20.0 |" in rows[0]
-    assert "| not available | ≤ 0.05 | — |" in rows[1] and "| failed |" in rows[2]
+    assert "| failed | ≤ 0.05 | — |" in rows[1] and "| failed |" in rows[2]
 
 
 def test_only_reruns_some_and_keeps_the_rest(fake_registry, tmp_path):
@@ -55,9 +54,26 @@ def test_only_reruns_some_and_keeps_the_rest(fake_registry, tmp_path):
     assert again["p3"] == first["p3"] and again["p1"]["status"] == "measured"
 
 
-def test_the_registry_names_p1_to_p4_with_modules_that_exist_or_say_what_brings_them():
+def test_the_registry_names_p1_to_p4_and_every_module_exposes_run():
     assert [b.key for b in BENCHMARKS] == ["p1", "p2", "p3", "p4"]
     for b in BENCHMARKS:
-        assert bench.available(b) or b.provided_by, b.key
-        if bench.available(b):
-            assert callable(__import__(bench.module_name(b), fromlist=["run"]).run), b.key
+        assert callable(__import__(bench.module_name(b), fromlist=["run"]).run), b.key
+
+
+def test_p2_measures_the_teacher_wait_share_of_ppo_steps(tiny_model_dir, tmp_path, monkeypatch):
+    """P2 through the registry, shortened (2 steps per run, the first not counted): a measured share in [0, 1] and its detail."""
+    from medqa.bench import p2_ppo_teacher
+    from medqa.io import write_jsonl
+
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"id": f"p{i}", "prompt": [{"role": "user", "content": q}], "question": q, "reference": "",
+                           "meta": {"risk_level": "low", "specialty": "general", "high_quality": True}}
+                          for i, q in enumerate(["我发烧了怎么办", "How do I treat a mild burn?"] * 4)])
+    real_run = p2_ppo_teacher.run
+    monkeypatch.setattr(p2_ppo_teacher, "run", lambda out: real_run(out, steps=2, warm_steps=2,
+                                                                    model=str(tiny_model_dir), prompts=str(prompts)))
+    p2 = next(b for b in BENCHMARKS if b.key == "p2")
+    entry = bench.run_one(p2, tmp_path / "out")
+    assert entry["status"] == "measured", entry.get("error")
+    assert 0.0 <= entry["value"] <= 1.0 and entry["value"] == entry["result"]["overlapped"]["teacher_wait_share"]
+    assert "blocking call" in bench._detail(p2, entry)
