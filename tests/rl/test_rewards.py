@@ -203,6 +203,25 @@ def test_reward_rules_doc_is_generated_from_the_registry():
         assert f"`{name}`" in committed
 
 
+def test_the_reward_doc_states_what_total_rewards_does():
+    """The committed doc's formula, failed-judgement rule and worked example are checked against `total_rewards`
+    itself (not against the doc's generator): a doc that says a failed judgement gives `R_rules` alone fails."""
+    import re
+
+    from medqa.rewards import RewardBreakdown, total_rewards
+
+    doc = (Path(__file__).resolve().parents[2] / "data/rl/reward_rules.md").read_text(encoding="utf-8")
+    w_r, w_t = map(float, re.search(r"`R = ([\d.]+) \* R_rules \+ ([\d.]+) \* R_teacher`", doc).groups())
+    m = re.search(r"`R_rules` ([-\d.]+) and ([-\d.]+), the first judged ([\d.]+)/10 and the second's judgement "
+                  r"failed: R = ([-\d.]+) and ([-\d.]+)\.", doc)
+    a, b, overall, r_judged, r_failed = map(float, m.groups())
+    assert "mean teacher term of the items judged in the same batch" in doc
+    judged, failed = total_rewards([RewardBreakdown(a), RewardBreakdown(b)], [overall, None])  # default weights
+    assert judged.total == pytest.approx(r_judged) == pytest.approx(w_r * a + w_t * overall / 10)
+    assert failed.total == pytest.approx(r_failed) == pytest.approx(w_r * b + w_t * overall / 10)  # the batch mean
+    assert failed.total != pytest.approx(b)  # not R_rules alone
+
+
 def test_rules_doc_check_command(tmp_path):
     path = tmp_path / "rules.md"
     run = [sys.executable, "-m", "medqa.rewards", "--path", str(path)]
