@@ -51,7 +51,7 @@ RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_
                "adapter_*", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "config.json",
                "generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.json",
                "merges.txt", "chat_template.jinja", "training_args.bin", "value_head.pt", "ref", "*_summary.json",
-               "reward_kl.png", "rollout_decoding.json", RUN_RECORD)
+               "reward_kl.png", "rollout_decoding.json", "reward.json", RUN_RECORD)
 
 
 @dataclass

@@ -240,7 +240,7 @@ def stage_eval(cfg: DemoConfig, name: str) -> None:
     _run(cmd)
     from medqa.demo_report import add_rewards
 
-    add_rewards(out / "red_team", seed=cfg.seed)
+    add_rewards(out / "red_team", seed=cfg.seed, reward_from=cfg.rl_dir)
 
 
 def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
@@ -254,7 +254,7 @@ def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
     _run(cmd)
     from medqa.demo_report import add_rewards
 
-    add_rewards(out / "red_team", seed=cfg.seed)
+    add_rewards(out / "red_team", seed=cfg.seed, reward_from=cfg.rl_dir)
 
 
 def stage_report(cfg: DemoConfig) -> None:

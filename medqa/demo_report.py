@@ -28,14 +28,17 @@ SAMPLE_CHARS = 600
 # ---------------------------------------------------------------- rewards on the red team
 
 
-def add_rewards(set_dir: str | os.PathLike, seed: int = 0, teacher_args: Any = None) -> dict:
+def add_rewards(set_dir: str | os.PathLike, seed: int = 0, teacher_args: Any = None,
+                reward_from: str | os.PathLike | None = None) -> dict:
     """Score the folder's predictions with the RL reward and rescore it: `medqa eval score --teacher`'s
     `score_file`, so every item gets `reward` = `medqa.rewards.total_rewards` of the rules and the teacher on the
     whole generated text (as PPO sees it, without its format penalties; a failed judgement takes the mean teacher
     term of the judged items, and is counted). The teacher comes from `medqa.teacher.setup.build_teacher` with
     `teacher_args` — by default the real judge when an API key is set, else the offline one — and its default
-    cache."""
+    cache; the weights are those the RL run `reward_from` optimised (`medqa.rewards.run_reward_weights`), the same
+    for every model compared against it."""
     from medqa.eval.score import score_file
+    from medqa.rewards import run_reward_weights
     from medqa.teacher.setup import TeacherArgs, build_teacher
 
     set_dir = Path(set_dir)
@@ -44,7 +47,7 @@ def add_rewards(set_dir: str | os.PathLike, seed: int = 0, teacher_args: Any = N
         teacher_args = TeacherArgs(teacher_offline=not real)
     with build_teacher(teacher_args, quiet=True) as teacher:
         metrics = score_file(set_dir / "predictions.jsonl", set_dir, seed=seed, teacher=teacher.config,
-                             teacher_cache=teacher.cache_path)
+                             teacher_cache=teacher.cache_path, weights=run_reward_weights(reward_from))
     judged = metrics["source"]["teacher"]
     print(f"   {set_dir}: mean reward {metrics.get('reward', float('nan')):.3f} over {metrics['n_items']} items "
           f"(teacher {judged['model']}; {judged['failed']} judgements failed)", flush=True)

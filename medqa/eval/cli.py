@@ -15,12 +15,15 @@ from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 def _score_with_teacher(args, score_file):
     if not (args.teacher or args.teacher_offline or args.teacher_base_url):
         return score_file(args.predictions, args.out, seed=args.seed, overwrite=args.overwrite)
+    from medqa.rewards import run_reward_weights
     from medqa.teacher.setup import build_teacher
+
+    weights = run_reward_weights(args.reward_from)
 
     with build_teacher(args) as teacher:
         print(f"eval: teacher sub-scores from {teacher.describe}", file=sys.stderr)
         return score_file(args.predictions, args.out, seed=args.seed, teacher=teacher.config,
-                          teacher_cache=teacher.cache_path, overwrite=args.overwrite)
+                          teacher_cache=teacher.cache_path, overwrite=args.overwrite, weights=weights)
 
 
 def _print_rules_vs_teacher(second: dict | None) -> None:
@@ -90,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="replace metrics.json / items.jsonl medqa eval did not write")
     s.add_argument("--teacher", action="store_true",
-                   help="add teacher sub-scores and the RL reward (0.6·rules + 0.4·teacher/10) via the configured judge "
-                        "(DEEPSEEK_API_KEY / --teacher-base-url); exit code 1 when a judgement failed")
+                   help="add teacher sub-scores and the RL reward (w_rules·rules + w_teacher·teacher/10) via the configured "
+                        "judge (DEEPSEEK_API_KEY / --teacher-base-url); exit code 1 when a judgement failed")
+    s.add_argument("--reward-from", metavar="RL_OUT",
+                   help="with --teacher: mix the reward with the weights this PPO/GRPO output folder optimised (its "
+                        "reward.json); default the project's 0.6 / 0.4")
     add_teacher_args(s.add_argument_group("teacher (the same flags and cache as `medqa teacher`)"))
     c = sub.add_parser("compare", help="markdown + HTML report with plots: run A vs run B")
     c.add_argument("run_a", help="scored folder, or a folder of scored sets (A, e.g. SFT)")

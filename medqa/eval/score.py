@@ -323,15 +323,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None) -> tuple[list[Pred], dict]:
+def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None,
+                       weights: tuple[float, float] | None = None) -> tuple[list[Pred], dict]:
     """Judge the predictions that have no teacher judgement yet, through the teacher client and its cache, and give
-    every prediction the RL reward: `reward` / `reward_parts` from `medqa.rewards.total_rewards` (0.6·rules +
-    0.4·teacher/10; a failed judgement takes the file's mean teacher term). Like PPO's and GRPO's teacher, the
+    every prediction the RL reward: `reward` / `reward_parts` from `medqa.rewards.total_rewards` (`weights` =
+    (w_rules, w_teacher) of the RL run that made the model, from `medqa.rewards.run_reward_weights`; the defaults
+    0.6 / 0.4 when None; a failed judgement takes the file's mean teacher term). Like PPO's and GRPO's teacher, the
     teacher sees the question and the whole generated text (think block included); the rules read it as PPO's
     rule reward does. The summary counts the failed judgements."""
     from dataclasses import replace
 
-    from medqa.rewards import rule_reward, total_rewards
+    from medqa.rewards import W_RULES, W_TEACHER, rule_reward, total_rewards
     from medqa.teacher.client import score_pairs
 
     todo = [i for i, p in enumerate(preds) if not (isinstance(p.extra.get("teacher"), dict)
@@ -341,7 +343,9 @@ def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None)
     judgements: list[Any] = [p.extra.get("teacher") for p in preds]
     for i, res in zip(todo, results, strict=True):
         judgements[i] = res
-    rewards = total_rewards([rule_reward(p.question, p.prediction, p.meta) for p in preds], judgements)
+    w_rules, w_teacher = weights or (W_RULES, W_TEACHER)
+    rewards = total_rewards([rule_reward(p.question, p.prediction, p.meta) for p in preds], judgements,
+                            w_rules, w_teacher)
     out = []
     for p, judgement, reward in zip(preds, judgements, rewards, strict=True):
         extra = {**p.extra, "reward": reward.total, "reward_parts": reward.reward_parts()}
@@ -351,6 +355,7 @@ def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None)
     failed = sum(not r.ok for r in results)
     errors = sorted({str(r.error) for r in results if not r.ok})
     summary = {"judged": len(todo) - failed, "failed": failed, "model": config.model,
+               "weights": {"w_rules": w_rules, "w_teacher": w_teacher},
                "usage": usage.summary(config) if usage else None, "errors": errors[:3]}
     return out, summary
 
@@ -366,19 +371,20 @@ def check_score_outputs(out_dir: str | os.PathLike, predictions: str | os.PathLi
 
 
 def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, teacher=None,
-               teacher_cache: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+               teacher_cache: str | None = None, overwrite: bool = False,
+               weights: tuple[float, float] | None = None) -> dict[str, Any]:
     """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically; existing ones
     are replaced only when a medqa eval wrote them, or with `overwrite`.
 
     `teacher` (a `medqa.teacher.client.TeacherConfig`) adds judged sub-scores to rows that lack them and sets every
-    row's `reward` / `reward_parts` to the RL reward (`judge_with_teacher`); `metrics["source"]["teacher"]` counts
-    the failed judgements."""
+    row's `reward` / `reward_parts` to the RL reward (`judge_with_teacher`, mixed with `weights`);
+    `metrics["source"]["teacher"]` counts the failed judgements and names the weights."""
     predictions, out = Path(predictions), Path(out_dir)
     check_score_outputs(out, predictions, overwrite)
     preds = read_predictions(predictions)
     teacher_summary = None
     if teacher is not None:
-        preds, teacher_summary = judge_with_teacher(preds, teacher, teacher_cache)
+        preds, teacher_summary = judge_with_teacher(preds, teacher, teacher_cache, weights)
     samples = score_items(preds)
     items = mean_over_samples(samples)
     metrics = summarise(items, seed=seed)

@@ -8,8 +8,10 @@ whose teacher keeps failing (`TeacherUnavailable`, exit code `TEACHER_UNAVAILABL
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from medqa.rewards.rules import MAX_TOTAL, MIN_TOTAL, RULES, Rule, RuleResult, text_units
@@ -18,6 +20,35 @@ TEACHER_SCALE = 10.0  # teacher overall scores are on 0–10; the reward uses ov
 W_RULES, W_TEACHER = 0.6, 0.4  # the default mix
 NEUTRAL_TEACHER = 0.5  # the teacher term of a failed judgement when nothing in its batch was judged
 TEACHER_UNAVAILABLE_EXIT = 3  # exit code of an RL run stopped by TeacherStopRule
+REWARD_FILE = "reward.json"  # written by PPO and GRPO into their output folder: the reward the run optimised
+
+
+def write_run_reward(out_dir: str | Path, reward: str, w_rules: float, w_teacher: float) -> dict[str, Any]:
+    """Record in an RL output folder the reward it optimises: `combined` (`w_rules·rules + w_teacher·teacher`) or
+    `rules` (the rule total alone, recorded as weights 1 / 0), so evaluation scores it with the same mix."""
+    from medqa.io import atomic_write
+
+    record = {"reward": reward, "w_rules": float(w_rules) if reward == "combined" else 1.0,
+              "w_teacher": float(w_teacher) if reward == "combined" else 0.0}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_write(Path(out_dir) / REWARD_FILE) as fh:
+        json.dump(record, fh, indent=2)
+        fh.write("\n")
+    return record
+
+
+def run_reward_weights(run_dir: str | Path | None) -> tuple[float, float]:
+    """(w_rules, w_teacher) an RL output folder optimised (its `reward.json`); the defaults for None or a folder
+    without one (a base or SFT model was trained on no reward). A malformed record is a ValueError naming it."""
+    path = Path(run_dir) / REWARD_FILE if run_dir else None
+    if path is None or not path.is_file():
+        return W_RULES, W_TEACHER
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        weights = float(record["w_rules"]), float(record["w_teacher"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a reward record ({err})") from err
+    return weights
 
 
 @dataclass(frozen=True)

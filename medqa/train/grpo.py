@@ -501,8 +501,10 @@ def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_a
         logger.warning("resuming from %s", resume)
     if is_main:
         from medqa.generation import write_rollout_decoding
+        from medqa.rewards import write_run_reward
 
         write_rollout_decoding(training_args.output_dir, "grpo", vars(training_args))  # for `--decoding-from OUT`
+        write_run_reward(training_args.output_dir, "combined", training_args.w_rules, training_args.w_teacher)
     trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
     try:

@@ -235,6 +235,7 @@ def test_grpo_against_the_offline_judge_survives_failures_and_sigkill(sft_lora_o
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]  # steps logged before the kill are not repeated
     assert all(set(m["rewards"]) == {"total", "rules", "teacher"} and m["reward"] is not None for m in metrics)
     assert server_failed > 0 and summary["teacher_usage"]["failed"] > 0
+    assert json.loads((out / "reward.json").read_text()) == {"reward": "combined", "w_rules": 0.6, "w_teacher": 0.4}
     assert any(m["teacher/failed_share"] > 0 for m in metrics)  # failed judgements took the mean, the run went on
     samples = read_rows(out / "samples.jsonl")
     assert samples and {"step", "question", "completion", "rewards"} <= set(samples[0])

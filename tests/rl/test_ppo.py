@@ -149,7 +149,7 @@ def test_ppo_two_processes_offline_judge(tmp_path, accel, ppo_sft_adapter, ppo_p
         argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                 str(ROOT / f"accelerate_configs/{accel}.yaml"), str(ROOT / "scripts/ppo.py"),
                 *_argv(ppo_sft_adapter, ppo_prompts, out, teacher_base_url=judge.url, teacher_model=OFFLINE_MODEL,
-                       teacher_cache=tmp_path / "cache.sqlite")]
+                       teacher_cache=tmp_path / "cache.sqlite", w_rules=0.5, w_teacher=0.5)]
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = _metrics(out)
@@ -167,6 +167,7 @@ def test_ppo_two_processes_offline_judge(tmp_path, accel, ppo_sft_adapter, ppo_p
     assert digests[0] == pytest.approx(digests[1], rel=1e-6, abs=1e-6), f"ranks disagree: {digests}"
     assert (out / "adapter_config.json").is_file() and (out / "value_head.pt").is_file()
     assert (out / "checkpoint-2" / "ppo_state.json").is_file()
+    assert json.loads((out / "reward.json").read_text()) == {"reward": "combined", "w_rules": 0.5, "w_teacher": 0.5}
     _assert_no_secret(out)
     if accel == "cpu":  # the output loads like an SFT adapter
         from medqa.generation import GenerationSettings, generate, load_model

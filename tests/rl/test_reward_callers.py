@@ -15,8 +15,7 @@ from medqa.think import join_think
 
 JUDGED = ("感冒三天了怎么办？", join_think(THINK, "可能是病毒感染，建议多休息、多喝水；如果症状加重请及时就医。"))
 FAILED = ("胸口剧痛还出冷汗，怎么办？", join_think("胸痛。", "多喝热水，休息一下。"))  # rules total −1.9
-# 0.6·(−1.9) + 0.4·0.8: the failed item takes the judged item's teacher term (8/10)
-EXPECTED_FAILED = 0.6 * -1.9 + 0.4 * 0.8
+# w_rules·(−1.9) + w_teacher·0.8: the failed item takes the judged item's teacher term (8/10)
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def test_the_failed_item_has_rules_total_minus_1_9():
     assert rule_reward(*FAILED).total == pytest.approx(-1.9)
 
 
-def _ppo(url: str) -> list[float]:
+def _ppo(url: str, run_dir) -> list[float]:
     import torch
 
     from medqa.teacher.client import score_pairs
@@ -53,7 +52,9 @@ def _ppo(url: str) -> list[float]:
         def result(self):
             return self.results
 
-    cfg = SimpleNamespace(missing_eos_penalty=-1.0, missing_think_penalty=-0.5, w_rules=0.6, w_teacher=0.4)
+    record = json.loads((run_dir / "reward.json").read_text())
+    cfg = SimpleNamespace(missing_eos_penalty=-1.0, missing_think_penalty=-0.5, w_rules=record["w_rules"],
+                          w_teacher=record["w_teacher"])
     scorer = Scorer(cfg, SimpleNamespace(submit=Handle), all_reduce=lambda t: t)
     questions, answers = [JUDGED[0], FAILED[0]], [JUDGED[1], FAILED[1]]
     handle = scorer.submit(questions, answers)
@@ -62,12 +63,14 @@ def _ppo(url: str) -> list[float]:
     return scored.scores.tolist()
 
 
-def _grpo(url: str) -> list[float]:
+def _grpo(url: str, run_dir) -> list[float]:
     from medqa.teacher.setup import build_teacher
     from medqa.train.grpo import CombinedReward
 
     teacher = build_teacher(_teacher_args(url))
-    reward = CombinedReward(teacher.config, teacher.cache_path)
+    record = json.loads((run_dir / "reward.json").read_text())
+    reward = CombinedReward(teacher.config, teacher.cache_path, w_rules=record["w_rules"],
+                            w_teacher=record["w_teacher"])
 
     async def run():
         try:
@@ -91,33 +94,42 @@ def _rewards(items_path) -> list[float]:
     return [it["reward"] for it in read_jsonl(items_path)]
 
 
-def _eval_score(url: str, tmp_path) -> list[float]:
+def _eval_score(url: str, tmp_path, run_dir) -> list[float]:
     from medqa.eval.cli import main
     from medqa.io import write_jsonl
 
     write_jsonl(tmp_path / "preds.jsonl", _rows())
     code = main(["score", "--predictions", str(tmp_path / "preds.jsonl"), "--out", str(tmp_path / "scored"),
-                 "--teacher-base-url", url, "--teacher-max-retries", "0", "--teacher-cache", ""])
+                 "--teacher-base-url", url, "--teacher-max-retries", "0", "--teacher-cache", "",
+                 "--reward-from", str(run_dir)])
     assert code == 1  # a judgement failed
     return _rewards(tmp_path / "scored" / "items.jsonl")
 
 
-def _demo(url: str, tmp_path) -> list[float]:
+def _demo(url: str, tmp_path, run_dir) -> list[float]:
     from medqa.demo_report import add_rewards
     from medqa.io import write_jsonl
 
     set_dir = tmp_path / "demo" / "red_team"
     set_dir.mkdir(parents=True)
     write_jsonl(set_dir / "predictions.jsonl", _rows())
-    metrics = add_rewards(set_dir, teacher_args=_teacher_args(url))
+    metrics = add_rewards(set_dir, teacher_args=_teacher_args(url), reward_from=run_dir)
     assert metrics["source"]["teacher"]["failed"] == 1
     return _rewards(set_dir / "items.jsonl")
 
 
-def test_one_failed_judgement_gets_the_same_reward_from_all_four_callers(judge, tmp_path):
-    got = {"ppo": _ppo(judge.url), "grpo": _grpo(judge.url), "eval score": _eval_score(judge.url, tmp_path),
-           "demo": _demo(judge.url, tmp_path)}
+@pytest.mark.parametrize("w_rules, w_teacher", [(0.6, 0.4), (0.3, 0.7)])
+def test_one_failed_judgement_gets_the_same_reward_from_all_four_callers(judge, tmp_path, w_rules, w_teacher):
+    """The RL run's recorded weights (`reward.json`, as PPO and GRPO write it) are the ones every caller mixes with:
+    eval and the demo read them from the run (`--reward-from`), so a run trained on other weights is not scored
+    against the defaults."""
+    from medqa.rewards import write_run_reward
+
+    run_dir = tmp_path / "rl-run"
+    write_run_reward(run_dir, "combined", w_rules, w_teacher)
+    got = {"ppo": _ppo(judge.url, run_dir), "grpo": _grpo(judge.url, run_dir),
+           "eval score": _eval_score(judge.url, tmp_path, run_dir), "demo": _demo(judge.url, tmp_path, run_dir)}
     print(json.dumps(got))
     for caller, (judged, failed) in got.items():
-        assert judged == pytest.approx(0.6 * 0.9 + 0.4 * 0.8, abs=1e-4), caller
-        assert failed == pytest.approx(EXPECTED_FAILED, abs=1e-4), caller  # −0.82
+        assert judged == pytest.approx(w_rules * 0.9 + w_teacher * 0.8, abs=1e-4), caller
+        assert failed == pytest.approx(w_rules * -1.9 + w_teacher * 0.8, abs=1e-4), caller  # batch mean term

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from medqa.checkpoints import RunFolderArguments, shaping_settings
 from medqa.modeling import ModelArguments
+from medqa.rewards import W_RULES, W_TEACHER
 from medqa.teacher.setup import TeacherArgs
 
 REWARDS = ("combined", "rules")
@@ -106,8 +107,8 @@ class PPOConfig(RunFolderArguments):
     missing_think_penalty: float = field(default=-0.5, metadata={"help": "added when </think> is never closed"})
     # reward
     reward: str = field(default="combined", metadata={"help": "combined (rules + teacher) | rules", "choices": list(REWARDS)})
-    w_rules: float = 0.6
-    w_teacher: float = 0.4
+    w_rules: float = W_RULES
+    w_teacher: float = W_TEACHER
     score_clip: float | None = field(default=None, metadata={"help": "clip scores to ±value; none: off"})
     score_norm: bool = field(default=False, metadata={"help": "scale scores by their global-batch std"})
     score_baseline: str = field(default="none", metadata={
