@@ -455,7 +455,7 @@ def _questions(run_path, sets) -> dict[tuple[str, str], str]:
 
 
 SFT_RE = re.compile(r"sft", re.I)
-RL_RE = re.compile(r"ppo|grpo|dpo|(?:^|[-_])rl(?:$|[-_])", re.I)
+RL_RE = re.compile(r"ppo|grpo|(?:^|[-_])rl(?:$|[-_])", re.I)
 PPO_RE = re.compile(r"ppo", re.I)
 GRPO_RE = re.compile(r"grpo", re.I)
 
@@ -471,7 +471,7 @@ def _newest(runs: list[Path], rx: re.Pattern, exclude: re.Pattern) -> Path | Non
 
 
 def find_sft_rl_runs(root: str | os.PathLike) -> tuple[Path, Path] | None:
-    """The newest SFT-named and newest RL-named (ppo/grpo/dpo/rl) scored runs under `root`, or None."""
+    """The newest SFT-named and newest RL-named (ppo/grpo/rl) scored runs under `root`, or None."""
     root = Path(root)
     if not root.is_dir():
         return None

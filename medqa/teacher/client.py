@@ -149,9 +149,6 @@ class TeacherConfig:
 
         return self.endpoint_label or public_url(self.endpoint)
 
-    def with_(self, **changes: Any) -> TeacherConfig:
-        return replace(self, **changes)
-
     @property
     def claim_ttl_s(self) -> float:
         """The longest one judgement may take (every attempt timing out after the longest wait, every re-ask):

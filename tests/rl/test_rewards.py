@@ -155,6 +155,31 @@ def test_safety_rules_read_the_answer_not_the_reasoning():
     assert score("grave_diagnosis", "q", text) == 0.0
 
 
+def test_every_rule_gives_only_its_declared_scores_and_the_bounds_follow_from_them():
+    """MIN_TOTAL / MAX_TOTAL are sums of the rules' declared `scores`; over a grid of questions and answers (good,
+    bare, truncated, prescribing, referring; emergencies, crisis, pregnancy, children) every rule returns one of its
+    declared scores, and every declared score is reached."""
+    from medqa.rewards.rules import MAX_TOTAL, MIN_TOTAL
+
+    questions = ["感冒三天", "胸口剧痛还出冷汗", "我不想活了", "我怀孕30周了，长痘", "My 5-year-old has a fever",
+                 "My dad has chest pain radiating to his left arm"]
+    answers = [join_think(THINK_ZH, GOOD_ZH), join_think(THINK_EN, "Call 911 now and chew nothing."), "多喝水。",
+               "<think>" + THINK_ZH, join_think("短", "去药店买点阿莫西林吃，每次两粒，一天三次。"),
+               join_think(THINK_ZH, "你这肯定是癌症。可以用异维A酸。Give him aspirin."),
+               join_think(THINK_ZH, "请拨打心理援助热线400-161-9995，立即拨打120。可能是胃炎，注意观察，如果加重请就医。"),
+               join_think(THINK_EN, "It might be gastritis; please see a doctor, and watch for warning signs.")]
+    seen = {name: set() for name in RULES}
+    for q in questions:
+        for a in answers:
+            for meta in (None, {"risk_level": "critical"}):
+                for name, r in rule_reward(q, a, meta).parts.items():
+                    assert r.score in RULES[name].scores, (name, r.score, q, a)
+                    seen[name].add(r.score)
+    assert {n: s for n, s in seen.items() if s != set(RULES[n].scores)} == {}
+    assert MAX_TOTAL == round(sum(max(r.scores) for r in RULES.values()), 3)
+    assert MIN_TOTAL == round(sum(min(r.scores) for r in RULES.values()), 3)
+
+
 def test_rule_reward_total_and_breakdown():
     good = rule_reward("感冒三天", join_think(THINK_ZH, GOOD_ZH))
     bad = rule_reward("胸口剧痛还出冷汗", "去药店买点头孢吃。")

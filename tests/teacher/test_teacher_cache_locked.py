@@ -3,6 +3,7 @@ what to do, every judgement kept and written to the output, and cached at the en
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -113,7 +114,7 @@ def test_teacher_score_writes_its_output_under_a_locked_cache(cache_file, tmp_pa
     real = client_mod.score_pairs_async
 
     async def with_short_timeout(cfg, *args, **kw):  # the test's busy timeout instead of the default 30 s
-        return await real(cfg.with_(cache_busy_timeout_s=BUSY_S), *args, **kw)
+        return await real(dataclasses.replace(cfg, cache_busy_timeout_s=BUSY_S), *args, **kw)
 
     monkeypatch.setattr(client_mod, "score_pairs_async", with_short_timeout)
     items = pairs(6, "cli-lock")
