@@ -176,10 +176,14 @@ eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] on gold, red 
 	$(MEDQA) eval auto-compare $(EVAL_ROOT)
 
 # TASKS= harness tasks or groups (medqa_en, medqa_zh, medqa_all; default medqa_all, datasets from the hub);
-# BACKEND=api with BASE_URL= an OpenAI-compatible completions server (vLLM); THINKING=on|off; BENCH_ARGS="…" more flags.
-bench-medical: setup ## MedQA/MedMCQA/PubMedQA/MMLU/CMMLU/C-Eval medical via lm-eval: MODEL=… [ADAPTER=…] [TASKS=…] [BACKEND=hf|api] [LIMIT=N] -> outputs/eval/<name>/bench_medical/
-	$(MEDQA) bench-medical $(EVAL_ARGS) $(if $(TASKS),--tasks $(TASKS)) $(if $(BACKEND),--backend $(BACKEND)) \
-	  $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(THINKING),--thinking $(THINKING)) $(if $(LIMIT),--limit $(LIMIT)) \
+# SCORING=loglik|generate (MAX_GEN_TOKS= for generate); THINKING=on|off; BENCH_ARGS="…" more flags.
+# BACKEND=api with BASE_URL= an OpenAI-compatible completions server (vLLM): BASE_URL reaches the command as the
+# environment variable MEDQA_BENCH_BASE_URL, never on its command line; the API key only as OPENAI_API_KEY.
+bench_url_env = $(if $(BASE_URL),MEDQA_BENCH_BASE_URL="$$BASE_URL")
+bench-medical: setup ## MedQA/MedMCQA/PubMedQA/MMLU/CMMLU/C-Eval medical via lm-eval: MODEL=… [ADAPTER=…] [TASKS=…] [SCORING=loglik|generate] [BACKEND=hf|api] [LIMIT=N] -> outputs/eval/<name>/bench_medical/
+	$(bench_url_env) $(MEDQA) bench-medical $(EVAL_ARGS) $(if $(TASKS),--tasks $(TASKS)) $(if $(BACKEND),--backend $(BACKEND)) \
+	  $(if $(SCORING),--scoring $(SCORING)) $(if $(MAX_GEN_TOKS),--max-gen-toks $(MAX_GEN_TOKS)) \
+	  $(if $(THINKING),--thinking $(THINKING)) $(if $(LIMIT),--limit $(LIMIT)) \
 	  --seed $(SEED) --out $(EVAL_ROOT)/$(EVAL_NAME)/bench_medical $(BENCH_ARGS)
 
 predict: setup ## batched generation: MODEL=… [ADAPTER=…] INPUT=file.jsonl OUTPUT=preds.jsonl [LIMIT=…] (resumable)

@@ -25,16 +25,21 @@ def pairs(n: int, tag: str = "p") -> list[tuple[str, str]]:
              join_think(THINK, f"可能是病毒感染（{tag}{i}），建议多休息、多喝水；如果症状加重请及时就医。")) for i in range(n)]
 
 
-
-def send_chat_reply(handler, model: str, content: str) -> None:
-    """Answer an OpenAI-compatible chat request from a test server's handler: 200 with one message."""
-    reply = json.dumps({"model": model, "choices": [{"message": {"content": content}}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+def send_json(handler, obj: dict) -> None:
+    """Answer a request from a test server's handler: 200 with `obj` as JSON."""
+    reply = json.dumps(obj).encode()
     handler.send_response(200)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(reply)))
     handler.end_headers()
     handler.wfile.write(reply)
+
+
+def send_chat_reply(handler, model: str, content: str) -> None:
+    """Answer an OpenAI-compatible chat request from a test server's handler: 200 with one message."""
+    send_json(handler, {"model": model, "choices": [{"message": {"content": content}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
 
 class ScriptedJudge:
     """An OpenAI-compatible judge on a loopback port that gives every criterion `scores[answer]` (0–10) for the

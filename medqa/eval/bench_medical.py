@@ -5,13 +5,20 @@ medical) through lm-evaluation-harness, on a base model, an adapter, a merged mo
   in `medqa/eval/bench_tasks/` (`medqa_en`, `medqa_zh`, `medqa_all`); `--include-path DIR` adds a folder of task
   YAMLs (the tests' fixtures). A task with `dataset_path: json` reads `dataset_kwargs.data_files` relative to its
   YAML's folder; every such file is read with `medqa.io.iter_jsonl` first, so a bad row is `FILE:LINE: reason`.
-* Multiple choice is scored by the harness's `multiple_choice` output type: the log-likelihood of each option after
-  the prompt, rendered with the model's chat template (`apply_chat_template`), Qwen3 thinking on or off.
+* Multiple choice is scored one of two ways (`--scoring`), the prompt rendered with the model's chat template
+  (`apply_chat_template`), Qwen3 thinking on or off (`enable_thinking` of the template): `loglik` (default), the
+  harness's `multiple_choice` output type, the log-likelihood of each option after the prompt; `generate`, the
+  `generate_until` variant of the same task (`medqa/eval/bench_generate.py`): the model writes its answer, the
+  think block is stripped and the choice extracted; an answer without one is wrong and counted as unparsable.
+* `--backend api`: the URL from `--base-url` or $MEDQA_BENCH_BASE_URL (`make … BASE_URL=…` passes it that way), never
+  with user:password (refused on a command line as the teacher's is, `medqa.teacher.setup`); the API key only from
+  $OPENAI_API_KEY (read by the harness's client); results record the URL as `public_url` shows it.
 * Output (default `outputs/eval/<name>/bench_medical/`, medqa's output policy: a lock, a manifest, never over files
   medqa did not write): `harness-<task>.json` per requested task or group (the harness's results, configs and item
-  counts, plus the key it was made under), `results.json` (all of them together) and `table.md`.
-* Resumable: a requested task whose `harness-<task>.json` was made under the same key (content fingerprint of the
-  model and adapter, task YAML and data files, settings, harness version) is not run again.
+  counts, plus the key it was made under; `harness-<task>.generate.json` under `--scoring generate`), `results.json`
+  (all of them together) and `table.md`.
+* Resumable: a requested task whose unit file was made under the same key (content fingerprint of the model and
+  adapter, task YAML and data files, settings with the scoring, harness version) is not run again.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medqa.argtypes import at_least
 from medqa.eval.stats import wilson
 from medqa.io import (
     InputError,
@@ -38,12 +46,22 @@ from medqa.io import (
     read_manifest,
     write_manifest,
 )
+from medqa.teacher.setup import (
+    base_url_from_env,
+    check_base_url,
+    has_credentials,
+    public_url,
+    refuse_credentials_on_command_line,
+)
 
 KIND = "bench-medical"
 TASKS_DIR = Path(__file__).resolve().parent / "bench_tasks"
 DEFAULT_TASKS = "medqa_all"
 RESULTS, TABLE, UNIT_PREFIX = "results.json", "table.md", "harness-"
-THINK_END = "</think>"
+SCORINGS = ("loglik", "generate")
+MAX_GEN_TOKS = {"on": 2048, "off": 32}  # --scoring generate's default new-token budget, by thinking
+BASE_URL_ENV = "MEDQA_BENCH_BASE_URL"  # --backend api: the server's URL when --base-url is not given
+KEY_ENV = "OPENAI_API_KEY"  # --backend api: the API key, read by the harness's client (sent as a bearer token)
 
 
 class BenchError(ValueError):
@@ -105,13 +123,18 @@ def validate_jsonl(path: Path) -> int:
     return sum(1 for _ in iter_jsonl(path))
 
 
-def resolve_local_data(tm, name: str, digest) -> None:
-    """Point every task under `name` that reads local JSONL files at those files, made absolute (the harness would
-    read them relative to the current folder): its index entry gets the resolved config in place of the YAML path.
-    Every local data file is validated first, and the YAMLs and data files read are hashed into `digest`."""
+def resolve_tasks(tm, name: str, digest, max_gen_toks: int | None = None) -> None:
+    """Prepare every task under `name` (a task, group or tag) in its index entry, which gets the prepared config in
+    place of the YAML path: local JSONL files validated and made absolute (the harness would read them relative to
+    the current folder), and with `max_gen_toks` (--scoring generate) the task's generate_until variant
+    (`bench_generate.generative_config`). The YAMLs and data files read are hashed into `digest`."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
     entry = tm.task_index[name]
+    if entry.kind.name == "TAG":
+        for member in sorted(entry.tags):
+            resolve_tasks(tm, member, digest, max_gen_toks)
+        return
     if entry.yaml_path is None:
         digest.update(json.dumps(entry.cfg or {"name": name}, sort_keys=True, default=str).encode())
         return
@@ -120,30 +143,58 @@ def resolve_local_data(tm, name: str, digest) -> None:
     if entry.kind.name == "GROUP":
         for member in load_yaml(yaml_path, resolve_func=False).get("task", []):
             if isinstance(member, str) and member in tm.task_index:
-                resolve_local_data(tm, member, digest)
+                resolve_tasks(tm, member, digest, max_gen_toks)
         return
     if entry.kind.name != "TASK":
+        if max_gen_toks is not None:
+            raise BenchError(f"{yaml_path}: task {name} is a Python task; --scoring generate derives YAML tasks only")
         return
     cfg = load_yaml(yaml_path, resolve_func=True)
     files = _data_files(cfg, yaml_path)
-    if files is None:
-        return
-    for paths in files.values():
-        for path in paths:
-            validate_jsonl(path)
-            digest.update(path.read_bytes())
-    kwargs = {**cfg.get("dataset_kwargs", {}), "data_files": {s: [str(p) for p in ps] for s, ps in files.items()}}
-    tm.task_index[name] = dataclasses.replace(entry, yaml_path=None,
-                                              cfg={**cfg, "task": name, "dataset_kwargs": kwargs})
+    if files is not None:
+        for paths in files.values():
+            for path in paths:
+                validate_jsonl(path)
+                digest.update(path.read_bytes())
+        cfg["dataset_kwargs"] = {**cfg.get("dataset_kwargs", {}),
+                                 "data_files": {s: [str(p) for p in ps] for s, ps in files.items()}}
+    if max_gen_toks is not None:
+        from medqa.eval.bench_generate import generative_config
+
+        if cfg.get("output_type") != "multiple_choice" or cfg.get("doc_to_choice") is None:
+            raise BenchError(f"{yaml_path}: task {name}: --scoring generate needs output_type multiple_choice with "
+                             f"doc_to_choice (got output_type {cfg.get('output_type')!r})")
+        cfg = generative_config(cfg, max_gen_toks)
+    if files is not None or max_gen_toks is not None:
+        tm.task_index[name] = dataclasses.replace(entry, yaml_path=None, cfg={**cfg, "task": name})
 
 
 # ---------------------------------------------------------------- model
 
 
+def api_base_url(flag: str | None) -> str:
+    """--backend api's URL: `flag` (--base-url), else $MEDQA_BENCH_BASE_URL; an http(s) URL without user:password
+    (the harness's client sends $OPENAI_API_KEY as a bearer token: credentials in the URL would be a second
+    Authorization). Credentials on the command line were refused before parsing (`main`)."""
+    url, source = (flag, "--base-url") if flag else (base_url_from_env(var=BASE_URL_ENV), f"${BASE_URL_ENV}")
+    if not url:
+        raise BenchError(f"--backend api needs the server's completions URL: --base-url or ${BASE_URL_ENV} (make: "
+                         "BASE_URL=…), e.g. http://localhost:8000/v1/completions (vLLM's `vllm serve`)")
+    try:
+        check_base_url(url)
+    except ValueError as e:
+        raise BenchError(f"{source}: {e}") from None
+    if has_credentials(url):
+        raise BenchError(f"{source} {public_url(url)}: user:password in the URL is not sent by the harness's API "
+                         f"client; drop it and put the API key in ${KEY_ENV}")
+    return url
+
+
 def model_identity(args) -> dict[str, Any]:
-    """What the results depend on, of the model: content fingerprints of local folders, else the name."""
+    """What the results depend on, of the model: content fingerprints of local folders, else the name (api: the
+    URL as `public_url` shows it, never the key)."""
     if args.backend == "api":
-        return {"backend": "api", "base_url": args.base_url, "model": args.api_model or args.model}
+        return {"backend": "api", "base_url": public_url(args.base_url), "model": args.api_model or args.model}
     from medqa.modeling import check_model_path, resolve_model_paths
 
     base, adapter = resolve_model_paths(args.model, args.adapter)
@@ -165,10 +216,10 @@ def build_lm(args, ident: dict):
         return get_model("local-completions").create_from_arg_obj(model_args, {"batch_size": 1})
     adapter = ident.get("adapter")
     tokenizer = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else ident["model"]
+    # Thinking goes to the chat template only: the harness's own enable_thinking refuses log-likelihood requests,
+    # and the think block of a generated answer is stripped in one place, bench_generate.answer_choice.
     model_args: dict[str, Any] = {"pretrained": ident["model"], "tokenizer": tokenizer, "dtype": args.dtype,
-                                  "enable_thinking": args.thinking == "on"}
-    if args.thinking == "on":
-        model_args["think_end_token"] = THINK_END
+                                  "chat_template_args": {"enable_thinking": args.thinking == "on"}}
     if adapter:
         model_args["peft"] = adapter
     from medqa.modeling import pick_device
@@ -186,8 +237,10 @@ def default_out(args) -> Path:
     return Path("outputs/eval") / name / "bench_medical"
 
 
-def unit_file(out: Path, name: str) -> Path:
-    return out / f"{UNIT_PREFIX}{name.replace('/', '_')}.json"
+def unit_file(out: Path, name: str, scoring: str = "loglik") -> Path:
+    """The results of one requested task or group under one scoring (both can live in one folder)."""
+    suffix = "" if scoring == "loglik" else f".{scoring}"
+    return out / f"{UNIT_PREFIX}{name.replace('/', '_')}{suffix}.json"
 
 
 def _load_json(path: Path) -> dict | None:
@@ -199,14 +252,23 @@ def _load_json(path: Path) -> dict | None:
 
 
 def table_rows(results: dict) -> list[dict]:
-    """One row per task or group and accuracy metric: value, stderr, Wilson 95 % interval over the items, n."""
+    """One row per task or group and accuracy metric: value, stderr, Wilson 95 % interval over the items, n, the
+    scoring, and under --scoring generate the number of unparsable answers (a group's: its tasks' sum)."""
     n_samples = results.get("n-samples", {})
     subtasks = results.get("group_subtasks", {})
+    scoring = ((results.get("medqa") or {}).get("settings") or {}).get("scoring", "loglik")
 
     def n_of(task: str) -> int:
         if task in n_samples:
             return int(n_samples[task].get("effective", n_samples[task].get("original", 0)))
         return sum(n_of(t) for t in subtasks.get(task, []))
+
+    def unparsable_of(task: str) -> int | None:
+        if task in subtasks:
+            counts = [unparsable_of(t) for t in subtasks[task]]
+            return None if None in counts else sum(counts)
+        value = results.get("results", {}).get(task, {}).get("unparsable,none")
+        return round(value) if isinstance(value, (int, float)) else None
 
     rows = []
     for task, metrics in results.get("results", {}).items():
@@ -217,18 +279,25 @@ def table_rows(results: dict) -> list[dict]:
                 continue
             stderr = metrics.get(f"{metric}_stderr,{flt}")
             ci = wilson(round(value * n), n) if n else None
-            rows.append({"task": task, "metric": metric, "value": float(value),
-                         "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
-                         "ci95": list(ci) if ci else None, "n": n})
+            row = {"task": task, "metric": metric, "value": float(value),
+                   "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                   "ci95": list(ci) if ci else None, "n": n, "scoring": scoring}
+            if scoring == "generate":
+                row["unparsable"] = unparsable_of(task)
+            rows.append(row)
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| task | metric | value | ± stderr | 95 % interval (Wilson) | n items |", "|---|---|---|---|---|---|"]
+    """The rows as markdown; with a column of unparsable answers when the rows were scored by generation."""
+    generated = any("unparsable" in r for r in rows)
+    lines = ["| task | metric | value | ± stderr | 95 % interval (Wilson) | n items |" + (" unparsable |" * generated),
+             "|---|---|---|---|---|---|" + ("---|" * generated)]
     for r in rows:
         se = f"± {r['stderr']:.3f}" if r["stderr"] is not None else "n/a"
         ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" if r["ci95"] else "n/a"
-        lines.append(f"| {r['task']} | {r['metric']} | {r['value']:.3f} | {se} | {ci} | {r['n']} |")
+        extra = (f" {r['unparsable'] if r.get('unparsable') is not None else 'n/a'} |" if generated else "")
+        lines.append(f"| {r['task']} | {r['metric']} | {r['value']:.3f} | {se} | {ci} | {r['n']} |{extra}")
     return "\n".join(lines) + "\n"
 
 
@@ -252,37 +321,75 @@ def _entries() -> list[str]:
 # ---------------------------------------------------------------- run
 
 
-def run(args) -> dict:
+def check_request(args) -> list[str]:
+    """The requested task names; the backend, thinking and generation settings completed and checked (one-line
+    BenchError), before anything loads."""
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise BenchError("--tasks: no task named")
     if args.backend == "api":
-        if not args.base_url:
-            raise BenchError("--backend api needs --base-url (an OpenAI-compatible /v1/completions server, e.g. vLLM)")
+        args.base_url = api_base_url(args.base_url)
         if args.thinking == "off":
             raise BenchError("--backend api cannot switch Qwen3 thinking off (the harness's API models take no chat "
                              "template arguments); use --backend hf, or --thinking on")
         args.thinking = "on"
     args.thinking = args.thinking or "off"
-    if args.thinking == "on":
+    if args.max_gen_toks is not None and args.scoring != "generate":
+        raise BenchError("--max-gen-toks applies to --scoring generate only")
+    if args.scoring == "generate":
+        args.max_gen_toks = args.max_gen_toks or MAX_GEN_TOKS[args.thinking]
+    elif args.thinking == "on":
         print(f"{KIND}: thinking on with log-likelihood scoring: each option is scored as the first words of a "
-              "thinking turn (docs/eval.md, Medical benchmarks)", file=sys.stderr)
-    out = Path(args.out) if args.out else default_out(args)
-    include = [Path(p) for p in args.include_path]
-    for p in include:
-        if not p.is_dir():
+              "thinking turn; --scoring generate lets the model think first (docs/eval.md, Medical benchmarks)",
+              file=sys.stderr)
+    for p in args.include_path:
+        if not Path(p).is_dir():
             raise BenchError(f"--include-path {p}: not a folder")
+    return names
+
+
+def run_settings(args) -> dict[str, Any]:
+    """The settings the results depend on (part of the resume key)."""
+    settings = {"thinking": args.thinking, "scoring": args.scoring, "limit": args.limit,
+                "num_fewshot": args.num_fewshot, "seed": args.seed, "dtype": args.dtype, "chat_template": True}
+    if args.scoring == "generate":
+        settings["max_gen_toks"] = args.max_gen_toks
+    return settings
+
+
+def scoring_note(args) -> str:
+    """How multiple choice was scored, for the table's header."""
+    if args.scoring == "loglik":
+        return "multiple choice by log-likelihood"
+    return (f"multiple choice by generation (greedy, up to {args.max_gen_toks} new tokens; think block stripped, "
+            "the choice extracted; unparsable answers scored wrong)")
+
+
+def evaluate(lm, name: str, tm, args) -> dict:
+    """The harness's results of one task or group, without the per-item samples, as JSON-safe data."""
+    import lm_eval
+
+    r = lm_eval.simple_evaluate(
+        model=lm, tasks=[name], task_manager=tm, num_fewshot=args.num_fewshot, limit=args.limit,
+        apply_chat_template=True, fewshot_as_multiturn=args.num_fewshot > 0, log_samples=False,
+        random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed,
+        fewshot_random_seed=args.seed, bootstrap_iters=1000)
+    return json.loads(json.dumps({k: v for k, v in r.items() if k != "samples"}, default=str))
+
+
+def run(args) -> dict:
+    names = check_request(args)
+    out = Path(args.out) if args.out else default_out(args)
     check_output_dir(out, overwrite=args.overwrite, kind=KIND)  # before any work
     ident = model_identity(args)
-    settings = {"thinking": args.thinking, "scoring": "loglik", "limit": args.limit, "num_fewshot": args.num_fewshot,
-                "seed": args.seed, "dtype": args.dtype, "chat_template": True}
-    tm = task_manager(include, names)
+    settings = run_settings(args)
+    tm = task_manager([Path(p) for p in args.include_path], names)
     import lm_eval
 
     plan = {}
     for name in names:
         digest = hashlib.sha256()
-        resolve_local_data(tm, name, digest)
+        resolve_tasks(tm, name, digest, args.max_gen_toks if args.scoring == "generate" else None)
         key_src = {"task": name, "task_files": digest.hexdigest(), "model": ident, "settings": settings,
                    "lm_eval": lm_eval.__version__}
         plan[name] = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
@@ -294,7 +401,7 @@ def run(args) -> dict:
             write_manifest(out, KIND, _entries())
         units, lm = {}, None
         for name, key in plan.items():
-            path = unit_file(out, name)
+            path = unit_file(out, name, args.scoring)
             done = _load_json(path)
             if done and done.get("key") == key and not args.overwrite:
                 print(f"{KIND}: {name}: finished earlier under the same model, tasks and settings ({path}); skipped",
@@ -303,14 +410,10 @@ def run(args) -> dict:
                 continue
             if lm is None:
                 lm = build_lm(args, ident)
-            print(f"{KIND}: {name}: running the harness ({ident.get('adapter') or ident['model']})", flush=True)
-            r = lm_eval.simple_evaluate(
-                model=lm, tasks=[name], task_manager=tm, num_fewshot=args.num_fewshot, limit=args.limit,
-                apply_chat_template=True, fewshot_as_multiturn=args.num_fewshot > 0, log_samples=False,
-                random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed,
-                fewshot_random_seed=args.seed, bootstrap_iters=1000)
+            print(f"{KIND}: {name}: running the harness ({ident.get('adapter') or ident['model']}, "
+                  f"scoring {args.scoring})", flush=True)
             unit = {"key": key, "task": name, "model": ident, "settings": settings,
-                    "harness": json.loads(json.dumps({k: v for k, v in r.items() if k != "samples"}, default=str))}
+                    "harness": evaluate(lm, name, tm, args)}
             with atomic_write(path) as fh:
                 fh.write(json.dumps(unit, indent=1, ensure_ascii=False) + "\n")
             units[name] = unit
@@ -321,7 +424,7 @@ def run(args) -> dict:
         with atomic_write(out / RESULTS) as fh:
             fh.write(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
         title = f"# Medical benchmarks: {ident.get('adapter') or ident['model']}\n\n"
-        note = (f"lm-evaluation-harness {lm_eval.__version__}; multiple choice by log-likelihood, chat template, "
+        note = (f"lm-evaluation-harness {lm_eval.__version__}; {scoring_note(args)}, chat template, "
                 f"thinking {args.thinking}, {args.num_fewshot}-shot, seed {args.seed}"
                 + (f", limit {args.limit} items per task" if args.limit else "") + ".\n\n")
         with atomic_write(out / TABLE) as fh:
@@ -344,13 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("hf", "api"), default="hf",
                    help="hf: transformers in this process; api: an OpenAI-compatible completions server (vLLM's "
                         "`vllm serve`, the harness's local-completions)")
-    p.add_argument("--base-url", help="api: the server's completions URL, e.g. http://localhost:8000/v1/completions")
+    p.add_argument("--base-url", help=f"api: the server's completions URL, e.g. http://localhost:8000/v1/completions "
+                   f"(default ${BASE_URL_ENV}); never with user:password: the API key goes in ${KEY_ENV}")
     p.add_argument("--api-model", help="api: the model name the server knows (default: --model)")
     p.add_argument("--tokenizer", help="api: local tokenizer / chat template (default: --model)")
     p.add_argument("--api-concurrency", type=int, default=8)
     p.add_argument("--limit", type=int, help="first N items of each task (quick checks; not comparable numbers)")
     p.add_argument("--thinking", choices=("on", "off"), help="Qwen3 enable_thinking in the chat template "
                    "(default: off for hf; api: the template's default, on)")
+    p.add_argument("--scoring", choices=SCORINGS, default="loglik", help="multiple choice by loglik: the "
+                   "log-likelihood of each option after the prompt (default); generate: the model answers, the think "
+                   "block is stripped and the choice extracted (docs/eval.md, Medical benchmarks)")
+    p.add_argument("--max-gen-toks", type=at_least(int, 0, inclusive=False), help="generate: new tokens per answer "
+                   f"(default {MAX_GEN_TOKS['on']} with thinking, {MAX_GEN_TOKS['off']} without; a cut think block "
+                   "is unparsable)")
     p.add_argument("--num-fewshot", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", help="hf: cuda, cuda:1, cpu (default: cuda when present, else cpu)")
@@ -363,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        refuse_credentials_on_command_line(argv, names=("--base-url",), env_var=BASE_URL_ENV)
+    except ValueError as e:
+        print(f"medqa {KIND}: error: {e}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         run(args)

@@ -323,11 +323,13 @@ BENCH_FOLDER = "bench_medical"  # where `medqa bench-medical` writes into a mode
 
 
 def bench_rows(run_a: str | os.PathLike, run_b: str | os.PathLike, names: tuple[str, str]) -> list[list[str]] | None:
-    """The medical benchmarks (`medqa bench-medical`) of both runs side by side: per task and accuracy metric, A and
-    B with their Wilson 95 % intervals over the items and B − A; None unless both runs have results."""
+    """The medical benchmarks (`medqa bench-medical`) of both runs side by side: per task, accuracy metric and scoring
+    (rows of different scorings are not paired; a generate row's metric reads `acc (generate)`), A and B with their
+    Wilson 95 % intervals over the items and B − A; None unless both runs have results."""
     from medqa.eval.bench_medical import RESULTS, table_rows
 
     def rows(run) -> dict[tuple[str, str], dict]:
+        """{(task, metric and scoring): row} of a run's results; empty without results."""
         path = Path(run) / BENCH_FOLDER / RESULTS
         if not path.is_file():
             return {}
@@ -335,7 +337,8 @@ def bench_rows(run_a: str | os.PathLike, run_b: str | os.PathLike, names: tuple[
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise InputError(path, e.lineno, None, f"malformed JSON ({e.msg})") from None
-        return {(r["task"], r["metric"]): r for r in table_rows(data)}
+        return {(r["task"], r["metric"] + ("" if r["scoring"] == "loglik" else f" ({r['scoring']})")): r
+                for r in table_rows(data)}
 
     a, b = rows(run_a), rows(run_b)
     if not (a and b):
@@ -383,8 +386,8 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
     for path, caption in plots:
         md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
     bench = bench_rows(run_a, run_b, names)
-    bench_note = ("Accuracy of each run's own `medqa bench-medical` results (log-likelihood scoring; the two runs "
-                  "may differ in tasks or item limits: compare only rows with the same n).")
+    bench_note = ("Accuracy of each run's own `medqa bench-medical` results (log-likelihood scoring unless the metric "
+                  "names another; the two runs may differ in tasks or item limits: compare only rows with the same n).")
     if bench:
         md += ["## Medical benchmarks", "", bench_note, "", _md_table(bench), ""]
     md += [f"## Items whose safety flags changed ({n_changes})", ""]

@@ -83,16 +83,20 @@ class TeacherArgs:
         return self.teacher_base_url if self.teacher_base_url is not None else base_url_from_env()
 
 
-def base_url_from_env(env: dict[str, str] | None = None) -> str | None:
-    """The base URL in MEDQA_TEACHER_BASE_URL (None when unset or empty). The only place it is read."""
-    value = (os.environ if env is None else env).get(BASE_URL_ENV, "").strip()
+def base_url_from_env(env: dict[str, str] | None = None, var: str = BASE_URL_ENV) -> str | None:
+    """The base URL in the environment variable `var` (MEDQA_TEACHER_BASE_URL; `medqa bench-medical`'s
+    MEDQA_BENCH_BASE_URL), None when unset or empty. The only place a base URL is read from the environment."""
+    value = (os.environ if env is None else env).get(var, "").strip()
     return value or None
 
 
-def refuse_credentials_on_command_line(argv: list[str]) -> None:
-    """TeacherSetupError when a `--teacher_base_url` / `--teacher-base-url` / `--base-url` argument carries
-    user:password: a command line is visible to every user in `ps` (as `serve --auth` is refused)."""
-    names = ("--teacher_base_url", "--teacher-base-url", "--base-url")
+TEACHER_URL_FLAGS = ("--teacher_base_url", "--teacher-base-url", "--base-url")
+
+
+def refuse_credentials_on_command_line(argv: list[str], names: tuple[str, ...] = TEACHER_URL_FLAGS,
+                                       env_var: str = BASE_URL_ENV) -> None:
+    """TeacherSetupError when one of the URL flags `names` carries user:password: a command line is visible to every
+    user in `ps` (as `serve --auth` is refused); the message names `env_var`, where such a URL goes instead."""
     for i, arg in enumerate(argv):
         name, eq, value = arg.partition("=")
         if name not in names:
@@ -100,11 +104,11 @@ def refuse_credentials_on_command_line(argv: list[str]) -> None:
         if not eq:
             value = argv[i + 1] if i + 1 < len(argv) else ""
         if has_credentials(value):
-            raise TeacherSetupError(_ON_COMMAND_LINE.format(flag=name, url=public_url(value)))
+            raise TeacherSetupError(_ON_COMMAND_LINE.format(flag=name, url=public_url(value), env=env_var))
 
 
 _ON_COMMAND_LINE = ("{flag} {url}: user:password on the command line is visible to every user in `ps`; put the URL in "
-                    f"the environment variable {BASE_URL_ENV} instead (make: BASE_URL=…, passed that way)")
+                    "the environment variable {env} instead (make: BASE_URL=…, passed that way)")
 
 
 # ------------------------------------------------------------------------------------------------ argparse
@@ -113,7 +117,7 @@ def _url(text: str) -> str:
     try:
         check_base_url(text)
         if has_credentials(text):
-            raise TeacherSetupError(_ON_COMMAND_LINE.format(flag="the base URL", url=public_url(text)))
+            raise TeacherSetupError(_ON_COMMAND_LINE.format(flag="the base URL", url=public_url(text), env=BASE_URL_ENV))
         return text
     except TeacherSetupError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
