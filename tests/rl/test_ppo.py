@@ -354,12 +354,13 @@ def test_penalised_rollouts_log_probs_are_those_transformers_sampled_from(tiny_t
         TemperatureLogitsWarper,
     )
 
+    from medqa.chat import stop_ids
     from medqa.train.ppo import rollout
     from medqa.train.ppo.value_head import PolicyWithValueHead
 
     tok = AutoTokenizer.from_pretrained(tiny_think_model_dir)
     model = PolicyWithValueHead(AutoModelForCausalLM.from_pretrained(tiny_think_model_dir)).eval()
-    stop = rollout.eos_ids(model.config, model.policy.generation_config, tok)
+    stop = stop_ids(tok, model.config, model.policy.generation_config)
     prompts = [[{"role": "user", "content": q}] for q, _ in THINK_PAIRS[:3]]  # different lengths: left padding
     torch.manual_seed(0)
     batch = rollout.generate(model, tok, prompts, max_prompt_length=256, max_new_tokens=24, temperature=0.7,
