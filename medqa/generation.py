@@ -3,9 +3,11 @@
 Models load through `medqa.modeling.load_for_inference` (`load_model` below): a base model directory (or hub id), a
 PEFT adapter directory (given as `--adapter` on top of `--model`, or alone as `--model`), or a merged model.
 
-Generation is batched with *left* padding (decoder-only models continue from the last prompt token), uses
-the model's chat template with Qwen3's `enable_thinking` switch, and is greedy unless sampling is asked
-for. Greedy batched generation gives the same tokens as one-by-one generation (tests check this).
+Generation is batched with *left* padding (decoder-only models continue from the last prompt token), renders
+chats through `medqa.chat.render_prompt` (the model family's system prompt and thinking switch: Qwen3's
+`enable_thinking`, or a prefilled empty think block), stops at `medqa.chat.stop_ids` (EOS and `<|im_end|>`), and
+is greedy unless sampling is asked for. Greedy batched generation gives the same tokens as one-by-one generation
+(tests check this).
 
 `chat_input_ids` is the one place a chat becomes the model's input ids (predict, eval, serve, PPO rollouts, GRPO
 prompts, the RL prompt-length check): only the template's own special tokens are special; special-token text inside
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SYSTEM_PROMPT = None  # the SFT data carries its own system message; None = the template's default
+# The SFT data carries its own system message; None: the model family's rule (medqa/chat.py, with_system).
+DEFAULT_SYSTEM_PROMPT = None
 
 
 @dataclass(frozen=True)
@@ -168,15 +171,14 @@ def chat_messages(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> 
 
 
 def build_prompt(tokenizer, messages: Sequence[dict[str, str]], enable_thinking: bool = True) -> str:
-    """Render a chat (ending with the user turn) into the generation prompt, as text (for display and logs).
+    """Render a chat (ending with the user turn) into the generation prompt, as text (for display and logs):
+    `medqa.chat.render_prompt`.
 
     Tokenising this text would parse special-token text typed inside a message as special tokens: the model's input
     comes from `chat_input_ids`."""
-    if tokenizer.chat_template is None:
-        raise ValueError("the tokenizer has no chat template; pass a chat model or an SFT output")
-    return tokenizer.apply_chat_template(
-        list(messages), tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
-    )
+    from medqa.chat import render_prompt
+
+    return render_prompt(tokenizer, messages, enable_thinking)
 
 
 def _special_tokens(tokenizer) -> list[str]:
@@ -199,9 +201,9 @@ def chat_input_ids(tokenizer, messages: Sequence[Mapping[str, Any]], enable_thin
     characters. A tokenizer splits its added tokens out before it tokenises the text between them, so a chat
     without special-token text gets the same ids as tokenising `build_prompt`'s text (tests check this on the
     sample data)."""
-    template = chat_template if chat_template is not None else tokenizer.chat_template
-    if template is None:
-        raise ValueError("the tokenizer has no chat template; pass a chat model or an SFT output")
+    from medqa.chat import render_prompt, template_of
+
+    template_of(tokenizer, chat_template)  # ValueError without a chat template, before any work
     specials = _special_tokens(tokenizer)
     contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
     marker = next((chr(c) for c in range(0xE000, 0xF900) if not any(chr(c) in t for t in contents)), None)
@@ -216,11 +218,7 @@ def chat_input_ids(tokenizer, messages: Sequence[Mapping[str, Any]], enable_thin
     unhide = re.compile(f"{re.escape(marker)}(\\d+){re.escape(marker)}")
     hidden = [{**m, "content": hide(m["content"])} if isinstance(m.get("content"), str) else dict(m)
               for m in messages]
-    kwargs = {"chat_template": chat_template} if chat_template is not None else {}
-    if enable_thinking is not None:  # None: the template's default
-        kwargs["enable_thinking"] = enable_thinking
-    rendered = tokenizer.apply_chat_template(hidden, tokenize=False, add_generation_prompt=True, **kwargs,
-                                             **template_kwargs)
+    rendered = render_prompt(tokenizer, hidden, enable_thinking, chat_template=chat_template, **template_kwargs)
     pieces: list[str | int] = []  # text to tokenise, or a template special token's id
     pos = 0
     for m in find.finditer(rendered) if find else ():
@@ -250,12 +248,10 @@ def left_pad(tokenizer, rows: Sequence[Sequence[int]], device=None) -> dict[str,
             "attention_mask": mask.to(device) if device is not None else mask}
 
 
-def _stop_ids(model, tokenizer) -> set[int]:
-    ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
+def _stop_ids(model, tokenizer) -> list[int]:
+    from medqa.chat import stop_ids
+
+    return stop_ids(tokenizer, model.config, model.generation_config)
 
 
 def generate_batch(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[int]], settings: GenerationSettings,
@@ -286,12 +282,12 @@ def generate_batch(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[
         kwargs = {**greedy.generate_kwargs(), "logits_processor": [_row_sampler(settings, row_seeds, model.device)]}
     elif settings.do_sample and settings.seed is not None:
         torch.manual_seed(settings.seed)
+    stop = _stop_ids(model, tokenizer)
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(**enc, **kwargs, pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**enc, **kwargs, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
     latency_ms = (time.perf_counter() - start) * 1000.0
     new = out[:, enc["input_ids"].shape[1]:].tolist()
-    stop = _stop_ids(model, tokenizer)
     results = []
     for ids in new:
         n = len(ids)
@@ -331,7 +327,7 @@ def stream_generate(model, tokenizer, messages: Sequence[dict[str, str]], settin
             return bool(stop_event is not None and stop_event.is_set())
 
     kwargs = dict(**enc, **settings.generate_kwargs(), streamer=streamer, pad_token_id=tokenizer.pad_token_id,
-                  stopping_criteria=StoppingCriteriaList([_Stop()]))
+                  eos_token_id=_stop_ids(model, tokenizer), stopping_criteria=StoppingCriteriaList([_Stop()]))
     errors: list[BaseException] = []
 
     def _run():

@@ -64,8 +64,8 @@ def stream_view(text: str) -> StreamView:
     """Split a possibly unfinished generation into reasoning and answer for display."""
     stripped = text.lstrip()
     if not stripped.startswith(THINK_OPEN):
-        # Qwen3 with thinking disabled (or a model that skipped it): everything is answer. A stray
-        # `</think>` (template-injected empty block) is dropped.
+        # Thinking off (the prompt ends with an empty think block) or a model that skipped it: everything is
+        # answer. A stray `</think>` is dropped.
         return StreamView(None, stripped.replace(THINK_CLOSE, "").strip(), True)
     body = stripped[len(THINK_OPEN):]
     if THINK_CLOSE not in body:

@@ -20,8 +20,8 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("setup and data", ("tiny-model", "pretrain", "data"),
-          ("setup", "tiny-model", "tiny-base", "data", "rl-prompts", "clean")),
+    Stage("setup and data", ("tiny-model", "real-base", "pretrain", "data"),
+          ("setup", "tiny-model", "real-base", "tiny-base", "data", "rl-prompts", "clean")),
     Stage("SFT", ("sft", "merge", "launch-config"), ("sft-lora", "sft-qlora", "sft-full", "merge")),
     Stage("RL: rewards, teacher, PPO, GRPO", ("rewards", "teacher", "ppo", "grpo"),
           ("teacher-rules-doc", "teacher-serve", "teacher-check", "ppo", "ppo-full", "grpo")),

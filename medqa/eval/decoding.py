@@ -85,7 +85,7 @@ def add_decoding_args(p, max_new_tokens: int = 512) -> None:
 
     p.add_argument("--max-new-tokens", type=at_least(int, 1), default=None,
                    help=f"default {max_new_tokens}")
-    p.add_argument("--no-think", action="store_true", help="Qwen3 enable_thinking=False (empty think block)")
+    p.add_argument("--no-think", action="store_true", help="thinking off: an empty think block (the template's enable_thinking=False, or prefilled; medqa/chat.py)")
     p.add_argument("--do-sample", "--sample", dest="sample", action="store_true",
                    help="sample instead of greedy (default T=0.6, top-p 0.95, top-k 20)")
     p.add_argument("--temperature", type=at_least(float, 0.0, inclusive=False), default=None, help="with --do-sample")

@@ -1,13 +1,14 @@
-"""Supervised fine-tuning (LoRA, QLoRA or full) of a Qwen3 chat model on the `<think>` data from `make data`.
+"""Supervised fine-tuning (LoRA, QLoRA or full) of a chat model (Qwen3, ChatML: medqa/chat.py) on the `<think>` data
+from `make data`.
 
 One recipe YAML (`recipes/sft/…`) fills three dataclasses that extend TRL's; command-line flags override it:
 
     accelerate launch --config_file accelerate_configs/single_gpu.yaml scripts/sft.py \\
         --config recipes/sft/lora.yaml [--max_steps 3 …]
 
-The project's defaults live in the dataclasses below (assistant-only loss, best-fit-decreasing packing, which is
-padding-free, TensorBoard, eval on dev, keep best + last checkpoint); recipes set what differs per mode and
-hardware profile. A recipe may name `base:` recipes (a path or a list, relative to itself) that it extends.
+The project's defaults live in the dataclasses below (assistant-only loss, on TRL's generation-marked training
+template for Qwen3 and on medqa's for ChatML models; best-fit-decreasing packing, which is padding-free;
+TensorBoard; eval on dev; keep best + last checkpoint); recipes set what differs per mode and hardware profile. A recipe may name `base:` recipes (a path or a list, relative to itself) that it extends.
 """
 
 from __future__ import annotations
@@ -246,6 +247,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
     from transformers import set_seed
     from trl import SFTTrainer
 
+    from medqa.chat import training_template
     from medqa.modeling import load_tokenizer
 
     set_seed(training_args.seed)
@@ -258,6 +260,9 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
         raise ValueError("eval_file is none: also set eval_strategy no and load_best_model_at_end false")
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision, pad_with_eos=False)
+    template = training_template(tokenizer)  # a ChatML template without generation markers: medqa's (medqa/chat.py)
+    if template is not None:
+        tokenizer.chat_template = template
     model = load_model(model_args, training_args)
     trainer = SFTTrainer(
         model=model,
@@ -362,7 +367,7 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
         trainer.create_model_card(
             model_name=Path(training_args.output_dir).name,
             dataset_name=str(Path(script_args.data_dir)),
-            tags=["medqa", "sft", model_args.mode, "qwen3", "medical"],
+            tags=["medqa", "sft", model_args.mode, trainer.model.config.model_type, "medical"],
         )
         with open(Path(training_args.output_dir) / "sft_summary.json", "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)

@@ -16,26 +16,15 @@ from pathlib import Path
 import pytest
 import test_ppo
 
-from conftest import ROOT, THINK_PAIRS
+from conftest import ROOT, THINK_PAIRS, ppo_argv, ppo_trainer
 from medqa.checkpoints import RUN_RECORD, ResumeError
 from medqa.io import MANIFEST, OutputError, OutputLocked, lock_path, read_jsonl, write_jsonl
 
-_argv = test_ppo._argv
-ppo_prompts, ppo_sft_adapter = test_ppo.ppo_prompts, test_ppo.ppo_sft_adapter  # the PPO tests' fixtures
+ppo_sft_adapter = test_ppo.ppo_sft_adapter  # the PPO tests' fixture
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _ppo(sft: Path, prompts: Path, out: Path, **overrides):
-    """A PPO trainer on the rule reward (1 thread, short answers, no TensorBoard unless asked)."""
-    from medqa.train.ppo.config import parse_args
-    from medqa.train.ppo.trainer import PPOTrainer
-
-    opts = {"reward": "rules", "cpu_threads": 1, "max_new_tokens": 6, "report_to": "none", "total_steps": 1,
-            "save_steps": 1, **overrides}
-    return PPOTrainer(*parse_args(_argv(sft, prompts, out, **opts)))
 
 
 def _steps(path: Path) -> list[int]:
@@ -57,7 +46,7 @@ def _event_steps(out: Path) -> list[int]:
 
 def test_ppo_refuses_the_sft_folder_and_a_folder_it_did_not_write(tmp_path, ppo_sft_adapter, ppo_prompts):
     before = _tree(ppo_sft_adapter)
-    trainer = _ppo(ppo_sft_adapter, ppo_prompts, ppo_sft_adapter)
+    trainer = ppo_trainer(ppo_sft_adapter, ppo_prompts, ppo_sft_adapter)
     with pytest.raises(OutputError, match="is the input"):
         trainer.train()
     assert _tree(ppo_sft_adapter) == before and not lock_path(ppo_sft_adapter).exists()
@@ -101,11 +90,11 @@ def test_grpo_refuses_the_sft_folder_and_another_stages_checkpoint(tmp_path, ppo
 
 def test_entry_point_refuses_another_world_size_in_one_line(tmp_path, ppo_sft_adapter, ppo_prompts):
     out = tmp_path / "out"
-    _ppo(ppo_sft_adapter, ppo_prompts, out).train()
+    ppo_trainer(ppo_sft_adapter, ppo_prompts, out).train()
     record = json.loads((out / "checkpoint-1" / RUN_RECORD).read_text())
     assert record["stage"] == "ppo" and record["world_size"] == 1
     (out / "checkpoint-1" / RUN_RECORD).write_text(json.dumps({**record, "world_size": 2}))
-    argv = _argv(ppo_sft_adapter, ppo_prompts, out, reward="rules", total_steps=2, report_to="none", cpu_threads=1)
+    argv = ppo_argv(ppo_sft_adapter, ppo_prompts, out, reward="rules", total_steps=2, report_to="none", cpu_threads=1)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts/ppo.py"), *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -184,31 +173,31 @@ def test_eval_score_and_compare_write_only_their_own_files(tmp_path, capsys):
 
 def test_fresh_run_moves_the_old_run_aside_and_another_seed_is_not_resumed(tmp_path, ppo_sft_adapter, ppo_prompts):
     out = tmp_path / "out"
-    _ppo(ppo_sft_adapter, ppo_prompts, out, seed=1, total_steps=2, save_steps=2).train()
+    ppo_trainer(ppo_sft_adapter, ppo_prompts, out, seed=1, total_steps=2, save_steps=2).train()
     old = _tree(out)
-    fresh = _ppo(ppo_sft_adapter, ppo_prompts, out, seed=2, auto_resume="false")  # RESUME=0
+    fresh = ppo_trainer(ppo_sft_adapter, ppo_prompts, out, seed=2, auto_resume="false")  # RESUME=0
     assert fresh.train()["resumed_from"] is None
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("out.prev-")]
     assert len(aside) == 1 and _tree(aside[0]) == old  # the old run, intact, beside OUT
     assert _steps(out / "metrics.jsonl") == [1] and sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
     # A longer rerun continues this run (seed 2) ...
-    longer = _ppo(ppo_sft_adapter, ppo_prompts, out, seed=2, total_steps=2, save_steps=2).train()
+    longer = ppo_trainer(ppo_sft_adapter, ppo_prompts, out, seed=2, total_steps=2, save_steps=2).train()
     assert longer["resumed_from"].endswith("checkpoint-1") and _steps(out / "metrics.jsonl") == [1, 2]
     # ... and a run with another seed does not take its checkpoint for its own.
     with pytest.raises(ResumeError, match=r"seed=2 there, 1 here"):
-        _ppo(ppo_sft_adapter, ppo_prompts, out, seed=1, total_steps=3).train()
+        ppo_trainer(ppo_sft_adapter, ppo_prompts, out, seed=1, total_steps=3).train()
 
 
 def test_resume_trims_metrics_samples_and_tensorboard_to_the_checkpoint(tmp_path, ppo_sft_adapter, ppo_prompts):
     out = tmp_path / "out"
     opts = {"total_steps": 2, "save_steps": 1, "save_total_limit": 2, "report_to": "tensorboard",
             "sample_steps": 1, "num_samples": 1}
-    _ppo(ppo_sft_adapter, ppo_prompts, out, **opts).train()
+    ppo_trainer(ppo_sft_adapter, ppo_prompts, out, **opts).train()
     assert _event_steps(out) == [1, 2]
     # A kill after step 2 was logged but before its checkpoint was complete (so before the run finished).
     (out / "checkpoint-2" / "ppo_state.json").unlink()
     (out / RUN_RECORD).unlink()
-    summary = _ppo(ppo_sft_adapter, ppo_prompts, out, **opts).train()
+    summary = ppo_trainer(ppo_sft_adapter, ppo_prompts, out, **opts).train()
     assert summary["resumed_from"].endswith("checkpoint-1")
     assert _steps(out / "metrics.jsonl") == [1, 2]
     assert _steps(out / "samples.jsonl") == [1, 2]
@@ -221,7 +210,7 @@ def test_resume_trims_metrics_samples_and_tensorboard_to_the_checkpoint(tmp_path
 def test_a_second_run_into_the_same_output_is_refused_and_a_stale_lock_taken_over(tmp_path, ppo_sft_adapter,
                                                                                    ppo_prompts):
     out = tmp_path / "out"
-    trainer = _ppo(ppo_sft_adapter, ppo_prompts, out)
+    trainer = ppo_trainer(ppo_sft_adapter, ppo_prompts, out)
     other = subprocess.Popen([sys.executable, "-c", "import sys, time; from medqa.io import OutputLock; "
                               f"OutputLock({str(out)!r}, 'ppo').acquire(); print('held', flush=True); time.sleep(120)"],
                              stdout=subprocess.PIPE, text=True)

@@ -14,23 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, THINK_PAIRS
+from conftest import ROOT, THINK_PAIRS, ppo_argv
 from medqa.io import read_jsonl, write_jsonl
 
 SECRET = "sk-medqa-test-DO-NOT-LEAK-7f3a9c"
-
-
-@pytest.fixture(scope="session")
-def ppo_prompts(tmp_path_factory) -> Path:
-    """The THINK_PAIRS questions (+ variants) in the `make rl-prompts` shape."""
-    rows = []
-    for i in range(8):
-        question = THINK_PAIRS[i % len(THINK_PAIRS)][0] + ("" if i < 4 else " 请详细说明。")
-        rows.append({"id": f"q{i}", "prompt": [{"role": "user", "content": question}], "question": question,
-                     "meta": {"risk_level": "critical" if i % 4 == 0 else "low"}})
-    path = tmp_path_factory.mktemp("ppo") / "prompts.jsonl"
-    write_jsonl(path, rows)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -45,16 +32,6 @@ def ppo_sft_adapter(tmp_path_factory, tiny_think_model_dir) -> Path:
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_think_model_dir).save_pretrained(out)
     return out
-
-
-def _argv(sft: Path, prompts: Path, out: Path, **overrides) -> list[str]:
-    opts = {"model_name_or_path": sft, "prompts_file": prompts, "output_dir": out, "total_steps": 2,
-            "batch_size": 2, "mini_batch_size": 1, "forward_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 20,
-            "save_steps": 2, "progress_bar": "false", "teacher_cache": "", **overrides}
-    argv = ["--config", str(ROOT / "recipes/ppo/cpu/lora.yaml")]
-    for k, v in opts.items():
-        argv += [f"--{k}", str(v)]
-    return argv
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -148,8 +125,8 @@ def test_ppo_two_processes_offline_judge(tmp_path, accel, ppo_sft_adapter, ppo_p
     with RunningServer(ServerOptions(port=0)) as judge:
         argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                 str(ROOT / f"accelerate_configs/{accel}.yaml"), str(ROOT / "scripts/ppo.py"),
-                *_argv(ppo_sft_adapter, ppo_prompts, out, teacher_base_url=judge.url, teacher_model=OFFLINE_MODEL,
-                       teacher_cache=tmp_path / "cache.sqlite", w_rules=0.5, w_teacher=0.5)]
+                *ppo_argv(ppo_sft_adapter, ppo_prompts, out, teacher_base_url=judge.url, teacher_model=OFFLINE_MODEL,
+                         teacher_cache=tmp_path / "cache.sqlite", w_rules=0.5, w_teacher=0.5)]
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = _metrics(out)
@@ -183,7 +160,7 @@ def test_ppo_two_processes_offline_judge(tmp_path, accel, ppo_sft_adapter, ppo_p
 def test_sigkill_then_resume_continues_with_the_same_data(tmp_path, ppo_sft_adapter, ppo_prompts):
     out = tmp_path / "out"
     argv = [sys.executable, str(ROOT / "scripts/ppo.py"),
-            *_argv(ppo_sft_adapter, ppo_prompts, out, total_steps=5, save_steps=2, reward="rules", cpu_threads=1,
+            *ppo_argv(ppo_sft_adapter, ppo_prompts, out, total_steps=5, save_steps=2, reward="rules", cpu_threads=1,
                    max_new_tokens=8)]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -225,7 +202,7 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(tmp_path, mon
     from medqa.train.ppo.trainer import PPOTrainer
 
     out, stop = tmp_path / "out", tmp_path / "stop"
-    argv = _argv(ppo_sft_adapter, ppo_prompts, out, total_steps=3, save_steps=0, reward="rules", cpu_threads=1,
+    argv = ppo_argv(ppo_sft_adapter, ppo_prompts, out, total_steps=3, save_steps=0, reward="rules", cpu_threads=1,
                  max_new_tokens=6, report_to="none")
     stop.touch()
     monkeypatch.setenv("MEDQA_STOP_FILE", str(stop))
@@ -256,7 +233,7 @@ def test_failing_teacher_items_fall_back_and_a_dead_teacher_stops_the_run(tmp_pa
     common = dict(teacher_model=OFFLINE_MODEL, teacher_max_retries=0, cpu_threads=1, max_new_tokens=8,
                   batch_size=4, forward_batch_size=4, report_to="none")
     with RunningServer(ServerOptions(port=0, fail_rate=0.5, status=500, seed=3)) as flaky:
-        args = parse_args(_argv(ppo_sft_adapter, ppo_prompts, tmp_path / "flaky", teacher_base_url=flaky.url,
+        args = parse_args(ppo_argv(ppo_sft_adapter, ppo_prompts, tmp_path / "flaky", teacher_base_url=flaky.url,
                                 teacher_fail_threshold=0.95, **common))
         PPOTrainer(*args).train(resume=False)
     rows = _metrics(tmp_path / "flaky")
@@ -268,7 +245,7 @@ def test_failing_teacher_items_fall_back_and_a_dead_teacher_stops_the_run(tmp_pa
     assert all(s["reward"]["teacher"] == pytest.approx(imputed[s["step"]]) for s in samples if s["reward"]["teacher_failed"])
 
     with RunningServer(ServerOptions(port=0, fail_rate=1.0, status=500)) as dead:
-        args = parse_args(_argv(ppo_sft_adapter, ppo_prompts, tmp_path / "dead", teacher_base_url=dead.url,
+        args = parse_args(ppo_argv(ppo_sft_adapter, ppo_prompts, tmp_path / "dead", teacher_base_url=dead.url,
                                 total_steps=5, teacher_fail_patience=2, **common))
         with pytest.raises(TeacherUnavailable, match=r"failed for 100% of the items in 2 steps in a row"):
             PPOTrainer(*args).train(resume=False)
@@ -289,7 +266,7 @@ def test_a_dead_teacher_stops_the_ppo_entry_point_with_exit_3(tmp_path, ppo_sft_
 
     out = tmp_path / "ppo-dead"
     with RunningServer(ServerOptions(port=0, fail_rate=1.0, status=500)) as dead:
-        cmd = [sys.executable, "scripts/ppo.py", *_argv(
+        cmd = [sys.executable, "scripts/ppo.py", *ppo_argv(
             ppo_sft_adapter, ppo_prompts, out, teacher_base_url=dead.url, teacher_model=OFFLINE_MODEL,
             teacher_max_retries=0, teacher_fail_patience=1, max_new_tokens=8, report_to="none", cpu_threads=1)]
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
@@ -326,7 +303,7 @@ def test_reference_sft_starts_at_zero_kl_and_saves_only_the_policy_adapter(tmp_p
     runs = {}
     for reference in ("base", "sft"):
         out = tmp_path / f"ppo-{reference}"  # never the SFT folder it starts from
-        args = parse_args(_argv(sft, ppo_prompts, out, total_steps=1, reward="rules", reference=reference,
+        args = parse_args(ppo_argv(sft, ppo_prompts, out, total_steps=1, reward="rules", reference=reference,
                                 cpu_threads=1, max_new_tokens=6, report_to="none"))
         PPOTrainer(*args).train(resume=False)
         runs[reference] = _metrics(out)[0]["kl"]
@@ -355,12 +332,13 @@ def test_penalised_rollouts_log_probs_are_those_transformers_sampled_from(tiny_t
         TemperatureLogitsWarper,
     )
 
+    from medqa.chat import stop_ids
     from medqa.train.ppo import rollout
     from medqa.train.ppo.value_head import PolicyWithValueHead
 
     tok = AutoTokenizer.from_pretrained(tiny_think_model_dir)
     model = PolicyWithValueHead(AutoModelForCausalLM.from_pretrained(tiny_think_model_dir)).eval()
-    stop = rollout.eos_ids(model.config, model.policy.generation_config, tok)
+    stop = stop_ids(tok, model.config, model.policy.generation_config)
     prompts = [[{"role": "user", "content": q}] for q, _ in THINK_PAIRS[:3]]  # different lengths: left padding
     torch.manual_seed(0)
     batch = rollout.generate(model, tok, prompts, max_prompt_length=256, max_new_tokens=24, temperature=0.7,

@@ -60,17 +60,6 @@ class RolloutBatch:
         return self.query_ids.shape[0]
 
 
-def eos_ids(model_config, generation_config, tokenizer) -> list[int]:
-    """Every token id that ends an answer: the generation config's list (Qwen3 has two, one of them also the pad
-    id) + the tokenizer's. Masks come from the first EOS position, never from comparing with the pad id."""
-    ids: set[int] = set()
-    for source in (getattr(generation_config, "eos_token_id", None), getattr(model_config, "eos_token_id", None),
-                   tokenizer.eos_token_id):
-        if source is not None:
-            ids.update(source if isinstance(source, (list, tuple)) else [source])
-    return sorted(ids)
-
-
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted from each row's first real token (left padding does not shift them)."""
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -80,7 +69,8 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: int, max_new_tokens: int,
              temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int],
              repetition_penalty: float = 1.0) -> RolloutBatch:
-    """Sample one response per chat prompt (Qwen3 template, thinking on), in one left-padded batch. The prompts are
+    """Sample one response per chat prompt (the model's chat template, `medqa.chat`), in one left-padded batch, stopping
+    at `stop_ids` (`medqa.chat.stop_ids`). The prompts are
     tokenised by `chat_input_ids` (special-token text in a question stays text), cut to `max_prompt_length` on the
     tokenizer's truncation side (the prompts file is checked against it when it is read)."""
     rows = [chat_input_ids(tokenizer, messages, enable_thinking) for messages in prompts]

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from medqa.chat import stop_ids
 from medqa.checkpoints import (
     CHECKPOINT_RE,
     MODEL_INPUT,
@@ -166,7 +167,7 @@ class PPOTrainer:
             if hasattr(policy, "enable_input_require_grads"):
                 policy.enable_input_require_grads()
         model = PolicyWithValueHead(policy)
-        self.stop_ids = rollout.eos_ids(policy.config, policy.generation_config, tokenizer)
+        self.stop_ids = stop_ids(tokenizer, policy.config, policy.generation_config)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps,
                                            weight_decay=cfg.weight_decay)
