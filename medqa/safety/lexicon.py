@@ -129,7 +129,7 @@ class Rule:
     should_match: tuple[Example, ...] = ()
     should_not_match: tuple[Example, ...] = ()
     covers: tuple[str, ...] = ()  # red flags: the source categories ("MTS:chest_pain") this rule implements
-    reading: str = ""  # red flags: "current" or "unnegated" for this rule; empty: its category's reading
+    reading: str = ""  # red flags: "current", "ongoing" or "unnegated" for this rule; empty: its category's reading
     unless: tuple[re.Pattern[str], ...] = ()  # red flags: an unnegated match of any of these anywhere vetoes the rule
 
 
@@ -137,7 +137,8 @@ class Rule:
 class Category:
     name: str
     description: str
-    reading: str  # "current": unnegated, not history, not a general question; "unnegated": unnegated only
+    reading: str  # "current": unnegated, not history, not a general question; "ongoing": unnegated, not a general
+    #               question (history counts: a medicine taken for years); "unnegated": unnegated only
     rules: tuple[Rule, ...]
     should_not_match: tuple[Example, ...]
     covers: tuple[str, ...] = ()  # the source categories ("SOURCE:CATEGORY") the category implements
@@ -258,8 +259,8 @@ def _rule(node: _Node, vocabulary: dict[str, str] | None = None, sources: dict[s
 
 def _reading(node: _Node) -> str:
     reading = node.string()
-    if reading not in ("current", "unnegated"):
-        raise node.fail(f"reading must be 'current' or 'unnegated', got {reading!r}")
+    if reading not in ("current", "ongoing", "unnegated"):
+        raise node.fail(f"reading must be 'current', 'ongoing' or 'unnegated', got {reading!r}")
     return reading
 
 
