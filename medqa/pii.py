@@ -37,11 +37,14 @@ from collections import Counter
 # What each detector covers: (placeholder kind, detector, HIPAA Safe Harbor identifier (45 CFR 164.514(b)(2)(i),
 # letters A–R), PIPL / GB/T 35273-2020 Appendix A personal-information kind). docs/data.md lists it.
 DETECTORS: tuple[tuple[str, str, str, str], ...] = (
-    ("NAME", "zh: jieba `nr` tags + naming/kinship/title cues + compound surnames; en: cue words, US Census "
-             "gazetteer (`names`) given name + surname, particles (van der, de la), O'/D'/Mc/Mac, hyphens",
+    ("NAME", "zh: jieba `nr` tags + naming/kinship/friend/title cues + compound surnames, a name before a clinician's "
+             "title (周文斌医生) where jieba tags it; Chinese materia medica (刘寄奴, 马钱子) and a word before a dose are not "
+             "names; en: cue words, US Census gazetteer (`names`) given name + surname, particles (van der, de la, ap, Ó), "
+             "O'/D'/Mc/Mac, Al-/El-/Abu-, hyphens",
      "A names", "个人基本资料: 姓名"),
     ("ADDRESS", "zh: divisions (省/市/区/县) + road + number + building/unit/room, 小区/大厦; en: number + street + "
-                "towns + US state; UK postcodes, US ZIP after a state, 邮编 + 6 digits",
+                "towns + US state, street-first names (Heol, Ffordd, Rue, Calle, Via) + town; UK postcodes, US ZIP after "
+                "a state, 邮编 + 6 digits",
      "B geographic subdivisions smaller than a state (street, city, ZIP)", "个人基本资料: 住址; 个人位置信息"),
     ("DOB", "labelled dates (出生日期, DOB, born …) in numeric, Chinese and English-month forms; a date + 出生",
      "C dates related to the individual (birth date)", "个人基本资料: 生日"),
@@ -50,24 +53,28 @@ DETECTORS: tuple[tuple[str, str, str, str], ...] = (
      "D telephone numbers; E fax numbers", "个人基本资料: 个人电话号码; 个人通信信息"),
     ("EMAIL", "address pattern", "F e-mail addresses", "个人基本资料: 电子邮件地址"),
     ("ID", "PRC resident ID with GB 11643 check digit (`stdnum.cn.ric`); US SSN (`stdnum.us.ssn`); NHS number "
-           "(`stdnum.gb.nhs`); UK NI number shape; passport/通行证/身份证/driving-licence/IMEI/serial/licence "
-           "numbers after their label",
+           "(`stdnum.gb.nhs`); UK NI number and driving-licence shapes; UUID and MAC device identifiers; "
+           "passport/通行证/身份证/driving-licence/IMEI/serial (S/N)/licence/工号/学号/employee/student numbers after "
+           "their label",
      "G social security numbers; K certificate/license numbers; M device identifiers and serial numbers; "
      "R other unique identifying numbers",
      "个人身份信息: 身份证、护照、驾驶证、社保卡; 个人常用设备信息"),
-    ("MRN", "record/admission/outpatient/建档/医保/Medicare/insurance numbers after their label; US Medicare "
+    ("MRN", "record/admission/outpatient/建档/医保/保单/Medicare/insurance numbers after their label; US Medicare "
             "beneficiary identifier shape",
      "H medical record numbers; I health plan beneficiary numbers", "个人健康生理信息: 病历、医保; 个人身份信息: 社保卡"),
     ("ACCOUNT", "bank cards passing Luhn (`stdnum.luhn`); IBAN with ISO 7064 check (`stdnum.iban`); account/card "
                 "numbers after their label (工行卡, 卡号, account number …)",
      "J account numbers", "个人财产信息: 银行账户"),
-    ("HANDLE", "messenger handles and user names after the app's name or 用户名/账户名/username; @handles",
+    ("HANDLE", "messenger handles and user names after the app's name or 用户名/账户名/username; @handles, also "
+               "Chinese ones (@草莓味的…)",
      "R other unique identifying codes", "网络身份标识信息: 个人信息主体账号; 联系人信息"),
     ("URL", "http(s):// and www. addresses", "N web URLs", "个人上网记录; 网络身份标识信息"),
     ("IP", "IPv4/IPv6 validated by `ipaddress`", "O IP addresses", "网络身份标识信息: IP 地址"),
-    ("PLATE", "Chinese plates (粤B·D36912), current UK registrations, any plate after a plate/reg label",
+    ("PLATE", "Chinese plates (粤B·D36912), current UK registrations, any plate after a plate/reg label; VINs with "
+              "their ISO 3779 check digit or after a VIN/车架号 label",
      "L vehicle identifiers and serial numbers, including license plates", "个人位置信息: 行踪 (the owner's vehicle)"),
-    ("JOB", "employer + job title after 我是/我在/退休前是 …, \"I'm a <job> at <Organisation> (in <Town>)\"",
+    ("JOB", "employer + job title after 我是/我在/退休前是 … (…员, …师 titles; a clinician at a named 医院/诊所/药店), "
+            "\"I'm a <job> at/for/with <Organisation> (in <Town>) (on the <X> job)\"",
      "— (not a Safe Harbor identifier; quasi-identifier)", "个人教育工作信息: 职业、职位、工作单位"),
 )
 
@@ -155,16 +162,23 @@ _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕
 # (kind, pattern, group): the span of `group` is replaced. Run on the normalised text. Numbers with a check digit
 # or a fixed structure (resident ID, bank card, IBAN, SSN, NHS, IP) are found by `_validated_spans` instead.
 _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
-    ("URL", re.compile(r"(?<![\w@])((?:https?://|www\.)[^\s<>\"'，。、；！？（）【】]+[^\s<>\"'，。、；！？（）【】.,;:!?)\]])",
+    ("URL", re.compile(r"(?<![A-Za-z0-9_@])((?:https?://|www\.)[^\s<>\"'，。、；！？（）【】\u3000-\u9fff\uff00-\uffef]+"
+                       r"[^\s<>\"'，。、；！？（）【】\u3000-\u9fff\uff00-\uffef.,;:!?)\]])",
                        re.I), 1),
     ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), 0),
     # Passport, social-security, NHS, Medicare, driving-licence and other ID numbers introduced by a label.
     ("ID", re.compile(r"(?:护照(?:号码|号)?|(?:港澳)?通行证(?:号码|号)?|身份证(?:号码|号)?|证件号(?:码)?|社保(?:卡)?号|驾驶证号|"
                       r"passport(?: no\.?| number| #)?|\bID (?:card )?(?:no\.?|number|#)|identity card (?:no\.?|number)|"
                       r"national insurance (?:no\.?|number)|\bNI number|social security (?:no\.?|number)|\bSSN|"
-                      r"\bNHS (?:no\.?|number)|driver'?s licen[cs]e(?: no\.?| number)?|\bIMEI|serial (?:no\.?|number)|序列号|设备号|"
+                      r"\bNHS (?:no\.?|number)|driv(?:er'?s|ing) licen[cs]e(?: no\.?| number)?|\bIMEI|serial(?: no\.?| number| #)?|"
+                      r"\bS/?N\b|序列号|设备号|工号|员工号|学号|学籍号|(?:employee|staff|student|payroll) (?:no\.?|number|ID|#)|"
                       r"licen[cs]e (?:no\.?|number)|certificate (?:no\.?|number)|执业证号|资格证号)\s*(?:是|为|is|[:#])?\s*"
-                      r"([A-Za-z]{0,2}\d[\dA-Za-z]{4,}(?:\([\dA-Za-z]\))?|\d{3}[ -]?\d{2,3}[ -]?\d{3,4})(?![\dA-Za-z])", re.I), 1),
+                      r"([A-Za-z]{0,5}\d[\dA-Za-z]{3,}(?:\([\dA-Za-z]\))?|\d{3}[ -]?\d{2,3}[ -]?\d{3,4})(?![\dA-Za-z])", re.I), 1),
+    # UK driving licence numbers in their own shape (surname letters, birth-date digits, initials, check characters).
+    ("ID", re.compile(r"(?<![A-Za-z0-9])([A-Z9]{5}\d{6}[A-Z9]{2}\d[A-Z]{2})(?![A-Za-z0-9])"), 1),
+    # Device identifiers: UUIDs (app and device IDs) and MAC addresses.
+    ("ID", re.compile(r"(?<![0-9A-Fa-f-])([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})(?![0-9A-Fa-f-])"), 1),
+    ("ID", re.compile(r"(?<![0-9A-Fa-f:-])((?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2})(?![0-9A-Fa-f:-])"), 1),
     # UK National Insurance numbers in their own shape (two prefix letters, six digits, suffix A–D).
     ("ID", re.compile(r"(?<![A-Za-z0-9])((?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?"
                       r"[A-D])(?![A-Za-z0-9])"), 1),
@@ -173,6 +187,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
                        r"[AC-HJKMNP-RT-Y]{2}\d\d)(?![A-Za-z0-9])"), 1),
     # Medical record / admission / outpatient / maternity / insurance numbers introduced by a label.
     ("MRN", re.compile(r"(?:病历号|病案号|住院号|门诊号|就诊号|就诊卡号|档案号|建档号|医保卡号|医保号|医保(?:个人)?编号|个人编号|社保编号|"
+                       r"保单号(?:码)?|保险单号|理赔号|"
                        r"参保号|\bMRN|hospital (?:no\.?|number)|(?:medical |hospital |patient )?record (?:no\.?|number|#)|"
                        r"case (?:no\.?|number)|(?:medicare|medicaid|insurance|policy|member|health plan) (?:id|no\.?|number|#)"
                        rf"(?: is)?){_LABEL_JOIN}"
@@ -180,7 +195,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
                        re.I), 1),
     # Bank card and account numbers introduced by a label (a card of a named bank: 工行卡, 建行卡 …).
     ("ACCOUNT", re.compile(r"(?:银行卡号?|[工建农中招交]行卡|信用卡号?|借记卡号?|储蓄卡号?|卡号|账号|帐号|账户|帐户|"
-                           r"account (?:no\.?|number|#)|\bacct\.?(?: no\.?| number)?|\bIBAN|sort code|card (?:no\.?|number))"
+                           r"\baccount(?: no\.?| number| #)?|\bacct\.?(?: no\.?| number)?|\bIBAN|sort code|card (?:no\.?|number))"
                            r"\s*(?:是|为|is|[:#])?\s*(\d[\d -]{4,}\d|[A-Z]{2}\d{2}[A-Z0-9 ]{10,30}[A-Z0-9])", re.I), 1),
     # Messaging handles and user names: after the app's name and a connector, or written as @handle; without a
     # connector only a value that looks like a handle (a digit, underscore or inner dot).
@@ -190,6 +205,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
                           r"\s*(?:号码|号|ID)?(?:\s*(?:是|为|is|[:])\s*|\s+(?=[A-Za-z0-9_.-]*[_.\d]))"
                           r"(@?(?=[A-Za-z0-9_.-]{4,})[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)", re.I), 1),
     ("HANDLE", re.compile(r"(?<![\w.@])(@(?!\d{1,2}(?:am|pm|:\d\d)\b)[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,28}[A-Za-z0-9_]))(?![\w@])"), 1),
+    # @handles in Chinese (微博 and 小红书 names are often Chinese words): up to the next punctuation or space.
+    ("HANDLE", re.compile(r"(?<![A-Za-z0-9_.@])(@(?=\w{0,19}[\u4e00-\u9fff])\w{2,20})"), 1),
     # Dates of birth: after a label, or a date followed by 出生.
     ("DOB", re.compile(rf"(?:出生日期|出生年月日|出生年月|出生于|出生在|生日|DOB|D\.O\.B\.?|date of birth|birth ?date|born on|born)"
                        rf"\s*(?:是|为|[:,])?\s*(?:is\s+)?({_DATE})", re.I), 1),
@@ -200,8 +217,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("ADDRESS", re.compile(rf"((?:{_CN_ADMIN})*[\u4e00-\u9fff]{{2,8}}(?:园|园区|小区|大厦|花园|新村)(?:[\u4e00-\u9fff]{{1,3}}区)?"
                            r"[A-Za-z0-9-]*\d[A-Za-z0-9-]*(?:栋|幢|号楼|单元|室))"), 1),
     # A house number and street, then the town(s) and a US state after commas.
-    ("ADDRESS", re.compile(rf"\b(\d{{1,5}} (?:[A-Z][a-z]+ ){{1,3}}{_EN_STREET}(?:,? (?:[A-Z][a-z]+)(?: [A-Z][a-z]+)?){{0,3}}"
+    ("ADDRESS", re.compile(rf"\b(\d{{1,5}}[A-Za-z]? (?:[A-Z][a-z]+ ){{1,3}}{_EN_STREET}(?:,? (?:[A-Z][a-z]+)(?: [A-Z][a-z]+)?){{0,3}}"
                            rf"(?:,? (?:{_US_STATES})(?= \d{{5}}))?)(?=\W|$)"), 1),
+    # Street names that start with their street word (Welsh Heol/Ffordd/Stryd, Rue, Calle, Via …), then the town.
+    ("ADDRESS", re.compile(r"\b(\d{1,5}[A-Za-z]?,? (?:Heol|Ffordd|Stryd|Lôn|Lon|Rhodfa|Maes|Rue|Calle|Avenida|Rua|Via|Viale|Strada|"
+                           r"Plaza|Carrer|Avinguda)(?: (?:[a-zà-ÿ']{1,3}|[A-ZÀ-Þ][a-zà-ÿŵŷ']+)){1,4}"
+                           r"(?:,? [A-Z][a-zà-ÿ]+(?: [A-Z][a-zà-ÿ]+)?)?)(?=\W|$)"), 1),
     # Postcodes: UK (CB1 2AD, SW1A 1AA), US ZIP after a state, Chinese 邮编 + six digits.
     ("ADDRESS", re.compile(r"(?<![A-Za-z0-9])([A-Z]{1,2}\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})(?![A-Za-z0-9])"), 1),
     ("ADDRESS", re.compile(rf"\b(?:{_US_STATES}) (\d{{5}}(?:-\d{{4}})?)(?!\d)"), 1),
@@ -218,19 +239,26 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("JOB", re.compile(r"(?:我是|我在|他是|她是|他在|她在|退休前是|退休前在|以前是|以前在|之前是|之前在)((?:[\u4e00-\u9fff]{2,14}?)"
                        r"(?:(?<=[是])的|(?<![是])(?:的|当|做|任|担任))?(?:副|首席|常务|执行)?"
                        r"(?:[\u4e00-\u9fff]{1,3}官|护士长|主任|院长|科长|处长|局长|所长|校长|厂长|经理|总监|董事长|总经理|主管|会计|"
-                       r"教授|工程师|律师|老师|教师|司机|店长|站长|书记|秘书|组长|队长|班长|主席))(?=[\u4e00-\u9fff]{2,4}[，,。\s]|[，,。；;\s]|叫|$)"), 1),
+                       r"教授|工程师|律师|老师|教师|司机|店长|站长|书记|秘书|组长|队长|班长|主席|"
+                       r"[\u4e00-\u9fff]{1,3}(?<!人)(?<!成)(?<!会)(?<!党)(?<!学)员|[\u4e00-\u9fff]{1,2}(?:技师|厨师|设计师|会计师|药剂师|营养师)))(?=[\u4e00-\u9fff]{2,4}[，,。\s]|[，,。；;\s]|叫|$)"), 1),
+    # A clinician's post at a named place (我是协和医院的护士): the place must be one (医院, 诊所, 药店 …), so "他是我的主治医生"
+    # stays.
+    ("JOB", re.compile(r"(?:我是|我在|他是|她是|他在|她在|退休前是|退休前在|以前是|以前在|之前是|之前在)"
+                       r"([\u4e00-\u9fff]{2,12}(?:医院|诊所|卫生院|卫生所|卫生服务中心|医务室|药店|药房|医科大学|疗养院|养老院)"
+                       r"(?:[\u4e00-\u9fff]{1,6}科)?(?:的|当|做)?(?:护士长|护士|医生|医师|药师|大夫|护工|护理员))"), 1),
     ("JOB", re.compile(r"\b(?:I'm|I am|I work as|I worked as|he's|she's|he is|she is|[Hh]e works as|[Ss]he works as)"
                        r" (?:a |an |the )((?!patient|inpatient|outpatient|regular|member|carer|mum|dad|mother|father)"
-                       r"[a-z]+(?: (?:of )?[a-z]+){0,3} at (?:the )?[A-Z][\w&'-]*(?: (?:[A-Z][\w&'-]*|of|for|"
+                       r"[a-z][a-z-]*(?: (?:of )?[a-z][a-z-]*){0,3} (?:at|for|with) (?:the )?[A-Z][\w&'-]*(?: (?:[A-Z][\w&'-]*|of|for|"
                        r"distribution|centre|center|warehouse|factory|office|branch|store|plant|depot|hospital|school|"
-                       r"college|university|clinic|bank|council|station|academy)){0,5}(?: in [A-Z][a-z]+(?: [A-Z][a-z]+)?)?)"), 1),
+                       r"college|university|clinic|bank|council|station|academy)){0,5}(?: in [A-Z][a-z]+(?: [A-Z][a-z]+)?)?"
+                       r"(?: on the [\w-]+(?: [\w-]+)? (?:job|project|contract|site|line|route))?)"), 1),
 ]
 
 # English names. Letters include the Latin-1 accented ones (María, Tomás, Müller); a surname may carry O'/D'/Mc/Mac,
 # a hyphen, or a particle before it (van der Berg, de la Cruz, de Souza).
 _UP, _LO = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"
 _EN_WORD = rf"(?:[{_UP}]'[{_UP}][{_LO}]+|[{_UP}][{_LO}]+(?:[{_UP}][{_LO}]+)?)"  # Liam, O'Brien, D'Souza, MacDonald
-_PARTICLE = r"(?:van der|van den|van de|von der|de la|de los|de las|del|de|van|von|da|das|dos|di|du|le|la|ter|ten|bin|ibn|al)"
+_PARTICLE = r"(?:van der|van den|van de|von der|de la|de los|de las|del|de|van|von|da|das|dos|di|du|le|la|ter|ten|bin|ibn|al|ap|ab|Ó|Ní|Nic|Uí|Ua)"
 _EN_NAME = rf"({_EN_WORD}(?:(?:[ -]| {_PARTICLE} ){_EN_WORD}){{0,3}})"
 _EN_KIN = (r"son|daughter|wife|husband|partner|mum|mom|mother|dad|father|brother|sister|grandson|granddaughter|gran|"
            r"granny|grandma|grandmother|grandad|granddad|grandpa|grandfather|aunt|uncle|nephew|niece|cousin|friend|"
@@ -238,7 +266,8 @@ _EN_KIN = (r"son|daughter|wife|husband|partner|mum|mom|mother|dad|father|brother
 _EN_CUES = re.compile(
     rf"(?:\b(?:[Pp]atient|[Pp]t\.?|[Nn]ame(?: is|'s)?|[Nn]amed|[Cc]alled|[Cc]all me|[Tt]his is|I am|I'm|[Dd]ear|[Hh]i|"
     rf"[Hh]ello|[Aa]ccount holder|[Cc]ard ?holder|[Nn]ame on (?:the )?card|[Aa]ddressed to|[Ss]igned)"
-    rf"\s*[:,]?\s+|\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur|[Tt]heir) (?:{_EN_KIN}),?\s+|\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+)"
+    rf"\s*[:,]?\s+|\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur|[Tt]heir) (?:{_EN_KIN}),?\s+|\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+|"
+    rf"\b(?:[Aa]unt(?:ie)?|[Uu]ncle|[Gg]randma|[Gg]randpa|[Gg]ranny|[Nn]ana|[Cc]ousin)\s+)"
     rf"(?!(?:Mr|Mrs|Ms|Miss|Dr)\b){_EN_NAME}")
 # Capitalised words that follow those cues but are not names.
 _EN_NOT_NAMES = frozenset(
@@ -284,7 +313,7 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
 
 def _strong_surname(word: str, surnames: frozenset[str]) -> bool:
     """A surname by its form: O'/D' + name, Mc/Mac + capital, or a hyphenated pair of census surnames."""
-    if re.fullmatch(rf"[OD]'[{_UP}][{_LO}]+|Ma?c[{_UP}][{_LO}]+", word):
+    if re.fullmatch(rf"[OD]'[{_UP}][{_LO}]+|Ma?c[{_UP}][{_LO}]+|(?:Al|El|Abu|Abd|Abdel|Abdul|Bin|Ben|Ibn)-[{_UP}][{_LO}]+", word):
         return True
     parts = word.split("-")
     return len(parts) == 2 and all(_fold(p) in surnames for p in parts)
@@ -326,15 +355,32 @@ _ZH_CUE_BEFORE = re.compile(
 _ZH_KIN_CUE = re.compile(
     r"(?:老公|老婆|丈夫|妻子|爱人|媳妇|妈妈|母亲|爸爸|父亲|儿子|女儿|奶奶|爷爷|外婆|外公|姥姥|姥爷|婆婆|公公|岳父|岳母|"
     r"舅舅|舅妈|姑姑|姑父|姨妈|小姨夫|小姨|姨夫|伯伯|伯父|伯母|叔叔|婶婶|哥哥|姐姐|弟弟|妹妹|表哥|表姐|表弟|表妹|堂哥|堂姐|"
-    r"堂弟|堂妹|孙子|孙女|外孙女|外孙|侄子|侄女|外甥女|外甥|女婿|儿媳|男朋友|女朋友|室友|同事|邻居|[我俺咱][妈爸]|"
+    r"堂弟|堂妹|孙子|孙女|外孙女|外孙|侄子|侄女|外甥女|外甥|女婿|儿媳|男朋友|女朋友|室友|同事|邻居|闺蜜|发小|好朋友|朋友|"
+    r"老同学|同学|哥们|兄弟|(?:[我俺咱](?:妈|爸|哥|姐|弟|妹|叔|舅|姑|姨|婶|嫂)|(?:孩子)?[他她](?:爸|妈|爹|娘))"
+    r"(?![妈爸哥姐弟妹叔舅姑姨婶嫂夫公婆爷奶子娘爹])|"
     r"首席[\u4e00-\u9fff]{1,3}官|总经理|董事长|护士长|经理|主任|院长|教授)(?:叫|名叫|是)?\s*[:]?\s*")
 _ZH_CUE_AFTER = re.compile(r"(?:您好|你好|女士|先生|阿姨|叔叔|同学|老师|的家属|的妈妈|的爸爸|说)")
+_ZH_TITLE_AFTER = re.compile(r"(?:医生|大夫|医师|护士长|护士|主任|教授|院长|药师)")
 _ZH_NAME_END = re.compile(r"[^\u4e00-\u9fff]|$")
 # Without a cue word, a name tagged by jieba counts only between such neighbours (a transliterated drug name such
 # as 阿托品 or 莫特罗 is also tagged `nr`, but sits inside other characters).
 _ZH_BEFORE_NAME = re.compile(r"(?:^|[^\u4e00-\u9fff]|和|跟|与|同|带|给|让|帮|找|替|陪|问|叫|是)$")
 _ZH_AFTER_NAME = re.compile(r"(?:[^\u4e00-\u9fff]|$|的|说|昨|今|前|最近|一直|总是|经常|怀孕|在|去|来|都|也|和|跟|是|有|得|被|"
                             r"现在|这|突然|已经|刚|才|还|又|从|因为|每|今年|平时|住)")
+# Chinese materia medica whose names start with a family-name character, which jieba tags as person names (`nr`):
+# never a name (刘寄奴6克, 马钱子有大毒). Names from the index of the Chinese Pharmacopoeia (2020, vol. I).
+_TCM_HERBS = frozenset(
+    "刘寄奴 马钱子 马齿苋 马兜铃 马勃 马鞭草 徐长卿 王不留行 何首乌 杜仲 黄芪 黄芩 黄连 黄柏 黄精 黄药子 白芍 白术 白芷 白及 "
+    "白果 白前 白薇 白头翁 白茅根 白鲜皮 白扁豆 白附子 牛膝 牛蒡子 牛黄 连翘 连钱草 柴胡 桑叶 桑枝 桑寄生 桑白皮 桑椹 桑螵蛸 "
+    "桂枝 甘草 甘松 甘遂 党参 丁香 苏木 苏合香 沙参 沙苑子 沙棘 石斛 石膏 石菖蒲 石决明 石韦 石榴皮 龙骨 龙胆 龙眼肉 车前子 "
+    "车前草 金银花 金钱草 金樱子 金荞麦 葛根 姜黄 蒲公英 蒲黄 夏枯草 夏天无 陈皮 胡黄连 胡椒 胡芦巴 罗汉果 罗布麻叶 艾叶 "
+    "花椒 秦艽 秦皮 高良姜 吴茱萸 郁金 郁李仁 余甘子 常山 薄荷 麦冬 麦芽 阿胶 阿魏 柏子仁 鹿茸 鹿角 鹿角胶 熊胆 田七 "
+    "关木通 乌梅 乌药 乌头 乌梢蛇 毕澄茄 荆芥 谷芽 谷精草 雷公藤 雷丸 伏龙肝 全蝎 钟乳石 檀香 安息香 朱砂 海藻 海马 "
+    "海螵蛸 海金沙 海风藤 芦根 芦荟 路路通 山药 山楂 山茱萸 山慈菇 丹参 杜衡 焦山楂 焦神曲 佛手 红花 苍术 苍耳子 "
+    "蔓荆子 戴星草 水蛭 水红花子 骆驼蓬 商陆 滑石 苦参 苦杏仁 蒺藜 虎杖 虎耳草 贯众 钩藤 升麻".split())
+_TCM_PREFIXES = frozenset(h[:k] for h in _TCM_HERBS for k in range(2, len(h) + 1))
+# A dose right after a word makes it an ingredient, not a person (刘寄奴6克, 某某 10g).
+_DOSE_AFTER = re.compile(r"\s*(?:各)?\s*\d+(?:\.\d+)?\s*(?:克|g\b|mg|毫克|钱|两|片|粒|ml|毫升)", re.I)
 # Public figures of medicine that texts name (not patients).
 _PUBLIC_NAMES = frozenset("华佗 扁鹊 张仲景 孙思邈 李时珍 葛洪 皇甫谧 钱乙 叶天士 吴鞠通 钟南山 屠呦呦 林巧稚 张孝骞 "
                           "吴阶平 裘法祖 王清任 朱丹溪 刘完素 张景岳".split())
@@ -372,7 +418,8 @@ def _zh_tokens(text: str, near: list[int]) -> list[tuple[int, int, str, str]]:  
 
 
 def _is_zh_name(word: str) -> bool:
-    return (2 <= len(word) <= 4 and word not in _PUBLIC_NAMES and word[-1] not in "你我他她它们并和了的吗呢吧啊度性率" and _ZH_NAME_SHAPE.fullmatch(word) is not None
+    return (2 <= len(word) <= 4 and word not in _PUBLIC_NAMES and word not in _TCM_PREFIXES
+            and not any(word[:k] in _TCM_HERBS for k in (2, 3)) and word[-1] not in "你我他她它们并和了的吗呢吧啊度性率" and _ZH_NAME_SHAPE.fullmatch(word) is not None
             and not _NOT_NAMES.match(word) and not (len(word) == 4 and not _COMPOUND_RX.match(word)))
 
 
@@ -401,7 +448,7 @@ def _tagged_names(text: str, toks: list[Token]) -> list[tuple[int, int]]:
             j += 1  # 冉 + 小雨, 欧阳 + 娜娜
         e = toks[j][1]
         name, before, after = text[s:e], text[max(0, s - 1):s], _ZH_AFTER_NAME.match(text[e:])
-        listed = before == "、" or text[e:e + 1] == "、"  # an item of a list of symptoms (冷汗、冷敷)
+        listed = before == "、" or text[e:e + 1] == "、" or _DOSE_AFTER.match(text, e) is not None  # a list item, a dose
         # A two-character name needs a word after it, not just punctuation.
         if (_is_zh_name(name) and not listed and _ZH_BEFORE_NAME.search(before) and after
                 and (len(name) > 2 or re.match(r"[\u4e00-\u9fff]", after.group(0)))):
@@ -448,18 +495,23 @@ _ZH_SURNAME_TITLE = re.compile(
 
 
 def _names_before_titles(text: str, toks: list[Token]) -> list[tuple[int, int]]:
-    """A name right before a greeting or title, as answers address people: 张伟您好, 李娜女士, 王秀兰阿姨."""
+    """A name right before a greeting or title, as answers address people: 张伟您好, 李娜女士, 王秀兰阿姨; before a
+    clinician's title (周文斌医生, 李娜护士) or 说 only where jieba tags the name (`nr`), so 全科医生 and 皮肤科医生
+    stay."""
     at_start = {t[0]: t for t in toks}
     spans = []
-    for m in _ZH_CUE_AFTER.finditer(text):
-        for length in (3, 2, 4):
-            st = m.start() - length
-            if st < 0 or not _is_zh_name(text[st:m.start()]):
-                continue
-            starts_word = st == 0 or not re.match(r"[\u4e00-\u9fff]", text[st - 1]) or st in at_start
-            if starts_word and (m.group(0) != "说" or (st in at_start and _is_nr(at_start[st]))):
-                spans.append((st, m.start()))
-                break
+    for rx, tagged in ((_ZH_CUE_AFTER, False), (_ZH_TITLE_AFTER, True)):
+        for m in rx.finditer(text):
+            for length in (3, 2, 4):
+                st = m.start() - length
+                if st < 0 or not _is_zh_name(text[st:m.start()]):
+                    continue
+                starts_word = st == 0 or not re.match(r"[\u4e00-\u9fff]", text[st - 1]) or st in at_start
+                needs_tag = tagged or m.group(0) == "说"
+                if starts_word and (not needs_tag or (st in at_start and _is_nr(at_start[st])
+                                                      and at_start[st][1] == m.start())):
+                    spans.append((st, m.start()))
+                    break
     return spans
 
 
@@ -492,7 +544,7 @@ def _zh_name_spans(text: str) -> list[tuple[int, int]]:
     titled = [m.span(1) for m in _ZH_SURNAME_TITLE.finditer(text)]
     near = _tagged_candidates(text)
     near += [m.end() for rx in (_ZH_CUE_BEFORE, _ZH_KIN_CUE) for m in rx.finditer(text)]
-    near += [m.start() - 1 for m in _ZH_CUE_AFTER.finditer(text) if m.start()]
+    near += [m.start() - 1 for rx in (_ZH_CUE_AFTER, _ZH_TITLE_AFTER) for m in rx.finditer(text) if m.start()]
     if not near:
         return titled
     toks = _zh_tokens(text, near)
@@ -574,6 +626,20 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A
 _SSN = re.compile(r"(?<![\d-])(\d{3}-\d{2}-\d{4})(?![\d-])")
 _NHS = re.compile(r"(?<![\d])(\d{3} ?\d{3} ?\d{4})(?![\d])")
 _NOT_CARD = re.compile(r"(?:\blot|\bbatch|\bref|\bserial|barcode|批号|批次|条码|订单号?|单号)\W{0,3}(?:no\.?|number|#)?\W{0,2}$", re.I)
+# Vehicle identification numbers (ISO 3779): 17 characters without I, O, Q; the check digit (9th character, ISO 3779
+# / FMVSS 115, also required by China's GB 16735) is verified unless a VIN label (车架号, VIN …) comes first.
+_VIN = re.compile(r"(?<![A-Za-z0-9])((?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17})(?![A-Za-z0-9])")
+_VIN_LABEL = re.compile(r"(?:车架号|车架号码|车辆识别(?:代号|代码|号|码)|\bVIN\b|chassis (?:no\.?|number))\W{0,4}$", re.I)
+_VIN_VALUES = {**{str(d): d for d in range(10)}, **dict(zip("ABCDEFGHJKLMNPRSTUVWXYZ",
+                                                             (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))}
+_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
+def _vin_check_ok(vin: str) -> bool:
+    total = sum(_VIN_VALUES[c] * w for c, w in zip(vin, _VIN_WEIGHTS, strict=True)) % 11
+    return vin[8] == ("X" if total == 10 else str(total))
+
+
 _IP_CUE = re.compile(r"(?:\bIP|address|地址|log ?in|logon|portal|server|host|router|from|登录|上网|网络)", re.I)
 _IPV4 = re.compile(r"(?<![\d.])((?:\d{1,3}\.){3}\d{1,3})(?![\d.])")
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])((?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{3,39}(?:%\w+)?)(?![0-9A-Za-z:])")
@@ -589,6 +655,7 @@ def _validated_spans(view: str) -> list[tuple[str, int, int]]:
     - IBAN with its ISO 7064 check (`stdnum.iban`), trailing groups dropped until it validates.
     - US SSN in its 3-2-4 shape that `stdnum.us.ssn` accepts (no 000/666/9xx areas, no advertising numbers).
     - NHS numbers (`stdnum.gb.nhs`, modulus 11) in a text that says NHS.
+    - vehicle identification numbers (17 characters) whose ISO 3779 check digit holds, or after a VIN/车架号 label.
     - IPv4 / IPv6 addresses that `ipaddress` parses: an IPv4 with small octets only (2.1.0.3, a version) needs an IP
       cue before it; an IPv6 needs three groups.
     A Luhn-valid number after lot/batch/serial/批号 is a product number, not a card."""
@@ -616,6 +683,9 @@ def _validated_spans(view: str) -> list[tuple[str, int, int]]:
                 out.append(("ACCOUNT", m.start(1), m.start(1) + len(value)))
                 break
             value = value[:-1].rstrip()
+    for m in _VIN.finditer(view):
+        if _vin_check_ok(m.group(1)) or _VIN_LABEL.search(view[max(0, m.start() - 16):m.start()]):
+            out.append(("PLATE", *m.span(1)))
     for m in _SSN.finditer(view):
         if ssn.is_valid(m.group(1)):
             out.append(("ID", *m.span(1)))

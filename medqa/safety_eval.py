@@ -38,7 +38,8 @@ DEFAULT_SET = Path("tests/data/safety_eval.jsonl")
 DEFAULT_SETS = (DEFAULT_SET, Path("tests/data/safety_blind_r2.jsonl"))
 _TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 PII_SETS = tuple(_TEST_DATA / f for f in ("pii_labelled.jsonl", "pii_blind_r2.jsonl", "pii_clinical.jsonl",
-                                          "pii_blind_r3.jsonl", "pii_clinical_r3.jsonl"))
+                                          "pii_blind_r3.jsonl", "pii_clinical_r3.jsonl", "pii_blind_r4.jsonl",
+                                          "pii_clinical_r4.jsonl"))
 DOC_PATH = Path("docs/safety.md")
 TABLE_START, TABLE_END = "<!-- safety-eval-table:start -->", "<!-- safety-eval-table:end -->"
 

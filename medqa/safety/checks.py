@@ -33,9 +33,10 @@ def _union(rules: tuple[Rule, ...]) -> re.Pattern[str]:
 
 def rule_hit(rule: Rule, text: str, reading: str = "current") -> bool:
     """Every part of `rule` has a match in `text` read as `reading` ("current": unnegated, not past history,
-    not a general question; "unnegated": unnegated only)."""
-    test = current if reading == "current" else any_unnegated
-    return all(test(p, text) for p in rule.parts)
+    not a general question; "ongoing": unnegated, not a general question; "unnegated": unnegated only), and none of its `unless` patterns has an unnegated match
+    (a recurring or chronic course: "每次来月经都疼得打滚", "period pain every month")."""
+    test = {"current": current, "ongoing": engine.ongoing}.get(reading, any_unnegated)
+    return all(test(p, text) for p in rule.parts) and not any(any_unnegated(u, text) for u in rule.unless)
 
 
 def _category_hit(name: str, text: str) -> bool:

@@ -106,6 +106,15 @@ def current(pattern: re.Pattern[str], text: str) -> bool:
     return False
 
 
+def ongoing(pattern: re.Pattern[str], text: str) -> bool:
+    """An unnegated match that is not asked about in general; told with a long history it still counts (a medicine
+    taken for years, "吃碳酸锂好多年了", is still taken; a shunt placed in childhood is still in place)."""
+    for m in unnegated(pattern, text):
+        if not _INFO.search(clause_around(text, m.start(), m.end())):
+            return True
+    return False
+
+
 # ----------------------------------------------------------------------------------------------- sentences
 
 _SENT_SPLIT = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s+")

@@ -7,13 +7,13 @@ Nothing is half-loaded: the first error stops the import.
 
 red_flags.yaml's `sources:` lists published triage systems and their categories (presentation charts, criteria);
 every red-flag category names in `covers` the source categories it implements, as `SOURCE:CATEGORY`, and a rule
-may name its own (replacing its category's for that rule).
+may name its own (replacing its category's for that rule), its own `reading`, and `unless` patterns that veto it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -129,14 +129,16 @@ class Rule:
     should_match: tuple[Example, ...] = ()
     should_not_match: tuple[Example, ...] = ()
     covers: tuple[str, ...] = ()  # red flags: the source categories ("MTS:chest_pain") this rule implements
-    reading: str = ""  # red flags: "current" or "unnegated" for this rule; empty: its category's reading
+    reading: str = ""  # red flags: "current", "ongoing" or "unnegated" for this rule; empty: its category's reading
+    unless: tuple[re.Pattern[str], ...] = ()  # red flags: an unnegated match of any of these anywhere vetoes the rule
 
 
 @dataclass(frozen=True)
 class Category:
     name: str
     description: str
-    reading: str  # "current": unnegated, not history, not a general question; "unnegated": unnegated only
+    reading: str  # "current": unnegated, not history, not a general question; "ongoing": unnegated, not a general
+    #               question (history counts: a medicine taken for years); "unnegated": unnegated only
     rules: tuple[Rule, ...]
     should_not_match: tuple[Example, ...]
     covers: tuple[str, ...] = ()  # the source categories ("SOURCE:CATEGORY") the category implements
@@ -234,7 +236,8 @@ def _sources(node: _Node) -> dict[str, Source]:
 
 
 def _rule(node: _Node, vocabulary: dict[str, str] | None = None, sources: dict[str, Source] | None = None) -> Rule:
-    keys = ("pattern", "all_of", "should_match", "should_not_match", "note") + (("covers", "reading") if sources is not None else ())
+    keys = ("pattern", "all_of", "should_match", "should_not_match", "note") + (
+        ("covers", "reading", "unless") if sources is not None else ())
     fields = node.mapping(optional=keys)
     if ("pattern" in fields) == ("all_of" in fields):
         raise node.fail("a rule needs exactly one of 'pattern' or 'all_of'")
@@ -247,14 +250,17 @@ def _rule(node: _Node, vocabulary: dict[str, str] | None = None, sources: dict[s
         parts = tuple(_compile(n, vocabulary) for n in items)
     covers = _covers(fields["covers"], sources) if "covers" in fields and sources is not None else ()
     reading = _reading(fields["reading"]) if "reading" in fields else ""
+    unless = tuple(_compile(n, vocabulary) for n in fields["unless"].sequence()) if "unless" in fields else ()
+    if "unless" in fields and not unless:
+        raise fields["unless"].fail("'unless' needs at least one pattern")
     return Rule(parts, f"{node.path.name}:{node.line}", _examples(fields.get("should_match")),
-                _examples(fields.get("should_not_match")), covers, reading)
+                _examples(fields.get("should_not_match")), covers, reading, unless)
 
 
 def _reading(node: _Node) -> str:
     reading = node.string()
-    if reading not in ("current", "unnegated"):
-        raise node.fail(f"reading must be 'current' or 'unnegated', got {reading!r}")
+    if reading not in ("current", "ongoing", "unnegated"):
+        raise node.fail(f"reading must be 'current', 'ongoing' or 'unnegated', got {reading!r}")
     return reading
 
 
@@ -273,7 +279,7 @@ def _red_flags(path: Path) -> RedFlagLexicon:
         reading = _reading(fields["reading"]) if "reading" in fields else "current"
         covers = _covers(fields["covers"], sources)
         # A rule without its own `covers` implements its category's source categories.
-        rules = tuple(r if r.covers else Rule(r.parts, r.where, r.should_match, r.should_not_match, covers, r.reading)
+        rules = tuple(r if r.covers else replace(r, covers=covers)
                       for r in (_rule(n, vocabulary, sources) for n in fields["rules"].sequence()))
         if not rules:
             raise fields["rules"].fail(f"category {name!r} has no rules")

@@ -98,3 +98,23 @@ def test_the_round3_blind_batch_keeps_the_red_flag_recall_reached_on_it(repo_roo
     preds = E.predictions(E.load_sets([repo_root / "tests/data/safety_blind_r3.jsonl"]))
     c = E.measure(preds)["checks"]["needs_emergency"]
     assert c["recall"] >= 0.90 and c["precision"] >= 0.95, c
+
+
+def test_the_r4_blind_batch_keeps_the_red_flag_recall_reached_on_it(repo_root):
+    """tests/data/safety_blind_r4.jsonl (45 emergency categories not used before, written before any r4 change):
+    0.55 recall blind, 0.66 with the MTS general discriminators, 0.92 after the tune-split misses were fixed (holdout
+    0.71, never read; docs/safety.md). The gate sits 0.03 below what was reached."""
+    preds = E.predictions(E.load_sets([repo_root / "tests/data/safety_blind_r4.jsonl"]))
+    c = E.measure(preds)["checks"]["needs_emergency"]
+    assert c["recall"] >= 0.89 and c["precision"] >= 0.95, c
+
+
+def test_the_r4_pii_batch_keeps_its_recall_and_the_clinical_text_stays(repo_root):
+    """pii_blind_r4.jsonl: 90/108 identifiers removed blind, 104/108 after the tune-part fixes (holdout 28/32, never
+    read); pii_clinical_r4.jsonl: 2/40 false scrubs blind, none after. Recall gated 0.03 below what was reached;
+    false scrubs at zero on every clinical set."""
+    m = E.pii_measure(repo_root / "tests/data/pii_blind_r4.jsonl")
+    assert m["found"] / m["identifiers"] >= 0.93, m
+    for name in ("pii_clinical.jsonl", "pii_clinical_r3.jsonl", "pii_clinical_r4.jsonl", "pii_blind_r2.jsonl"):
+        c = E.pii_measure(repo_root / "tests/data" / name)
+        assert c["false_scrubs"] == 0, (name, c)

@@ -138,6 +138,8 @@ def _line_of(path: Path, needle: str) -> int:
     ("red_flags.yaml", "covers: [MTS:fits, ", "covers: [fits, ", "expected SOURCE:CATEGORY"),
     ("red_flags.yaml", "    covers: [MTS:bites_stings]\n", "    coverz: [MTS:bites_stings]\n", "unknown key 'coverz'"),
     ("referrals.yaml", "urgent: true, conditional: false}", "urgent: yes please, conditional: false}", "expected true or false"),
+    ("red_flags.yaml", "        unless:\n          - '每次", "        unless: []\n        note: |-\n          - '每次",
+     "'unless' needs at least one pattern"),
 ])
 def test_malformed_lexicon_is_reported_with_file_and_line(tmp_path, name, old, new, message):
     data = _broken(tmp_path, name, old, new)
@@ -194,3 +196,11 @@ def test_source_coverage_counts_only_rules_whose_examples_pass(tmp_path, monkeyp
     monkeypatch.setattr(C, "LEXICON", load(data))
     assert "bites_stings" in C.source_coverage()["MTS"]["missing"]
     assert "bites_stings" in cov["MTS"]["covered"]
+
+
+def test_an_unless_pattern_vetoes_its_rule_only():
+    """`unless` (a recurring or chronic course) vetoes the rule that carries it; the same words leave other rules alone."""
+    rule = next(r for r in LEX.red_flags.categories["severe_pain"].rules if r.unless)
+    assert C.rule_hit(rule, "我爸半小时前突然腰上剧痛，疼得满床打滚")
+    assert not C.rule_hit(rule, "每次来月经都疼得打滚，今天又开始了")
+    assert C.rule_hit(rule, "不是每次都这样，今天突然疼得打滚")  # a negated veto word does not veto
