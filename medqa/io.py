@@ -455,6 +455,17 @@ FINGERPRINT_EDGE_BYTES = 8 * 2**20  # of a larger file: its size, mtime and firs
 FINGERPRINT_SKIPPED = {MANIFEST, "README.md", "metrics.jsonl", "samples.jsonl"}  # logs, not the model
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def content_fingerprint(path: str | os.PathLike) -> str | None:
     """A hash of what a model or adapter folder (or file) holds: the names and contents of its top-level files
     (weights, config, tokenizer, chat template; not its logs or checkpoint subfolders). A model retrained into the

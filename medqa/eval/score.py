@@ -17,7 +17,6 @@ token budget) when the budget is known.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -31,6 +30,7 @@ from medqa.io import (
     atomic_write,
     check_output_file,
     ensure_out_folder,
+    file_sha256,
     iter_jsonl,
     record_output_file,
     write_jsonl,
@@ -315,14 +315,6 @@ def rules_vs_teacher(items: list[dict]) -> dict[str, Any] | None:
                               for it in judged if it["needs_emergency"] != it["teacher_needs_emergency"]]}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None,
                        weights: tuple[float, float] | None = None) -> tuple[list[Pred], dict]:
     """Judge the predictions that have no teacher judgement yet, through the teacher client and its cache, and give
@@ -394,7 +386,7 @@ def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed:
         questions = {p.id: p.question for p in preds}
         for d in metrics["rules_vs_teacher"]["disagreements"]:
             d["question"] = questions[d["id"]][:300]
-    metrics["source"] = {"predictions": str(predictions), "sha256": _sha256(predictions), "seed": seed,
+    metrics["source"] = {"predictions": str(predictions), "sha256": file_sha256(predictions), "seed": seed,
                          "scored_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if teacher_summary is not None:
         metrics["source"]["teacher"] = teacher_summary
