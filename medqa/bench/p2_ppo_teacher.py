@@ -13,8 +13,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from medqa.data.rl_prompts import DEFAULT_PROMPTS
+
 STEPS, WARM_STEPS = 6, 3
-MODEL, PROMPTS = "models/tiny-qwen3", "data/rl/training_prompts.jsonl"  # `make tiny-model`, `make rl-prompts`
+MODEL = "models/tiny-qwen3"  # `make tiny-model`
 TIMES = ("generate", "forward", "score_wait", "score", "update", "step")
 
 
@@ -43,7 +45,7 @@ def _split(rows: list[dict]) -> dict:
 
 
 def run(out_dir: str | Path, steps: int = STEPS, warm_steps: int = WARM_STEPS, model: str = MODEL,
-        prompts: str = PROMPTS) -> dict:
+        prompts: str = DEFAULT_PROMPTS) -> dict:
     """Measure and write `p2_ppo_teacher.json`; `ratio` is the overlapped run's teacher-wait share."""
     from medqa.teacher.server import RunningServer, ServerOptions
 

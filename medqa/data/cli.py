@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from medqa.data.formats import FORMATS
+from medqa.data.rl_prompts import DEFAULT_PROMPTS
 from medqa.io import InputError, OutputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--tokenizer", help="tokenizer path/id for tokens-per-example stats (optional)")
     rl = sub.add_parser("rl-prompts", help="write the PPO prompt file from prepared data")
     rl.add_argument("--data", default="data/processed", help="a `medqa data prepare` output directory")
-    rl.add_argument("--out", default="data/rl/training_prompts.jsonl")
+    rl.add_argument("--out", default=DEFAULT_PROMPTS)
     rl.add_argument("--splits", nargs="+", default=["train"], help="splits to draw prompts from")
     for sp in (pr, rl):  # the teacher that triages each question once (meta.triage); offline judge without a key
         add_teacher_args(sp.add_argument_group(

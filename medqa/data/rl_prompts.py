@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medqa.data.splits import is_gold
 from medqa.data.triage import TriageReport, record_triage
 from medqa.io import InputError, iter_jsonl, read_jsonl, write_jsonl
 from medqa.think import split_think
+
+DEFAULT_PROMPTS = "data/rl/training_prompts.jsonl"  # `make rl-prompts` writes it, PPO and GRPO read it
+
+
+@dataclass
+class PromptArguments:
+    """The RL prompts (`make rl-prompts`: rows with prompt messages, question and meta)."""
+
+    prompts_file: str = field(default=DEFAULT_PROMPTS, metadata={"help": "`make rl-prompts` output"})
+    max_prompts: int | None = field(default=None, metadata={"help": "use only the first N prompts"})
+    max_prompt_length: int = field(default=1024, metadata={
+        "help": "longest prompt in tokens (chat template applied); a longer one in prompts_file is an error"})
+
+    def check_prompts(self) -> None:
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ValueError(f"max_prompts must be a positive number of rows, got {self.max_prompts}")
+        if self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1 tokens, got {self.max_prompt_length}")
+
 
 _RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 

@@ -156,6 +156,20 @@ def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], w_r
     return out
 
 
+@dataclass
+class RewardArguments:
+    """The mix `w_rules·R_rules + w_teacher·R_teacher` (medqa.rewards.total_rewards); a run records it in its
+    output folder (`reward.json`, medqa.rewards.write_run_reward) for evaluation."""
+
+    w_rules: float = field(default=W_RULES, metadata={"help": "weight of the rule reward"})
+    w_teacher: float = field(default=W_TEACHER, metadata={"help": "weight of the teacher's overall/10"})
+
+    def check_reward(self) -> None:
+        if self.w_rules < 0 or self.w_teacher < 0 or self.w_rules + self.w_teacher <= 0:
+            raise ValueError(f"w_rules and w_teacher must be >= 0 with a positive sum, got {self.w_rules}, "
+                             f"{self.w_teacher}")
+
+
 class TeacherUnavailable(RuntimeError):
     """The teacher failed for too many items for too long (`TeacherStopRule`); RL entry points exit with
     `TEACHER_UNAVAILABLE_EXIT`."""

@@ -44,10 +44,11 @@ from typing import Any
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
 from medqa.checkpoints import MODEL_INPUT, RunFolderArguments, shaping_settings
+from medqa.data.rl_prompts import PromptArguments
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
-from medqa.rewards import W_RULES, W_TEACHER, TeacherStopRule
+from medqa.rewards import W_RULES, W_TEACHER, RewardArguments, TeacherStopRule
 from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
@@ -61,20 +62,13 @@ SUMMARY_FILE = "grpo_summary.json"
 
 
 @dataclass
-class GRPOScriptArguments(ScriptArguments):
-    """Where the RL prompts live (`make rl-prompts`: rows with prompt messages, question and meta)."""
+class GRPOScriptArguments(PromptArguments, ScriptArguments):
+    """Where the RL prompts live (`PromptArguments`) and how many completions are logged."""
 
-    prompts_file: str = field(default="data/rl/training_prompts.jsonl", metadata={"help": "written by `make rl-prompts`"})
-    max_prompts: int | None = field(default=None, metadata={"help": "keep only the first N prompts"})
     samples_per_log: int = field(default=4, metadata={"help": "completions written to samples.jsonl per logged step"})
-    max_prompt_length: int = field(default=1024, metadata={
-        "help": "longest prompt in tokens (chat template applied); a longer one in prompts_file is an error"})
 
     def __post_init__(self):
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise ValueError(f"max_prompts must be a positive number of rows, got {self.max_prompts}")
-        if self.max_prompt_length < 1:
-            raise ValueError(f"max_prompt_length must be >= 1 tokens, got {self.max_prompt_length}")
+        self.check_prompts()
         if self.samples_per_log < 0:
             raise ValueError(f"samples_per_log must be >= 0, got {self.samples_per_log}")
 
@@ -102,7 +96,7 @@ class GRPOModelArguments(ModelArguments):
 
 
 @dataclass
-class MedqaGRPOConfig(GRPOConfig, RunFolderArguments):
+class MedqaGRPOConfig(RewardArguments, GRPOConfig, RunFolderArguments):
     """TRL's GRPOConfig with this project's defaults; precision follows the hardware unless set explicitly."""
 
     learning_rate: float = 1e-5
@@ -111,8 +105,6 @@ class MedqaGRPOConfig(GRPOConfig, RunFolderArguments):
     max_completion_length: int | None = 512
     temperature: float = 0.9
     reward_weights: list[float] | None = None  # one weight per reward function; the project's reward is one
-    w_rules: float = field(default=W_RULES, metadata={"help": "weight of the rule reward in the project's reward"})
-    w_teacher: float = field(default=W_TEACHER, metadata={"help": "weight of the teacher's overall/10"})
     logging_steps: float = 1
     report_to: None | str | list[str] = "tensorboard"
     save_strategy: str = "steps"
@@ -132,8 +124,7 @@ class MedqaGRPOConfig(GRPOConfig, RunFolderArguments):
             raise ValueError(f"temperature must be > 0 (GRPO samples), got {self.temperature}")
         if self.max_completion_length is None or self.max_completion_length < 4:
             raise ValueError(f"max_completion_length must be >= 4 tokens, got {self.max_completion_length}")
-        if self.w_rules < 0 or self.w_teacher < 0:
-            raise ValueError(f"w_rules and w_teacher must be >= 0, got {self.w_rules}, {self.w_teacher}")
+        self.check_reward()
         if self.reward_weights is not None and (
             any(w < 0 for w in self.reward_weights) or sum(self.reward_weights) <= 0
         ):

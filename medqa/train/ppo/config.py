@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from medqa.checkpoints import RunFolderArguments, shaping_settings
+from medqa.data.rl_prompts import PromptArguments
 from medqa.modeling import ModelArguments
-from medqa.rewards import W_RULES, W_TEACHER
+from medqa.rewards import RewardArguments
 from medqa.teacher.setup import TeacherArgs
 
 REWARDS = ("combined", "rules")
@@ -54,12 +55,10 @@ class PPOModelArguments(ModelArguments):
 
 
 @dataclass
-class PPOConfig(RunFolderArguments):
+class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
     """The algorithm, the rollouts, the reward and the run."""
 
     output_dir: str = field(default="outputs/ppo-lora")
-    prompts_file: str = field(default="data/rl/training_prompts.jsonl", metadata={"help": "`make rl-prompts` output"})
-    max_prompts: int | None = field(default=None, metadata={"help": "use only the first N prompts"})
     seed: int = 42
     total_steps: int = field(default=200, metadata={"help": "PPO steps (one rollout batch + its update each)"})
     # batch
@@ -92,8 +91,6 @@ class PPOConfig(RunFolderArguments):
     kl_target: float = field(default=6.0, metadata={"help": "target KL(policy‖ref) per sequence (summed over tokens)"})
     kl_horizon: float = field(default=10000.0, metadata={"help": "adaptive controller horizon (sequences)"})
     # rollouts
-    max_prompt_length: int = field(default=1024, metadata={
-        "help": "longest prompt in tokens (chat template applied); a longer one in prompts_file is an error"})
     max_new_tokens: int = 512
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature (log-probs use the same)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling; < 1 makes rollouts slightly off-policy"})
@@ -107,8 +104,6 @@ class PPOConfig(RunFolderArguments):
     missing_think_penalty: float = field(default=-0.5, metadata={"help": "added when </think> is never closed"})
     # reward
     reward: str = field(default="combined", metadata={"help": "combined (rules + teacher) | rules", "choices": list(REWARDS)})
-    w_rules: float = W_RULES
-    w_teacher: float = W_TEACHER
     score_clip: float | None = field(default=None, metadata={"help": "clip scores to ±value; none: off"})
     score_norm: bool = field(default=False, metadata={"help": "scale scores by their global-batch std"})
     score_baseline: str = field(default="none", metadata={
@@ -128,10 +123,12 @@ class PPOConfig(RunFolderArguments):
 
     def __post_init__(self):
         positive = ("total_steps", "batch_size", "mini_batch_size", "ppo_epochs", "forward_batch_size",
-                    "max_new_tokens", "max_prompt_length", "sample_steps", "save_total_limit")
+                    "max_new_tokens", "sample_steps", "save_total_limit")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.check_prompts()
+        self.check_reward()
         if self.save_steps < 0:
             raise ValueError(f"save_steps must be >= 0 (0: no checkpoints), got {self.save_steps}")
         if self.samples_per_prompt < 1 or self.batch_size % self.samples_per_prompt:
