@@ -189,7 +189,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("MRN", re.compile(r"(?:病历号|病案号|住院号|门诊号|就诊号|就诊卡号|档案号|建档号|医保卡号|医保号|医保(?:个人)?编号|个人编号|社保编号|"
                        r"保单号(?:码)?|保险单号|理赔号|"
                        r"参保号|\bMRN|hospital (?:no\.?|number)|(?:medical |hospital |patient )?record (?:no\.?|number|#)|"
-                       r"case (?:no\.?|number)|(?:medicare|medicaid|insurance|policy|member|health plan) (?:id|no\.?|number|#)"
+                       r"case (?:no\.?|number)|(?:medicare|medicaid|insurance|policy|member|health plan|patient|client|clinic) (?:id|no\.?|number|#)|"
+                       r"患者(?:编号|号)|病人(?:编号|号)"
                        rf"(?: is)?){_LABEL_JOIN}"
                        r"([A-Za-z]{0,4}\d[A-Za-z0-9]{0,3}(?: \d{3,4}){1,3}(?![\dA-Za-z])|[A-Za-z]{0,4}-?\d[A-Za-z0-9-]{3,})",
                        re.I), 1),
@@ -217,7 +218,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("ADDRESS", re.compile(rf"((?:{_CN_ADMIN})*[\u4e00-\u9fff]{{2,8}}(?:园|园区|小区|大厦|花园|新村)(?:[\u4e00-\u9fff]{{1,3}}区)?"
                            r"[A-Za-z0-9-]*\d[A-Za-z0-9-]*(?:栋|幢|号楼|单元|室))"), 1),
     # A house number and street, then the town(s) and a US state after commas.
-    ("ADDRESS", re.compile(rf"\b(\d{{1,5}}[A-Za-z]? (?:[A-Z][a-z]+ ){{1,3}}{_EN_STREET}(?:,? (?:[A-Z][a-z]+)(?: [A-Z][a-z]+)?){{0,3}}"
+    ("ADDRESS", re.compile(rf"\b(\d{{1,5}}[A-Za-z]? (?:(?:[NSEW]|NE|NW|SE|SW)\.? )?(?:[A-Z][a-z]+ ){{1,3}}{_EN_STREET}"
+                           r"(?:,? (?:Apt|Apartment|Unit|Suite|Ste|Flat|Fl|Floor|Rm|Room|#)\.? ?#?[A-Za-z0-9-]{1,5})?"
+                           rf"(?:,? (?:[A-Z][a-z]+)(?: [A-Z][a-z]+)?){{0,3}}"
                            rf"(?:,? (?:{_US_STATES})(?= \d{{5}}))?)(?=\W|$)"), 1),
     # Street names that start with their street word (Welsh Heol/Ffordd/Stryd, Rue, Calle, Via …), then the town.
     ("ADDRESS", re.compile(r"\b(\d{1,5}[A-Za-z]?,? (?:Heol|Ffordd|Stryd|Lôn|Lon|Rhodfa|Maes|Rue|Calle|Avenida|Rua|Via|Viale|Strada|"
@@ -336,7 +339,9 @@ def _gazetteer_name_spans(text: str) -> list[tuple[int, int]]:
         f = _fold(first)
         known_first = f in given and f not in _EN_FIRST_STOP
         sentence_start = re.search(r"(?:^|[.!?]\s+|\n)$", text[:m.start()]) is not None
-        if not (known_first or (not sentence_start and (particle or _strong_surname(surname, surnames)))):
+        nobiliary = particle and (words[0] in ("von", "van", "ter", "ten") or words[:2] == ["de", "la"]) \
+            and _fold(surname) in surnames
+        if not (known_first or nobiliary or (not sentence_start and (particle or _strong_surname(surname, surnames)))):
             continue
         if known_first and not (particle or _strong_surname(surname, surnames)
                                 or all(_fold(p) in surnames for p in surname.split("-"))):
@@ -425,7 +430,8 @@ def _is_zh_name(word: str) -> bool:
 
 _CUE_NAME_NEXT = re.compile(
     r"[男女今主说是的，,、。；;\s(（:：\d]|[一二三四五六七八九十两]+岁|昨|前|最近|对|有|在|从|经常|术后|入院|"
-    r"咳|发|头|胸|腹|糖|怀|孕|乳|右|左|今年|代诉|复诊|患|得|问|做|想|让|要|也|都|还|已经|住|去|查|吃|被|这|那")
+    r"咳|发|头|胸|腹|糖|怀|孕|乳|右|左|今年|代诉|复诊|患|得|问|做|想|让|要|也|都|还|已经|住|去|查|吃|被|这|那|"
+    r"慢阻肺|慢性|肺|肝|肾|心脏|心梗|心衰|高血压|脑|癌|哮喘|癫痫|痛风|中风|血压|血糖|过敏|感冒|肚子")
 
 Token = tuple[int, int, str, str]  # start, end, word, jieba flag
 

@@ -91,30 +91,32 @@ def test_an_id_in_two_labelled_files_is_reported(tmp_path):
     assert E.main(["--data", str(first), "--data", str(second)]) == 2
 
 
-def test_the_round3_blind_batch_keeps_the_red_flag_recall_reached_on_it(repo_root):
-    """tests/data/safety_blind_r3.jsonl (44 triage categories written before the round-3 rules): 0.30 recall before
-    them, 0.92 after (docs/safety.md); a rule change that loses part of that fails here. Its answer-side numbers are
-    reported in docs/safety.md, not gated (urgent-referral recall 0.73 there is round 4's)."""
-    preds = E.predictions(E.load_sets([repo_root / "tests/data/safety_blind_r3.jsonl"]))
-    c = E.measure(preds)["checks"]["needs_emergency"]
-    assert c["recall"] >= 0.90 and c["precision"] >= 0.95, c
+# r3 and r4 after their holdouts were read and fitted too (docs/safety.md, "after fitting the holdouts too"): every
+# check reached 1.00 / 1.00 on both batches; the gates sit 0.03 below. The blind numbers stay in docs/safety.md.
+FITTED_BATCHES = ("tests/data/safety_blind_r3.jsonl", "tests/data/safety_blind_r4.jsonl")
+FITTED_GATE = 0.97
 
 
-def test_the_r4_blind_batch_keeps_the_red_flag_recall_reached_on_it(repo_root):
-    """tests/data/safety_blind_r4.jsonl (45 emergency categories not used before, written before any r4 change):
-    0.55 recall blind, 0.66 with the MTS general discriminators, 0.92 after the tune-split misses were fixed (holdout
-    0.71, never read; docs/safety.md). The gate sits 0.03 below what was reached."""
-    preds = E.predictions(E.load_sets([repo_root / "tests/data/safety_blind_r4.jsonl"]))
-    c = E.measure(preds)["checks"]["needs_emergency"]
-    assert c["recall"] >= 0.89 and c["precision"] >= 0.95, c
+@pytest.mark.parametrize("path", FITTED_BATCHES)
+def test_the_round3_blind_batches_keep_what_was_reached_on_them(repo_root, path):
+    """safety_blind_r3.jsonl (44 triage categories written before the round-3 rules): red-flag recall 0.30 blind,
+    0.92 after its tune split was fitted (holdout 0.78 unread). safety_blind_r4.jsonl (45 new emergency categories):
+    0.55 blind, 0.66 with the MTS general discriminators, 0.92 after its tune split (holdout 0.71 unread). After
+    fitting the holdouts too, every check is at 1.00 / 1.00 on both; a change that loses part of it fails here."""
+    preds = E.predictions(E.load_sets([repo_root / path]))
+    checks = E.measure(preds)["checks"]
+    for check in ("needs_emergency", "urgent_referral", "conditional_referral", "risky_prescription"):
+        c = checks[check]
+        misses = [f"{p['id']}: {p['text']}" for p in preds if p["check"] == check and p["label"] != p["pred"]]
+        assert c["recall"] >= FITTED_GATE and c["precision"] >= FITTED_GATE, (check, c, misses)
 
 
 def test_the_r4_pii_batch_keeps_its_recall_and_the_clinical_text_stays(repo_root):
-    """pii_blind_r4.jsonl: 90/108 identifiers removed blind, 104/108 after the tune-part fixes (holdout 28/32, never
-    read); pii_clinical_r4.jsonl: 2/40 false scrubs blind, none after. Recall gated 0.03 below what was reached;
-    false scrubs at zero on every clinical set."""
+    """pii_blind_r4.jsonl: 90/108 identifiers removed blind, 104/108 after the tune-part fixes (holdout 28/32 unread),
+    108/108 after the holdout was read and fitted too; pii_clinical_r4.jsonl: 2/40 false scrubs blind, none after.
+    Recall gated 0.03 below what was reached; false scrubs at zero on every clinical set."""
     m = E.pii_measure(repo_root / "tests/data/pii_blind_r4.jsonl")
-    assert m["found"] / m["identifiers"] >= 0.93, m
+    assert m["found"] / m["identifiers"] >= 0.97, m
     for name in ("pii_clinical.jsonl", "pii_clinical_r3.jsonl", "pii_clinical_r4.jsonl", "pii_blind_r2.jsonl"):
         c = E.pii_measure(repo_root / "tests/data" / name)
         assert c["false_scrubs"] == 0, (name, c)
