@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from medqa.eval.compare import _html_table, _md_table, _save, load_run, write_report
+from medqa.eval.metrics import metric
 from medqa.eval.stats import paired_bootstrap_diff
 from medqa.io import atomic_write, read_jsonl
 
-METRICS = (("gold_set", "think_coverage"), ("red_team", "think_coverage"), ("red_team", "emergency_coverage"),
-           ("red_team", "risky_prescription_rate"), ("red_team", "reward"), ("gold_set", "rougeL_char"))
+# The demo's story picks metrics per set (format on gold, safety on the red team): (set, name), each name one of the
+# registry's metrics (`medqa.eval.metrics.METRICS`) or of metrics.json's other summaries (`OTHER_SUMMARIES`);
+# an unknown name fails here, at import, instead of showing as "–".
+OTHER_SUMMARIES = ("reward", "eos_rate")
+METRICS = tuple((s, m if m in OTHER_SUMMARIES else metric(m).name) for s, m in (
+    ("gold_set", "think_coverage"), ("red_team", "think_coverage"), ("red_team", "emergency_coverage"),
+    ("red_team", "risky_prescription_rate"), ("red_team", "reward"), ("gold_set", "rougeL_char")))
+RED_TEAM = tuple(m for s, m in METRICS if s == "red_team")  # the red team's numbers in summary.json
 N_SAMPLES = 3  # answers shown side by side per set
 SAMPLE_CHARS = 600
 
@@ -290,9 +297,7 @@ def write_demo_report(cfg) -> dict:
         "rl_minus_sft_reward_red_team": delta,
         "rl_minus_sft_reward_red_team_sampled": delta_sampled,
         "rl_minus_sft_reward_terms_red_team": terms,
-        "red_team_sampled": {n: {**{m: sampled[n]["red_team"]["metrics"].get(m) for m in
-                                    ("reward", "think_coverage", "eos_rate", "emergency_coverage",
-                                     "risky_prescription_rate")},
+        "red_team_sampled": {n: {**{m: sampled[n]["red_team"]["metrics"].get(m) for m in (*RED_TEAM, "eos_rate")},
                                  "closed_think_rate": closed_think_rate(sampled[n]["red_team"]["items"])}
                              for n in sampled},
         "rollouts": {**rollouts, "max_new_tokens": rollout_decoding["max_new_tokens"]},
@@ -304,9 +309,7 @@ def write_demo_report(cfg) -> dict:
         "ln_vocab": round(math.log(vocab), 4),
         "ppo_reward_first": ppo[0].get("reward") if ppo else None,
         "ppo_reward_last": ppo[-1].get("reward") if ppo else None,
-        "red_team": {n: {m: runs[n]["red_team"]["metrics"].get(m) for m in
-                         ("emergency_coverage", "risky_prescription_rate", "reward", "think_coverage")}
-                     for n in ("base", "sft", "rl")},
+        "red_team": {n: {m: runs[n]["red_team"]["metrics"].get(m) for m in RED_TEAM} for n in ("base", "sft", "rl")},
         "n_items": {s: runs["sft"][s]["metrics"]["n_items"] for s in runs["sft"]},
         "decoding": {"greedy": True, "repetition_penalty": cfg.repetition_penalty,
                      "max_new_tokens": cfg.max_new_tokens},

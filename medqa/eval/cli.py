@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+import medqa.eval.metrics as registry
 from medqa.eval.decoding import add_decoding_args, decoding_kwargs
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
@@ -78,10 +79,10 @@ def _run_set(args, name: str, path, out, rank0: bool) -> None:
                 **args.decoding)
     if rank0:
         m = score_file(out / "predictions.jsonl", out, seed=args.bootstrap_seed, overwrite=args.overwrite)
-        keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy")
         per = f", {m['num_samples']} samples per item" if m.get("num_samples", 1) > 1 else ""
-        print(f"   {name}: " + ", ".join(f"{k}={m[k]:.3f}" if m[k] is not None else f"{k}=n/a" for k in keys)
-              + f" (n={m['n_items']}{per}) -> {out}/metrics.json", flush=True)
+        values = [f"{spec.name}={'n/a' if m[spec.name] is None else spec.format(m[spec.name])}"
+                  for spec in registry.METRICS if spec.name in m]
+        print(f"   {name}: " + ", ".join(values) + f" (n={m['n_items']}{per}) -> {out}/metrics.json", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             from medqa.eval.score import score_file
 
             m = _score_with_teacher(args, score_file)
-            keys = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "mc_accuracy",
-                    "answer_len_chars", "teacher_overall", "reward", "n_items")
+            keys = (*registry.metric_names(), "reward", "n_items")
             print(json.dumps({k: m.get(k) for k in keys}, ensure_ascii=False))
             _print_rules_vs_teacher(m.get("rules_vs_teacher"))
             print(f"wrote {args.out}/metrics.json and {args.out}/items.jsonl")

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from medqa.eval.score import HIGHER_IS_BETTER
+import medqa.eval.metrics as registry
 from medqa.eval.stats import paired_bootstrap_diff
 from medqa.io import (
     InputError,
@@ -30,18 +30,6 @@ from medqa.io import (
     write_manifest,
 )
 
-# metric -> (per-item value, which items count)
-ITEM_VALUES = {
-    "think_coverage": (lambda it: float(it["think_ok"]), lambda it: True),
-    "emergency_coverage": (lambda it: float(it["has_emergency_referral"]),
-                           lambda it: it["kind"] == "open" and it["needs_emergency"]),
-    "risky_prescription_rate": (lambda it: float(it["risky_prescription"]), lambda it: it["kind"] == "open"),
-    "mc_accuracy": (lambda it: float(it["mc_correct"] or 0.0), lambda it: it["kind"] == "mc"),
-    "rougeL_char": (lambda it: float(it["rougeL_char"]),
-                    lambda it: it["kind"] == "open" and it.get("rougeL_char") is not None),
-    "answer_len_chars": (lambda it: float(it["answer_len_chars"]), lambda it: True),
-    "teacher_overall": (lambda it: float(it["teacher_overall"]), lambda it: it.get("teacher_overall") is not None),
-}
 # Flags whose change the report lists item by item.
 SAFETY_FLAGS = ("think_ok", "has_emergency_referral", "risky_prescription", "mc_correct")
 
@@ -71,36 +59,34 @@ def load_run(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
 MIN_PAIRED = 10  # fewer paired items than this: no verdict (a bootstrap of 3 items proves nothing)
 
 
-def _verdict(metric: str, diff: tuple[float, float, float] | None, n: int) -> str:
+def _verdict(name: str, diff: tuple[float, float, float] | None, n: int) -> str:
     if diff is None:
         return "n/a (no items)"
     if n < MIN_PAIRED:
         return f"too few items for a verdict (n={n} < {MIN_PAIRED})"
     delta, lo, hi = diff
-    better = HIGHER_IS_BETTER[metric]
+    spec = registry.metric(name)
     if lo <= 0 <= hi:
         return "no significant difference"
-    if better is None:
-        return "B longer" if delta > 0 else "B shorter"
-    return "B better" if (delta > 0) == better else "B worse"
+    if spec.higher_is_better is None:
+        return "B " + spec.directions[0 if delta > 0 else 1]
+    return "B better" if (delta > 0) == spec.higher_is_better else "B worse"
 
 
-def _paired(items_a: list[dict], items_b: list[dict], metric: str) -> tuple[list[float], list[float]]:
-    value, keep = ITEM_VALUES[metric]
+def _paired(items_a: list[dict], items_b: list[dict], name: str) -> tuple[list[float], list[float]]:
+    spec = registry.metric(name)
     by_id = {it["id"]: it for it in items_b}
     xs, ys = [], []
     for a in items_a:
         b = by_id.get(a["id"])
-        if b is not None and keep(a) and keep(b):
-            xs.append(value(a))
-            ys.append(value(b))
+        if b is not None and spec.counts(a) and spec.counts(b):
+            xs.append(spec.value(a))
+            ys.append(spec.value(b))
     return xs, ys
 
 
-def _fmt(v: float | None, metric: str) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.1f}" if metric in ("answer_len_chars", "teacher_overall") else f"{v:.3f}"
+def _fmt(v: float | None, name: str) -> str:
+    return registry.metric(name).format(v)
 
 
 def _fmt_ci(ci) -> str:
@@ -112,11 +98,11 @@ def compare_runs(a: dict, b: dict, seed: int = 0) -> dict[str, Any]:
     if not sets:
         raise ValueError(f"the runs share no evaluation set (A: {sorted(a)}, B: {sorted(b)})")
     result: dict[str, Any] = {"sets": sets, "per_set": {}, "overall": {}, "flag_changes": []}
-    pooled: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in ITEM_VALUES}
+    pooled: dict[str, tuple[list[float], list[float]]] = {spec.name: ([], []) for spec in registry.METRICS}
     for s in sets:
         ma, mb = a[s]["metrics"], b[s]["metrics"]
         rows = {}
-        for m in ITEM_VALUES:
+        for m in pooled:
             xs, ys = _paired(a[s]["items"], b[s]["items"], m)
             pooled[m][0].extend(xs)
             pooled[m][1].extend(ys)
@@ -173,9 +159,9 @@ def make_plots(a: dict, b: dict, result: dict, out: Path, names: tuple[str, str]
     sets = result["sets"]
     colors = ("#7f8c8d", "#2e86c1")
     # 1. metric bars with CIs, one panel per metric, A/B bars per set
-    metrics = [m for m in ("think_coverage", "emergency_coverage", "risky_prescription_rate", "mc_accuracy",
-                           "rougeL_char") if any(result["per_set"][s][m]["a"] is not None
-                                                 or result["per_set"][s][m]["b"] is not None for s in sets)]
+    metrics = [spec.name for spec in registry.METRICS if spec.scale == (0.0, 1.0) and any(
+        result["per_set"][s][spec.name]["a"] is not None or result["per_set"][s][spec.name]["b"] is not None
+        for s in sets)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
         for j, (run, name) in enumerate(((a, names[0]), (b, names[1]))):
@@ -188,7 +174,7 @@ def make_plots(a: dict, b: dict, result: dict, out: Path, names: tuple[str, str]
             ax.bar(xs, h, width=0.38, yerr=err, capsize=3, color=colors[j], label=name)
         ax.set_xticks(range(len(sets)), sets, rotation=20)
         ax.set_ylim(0, 1.05)
-        ax.set_title(m + (" ↓" if HIGHER_IS_BETTER[m] is False else " ↑"), fontsize=9)
+        ax.set_title(m + (" ↓" if registry.metric(m).higher_is_better is False else " ↑"), fontsize=9)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Metrics per set (95 % CI)")
     _save(fig, out / "plots" / "metrics.png")
@@ -200,8 +186,9 @@ def make_plots(a: dict, b: dict, result: dict, out: Path, names: tuple[str, str]
                      for it in run[s]["items"] if it["kind"] == "open"})
     if levels:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
+        # the two safety rates, by name: this plot and its caption are about them
         for ax, m in zip(axes[0], ("emergency_coverage", "risky_prescription_rate"), strict=True):
-            value, keep = ITEM_VALUES[m]
+            value, keep = registry.metric(m).value, registry.metric(m).counts
             for j, (run, name) in enumerate(((a, names[0]), (b, names[1]))):
                 vals, ns = [], []
                 for lv in levels:
@@ -371,13 +358,14 @@ def write_report(run_a: str | os.PathLike, run_b: str | os.PathLike, out_dir: st
     overall, per_set = _tables(result, names)
     changes = _change_rows(result, questions)
     n_changes = len(result["flag_changes"])
+    lower = [spec.name for spec in registry.METRICS if spec.higher_is_better is False]
     verdict_lines = [f"- **{m}**: {r['verdict']}"
                      + (f" (Δ {_fmt(r['delta'], m)}, 95 % CI {_fmt_ci(r['delta_ci95'])}, n={r['n_paired']})"
                         if r["delta"] is not None else "") for m, r in result["overall"].items()]
     md = [f"# Evaluation report: {names[0]} (A) vs {names[1]} (B)", "",
           f"A = `{run_a}`, B = `{run_b}`; sets compared: {', '.join(result['sets'])}. Differences are B − A over "
           "the same items with a paired bootstrap 95 % interval; a verdict of better/worse needs the interval "
-          "to exclude 0. ↓ = lower is better (risky_prescription_rate).", "", "## Verdicts (all sets pooled)", "",
+          f"to exclude 0. ↓ = lower is better ({', '.join(lower)}).", "", "## Verdicts (all sets pooled)", "",
           *([f"> **Warning:** {result['warning']}", ""] if result.get("warning") else []),
           *verdict_lines, "", _md_table(overall), ""]
     for s, t in per_set.items():

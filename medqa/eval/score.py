@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import medqa.eval.metrics as registry
 from medqa.eval.stats import bootstrap_mean, wilson
 from medqa.io import (
     InputError,
@@ -35,11 +36,6 @@ from medqa.io import (
     record_output_file,
     write_jsonl,
 )
-
-PROPORTIONS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "mc_accuracy")
-MEANS = ("rougeL_char", "answer_len_chars")
-HIGHER_IS_BETTER = {"think_coverage": True, "emergency_coverage": True, "risky_prescription_rate": False,
-                    "mc_accuracy": True, "rougeL_char": True, "answer_len_chars": None, "teacher_overall": True}
 
 
 @dataclass(frozen=True)
@@ -123,25 +119,16 @@ def _mean(values: list[float], seed: int) -> dict[str, Any]:
 
 
 def _summaries(items: list[dict], seed: int) -> dict[str, dict[str, Any]]:
-    """Metric summaries from per-item flags (also used for per-risk-level breakdowns)."""
-    open_items = [it for it in items if it["kind"] == "open"]
-    urgent = [it for it in open_items if it["needs_emergency"]]
-    mc = [it for it in items if it["kind"] == "mc"]
-    with_ref = [it for it in open_items if it.get("rougeL_char") is not None]
-    return {
-        "think_coverage": _proportion([float(it["think_ok"]) for it in items], seed + 3),
-        "emergency_coverage": _proportion([float(it["has_emergency_referral"]) for it in urgent], seed + 4),
-        "risky_prescription_rate": _proportion([float(it["risky_prescription"]) for it in open_items], seed + 5),
-        "mc_accuracy": _proportion([float(it["mc_correct"]) for it in mc], seed + 6),
-        "rougeL_char": _mean([it["rougeL_char"] for it in with_ref], seed),
-        "answer_len_chars": _mean([it["answer_len_chars"] for it in items], seed + 1),
-    }
+    """The registry's metric summaries from per-item values (also used for per-risk-level breakdowns)."""
+    summarise_one = {"proportion": _proportion, "mean": _mean}
+    return {spec.name: summarise_one[spec.kind]([spec.value(it) for it in items if spec.counts(it)],
+                                                seed + spec.seed_offset)
+            for spec in registry.METRICS if spec.summarised}
 
 
 def score_items(preds: list[Pred]) -> list[dict]:
     """Run every metric module over the predictions and merge their per-item outputs into item rows."""
     from medqa.eval.items import answer_length
-    from medqa.eval.metrics import load_metric
     from medqa.think import split_think
 
     items: list[dict] = []
@@ -153,35 +140,17 @@ def score_items(preds: list[Pred]) -> list[dict]:
                       "answer_len_chars": answer_length(split_think(p.prediction).answer)})
     if not preds:
         return items
-    think = load_metric("think_coverage").compute(predictions=[p.prediction for p in preds])
-    for it, f in zip(items, think["per_item"], strict=True):
-        it.update(f)
-    open_idx = [i for i, p in enumerate(preds) if not p.options]
-    if open_idx:
-        kwargs = dict(predictions=[preds[i].prediction for i in open_idx],
-                      questions=[preds[i].question for i in open_idx],
-                      metas=[json.dumps(preds[i].meta, ensure_ascii=False) if preds[i].meta else "" for i in open_idx])
-        for name in ("emergency_coverage", "risky_prescription_rate"):
-            out = load_metric(name).compute(**kwargs)
-            for i, f in zip(open_idx, out["per_item"], strict=True):
-                items[i].update(f)
-        ref_idx = [i for i in open_idx if preds[i].reference]
-        if ref_idx:
-            out = load_metric("rougeL_char").compute(predictions=[preds[i].prediction for i in ref_idx],
-                                                     references=[preds[i].reference for i in ref_idx])
-            for i, f in zip(ref_idx, out["per_item"], strict=True):
-                items[i].update(rougeL_char=f["rougeL_char"], reference_len_chars=f["reference_len_chars"])
-    mc_idx = [i for i, p in enumerate(preds) if p.options]
-    if mc_idx:
-        out = load_metric("mc_accuracy").compute(
-            predictions=[preds[i].prediction for i in mc_idx], references=[preds[i].reference for i in mc_idx],
-            options=[json.dumps(preds[i].options, ensure_ascii=False) for i in mc_idx])
-        for i, f in zip(mc_idx, out["per_item"], strict=True):
-            items[i].update(f)
-    defaults = {"needs_emergency": False, "red_flags": [], "has_emergency_referral": False,
-                "emergency_covered": None, "risky_prescription": False, "prescription_drugs": [],
-                "has_specific_dose": False, "has_physician_caveat": False, "contraindicated_drugs": [],
-                "rougeL_char": None, "reference_len_chars": None, "mc_choice": None, "mc_correct": None}
+    defaults: dict[str, Any] = {}
+    for spec in registry.METRICS:
+        module = spec.module
+        if module is None:
+            continue
+        idx = [i for i, p in enumerate(preds) if module.reads(p)]
+        if idx:
+            out = registry.load_metric(module.name).compute(**module.inputs([preds[i] for i in idx]))
+            for i, f in zip(idx, out["per_item"], strict=True):
+                items[i].update(f if module.keep is None else {k: f[k] for k in module.keep})
+        defaults.update(module.defaults)
     for it, p in zip(items, preds, strict=True):
         for k, v in defaults.items():
             it.setdefault(k, v)
@@ -264,25 +233,27 @@ def summarise(items: list[dict], seed: int = 0) -> dict[str, Any]:
     for it in items:
         if it["kind"] == "open":
             by_level[str(it.get("risk_level") or "unknown")].append(it)
-    metrics["by_risk_level"] = {
-        level: {"n": len(rows), **{name: s["value"] for name, s in _summaries(rows, seed).items()
-                                   if name in ("think_coverage", "emergency_coverage", "risky_prescription_rate")},
-                "counts": {name: {"k": s["k"], "n": s["n"]} for name, s in _summaries(rows, seed).items()
-                           if name in ("emergency_coverage", "risky_prescription_rate")}}
-        for level, rows in sorted(by_level.items())
-    }
+    breakdown = {part: [spec.name for spec in registry.METRICS if part in spec.by_risk_level]
+                 for part in ("value", "counts")}
+    metrics["by_risk_level"] = {}
+    for level, rows in sorted(by_level.items()):
+        level_summ = _summaries(rows, seed)
+        metrics["by_risk_level"][level] = {
+            "n": len(rows), **{name: level_summ[name]["value"] for name in breakdown["value"]},
+            "counts": {name: {"k": level_summ[name]["k"], "n": level_summ[name]["n"]} for name in breakdown["counts"]}}
     judged = [it for it in items if it.get("teacher_scores")]
     if judged:
         crit = sorted({k for it in judged for k in it["teacher_scores"]})
         metrics["teacher"] = {"n": len(judged), "models": sorted({str(it.get("teacher_model")) for it in judged})}
+        overall = registry.metric("teacher_overall")  # summarised here, beside the teacher's criteria
         for i, c in enumerate(["overall", *crit]):
             vals = [it["teacher_overall"] if c == "overall" else it["teacher_scores"].get(c) for it in judged]
             vals = [float(v) for v in vals if v is not None]
             if vals:
                 metrics["teacher"][c] = sum(vals) / len(vals)
-                ci = bootstrap_mean(vals, seed=seed + 10 + i)
+                ci = bootstrap_mean(vals, seed=seed + overall.seed_offset + i)
                 metrics["ci95"][f"teacher_{c}"] = list(ci) if ci else None
-        metrics["teacher_overall"] = metrics["teacher"].get("overall")
+        metrics[overall.name] = metrics["teacher"].get("overall")
     second = rules_vs_teacher(items)
     if second is not None:
         metrics["rules_vs_teacher"] = second
