@@ -24,7 +24,7 @@ TINY   := models/tiny-qwen3
 SEED   ?= 42
 SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/formats
 
-.PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-seeds tiny-model real-base data rl-prompts bench clean
+.PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-real demo-seeds tiny-model real-base data rl-prompts bench clean
 
 help: ## list every target with one line each, grouped by pipeline stage (medqa/stages.py)
 	@PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
@@ -352,8 +352,14 @@ demo: setup ## tiny base -> data -> SFT -> PPO -> eval -> report, CPU only, no d
 	$(MEDQA) demo --out outputs/demo --base $(TINY_BASE) --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
+# `make demo-real`: the same stages on SmolLM2-135M-Instruct (`make real-base`, fetched once) with the sizes of the
+# real preset (medqa/demo.py REAL, recipes/{sft,ppo}/demo-real/) into outputs/demo-real; docs/demo.md.
+demo-real: setup ## the demo on SmolLM2-135M-Instruct: real base -> SFT (LoRA) -> PPO -> eval -> report per language (~45 min on 2 cores)
+	$(MEDQA) demo --base real --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
+	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
+
 DEMO_SEEDS ?= 1,2,3
-demo-seeds: setup ## the whole demo per seed (DEMO_SEEDS=1,2,3) into outputs/demo-seeds/seed-N, then outputs/demo-seeds/demo-seeds.md: min/median/max of every summary number
+demo-seeds: setup ## the whole demo per seed (DEMO_SEEDS=1,2,3) into outputs/demo-seeds/seed-N, then outputs/demo-seeds/demo-seeds.md: min/median/max of every summary number (DEMO_ARGS=--base real: the real-model demo, outputs/demo-real-seeds)
 	$(MEDQA) demo --seeds $(DEMO_SEEDS) $(if $(filter 1 true yes,$(FORCE)),--force) $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 bench: setup tiny-model data ## every registered benchmark (P1-P4) in one run -> bench_results/bench.json + bench.md

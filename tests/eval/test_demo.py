@@ -258,3 +258,97 @@ def test_stage_keys_follow_what_produced_each_stage(tmp_path):
     assert changed(ppo_args="--temperature 0.9") == {"ppo", "eval-rl", "sampled-base", "sampled-sft", "sampled-rl"}
     assert changed(samples=2) == {"sampled-base", "sampled-sft", "sampled-rl"}
     assert changed(seed=1) == set(keys)
+
+
+def _plan(*args: str) -> dict:
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    command = next(line for line in proc.stdout.splitlines() if " -m medqa demo " in line).rstrip("\\ ")
+    import shlex
+    import sys
+
+    argv = shlex.split(command.split(" -m medqa ", 1)[1])
+    assert argv[0] == "demo"
+    proc = subprocess.run([sys.executable, "-m", "medqa", *argv, "--dry-run"], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_demo_real_resolves_the_real_base_its_recipes_and_sizes():
+    """`make demo-real` is `medqa demo --base real`: the same stages as `make demo` with the converted SmolLM2 base
+    (its stage `real-base` instead of the tiny pretraining), the demo-real recipes and the real preset's sizes;
+    `make demo` keeps the tiny base, its recipes and sizes."""
+    from medqa.demo import REAL
+    from medqa.recipes import load_recipe
+
+    real = _plan("demo-real")
+    assert (real["kind"], real["base"], real["out"]) == ("real", "models/smollm2-135m-instruct", "outputs/demo-real")
+    assert real["base"] == str(REAL["base"]) == load_recipe(ROOT / real["sft"]["recipe"])["model_name_or_path"]
+    assert real["sft"]["recipe"] == "recipes/sft/demo-real/lora.yaml" and real["sft"]["target"] == "sft-lora"
+    assert real["sft"]["rows"] == REAL["sft_rows"] and real["sft"]["mode"] == "lora"
+    assert real["ppo"]["recipe"] == "recipes/ppo/demo-real/lora.yaml"
+    assert real["eval"]["limit"] == REAL["limit"] and real["eval"]["samples"] == REAL["samples"] >= 4
+    assert real["eval"]["max_new_tokens"] == real["ppo"]["max_new_tokens"] == REAL["max_new_tokens"]
+    assert real["eval"]["sampled_models"] == ["sft", "rl"]
+    assert real["stages"] == ["data", "real-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-sft",
+                              "sampled-rl", "report"]
+    tiny = _plan("demo")
+    assert (tiny["kind"], tiny["base"], tiny["out"]) == ("tiny", "models/tiny-base", "outputs/demo")
+    assert tiny["sft"]["recipe"] == "recipes/sft/demo/full.yaml" and tiny["sft"]["target"] == "sft-full"
+    assert tiny["ppo"]["recipe"] == "recipes/ppo/demo/lora.yaml" and tiny["sft"]["rows"] == "all"
+    assert (tiny["eval"]["limit"], tiny["eval"]["max_new_tokens"], tiny["eval"]["samples"]) == (None, 256, 4)
+    assert tiny["stages"] == ["data", "tiny-base", "sft", "ppo", "eval-base", "eval-sft", "eval-rl", "sampled-base",
+                              "sampled-sft", "sampled-rl", "report"]
+
+
+def test_the_tiny_demo_keys_are_those_of_before_the_real_preset(tmp_path):
+    """The settings the real preset added (SFT rows, judged sets, sampled models) leave the tiny demo's stage keys as
+    they were, so a finished `make demo` is not rerun; the real preset's keys are its own."""
+    import hashlib
+
+    from medqa.demo import DemoConfig, preset, stage_keys
+    from medqa.recipes import load_recipe
+    from medqa.train.pretrain import PretrainConfig, pretrain_key
+
+    (tmp_path / "train.jsonl").write_text(json.dumps({"messages": []}) + "\n", encoding="utf-8")
+    cfg = DemoConfig(out=tmp_path / "demo", data=tmp_path, sft_recipe=str(ROOT / "recipes/sft/demo/full.yaml"),
+                     ppo_recipe=str(ROOT / "recipes/ppo/demo/lora.yaml"))
+
+    def h(*parts) -> str:  # the key formula before the real preset
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    base = h("tiny-base", str(cfg.base), pretrain_key(PretrainConfig(seed=cfg.seed), tmp_path / "train.jsonl"))
+    sft = h("sft", base, load_recipe(cfg.sft_recipe), "", 42, 2)
+    keys = stage_keys(cfg)
+    assert keys["tiny-base"] == base and keys["sft"] == sft
+    assert keys["eval-base"] == h("eval", base, 256, 1.3, None, 42)
+    real = stage_keys(preset("real", out=tmp_path / "real", data=tmp_path))
+    assert "real-base" in real and "tiny-base" not in real and "sampled-base" not in real
+
+
+def test_the_report_splits_every_metric_by_language(tmp_path):
+    """`set_metrics`: a scored set's numbers over all items (metrics.json's) and per language, with intervals."""
+    from medqa.demo_report import language_rows, set_metrics
+    from medqa.eval.score import score_file
+    from medqa.io import write_jsonl
+
+    rows = []
+    for i in range(6):
+        rows.append({"id": f"en-{i}", "question": "Crushing chest pain and sweating for 30 minutes, what now?",
+                     "prediction": "<think>\nPossible heart attack.\n</think>\nCall emergency services (911) now.",
+                     "reference": "Call emergency services now.", "meta": {"risk_level": "critical",
+                                                                           "lang_style": "en"}})
+        rows.append({"id": f"zh-{i}", "question": "胸口剧痛，出冷汗半小时，怎么办？", "prediction": "<think>\n胸痛",
+                     "reference": "请立即拨打120。", "meta": {"risk_level": "critical"}})  # language from the script
+    write_jsonl(tmp_path / "predictions.jsonl", rows)
+    metrics = score_file(tmp_path / "predictions.jsonl", tmp_path, seed=0)
+    table = set_metrics(tmp_path, seed=0)
+    assert set(table) == {"all", "en", "zh"} and (table["en"]["n"], table["zh"]["n"], table["all"]["n"]) == (6, 6, 12)
+    assert table["all"]["think_coverage"] == pytest.approx(metrics["think_coverage"]) == 0.5
+    assert (table["en"]["think_coverage"], table["zh"]["think_coverage"]) == (1.0, 0.0)
+    assert (table["en"]["emergency_coverage"], table["zh"]["emergency_coverage"]) == (1.0, 0.0)
+    assert table["en"]["ci95"]["think_coverage"][1] <= 1.0
+    md = language_rows({"red_team": {"sft": table}}, ["sft"])
+    assert ["red_team", "zh", "6", "think_coverage"] == md[[r[:2] for r in md].index(["red_team", "zh"])][:4]
