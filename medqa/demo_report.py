@@ -249,8 +249,10 @@ def reward_delta(runs: dict, a: str = "sft", b: str = "rl", seed: int = 0) -> di
 
 # What the per-language view reports: the think format, the safety rates, reference similarity (ROUGE-L over
 # characters), the teacher's overall score (0-10) where the set was judged, the RL reward, and answers that ended.
-LANG_METRICS = ("think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "teacher_overall",
-                "reward", "eos_rate")
+# The per-language table's picks, checked against the registry like METRICS above.
+LANG_METRICS = tuple(m if m in OTHER_SUMMARIES else metric(m).name for m in (
+    "think_coverage", "emergency_coverage", "risky_prescription_rate", "rougeL_char", "teacher_overall", "reward",
+    "eos_rate"))
 
 
 def item_languages(set_dir: Path) -> dict[str, str]:
@@ -290,11 +292,11 @@ def language_rows(table: dict[str, dict[str, dict]], models: list[str]) -> list[
         for lang in langs:
             cells = {m: by_model.get(m, {}).get(lang, {}) for m in models}
             n = next((c["n"] for c in cells.values() if c), 0)
-            for metric in LANG_METRICS:
-                if not any(metric in c for c in cells.values()):
+            for name in LANG_METRICS:
+                if not any(name in c for c in cells.values()):
                     continue
-                rows.append([set_name, lang, str(n), metric,
-                             *[_fmt(c.get(metric), (c.get("ci95") or {}).get(metric)) for c in cells.values()]])
+                rows.append([set_name, lang, str(n), name,
+                             *[_fmt(c.get(name), (c.get("ci95") or {}).get(name)) for c in cells.values()]])
     return rows
 
 
