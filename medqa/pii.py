@@ -165,7 +165,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("URL", re.compile(r"(?<![A-Za-z0-9_@])((?:https?://|www\.)[^\s<>\"'，。、；！？（）【】\u3000-\u9fff\uff00-\uffef]+"
                        r"[^\s<>\"'，。、；！？（）【】\u3000-\u9fff\uff00-\uffef.,;:!?)\]])",
                        re.I), 1),
-    ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), 0),
+    ("EMAIL", re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), 0),
     # Passport, social-security, NHS, Medicare, driving-licence and other ID numbers introduced by a label.
     ("ID", re.compile(r"(?:护照(?:号码|号)?|(?:港澳)?通行证(?:号码|号)?|身份证(?:号码|号)?|证件号(?:码)?|社保(?:卡)?号|驾驶证号|"
                       r"passport(?: no\.?| number| #)?|\bID (?:card )?(?:no\.?|number|#)|identity card (?:no\.?|number)|"
