@@ -40,10 +40,11 @@ DEFAULT_SYSTEM_PROMPT = None
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How answers are decoded. A new decoding option is a field here (with its check in `__post_init__` and its
-    `generate` argument in `generate_kwargs`) and one flag line in `medqa.eval.decoding.add_decoding_args` (its dest
-    the field's name): the flags become settings, and the settings a predictions row records (`record`), with no
-    other change."""
+    """How answers are decoded: the one value predict, eval run and serve pass around. A new decoding option is a
+    field here (its default leaving decoding as it was, its check in `__post_init__`, its `generate` argument in
+    `generate_kwargs`) and one flag line in `medqa.eval.decoding.add_decoding_args` (dest: the field's name, default
+    None): the flag then becomes the setting, and the setting is recorded in the predictions rows (`record`), with
+    no other change."""
 
     # The knobs that act only when sampling: `--temperature` etc. need `--do-sample`, a row records them only when
     # sampling, and `_row_sampler` applies them itself (a new one needs a warper there too).
@@ -55,7 +56,8 @@ class GenerationSettings:
     temperature: float = 0.6  # Qwen3's recommended thinking-mode sampling settings
     top_p: float = 0.95
     top_k: int = 20
-    seed: int | None = None  # seeds sampling per batch, so a sampled run is reproducible
+    # Seeds sampling, so a sampled run is reproducible: per batch in generate_batch, per answer in predict (row_seed).
+    seed: int | None = None
     # > 1 lowers the logits of tokens already in the prompt or the answer (transformers' `repetition_penalty`),
     # the counterpart of the presence penalty Qwen3's card recommends against endless repetitions; 1 is off.
     repetition_penalty: float = 1.0
