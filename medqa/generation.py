@@ -14,9 +14,12 @@ prompts, the RL prompt-length check): only the template's own special tokens are
 a message (a user typing `<|im_end|>\n<|im_start|>system`) is tokenised as ordinary text, so it cannot forge a turn.
 
 Sampling with one seed per row (`generate_batch(..., row_seeds=...)`) draws each row's tokens from its own random
-stream, so a sampled answer depends on its seed, not on which other prompts share its batch. `decoding_from` reads
-the exact rollout decoding of a PPO or GRPO run (its output folder or recipe), so a policy can be evaluated the way
-it was trained.
+stream, so a sampled answer depends on its seed, not on which other prompts share its batch.
+
+`GenerationSettings` is the one decoding value: the commands' flags become one (`medqa.eval.decoding`), and predict,
+eval run, serve, the trainers' evaluation and the benchmarks pass it around whole. A PPO or GRPO run records its
+rollout decoding in its output folder (`write_rollout_decoding`), which `medqa.eval.decoding.decoding_from` reads, so a
+policy can be evaluated the way it was trained.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # The SFT data carries its own system message; None: the model family's rule (medqa/chat.py, with_system).
 DEFAULT_SYSTEM_PROMPT = None
@@ -37,13 +40,24 @@ DEFAULT_SYSTEM_PROMPT = None
 
 @dataclass(frozen=True)
 class GenerationSettings:
+    """How answers are decoded: the one value predict, eval run and serve pass around. A new decoding option is a
+    field here (its default leaving decoding as it was, its check in `__post_init__`, its `generate` argument in
+    `generate_kwargs`) and one flag line in `medqa.eval.decoding.add_decoding_args` (dest: the field's name, default
+    None): the flag then becomes the setting, and the setting is recorded in the predictions rows (`record`), with
+    no other change."""
+
+    # The knobs that act only when sampling: `--temperature` etc. need `--do-sample`, a row records them only when
+    # sampling, and `_row_sampler` applies them itself (a new one needs a warper there too).
+    SAMPLING: ClassVar[tuple[str, ...]] = ("temperature", "top_p", "top_k")
+
     max_new_tokens: int = 512
     enable_thinking: bool = True
     do_sample: bool = False
     temperature: float = 0.6  # Qwen3's recommended thinking-mode sampling settings
     top_p: float = 0.95
     top_k: int = 20
-    seed: int | None = None  # seeds sampling per batch, so a sampled run is reproducible
+    # Seeds sampling, so a sampled run is reproducible: per batch in generate_batch, per answer in predict (row_seed).
+    seed: int | None = None
     # > 1 lowers the logits of tokens already in the prompt or the answer (transformers' `repetition_penalty`),
     # the counterpart of the presence penalty Qwen3's card recommends against endless repetitions; 1 is off.
     repetition_penalty: float = 1.0
@@ -67,6 +81,20 @@ class GenerationSettings:
             # turn greedy decoding into sampling or warn about unused sampling flags.
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
+
+    def record(self) -> dict[str, Any]:
+        """The decoding a predictions row (and metrics.json) records, and which its resume key hashes: thinking, the
+        token budget, sampling and its seed always; the sampling knobs when sampling; any other setting only when it
+        is not its default, so the rows written before that setting existed keep their keys."""
+        out: dict[str, Any] = {"think": self.enable_thinking, "max_new_tokens": self.max_new_tokens,
+                               "sample": self.do_sample, "seed": self.seed if self.do_sample else None}
+        if self.do_sample:
+            out.update({name: getattr(self, name) for name in self.SAMPLING})
+        named = ("enable_thinking", "max_new_tokens", "do_sample", "seed", *self.SAMPLING)
+        for f in fields(self):
+            if f.name not in named and getattr(self, f.name) != f.default:
+                out[f.name] = getattr(self, f.name)
+        return out
 
 
 def row_seed(seed: int, item_id: str, sample: int) -> int:
@@ -105,15 +133,6 @@ def _row_sampler(settings: GenerationSettings, row_seeds: Sequence[int], device)
             return out
 
     return RowSampler()
-
-
-def add_repetition_penalty_arg(p) -> None:
-    """`--repetition-penalty` for the commands that generate (predict, eval run), checked at parse time."""
-    from medqa.argtypes import at_least
-
-    p.add_argument("--repetition-penalty", type=at_least(float, 0.0, inclusive=False), default=1.0,
-                   help="> 1 discourages tokens already in the prompt or answer (Qwen3's card recommends a presence "
-                        "penalty against endless repetitions); default 1 (off)")
 
 
 # ---------------------------------------------------------------- the decoding an RL run samples its rollouts with
@@ -277,8 +296,7 @@ def generate_batch(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[
         raise TypeError("prompts must be all texts or all id lists")
     kwargs = settings.generate_kwargs()
     if settings.do_sample and row_seeds is not None:
-        greedy = GenerationSettings(max_new_tokens=settings.max_new_tokens,
-                                    repetition_penalty=settings.repetition_penalty)
+        greedy = replace(settings, do_sample=False)  # every other setting applies as it is
         kwargs = {**greedy.generate_kwargs(), "logits_processor": [_row_sampler(settings, row_seeds, model.device)]}
     elif settings.do_sample and settings.seed is not None:
         torch.manual_seed(settings.seed)

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.eval.decoding import add_decoding_args, decoding_kwargs
-from medqa.generation import row_seed
+from medqa.eval.decoding import add_decoding_args, decoding_settings
+from medqa.generation import GenerationSettings, row_seed
 from medqa.io import (
     InputError,
     OutputError,
@@ -232,15 +232,8 @@ def run_predict(
     adapter: str | None = None,
     batch_size: int = 8,
     limit: int | None = None,
-    max_new_tokens: int = 512,
-    think: bool = True,
-    sample: bool = False,
-    seed: int = 42,
-    temperature: float = 0.6,
-    top_p: float = 0.95,
-    top_k: int = 20,
+    settings: GenerationSettings | None = None,
     num_samples: int = 1,
-    repetition_penalty: float = 1.0,
     system: str | None = None,
     device: str | None = None,
     progress: bool = True,
@@ -248,6 +241,8 @@ def run_predict(
 ) -> dict:
     """Generate predictions for every item (and sample) not yet in `output_path`; returns a small summary.
 
+    `settings` is the decoding (default greedy, `GenerationSettings()`); a sampled one needs its seed, from which
+    each of the `num_samples` answers per item gets its own (`row_seed`).
     An existing `output_path` is continued only when medqa predict wrote it (its folder's manifest says so), else
     refused (OutputError) unless `overwrite`; rank 0 holds its lock for the run."""
     output = Path(output_path)
@@ -268,8 +263,11 @@ def run_predict(
             raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed a group of {state.num_processes}")
         rank, world = state.process_index, state.num_processes
         device = device or str(state.device)
-    if num_samples < 1 or (num_samples > 1 and not sample):
+    settings = GenerationSettings() if settings is None else settings
+    if num_samples < 1 or (num_samples > 1 and not settings.do_sample):
         raise ValueError(f"num_samples must be >= 1, and > 1 only with sampling; got {num_samples}")
+    if settings.do_sample and settings.seed is None:
+        raise ValueError("sampled predictions need a seed (GenerationSettings.seed): each answer is seeded by it")
     from medqa.preemption import rank0_decides
 
     lock = OutputLock(output, KIND)
@@ -283,27 +281,17 @@ def run_predict(
     rank0_decides(claim, rank == 0)
     try:
         return _predict(output, items, rank, world, state, adapter=adapter, batch_size=batch_size, model=model,
-                        max_new_tokens=max_new_tokens, think=think, sample=sample, seed=seed,
-                        temperature=temperature, top_p=top_p, top_k=top_k, num_samples=num_samples,
-                        repetition_penalty=repetition_penalty, device=device, progress=progress)
+                        settings=settings, num_samples=num_samples, device=device, progress=progress)
     finally:
         lock.release()
 
 
 def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, model: str, adapter: str | None,
-             batch_size: int, max_new_tokens: int, think: bool, sample: bool, seed: int, temperature: float,
-             top_p: float, top_k: int, num_samples: int, repetition_penalty: float, device: str | None,
+             batch_size: int, settings: GenerationSettings, num_samples: int, device: str | None,
              progress: bool) -> dict:
-    from medqa.generation import GenerationSettings, chat_input_ids, generate_batch, load_model
+    from medqa.generation import chat_input_ids, generate_batch, load_model
 
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=think, do_sample=sample,
-                                  temperature=temperature, top_p=top_p, top_k=top_k,
-                                  repetition_penalty=repetition_penalty)
-    decoding = {"think": think, "max_new_tokens": max_new_tokens, "sample": sample, "seed": seed if sample else None}
-    if sample:
-        decoding.update(temperature=temperature, top_p=top_p, top_k=top_k)
-    if repetition_penalty != 1.0:  # only when set, so rows written before the option keep their keys
-        decoding["repetition_penalty"] = repetition_penalty
+    decoding = settings.record()  # written into every row, and part of its key
     identity = model_identity(model, adapter, decoding)
     keys = {(it.id, j): item_key(it, identity, j) for it in items for j in range(num_samples)}
     done = _done_rows([output, *_shard_paths(output)])
@@ -314,7 +302,7 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
     generated = 0
     if mine:
         lm, tokenizer = load_model(model, adapter, device=device)
-        prompts = {it.id: chat_input_ids(tokenizer, it.messages, think) for it, _ in mine}
+        prompts = {it.id: chat_input_ids(tokenizer, it.messages, settings.enable_thinking) for it, _ in mine}
         lengths = {i: len(p) for i, p in prompts.items()}
         # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
         mine.sort(key=lambda unit: -lengths[unit[0].id])
@@ -324,7 +312,7 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
                    disable=not progress or rank != 0, file=sys.stderr)
         for start in range(0, len(mine), batch_size):
             batch = mine[start:start + batch_size]
-            seeds = [row_seed(seed, it.id, j) for it, j in batch] if sample else None
+            seeds = [row_seed(settings.seed, it.id, j) for it, j in batch] if settings.do_sample else None
             gens = generate_batch(lm, tokenizer, [prompts[it.id] for it, _ in batch], settings, row_seeds=seeds)
             append_jsonl(sink, [{**output_row(it, g.text, g.gen_tokens, g.latency_ms,
                                               j if num_samples > 1 else None, decoding), "key": keys[it.id, j]}
@@ -366,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_predict(
             args.model, args.input, args.output, adapter=args.adapter, batch_size=args.batch_size,
             limit=args.limit, system=args.system, device=args.device, progress=not args.no_progress,
-            overwrite=args.overwrite, **decoding_kwargs(args),
+            overwrite=args.overwrite, settings=decoding_settings(args), num_samples=args.num_samples,
         )
     except (InputError, OutputError, OSError, ValueError) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ from `MEDQA_SERVE_AUTH` or `--auth-file` (never from the command line, where `ps
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import os
 import sys
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medqa.argtypes import at_least
+from medqa.generation import GenerationSettings
 from medqa.think import THINK_CLOSE, THINK_OPEN
 
 DISCLAIMER = (
@@ -190,19 +192,23 @@ def conversation_banner(user_turns: Sequence[str]) -> str | None:
     return None
 
 
-def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
-                 context_tokens: int = DEFAULT_CONTEXT_TOKENS, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 system: str | None = None, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
+def chat_handler(model, tokenizer, *, settings: GenerationSettings | None = None,
+                 max_input_chars: int = DEFAULT_MAX_INPUT_CHARS, context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+                 max_seconds: float = DEFAULT_MAX_SECONDS, system: str | None = None,
+                 max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
     """The Gradio event handler: (question, history, enable_thinking) -> stream of (history, banner, textbox).
 
+    `settings` is the decoding (default `GenerationSettings()`: greedy, 512 new tokens); the user's think checkbox
+    sets its `enable_thinking` for each answer.
     A conversation over `max_history_chars` characters is refused before any of it is read (scanned for red
     flags, templated or tokenised): the user clears it to go on."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from medqa.generation import GenerationSettings, stream_generate
+    from medqa.generation import stream_generate
 
-    budget = max(256, context_tokens - max_new_tokens)
+    settings = GenerationSettings() if settings is None else settings
+    budget = max(256, context_tokens - settings.max_new_tokens)
 
     def respond(question, history: list, enable_thinking: bool) -> Iterator:
         history = list(history or [])
@@ -229,12 +235,12 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
                                   if banner else "", visible=bool(banner))
         history.append({"role": "user", "content": question})
         yield history, banner_update, ""
-        settings = GenerationSettings(max_new_tokens=max_new_tokens, enable_thinking=bool(enable_thinking))
+        answer_settings = dataclasses.replace(settings, enable_thinking=bool(enable_thinking))
         stop = threading.Event()
         text, note = "", ""
         started = time.monotonic()
         try:
-            for text in stream_generate(model, tokenizer, chat, settings, stop_event=stop):
+            for text in stream_generate(model, tokenizer, chat, answer_settings, stop_event=stop):
                 if time.monotonic() - started > max_seconds:
                     note = f"（已超时停止 / stopped after {max_seconds:g} s）"
                     break
@@ -248,13 +254,14 @@ def chat_handler(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars
     return respond
 
 
-def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
-              title: str = "medqa — medical QA demo", context_tokens: int = DEFAULT_CONTEXT_TOKENS,
-              max_seconds: float = DEFAULT_MAX_SECONDS, system: str | None = None,
-              max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
+def build_app(model, tokenizer, *, settings: GenerationSettings | None = None,
+              max_input_chars: int = DEFAULT_MAX_INPUT_CHARS, title: str = "medqa — medical QA demo",
+              context_tokens: int = DEFAULT_CONTEXT_TOKENS, max_seconds: float = DEFAULT_MAX_SECONDS,
+              system: str | None = None, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
     import gradio as gr
 
-    respond = chat_handler(model, tokenizer, max_new_tokens=max_new_tokens, max_input_chars=max_input_chars,
+    settings = GenerationSettings() if settings is None else settings
+    respond = chat_handler(model, tokenizer, settings=settings, max_input_chars=max_input_chars,
                            context_tokens=context_tokens, max_seconds=max_seconds, system=system,
                            max_history_chars=max_history_chars)
 
@@ -268,7 +275,7 @@ def build_app(model, tokenizer, *, max_new_tokens: int = 512, max_input_chars: i
             box = gr.Textbox(placeholder=f"请输入您的问题（最多 {max_input_chars} 字） / Ask a medical question",
                              max_length=max_input_chars, lines=2, scale=5, show_label=False, elem_id="medqa-question")
             send = gr.Button("发送 / Send", variant="primary", scale=1, elem_id="medqa-send")
-        think = gr.Checkbox(value=True, label="显示思考过程 / think before answering", elem_id="medqa-think")
+        think = gr.Checkbox(value=settings.enable_thinking, label="显示思考过程 / think before answering", elem_id="medqa-think")
         clear = gr.Button("清空 / Clear", size="sm")
         for trigger in (send.click, box.submit):
             trigger(respond, [box, chatbot, think], [chatbot, banner, box], concurrency_limit=1)
@@ -340,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"medqa serve: error: {e}", file=sys.stderr)
         return 2
-    app = build_app(model, tokenizer, max_new_tokens=args.max_new_tokens, max_input_chars=args.max_input_chars,
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)  # greedy; thinking from the page's checkbox
+    app = build_app(model, tokenizer, settings=settings, max_input_chars=args.max_input_chars,
                     context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system,
                     max_history_chars=args.max_history_chars)
     launch(app, host=args.host, port=args.port, share=args.share, auth=auth)

@@ -7,7 +7,7 @@ import json
 import sys
 
 import medqa.eval.metrics as registry
-from medqa.eval.decoding import add_decoding_args, decoding_kwargs
+from medqa.eval.decoding import add_decoding_args, decoding_settings
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
@@ -49,7 +49,7 @@ def _run_sets(args) -> int:
         if not sep or not name or not path:
             raise ValueError(f"--set {spec!r}: expected NAME=FILE")
         sets.append((name, Path(path)))
-    args.decoding = decoding_kwargs(args)  # contradictory decoding flags fail before any work
+    args.settings = decoding_settings(args)  # contradictory decoding flags fail before any work
     from medqa.eval.score import check_score_outputs
     from medqa.io import OutputLock, check_output_file
     from medqa.predict import KIND as PREDICT
@@ -76,7 +76,7 @@ def _run_set(args, name: str, path, out, rank0: bool) -> None:
     print(f">> eval run: {name} ({path})", flush=True)
     run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
                 limit=args.limit, device=args.device, progress=not args.no_progress, overwrite=args.overwrite,
-                **args.decoding)
+                settings=args.settings, num_samples=args.num_samples)
     if rank0:
         m = score_file(out / "predictions.jsonl", out, seed=args.bootstrap_seed, overwrite=args.overwrite)
         per = f", {m['num_samples']} samples per item" if m.get("num_samples", 1) > 1 else ""

@@ -1,4 +1,5 @@
-"""The package's shape: no import circles, one model loader, the launcher choice, and docs that name real targets."""
+"""The package's shape: its floors (no import points up, none goes round in a circle), one model loader, the
+launcher choice, and docs that name real targets."""
 
 import ast
 import re
@@ -79,6 +80,72 @@ def test_the_package_has_no_import_cycles():
 
 def test_the_cycle_check_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# The floors, bottom to top (docs/architecture.md shows the same table): a module imports only from its own floor
+# or the ones below it, never from a floor above. A package's modules share its floor; every medqa module must be on
+# one (the package root, `medqa/__init__.py`, is on the ground floor itself, not a default for the rest).
+FLOORS: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("medqa", "medqa.argtypes", "medqa.io", "medqa.think", "medqa.pii", "medqa.preemption",
+              "medqa.throughput", "medqa.stages", "medqa.checkpoints", "medqa.recipes")),
+    ("domain", ("medqa.safety", "medqa.data", "medqa.teacher", "medqa.rewards", "medqa.chat", "medqa.modeling",
+                "medqa.generation", "medqa.tiny_model", "medqa.real_model")),
+    # Generating with a model and judging its answers: they read a run's outputs (its weights, its
+    # rollout_decoding.json, its reward.json), never its trainer's code.
+    ("use", ("medqa.eval", "medqa.predict", "medqa.serve", "medqa.merge", "medqa.safety_eval")),
+    ("train", ("medqa.train",)),  # the stages: none imports another (test_no_training_stage_imports_another)
+    ("orchestrate", ("medqa.launch", "medqa.preflight", "medqa.bench", "medqa.demo", "medqa.demo_report",
+                     "medqa.cli", "medqa.__main__")),
+]
+FLOOR = {name: level for level, (_, names) in enumerate(FLOORS) for name in names}
+
+
+def floor(module: str) -> int:
+    """The floor of a medqa module: its own entry in FLOORS, else its nearest package's."""
+    name = module
+    while name not in FLOOR:
+        name = name.rpartition(".")[0]
+        if name in ("", "medqa"):
+            raise KeyError(f"{module} is on no floor: add it (or its package) to FLOORS")
+    return FLOOR[name]
+
+
+def upward_imports(graph: dict[str, set[str]], floor_of=floor) -> list[tuple[str, str]]:
+    """(module, import) pairs where the import is on a higher floor than the module."""
+    return sorted((module, target) for module, targets in graph.items() for target in targets
+                  if floor_of(target) > floor_of(module))
+
+
+def test_every_module_is_on_a_floor():
+    graph = import_graph()
+    names = [name for _, names in FLOORS for name in names]
+    assert len(names) == len(set(names)), "a module or package is on two floors"
+    for module in graph:
+        floor(module)  # KeyError names a module on no floor
+    assert floor("medqa.eval.metrics.mc_accuracy.mc_accuracy") == floor("medqa.eval") < floor("medqa.train.ppo.core")
+    with pytest.raises(KeyError, match="medqa.newthing is on no floor"):
+        floor("medqa.newthing")
+
+
+def test_no_import_points_up_a_floor():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_floor_check_finds_an_upward_import():
+    planted = {"medqa.io": {"medqa.think"}, "medqa.eval.decoding": {"medqa.generation", "medqa.train.ppo.config"},
+               "medqa.train.ppo.config": {"medqa.recipes"}, "medqa.demo": {"medqa.train.pretrain", "medqa.eval"}}
+    assert upward_imports(planted) == [("medqa.eval.decoding", "medqa.train.ppo.config")]
+    assert upward_imports({"medqa.generation": {"medqa.serve"}, "medqa.serve": {"medqa.generation"}}) == [
+        ("medqa.generation", "medqa.serve")]
+
+
+def test_only_the_orchestrators_import_a_trainer():
+    """No module outside medqa/train imports one of its stages, except the commands above every floor that run them
+    (launch, preflight, bench, the demo): eval, predict and serve read a run's outputs, not its trainer."""
+    graph = import_graph()
+    importers = {module for module, targets in graph.items() if not module.startswith("medqa.train")
+                 for target in targets if target.startswith("medqa.train")}
+    assert importers and {floor(module) for module in importers} == {len(FLOORS) - 1}, sorted(importers)
 
 
 def sibling_stage_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:

@@ -332,9 +332,10 @@ except demo.StopRequested:
 
 
 def test_serve_refuses_a_huge_history_fast_without_reading_it():
+    from medqa.generation import GenerationSettings
     from medqa.serve import chat_handler
 
-    respond = chat_handler(None, None, max_new_tokens=8)  # the default cap; never reaches the model
+    respond = chat_handler(None, None, settings=GenerationSettings(max_new_tokens=8))  # the default cap; never reaches the model
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": "胸痛" * 50_000} for i in range(40)]
     started = time.perf_counter()
     steps = list(respond("头痛怎么办？", history, True))

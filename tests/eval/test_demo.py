@@ -118,10 +118,19 @@ def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
     summary = _summary(demo_out[0])
     d = summary["rl_minus_sft_reward_red_team_sampled"]
     assert d["k"] >= 4 and d["n"] == summary["n_items"]["red_team"]
-    from medqa.eval.decoding import decoding_from
+    import dataclasses
 
-    recipe = decoding_from(ROOT / "recipes/ppo/demo/lora.yaml")  # the demo passes its token budget to PPO
-    assert d["decoding"] == {**recipe, "max_new_tokens": summary["decoding"]["max_new_tokens"]}
+    from medqa.eval.decoding import decoding_from
+    from medqa.generation import rollout_decoding
+    from medqa.recipes import load_recipe
+    from medqa.train.ppo.config import PPOConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(PPOConfig) if f.default is not dataclasses.MISSING}
+    recipe = rollout_decoding("ppo", {**defaults, **load_recipe(ROOT / "recipes/ppo/demo/lora.yaml")})
+    # What the PPO run recorded is its recipe's decoding (the demo passes its token budget to PPO), and the report
+    # judged RL under it.
+    assert d["decoding"] == decoding_from(demo_out[0] / "ppo") == \
+        {**recipe, "max_new_tokens": summary["decoding"]["max_new_tokens"]}
     # 3 seeds × 2 machines (docs/demo.md): −0.065 … +0.034, every interval includes 0: PPO keeps the red-team
     # reward where SFT left it. Asserted: no loss beyond −0.15 (twice the worst seen); a gain is not claimed.
     assert d["ci95"][0] < d["ci95"][1] and d["delta"] >= -0.15, d

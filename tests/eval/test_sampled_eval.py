@@ -1,6 +1,6 @@
 """Evaluation under a sampled decoding: per-row seeds (reproducible whatever the batch), K answers per item averaged
 per item before any interval, the decoding in the resume key and in metrics.json, and `--decoding-from` a PPO/GRPO
-run or recipe."""
+run's output folder."""
 
 from __future__ import annotations
 
@@ -109,16 +109,31 @@ def test_a_repeated_id_needs_distinct_samples(tmp_path):
         read_predictions(path)
 
 
-def test_decoding_from_a_run_or_its_recipe(tmp_path, tiny_think_model_dir, capsys):
+def test_rollout_decoding_of_each_trainer():
+    """What PPO and GRPO record from their configs (a config as a dict; unset top-p/top-k/penalty: off)."""
+    from medqa.generation import rollout_decoding
+
+    assert rollout_decoding("ppo", {"temperature": 0.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
+                                    "repetition_penalty": 1.3}) == {
+        "trainer": "ppo", "temperature": 0.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
+        "enable_thinking": True, "repetition_penalty": 1.3}
+    assert rollout_decoding("grpo", {"temperature": 0.9, "top_p": None, "top_k": None, "max_completion_length": 48,
+                                     "chat_template_kwargs": {"enable_thinking": False}}) == {
+        "trainer": "grpo", "temperature": 0.9, "top_p": 1.0, "top_k": 0, "max_new_tokens": 48,
+        "enable_thinking": False, "repetition_penalty": 1.0}
+    with pytest.raises(ValueError, match="kind must be one of ppo, grpo"):
+        rollout_decoding("sft", {})
+
+
+def test_decoding_from_a_run_folder_only(tmp_path, tiny_think_model_dir, capsys):
     from medqa.eval.cli import main
     from medqa.eval.decoding import decoding_from
     from medqa.generation import write_rollout_decoding
 
-    recipe = decoding_from(ROOT / "recipes" / "ppo" / "demo" / "lora.yaml")
-    assert recipe == {"trainer": "ppo", "temperature": 0.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
-                      "enable_thinking": True, "repetition_penalty": 1.3}
-    grpo = decoding_from(ROOT / "recipes" / "grpo" / "cpu" / "lora.yaml")
-    assert grpo["trainer"] == "grpo" and grpo["max_new_tokens"] == 48
+    # A recipe is not a run: the decoding a run sampled with is what it recorded, not what its recipe says today.
+    recipe = ROOT / "recipes" / "ppo" / "demo" / "lora.yaml"
+    with pytest.raises(FileNotFoundError, match=r"lora.yaml: not a PPO/GRPO output folder \(no rollout_decoding.json\)"):
+        decoding_from(recipe)
     # A run folder: what the trainer wrote at its start (here a PPO run with a 12-token budget) round-trips.
     run = tmp_path / "ppo"
     written = write_rollout_decoding(run, "ppo", {"temperature": 1.3, "top_p": 0.9, "top_k": 5,
@@ -140,3 +155,40 @@ def test_decoding_from_a_run_or_its_recipe(tmp_path, tiny_think_model_dir, capsy
     assert max(r["gen_tokens"] for r in read_jsonl(out / "red_team" / "predictions.jsonl")) <= 12
     assert main(args + ["--out", str(tmp_path / "x"), "--temperature", "0.5"]) == 2
     assert "drop --temperature" in capsys.readouterr().err
+    assert main(["run", "--model", str(tiny_think_model_dir), *sets, "--out", str(tmp_path / "y"),
+                 "--decoding-from", str(recipe)]) == 2
+    assert "lora.yaml: not a PPO/GRPO output folder (no rollout_decoding.json)" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # refused before any work
+
+
+def test_the_flags_become_one_settings_value_recorded_as_before():
+    """`decoding_settings` is the one place flags become a GenerationSettings; `record()` writes the `decoding` dict
+    of the rows (and their resume keys) exactly as before the settings were one value: key for key, in order."""
+    import argparse
+
+    from medqa.eval.decoding import add_decoding_args, decoding_settings
+    from medqa.generation import GenerationSettings
+
+    p = argparse.ArgumentParser()
+    add_decoding_args(p)
+
+    def settings(*argv: str) -> GenerationSettings:
+        return decoding_settings(p.parse_args(list(argv)))
+
+    greedy = settings("--max-new-tokens", "12")
+    assert greedy == GenerationSettings(max_new_tokens=12, seed=42)
+    assert list(greedy.record().items()) == [("think", True), ("max_new_tokens", 12), ("sample", False),
+                                             ("seed", None)]
+    sampled = settings("--no-think", "--do-sample", "--top-k", "0", "--repetition-penalty", "1.2", "--seed", "7",
+                       "--num-samples", "3")
+    assert sampled == GenerationSettings(enable_thinking=False, do_sample=True, top_k=0, repetition_penalty=1.2,
+                                         seed=7)
+    assert list(sampled.record().items()) == [("think", False), ("max_new_tokens", 512), ("sample", True),
+                                              ("seed", 7), ("temperature", 0.6), ("top_p", 0.95), ("top_k", 0),
+                                              ("repetition_penalty", 1.2)]
+    with pytest.raises(ValueError, match="--temperature, --top-k need --do-sample"):
+        settings("--temperature", "0.7", "--top-k", "3")
+    with pytest.raises(ValueError, match="--num-samples 2 needs sampling"):
+        settings("--num-samples", "2")
+    with pytest.raises(ValueError, match="--decoding-from sets the decoding; drop --max-new-tokens, --no-think"):
+        settings("--decoding-from", "runs/ppo", "--no-think", "--max-new-tokens", "8")

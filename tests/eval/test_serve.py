@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import THINK_PAIRS
+from medqa.generation import GenerationSettings
 from medqa.serve import StreamView, emergency_banner, render_messages, stream_view
 
 
@@ -43,7 +44,7 @@ def test_emergency_banner(question, banner):
 
 
 def test_stream_generate_grows(tiny_think_model_dir):
-    from medqa.generation import GenerationSettings, load_model, stream_generate
+    from medqa.generation import load_model, stream_generate
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
     q, expected = THINK_PAIRS[0]
@@ -58,7 +59,7 @@ def test_chat_handler_streams_banner_and_refuses_long_input(tiny_think_model_dir
     from medqa.serve import chat_handler
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
-    respond = chat_handler(model, tok, max_new_tokens=64, max_input_chars=50)
+    respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=64), max_input_chars=50)
     # Too long: nothing generated, history untouched, the text stays in the box for editing.
     (history, _, box), = list(respond("头" * 51, [], True))
     assert history == [] and box == "头" * 51
@@ -113,7 +114,7 @@ def test_gradio_message_parts_keep_earlier_turns_and_ignore_files(tiny_chat, mon
     assert message_text({"path": "/tmp/a.pdf", "mime_type": "application/pdf"}) is None
     model, tok = tiny_chat
     rec = _Recorder(monkeypatch)
-    respond = chat_handler(model, tok, max_new_tokens=8)
+    respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=8))
     history = [  # what Gradio 6 sends back: content as lists of parts, a file, a folded reasoning bubble
         {"role": "user", "content": [{"type": "text", "text": "我怀孕30周了"}]},
         {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/scan.png"}}]},
@@ -131,7 +132,7 @@ def test_history_is_budgeted_oldest_first_and_the_system_prompt_kept(tiny_chat, 
 
     model, tok = tiny_chat
     rec = _Recorder(monkeypatch)
-    respond = chat_handler(model, tok, max_new_tokens=8, context_tokens=8 + 300, system="你是谨慎的医学助手。",
+    respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=8), context_tokens=8 + 300, system="你是谨慎的医学助手。",
                            max_history_chars=500_000)
     # A huge old message (never tokenised whole), then 60 turns: more than the 300-token budget.
     history = [{"role": "user", "content": "x" * 400_000}, {"role": "assistant", "content": "收到。"}]
@@ -150,7 +151,7 @@ def test_banner_for_red_flags_in_any_user_turn(tiny_chat):
     from medqa.serve import chat_handler
 
     model, tok = tiny_chat
-    respond = chat_handler(model, tok, max_new_tokens=4)
+    respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=4))
     history = [{"role": "user", "content": [{"type": "text", "text": "我胸口剧烈疼痛，出冷汗，左臂发麻"}]},
                {"role": "assistant", "content": "请立即拨打120。"}]
     _, banner, _ = next(iter(respond("那我现在该吃什么药？", history, True)))
@@ -168,7 +169,7 @@ def test_generation_stops_on_disconnect_and_on_the_time_limit(tiny_chat):
     hook = model.register_forward_hook(lambda *_: calls.append(1) or time.sleep(0.05))
     try:
         before = threading.active_count()
-        respond = chat_handler(model, tok, max_new_tokens=200)
+        respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=200))
         gen = respond("头痛怎么办？", [], True)
         next(gen), next(gen)  # the user turn, then the first streamed token
         gen.close()  # what Gradio does when the browser goes away
@@ -177,7 +178,7 @@ def test_generation_stops_on_disconnect_and_on_the_time_limit(tiny_chat):
         time.sleep(0.5)
         assert len(calls) == n, "generation kept running after the client left"
         assert threading.active_count() <= before
-        steps = list(chat_handler(model, tok, max_new_tokens=200, max_seconds=0.3)("头痛怎么办？", [], True))
+        steps = list(chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=200), max_seconds=0.3)("头痛怎么办？", [], True))
         assert "stopped after 0.3 s" in steps[-1][0][-1]["content"]
         time.sleep(0.5)
         n = len(calls)

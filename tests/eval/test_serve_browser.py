@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_think_model_dir):
-    from medqa.generation import load_model
+    from medqa.generation import GenerationSettings, load_model
     from medqa.serve import build_app, launch
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
@@ -52,7 +52,7 @@ def app_url(tiny_think_model_dir):
             prompts.append(tok.decode(ids[0]))
 
     model.register_forward_pre_hook(record, with_kwargs=True)
-    app = build_app(model, tok, max_new_tokens=64, max_input_chars=200)
+    app = build_app(model, tok, settings=GenerationSettings(max_new_tokens=64), max_input_chars=200)
     port = _free_port()
     launch(app, host="127.0.0.1", port=port, block=False)
     app_prompts.clear()
