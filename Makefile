@@ -172,6 +172,7 @@ EVAL_MAX_NEW   ?= 512
 EVAL_BATCH     ?= 8
 SERVE_PORT     ?= 7860
 SERVE_HOST     ?= 127.0.0.1
+SERVE_ARGS     ?=
 EVAL_ARGS       = --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER))
 .PHONY: eval bench-medical predict compare serve bench-p4
 
@@ -201,8 +202,8 @@ compare: setup ## report (markdown + HTML + plots) of run A vs run B: A=outputs/
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=outputs/eval/<run> B=outputs/eval/<run> [OUT=dir]"; exit 2; }
 	$(MEDQA) eval compare $(A) $(B) --out $(or $(OUT),$(EVAL_ROOT)/compare-$(notdir $(A))-vs-$(notdir $(B)))
 
-serve: setup ## Gradio chat demo on SERVE_HOST:SERVE_PORT (127.0.0.1:7860): MODEL=… [ADAPTER=…]
-	$(MEDQA) serve $(EVAL_ARGS) --host $(SERVE_HOST) --port $(SERVE_PORT)
+serve: setup ## Gradio chat demo on SERVE_HOST:SERVE_PORT (127.0.0.1:7860): MODEL=… [ADAPTER=…] [SERVE_ARGS=…]
+	$(MEDQA) serve $(EVAL_ARGS) --host $(SERVE_HOST) --port $(SERVE_PORT) $(SERVE_ARGS)
 
 bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the tiny model, same prompts (goal >= 5x)
 	$(MEDQA) bench --only p4

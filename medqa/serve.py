@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medqa.argtypes import at_least
+from medqa.eval.decoding import add_decoding_args, decoding_settings
 from medqa.generation import GenerationSettings
 from medqa.think import THINK_CLOSE, THINK_OPEN
 
@@ -319,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (explicit opt-in)")
     p.add_argument("--auth-file", help=f"file holding USER:PASS for a basic login (or set {AUTH_ENV}=USER:PASS)")
     p.add_argument("--auth", help=argparse.SUPPRESS)  # refused: a password on the command line shows in `ps`
-    p.add_argument("--max-new-tokens", type=at_least(int, 1), default=512)
     p.add_argument("--max-input-chars", type=at_least(int, 1), default=DEFAULT_MAX_INPUT_CHARS)
     p.add_argument("--max-history-chars", type=at_least(int, 1), default=DEFAULT_MAX_HISTORY_CHARS,
                    help="a longer conversation is refused (the user clears it to go on) (default: %(default)s)")
@@ -329,13 +329,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop an answer after this many seconds (default: %(default)s)")
     p.add_argument("--system", help="system prompt kept at the top of every conversation")
     p.add_argument("--device", help="cpu, cuda … (default: cuda when available)")
+    add_decoding_args(p, samples=False)  # the page's think checkbox starts as --no-think / the run's decoding says
     args = p.parse_args(argv)
     if args.auth is not None:
         p.error(f"--auth on the command line is visible to every user in `ps`: put USER:PASS in a file for "
                 f"--auth-file, or in the environment variable {AUTH_ENV}")
     try:
         auth = read_auth(args.auth_file)
-    except ValueError as e:
+        settings = decoding_settings(args)
+    except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     if args.host not in ("127.0.0.1", "localhost", "::1") and not auth:
         print(f"warning: listening on {args.host} without --auth: anyone on the network can use the model",
@@ -347,7 +349,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"medqa serve: error: {e}", file=sys.stderr)
         return 2
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)  # greedy; thinking from the page's checkbox
     app = build_app(model, tokenizer, settings=settings, max_input_chars=args.max_input_chars,
                     context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system,
                     max_history_chars=args.max_history_chars)

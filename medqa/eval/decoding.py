@@ -37,8 +37,9 @@ def decoding_from(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{file}: {e}: missing or malformed") from None
 
 
-def add_decoding_args(p, max_new_tokens: int = 512) -> None:
-    """The decoding flags of the commands that generate for evaluation (predict, eval run)."""
+def add_decoding_args(p, max_new_tokens: int = 512, *, samples: bool = True) -> None:
+    """The decoding flags of the commands that generate (predict, eval run, serve); `samples=False` leaves out
+    `--num-samples` (serve gives one answer)."""
     from medqa.argtypes import at_least
 
     p.add_argument("--max-new-tokens", type=at_least(int, 1), default=None,
@@ -52,8 +53,9 @@ def add_decoding_args(p, max_new_tokens: int = 512) -> None:
     p.add_argument("--repetition-penalty", type=at_least(float, 0.0, inclusive=False), default=None,
                    help="> 1 discourages tokens already in the prompt or answer (Qwen3's card recommends a presence "
                         "penalty against endless repetitions); default 1 (off)")
-    p.add_argument("--num-samples", type=at_least(int, 1), default=1, metavar="K",
-                   help="answers per item (K > 1 needs sampling); metrics are per-item means over the K")
+    if samples:
+        p.add_argument("--num-samples", type=at_least(int, 1), default=1, metavar="K",
+                       help="answers per item (K > 1 needs sampling); metrics are per-item means over the K")
     p.add_argument("--decoding-from", metavar="RL_OUT",
                    help="sample exactly as a PPO/GRPO run's rollouts did (its output folder, which holds "
                         f"{ROLLOUT_DECODING_FILE}): temperature, top-p, top-k, max new tokens, thinking and repetition "
@@ -87,7 +89,8 @@ def decoding_settings(args, max_new_tokens: int = 512) -> GenerationSettings:
             raise ValueError(f"{', '.join(sampling)} need --do-sample")
         settings = GenerationSettings(**{"max_new_tokens": max_new_tokens, **given}, do_sample=args.sample,
                                       seed=args.seed)
-    if args.num_samples > 1 and not settings.do_sample:
-        raise ValueError(f"--num-samples {args.num_samples} needs sampling (--do-sample or --decoding-from): greedy "
+    num_samples = getattr(args, "num_samples", 1)
+    if num_samples > 1 and not settings.do_sample:
+        raise ValueError(f"--num-samples {num_samples} needs sampling (--do-sample or --decoding-from): greedy "
                          "answers are all the same")
     return settings

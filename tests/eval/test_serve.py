@@ -201,3 +201,34 @@ def test_auth_is_read_from_a_file_or_the_environment_never_argv(tmp_path, capsys
     with pytest.raises(SystemExit) as e:
         main(["--model", "m", "--auth", "alice:s3cret"])
     assert e.value.code == 2 and "ps" in capsys.readouterr().err
+
+
+def test_serve_takes_the_decoding_flags_of_predict_and_a_runs_rollout_decoding(tmp_path, monkeypatch, capsys):
+    """`medqa serve` answers with the decoding it is given — the same flags as predict and eval, or a PPO/GRPO run's
+    own rollout decoding (`--decoding-from`); the page's think checkbox starts where that decoding says."""
+    import medqa.generation
+    import medqa.serve as serve
+    from medqa.generation import write_rollout_decoding
+
+    seen = {}
+    monkeypatch.setattr(medqa.generation, "load_model", lambda *a, **k: ("model", "tokenizer"))
+    monkeypatch.setattr(serve, "build_app", lambda model, tok, **kw: seen.setdefault("settings", kw["settings"]))
+    monkeypatch.setattr(serve, "launch", lambda *a, **k: None)
+
+    assert serve.main(["--model", "m", "--repetition-penalty", "1.1", "--max-new-tokens", "300"]) == 0
+    assert seen.pop("settings") == GenerationSettings(max_new_tokens=300, repetition_penalty=1.1, seed=42)
+
+    run = tmp_path / "ppo"
+    write_rollout_decoding(run, "ppo", {"temperature": 0.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 128,
+                                        "enable_thinking": False, "repetition_penalty": 1.1})
+    assert serve.main(["--model", "m", "--decoding-from", str(run)]) == 0
+    settings = seen.pop("settings")
+    assert (settings.do_sample, settings.temperature, settings.top_k, settings.max_new_tokens,
+            settings.enable_thinking, settings.repetition_penalty) == (True, 0.5, 0, 128, False, 1.1)
+
+    for argv, message in ((["--decoding-from", str(run), "--max-new-tokens", "64"], "drop --max-new-tokens"),
+                          (["--temperature", "0.7"], "need --do-sample"),
+                          (["--decoding-from", str(tmp_path)], "not a PPO/GRPO output folder")):
+        with pytest.raises(SystemExit) as e:
+            serve.main(["--model", "m", *argv])
+        assert e.value.code == 2 and message in capsys.readouterr().err
