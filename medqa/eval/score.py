@@ -20,7 +20,7 @@ import datetime as _dt
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -287,16 +287,16 @@ def rules_vs_teacher(items: list[dict]) -> dict[str, Any] | None:
 
 
 def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None,
-                       weights: tuple[float, float] | None = None) -> tuple[list[Pred], dict]:
+                       weights: Any = None) -> tuple[list[Pred], dict]:
     """Judge the predictions that have no teacher judgement yet, through the teacher client and its cache, and give
-    every prediction the RL reward: `reward` / `reward_parts` from `medqa.rewards.total_rewards` (`weights` =
-    (w_rules, w_teacher) of the RL run that made the model, from `medqa.rewards.run_reward_weights`; the defaults
-    0.6 / 0.4 when None; a failed judgement takes the file's mean teacher term). Like PPO's and GRPO's teacher, the
+    every prediction the RL reward: `reward` / `reward_parts` from `medqa.rewards.total_rewards` (`weights`: the
+    `RewardArguments` of the RL run that made the model, from `medqa.rewards.run_reward_weights`; the defaults when
+    None; a failed judgement takes the file's mean teacher term). Like PPO's and GRPO's teacher, the
     teacher sees the question and the whole generated text (think block included); the rules read it as PPO's
     rule reward does. The summary counts the failed judgements."""
     from dataclasses import replace
 
-    from medqa.rewards import W_RULES, W_TEACHER, rule_reward, total_rewards
+    from medqa.rewards import RewardArguments, rule_reward, total_rewards
     from medqa.teacher.client import score_pairs
 
     todo = [i for i, p in enumerate(preds) if not (isinstance(p.extra.get("teacher"), dict)
@@ -306,9 +306,8 @@ def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None,
     judgements: list[Any] = [p.extra.get("teacher") for p in preds]
     for i, res in zip(todo, results, strict=True):
         judgements[i] = res
-    w_rules, w_teacher = weights or (W_RULES, W_TEACHER)
-    rewards = total_rewards([rule_reward(p.question, p.prediction, p.meta) for p in preds], judgements,
-                            w_rules, w_teacher)
+    weights = (weights or RewardArguments()).weights
+    rewards = total_rewards([rule_reward(p.question, p.prediction, p.meta) for p in preds], judgements, weights)
     out = []
     for p, judgement, reward in zip(preds, judgements, rewards, strict=True):
         extra = {**p.extra, "reward": reward.total, "reward_parts": reward.reward_parts()}
@@ -318,7 +317,7 @@ def judge_with_teacher(preds: list[Pred], config, cache_path: str | None = None,
     failed = sum(not r.ok for r in results)
     errors = sorted({str(r.error) for r in results if not r.ok})
     summary = {"judged": len(todo) - failed, "failed": failed, "model": config.model,
-               "weights": {"w_rules": w_rules, "w_teacher": w_teacher},
+               "weights": asdict(weights),
                "usage": usage.summary(config) if usage else None, "errors": errors[:3]}
     return out, summary
 
@@ -335,7 +334,7 @@ def check_score_outputs(out_dir: str | os.PathLike, predictions: str | os.PathLi
 
 def score_file(predictions: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, teacher=None,
                teacher_cache: str | None = None, overwrite: bool = False,
-               weights: tuple[float, float] | None = None) -> dict[str, Any]:
+               weights: Any = None) -> dict[str, Any]:
     """Score `predictions` and write `out_dir/metrics.json` and `out_dir/items.jsonl` atomically; existing ones
     are replaced only when a medqa eval wrote them, or with `overwrite`.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,12 @@ TEACHER_UNAVAILABLE_EXIT = 3  # exit code of an RL run stopped by TeacherStopRul
 REWARD_FILE = "reward.json"  # written by PPO and GRPO into their output folder: the reward the run optimised
 
 
-def write_run_reward(out_dir: str | Path, reward: str, w_rules: float, w_teacher: float) -> dict[str, Any]:
-    """Record in an RL output folder the reward it optimises: `combined` (`w_rules·rules + w_teacher·teacher`) or
-    `rules` (the rule total alone, recorded as weights 1 / 0), so evaluation scores it with the same mix."""
+def write_run_reward(out_dir: str | Path, reward: str, weights: RewardArguments) -> dict[str, Any]:
+    """Record in an RL output folder the reward it optimises: `combined` (the mix `weights`) or `rules` (the rule
+    total alone, recorded as `RewardArguments.rules_only()`), so evaluation scores it with the same mix."""
     from medqa.io import atomic_write
 
-    record = {"reward": reward, "w_rules": float(w_rules) if reward == "combined" else 1.0,
-              "w_teacher": float(w_teacher) if reward == "combined" else 0.0}
+    record = {"reward": reward, **asdict(weights.weights if reward == "combined" else RewardArguments.rules_only())}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(out_dir) / REWARD_FILE) as fh:
         json.dump(record, fh, indent=2)
@@ -37,16 +36,19 @@ def write_run_reward(out_dir: str | Path, reward: str, w_rules: float, w_teacher
     return record
 
 
-def run_reward_weights(run_dir: str | Path | None) -> tuple[float, float]:
-    """(w_rules, w_teacher) an RL output folder optimised (its `reward.json`); the defaults for None or a folder
-    without one (a base or SFT model was trained on no reward). A malformed record is a ValueError naming it."""
+def run_reward_weights(run_dir: str | Path | None) -> RewardArguments:
+    """The mix an RL output folder optimised (its `reward.json`); the defaults for None or a folder without one (a
+    base or SFT model was trained on no reward), and for a weight the record predates. A malformed record is a
+    ValueError naming it."""
     path = Path(run_dir) / REWARD_FILE if run_dir else None
     if path is None or not path.is_file():
-        return W_RULES, W_TEACHER
+        return RewardArguments()
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        weights = float(record["w_rules"]), float(record["w_teacher"])
-    except (ValueError, KeyError, TypeError) as err:
+        weights = RewardArguments(**{f.name: float(record[f.name]) for f in fields(RewardArguments)
+                                     if f.name in record})
+        weights.check_reward()
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: not a reward record ({err})") from err
     return weights
 
@@ -121,10 +123,10 @@ def imputed_teacher_term(judged_sum: float, judged_n: float, fallback: float | N
     return NEUTRAL_TEACHER if fallback is None else fallback
 
 
-def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], w_rules: float = W_RULES,
-                  w_teacher: float = W_TEACHER, imputed: float | None = None) -> list[RewardBreakdown]:
-    """The reward of a batch: `w_rules·rules.total + w_teacher·overall/10` per item — the one mix of rules and
-    teacher that PPO, GRPO, `medqa eval score --teacher` and the demo use.
+def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], weights: RewardArguments | None = None,
+                  imputed: float | None = None) -> list[RewardBreakdown]:
+    """The reward of a batch: `weights.mix(rules.total, overall/10)` per item (the defaults when None) — the one mix
+    of rules and teacher that PPO, GRPO, `medqa eval score --teacher` and the demo use.
 
     A failed (or missing) judgement takes the mean teacher term of the items judged in the same batch
     (`imputed_teacher_term`); `imputed` overrides that mean, for a batch spread over processes. Why the mean: it
@@ -137,6 +139,7 @@ def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], w_r
     (the term used) and `teacher_failed`."""
     if len(rules) != len(teachers):
         raise ValueError(f"{len(rules)} rule results for {len(teachers)} teacher judgements")
+    weights = (weights or RewardArguments()).weights
     terms = [teacher_term(t) for t in teachers]
     if imputed is None:
         judged = [t for t in terms if t is not None]
@@ -150,24 +153,43 @@ def total_rewards(rules: Sequence[RewardBreakdown], teachers: Sequence[Any], w_r
         else:
             parts["teacher"] = RuleResult(round(term, 4), f"teacher overall {term * TEACHER_SCALE:g}/{TEACHER_SCALE:g}")
         t = imputed if term is None else term
-        out.append(RewardBreakdown(round(w_rules * r.total + w_teacher * t, 4), parts,
-                                   note=f"{w_rules:g}·rules + {w_teacher:g}·teacher", rules_total=r.total,
+        out.append(RewardBreakdown(round(weights.mix(r.total, t), 4), parts, note=weights.note, rules_total=r.total,
                                    teacher=t, teacher_failed=term is None))
     return out
 
 
 @dataclass
 class RewardArguments:
-    """The mix `w_rules·R_rules + w_teacher·R_teacher` (medqa.rewards.total_rewards); a run records it in its
-    output folder (`reward.json`, medqa.rewards.write_run_reward) for evaluation."""
+    """The mix `w_rules·R_rules + w_teacher·R_teacher` (medqa.rewards.total_rewards), declared once: PPO's and GRPO's
+    options inherit it, every caller of `total_rewards` passes it (`.weights`), a run records it in its output
+    folder (`reward.json`, `write_run_reward`) and evaluation reads it back (`run_reward_weights`). A new weight is
+    a field here, its term in `mix` and its name in `medqa.checkpoints.SHAPING` (a test asks for it)."""
 
     w_rules: float = field(default=W_RULES, metadata={"help": "weight of the rule reward"})
     w_teacher: float = field(default=W_TEACHER, metadata={"help": "weight of the teacher's overall/10"})
 
     def check_reward(self) -> None:
-        if self.w_rules < 0 or self.w_teacher < 0 or self.w_rules + self.w_teacher <= 0:
-            raise ValueError(f"w_rules and w_teacher must be >= 0 with a positive sum, got {self.w_rules}, "
-                             f"{self.w_teacher}")
+        values = [getattr(self, f.name) for f in fields(RewardArguments)]
+        if min(values) < 0 or sum(values) <= 0:
+            raise ValueError(f"reward weights must be >= 0 with a positive sum, got {self.weights.note}")
+
+    def mix(self, rules: float, teacher: float) -> float:
+        """One item's reward from its rule total and its teacher term (overall/10)."""
+        return self.w_rules * rules + self.w_teacher * teacher
+
+    @property
+    def note(self) -> str:
+        return f"{self.w_rules:g}·rules + {self.w_teacher:g}·teacher"
+
+    @property
+    def weights(self) -> RewardArguments:
+        """These weights alone (a stage's config inherits this class; this drops its other options)."""
+        return RewardArguments(**{f.name: getattr(self, f.name) for f in fields(RewardArguments)})
+
+    @classmethod
+    def rules_only(cls) -> RewardArguments:
+        """The mix of a run trained on the rule total alone."""
+        return cls(**{f.name: float(f.name == "w_rules") for f in fields(cls)})
 
 
 class TeacherUnavailable(RuntimeError):

@@ -48,7 +48,7 @@ from medqa.data.rl_prompts import PromptArguments
 from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
 from medqa.preemption import StopFileCallback, stop_file_from_env
 from medqa.recipes import apply_hardware_precision, parse_recipe_args
-from medqa.rewards import W_RULES, W_TEACHER, RewardArguments, TeacherStopRule
+from medqa.rewards import RewardArguments, TeacherStopRule
 from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
@@ -213,12 +213,12 @@ class CombinedReward:
     __name__ = "total"
 
     def __init__(self, config: Any, cache_path: str | None = None, distributed: bool = False,
-                 w_rules: float = W_RULES, w_teacher: float = W_TEACHER, stop_rule: Any = None):
+                 weights: RewardArguments | None = None, stop_rule: Any = None):
         from medqa.rewards import TeacherStopRule
 
         self.config = config
         self.cache_path = cache_path
-        self.w_rules, self.w_teacher = w_rules, w_teacher
+        self.weights = (weights or RewardArguments()).weights
         self.stop_rule = stop_rule or TeacherStopRule()
         self.calls: list[int] = []  # pairs per call, on this rank
         self.failed = 0
@@ -256,8 +256,7 @@ class CombinedReward:
             if judged_n > 0:
                 log_metric("rewards/teacher/mean", judged_sum / judged_n)
         self.stop_rule.observe(failed_share, errors[0] if errors else None)
-        mixed = total_rewards(rule_parts, results, self.w_rules, self.w_teacher,
-                              imputed=imputed_teacher_term(judged_sum, judged_n))
+        mixed = total_rewards(rule_parts, results, self.weights, imputed=imputed_teacher_term(judged_sum, judged_n))
         return [m.total for m in mixed]
 
     async def judge(self, pairs: list[tuple[str, str]]) -> list[Any]:
@@ -428,7 +427,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
             raise ValueError("the teacher reward needs teacher arguments")
         setup = build_teacher(teacher_args, quiet=training_args.process_index != 0)
         teacher = CombinedReward(setup.config, setup.cache_path, distributed=training_args.world_size > 1,
-                                 w_rules=training_args.w_rules, w_teacher=training_args.w_teacher,
+                                 weights=training_args.weights,
                                  stop_rule=TeacherStopRule.from_args(teacher_args))
         reward_funcs = [teacher]
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_funcs):
@@ -495,7 +494,7 @@ def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_a
         from medqa.rewards import write_run_reward
 
         write_rollout_decoding(training_args.output_dir, "grpo", vars(training_args))  # for `--decoding-from OUT`
-        write_run_reward(training_args.output_dir, "combined", training_args.w_rules, training_args.w_teacher)
+        write_run_reward(training_args.output_dir, "combined", training_args)
     trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
     try:

@@ -84,7 +84,7 @@ def test_every_recipe_parses(recipe, tiny_model_dir):
     (["--reward_weights", "0.6", "-0.4"], "reward_weights must be >= 0"),
     (["--teacher_concurrency", "0"], "teacher_concurrency must be > 0"),
     (["--teacher_fail_patience", "0"], "teacher_fail_patience >= 1"),
-    (["--w_teacher", "-0.4"], "w_rules and w_teacher must be >= 0"),
+    (["--w_teacher", "-0.4"], "reward weights must be >= 0"),
     (["--model_name_or_path", "outputs/no/such-sft"], "no such SFT output"),
 ])
 def test_invalid_settings_fail_with_a_clear_message(extra, message, tiny_model_dir):

@@ -52,9 +52,9 @@ def _ppo(url: str, run_dir) -> list[float]:
         def result(self):
             return self.results
 
-    record = json.loads((run_dir / "reward.json").read_text())
-    cfg = SimpleNamespace(missing_eos_penalty=-1.0, missing_think_penalty=-0.5, w_rules=record["w_rules"],
-                          w_teacher=record["w_teacher"])
+    from medqa.rewards import run_reward_weights
+
+    cfg = SimpleNamespace(missing_eos_penalty=-1.0, missing_think_penalty=-0.5, weights=run_reward_weights(run_dir))
     scorer = Scorer(cfg, SimpleNamespace(submit=Handle), all_reduce=lambda t: t)
     questions, answers = [JUDGED[0], FAILED[0]], [JUDGED[1], FAILED[1]]
     handle = scorer.submit(questions, answers)
@@ -68,9 +68,9 @@ def _grpo(url: str, run_dir) -> list[float]:
     from medqa.train.grpo import CombinedReward
 
     teacher = build_teacher(_teacher_args(url))
-    record = json.loads((run_dir / "reward.json").read_text())
-    reward = CombinedReward(teacher.config, teacher.cache_path, w_rules=record["w_rules"],
-                            w_teacher=record["w_teacher"])
+    from medqa.rewards import run_reward_weights
+
+    reward = CombinedReward(teacher.config, teacher.cache_path, weights=run_reward_weights(run_dir))
 
     async def run():
         try:
@@ -123,10 +123,12 @@ def test_one_failed_judgement_gets_the_same_reward_from_all_four_callers(judge, 
     """The RL run's recorded weights (`reward.json`, as PPO and GRPO write it) are the ones every caller mixes with:
     eval and the demo read them from the run (`--reward-from`), so a run trained on other weights is not scored
     against the defaults."""
-    from medqa.rewards import write_run_reward
+    from medqa.rewards import RewardArguments, write_run_reward
 
     run_dir = tmp_path / "rl-run"
-    write_run_reward(run_dir, "combined", w_rules, w_teacher)
+    write_run_reward(run_dir, "combined", RewardArguments(w_rules=w_rules, w_teacher=w_teacher))
+    assert json.loads((run_dir / "reward.json").read_text()) == {"reward": "combined", "w_rules": w_rules,
+                                                                 "w_teacher": w_teacher}
     got = {"ppo": _ppo(judge.url, run_dir), "grpo": _grpo(judge.url, run_dir),
            "eval score": _eval_score(judge.url, tmp_path, run_dir), "demo": _demo(judge.url, tmp_path, run_dir)}
     print(json.dumps(got))

@@ -11,6 +11,7 @@ import pytest
 from medqa.rewards import (
     NEUTRAL_TEACHER,
     RULES,
+    RewardArguments,
     TeacherStopRule,
     TeacherUnavailable,
     rule_reward,
@@ -204,7 +205,7 @@ def test_total_rewards_weights_and_a_failed_judgement_takes_the_batchs_mean_teac
     assert failed.reward_parts() == pytest.approx({"rules": bad.total, "teacher": 0.65, "teacher_failed": 1.0})
     assert total_rewards([bad], [None])[0].total == pytest.approx(0.6 * bad.total + 0.4 * NEUTRAL_TEACHER, abs=1e-4)
     assert total_rewards([bad], [None], imputed=0.9)[0].teacher == pytest.approx(0.9)
-    assert total_rewards([good], [6.0], w_rules=0.0, w_teacher=1.0)[0].total == pytest.approx(0.6)
+    assert total_rewards([good], [6.0], RewardArguments(w_rules=0.0, w_teacher=1.0))[0].total == pytest.approx(0.6)
     with pytest.raises(ValueError):
         total_rewards([good], [11.0])
 

@@ -122,7 +122,7 @@ class Scorer:
         if total_ok > 0:
             self.teacher_mean = imputed if self.teacher_mean is None else 0.9 * self.teacher_mean + 0.1 * imputed
         self.stop_rule.observe(failed_share, next((r.error for r in results if not r.ok), None))
-        mixed = total_rewards(rules, results, self.cfg.w_rules, self.cfg.w_teacher, imputed=imputed)
+        mixed = total_rewards(rules, results, self.cfg.weights, imputed=imputed)
         totals = [m.total for m in mixed]
         parts = [{"rules": m.rules_total, "teacher": m.teacher, "teacher_failed": float(m.teacher_failed)} for m in mixed]
         metrics.update({"teacher/failed_share": failed_share, "teacher/cache_hit_rate": total_cached / max(total_n, 1.0),

@@ -447,7 +447,7 @@ class PPOTrainer:
             from medqa.rewards import write_run_reward
 
             write_rollout_decoding(self.out, "ppo", vars(self.cfg))  # `--decoding-from OUT` evaluates the same way
-            write_run_reward(self.out, self.cfg.reward, self.cfg.w_rules, self.cfg.w_teacher)  # and scores the same
+            write_run_reward(self.out, self.cfg.reward, self.cfg)  # and scores the same
         except BaseException:
             self.lock.release()
             raise
