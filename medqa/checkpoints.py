@@ -100,7 +100,7 @@ SAFE = frozenset({
     "logging_strategy", "logging_steps", "logging_first_step", "log_on_each_node", "logging_nan_inf_filter",
     "include_num_input_tokens_seen", "log_level", "log_level_replica", "disable_tqdm", "report_to", "run_name",
     "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id", "skip_memory_metrics", "debug",
-    "samples_per_log", "sample_steps", "num_samples", "progress_bar", "log_completions", "log_multimodal",
+    "samples_per_log", "sample_steps", "progress_bar", "log_completions", "log_multimodal",
     "num_completions_to_print", "log_unique_prompts", "log_completions_hub_repo",
     # checkpoints and their cadence, the hub (hub_token is a secret: never written to a run record)
     "save_strategy", "save_steps", "save_on_each_node", "save_total_limit", "save_only_model", "enable_jit_checkpoint",

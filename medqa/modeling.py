@@ -21,11 +21,12 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from trl import ModelConfig
 
-MODES = ("lora", "qlora", "full")
+Mode = Literal["lora", "qlora", "full"]
+MODES = get_args(Mode)
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -37,7 +38,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 class ModelArguments(ModelConfig):
     """The base model and how it is trained: `mode` sets use_peft / load_in_4bit, so recipes never set them."""
 
-    mode: str = field(default="lora", metadata={"help": "lora | qlora (4-bit nf4 base + LoRA) | full", "choices": list(MODES)})
+    mode: Mode = field(default="lora", metadata={"help": "lora | qlora (4-bit nf4 base + LoRA) | full"})
     dtype: str | None = field(
         default="auto",
         metadata={"help": "weights dtype: auto (bfloat16 when training in bf16 or on a bf16 GPU, else float32), "

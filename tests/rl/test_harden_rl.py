@@ -191,7 +191,7 @@ def test_fresh_run_moves_the_old_run_aside_and_another_seed_is_not_resumed(tmp_p
 def test_resume_trims_metrics_samples_and_tensorboard_to_the_checkpoint(tmp_path, ppo_sft_adapter, ppo_prompts):
     out = tmp_path / "out"
     opts = {"total_steps": 2, "save_steps": 1, "save_total_limit": 2, "report_to": "tensorboard",
-            "sample_steps": 1, "num_samples": 1}
+            "sample_steps": 1, "samples_per_log": 1}
     ppo_trainer(ppo_sft_adapter, ppo_prompts, out, **opts).train()
     assert _event_steps(out) == [1, 2]
     # A kill after step 2 was logged but before its checkpoint was complete (so before the run finished).

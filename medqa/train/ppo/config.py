@@ -14,6 +14,7 @@ Two different KLs are controlled, and each target says which it measures:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from medqa.checkpoints import RunFolderArguments, shaping_settings
 from medqa.data.rl_prompts import PromptArguments
@@ -21,8 +22,9 @@ from medqa.modeling import ModelArguments
 from medqa.rewards import RewardArguments
 from medqa.teacher.setup import TeacherArgs
 
-REWARDS = ("combined", "rules")
-BASELINES = ("none", "group")
+Reward = Literal["combined", "rules"]
+Baseline = Literal["none", "group"]
+REWARDS, BASELINES = get_args(Reward), get_args(Baseline)
 
 
 @dataclass
@@ -35,12 +37,12 @@ class PPOModelArguments(ModelArguments):
     lora_r: int = field(default=64, metadata={"help": "rank of a new adapter (only when starting from a full model)"})
     lora_alpha: int = field(default=128, metadata={"help": "alpha of a new adapter"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout of a new adapter (0: rollouts = updates)"})
-    reference: str = field(default="sft", metadata={
+    reference: Literal["sft", "base"] = field(default="sft", metadata={
         "help": "KL anchor when starting from an SFT adapter: sft = a frozen second copy of the SFT adapter, switched on "
                 "for the reference pass (KL to the SFT policy, the usual RLHF anchor; adapter-sized memory); base = the "
                 "network with the adapter disabled (KL to the pre-SFT base model: the KL starts at the SFT's own distance "
                 "and the controller pulls towards the base). From a full/merged model a new adapter is trained and "
-                "both mean the adapter disabled, i.e. the SFT model", "choices": ["sft", "base"]})
+                "both mean the adapter disabled, i.e. the SFT model"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
     attn_implementation: str | None = field(default="sdpa")
 
@@ -70,7 +72,7 @@ class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
     forward_batch_size: int = field(default=4, metadata={"help": "sequences per no-grad forward (same on all ranks)"})
     # optimisation
     learning_rate: float = 1.41e-5
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "constant | linear (decay to 0)"})
+    lr_scheduler_type: Literal["constant", "linear"] = field(default="constant", metadata={"help": "linear: decay to 0"})
     adam_eps: float = 1e-5
     weight_decay: float = 0.0
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (global norm)"})
@@ -85,7 +87,7 @@ class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
         "help": "per-token approx KL(old‖new) that stops the epoch loop once > 1.5×target_kl; none: never"})
     whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over the global batch"})
     # KL to the reference
-    kl_estimator: str = field(default="k1", metadata={"help": "k1 | k3 (per-token KL estimator)", "choices": ["k1", "k3"]})
+    kl_estimator: Literal["k1", "k3"] = field(default="k1", metadata={"help": "per-token KL estimator"})
     init_kl_coef: float = field(default=0.2, metadata={"help": "initial coefficient of the per-token KL penalty"})
     adaptive_kl: bool = field(default=True, metadata={"help": "adapt the coefficient towards kl_target"})
     kl_target: float = field(default=6.0, metadata={"help": "target KL(policy‖ref) per sequence (summed over tokens)"})
@@ -103,20 +105,21 @@ class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
     missing_eos_penalty: float = field(default=-1.0, metadata={"help": "added to the score of an answer with no EOS"})
     missing_think_penalty: float = field(default=-0.5, metadata={"help": "added when </think> is never closed"})
     # reward
-    reward: str = field(default="combined", metadata={"help": "combined (rules + teacher) | rules", "choices": list(REWARDS)})
+    reward: Reward = field(default="combined", metadata={"help": "combined (rules + teacher) | rules"})
     score_clip: float | None = field(default=None, metadata={"help": "clip scores to ±value; none: off"})
     score_norm: bool = field(default=False, metadata={"help": "scale scores by their global-batch std"})
-    score_baseline: str = field(default="none", metadata={
+    score_baseline: Baseline = field(default="none", metadata={
         "help": "none | group: subtract from each score the mean score of the same prompt's other rollouts "
                 "(leave-one-out, RLOO), so the advantage compares answers to one question, not easy questions to "
-                "hard ones; needs samples_per_prompt >= 2", "choices": list(BASELINES)})
+                "hard ones; needs samples_per_prompt >= 2"})
     # checkpoints, logs
     save_steps: int = field(default=50, metadata={
         "help": "checkpoint every N steps (and at the end); 0: no checkpoints (benchmarks), the final model only"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     sample_steps: int = field(default=10, metadata={"help": "write sample rollouts every N steps"})
-    num_samples: int = 4
-    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | none"})
+    samples_per_log: int = field(default=4, metadata={"help": "rollouts written to samples.jsonl every sample_steps "
+                                                              "(GRPO's option of the same name)"})
+    report_to: Literal["tensorboard", "none"] = "tensorboard"
     progress_bar: bool = True
     cpu_threads: int = field(default=0, metadata={
         "help": "torch CPU threads per process (0: torch's default); 1 avoids oversubscription on a busy CPU"})

@@ -424,7 +424,7 @@ class PPOTrainer:
             questions, texts, parts = self._samples
             rows = [{"step": metrics["step"], "question": q, "think": split_think(t).think,
                      "answer": split_think(t).answer, "reward": p}
-                    for q, t, p in list(zip(questions, texts, parts, strict=True))[: self.cfg.num_samples]]
+                    for q, t, p in list(zip(questions, texts, parts, strict=True))[: self.cfg.samples_per_log]]
             append_jsonl(self.out / "samples.jsonl", rows, fsync=False)
 
     def _claim_output(self, resume: bool) -> tuple[str | None, int | None]:
