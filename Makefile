@@ -360,8 +360,11 @@ demo-real: setup ## the demo on SmolLM2-135M-Instruct: real base -> SFT (LoRA) -
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 DEMO_SEEDS ?= 1,2,3
-demo-seeds: setup ## the whole demo per seed (DEMO_SEEDS=1,2,3) into outputs/demo-seeds/seed-N, then outputs/demo-seeds/demo-seeds.md: min/median/max of every summary number (DEMO_ARGS=--base real: the real-model demo, outputs/demo-real-seeds)
+demo-seeds: setup ## the whole demo per seed (DEMO_SEEDS=1,2,3) into outputs/demo-seeds/seed-N, then outputs/demo-seeds/demo-seeds.md: min/median/max of every summary number
 	$(MEDQA) demo --seeds $(DEMO_SEEDS) $(if $(filter 1 true yes,$(FORCE)),--force) $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
+
+demo-real-seeds: setup ## make demo-real per seed (DEMO_SEEDS=1,2,3) into outputs/demo-real-seeds/seed-N, then its demo-seeds.md
+	$(MEDQA) demo --base real --seeds $(DEMO_SEEDS) $(if $(filter 1 true yes,$(FORCE)),--force) $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 bench: setup tiny-model data ## every registered benchmark (P1-P4) in one run -> bench_results/bench.json + bench.md
 	$(MEDQA) bench

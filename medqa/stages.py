@@ -27,7 +27,7 @@ STAGES: tuple[Stage, ...] = (
           ("teacher-rules-doc", "teacher-serve", "teacher-check", "ppo", "ppo-full", "grpo")),
     Stage("eval and use", ("predict", "eval", "bench-medical", "serve", "demo"),
           ("eval", "bench-medical", "predict", "compare", "serve", "safety-eval", "safety-doc", "demo", "demo-real",
-           "demo-seeds")),
+           "demo-seeds", "demo-real-seeds")),
     Stage("bench", ("bench",), ("bench", "bench-p1", "bench-p2", "bench-p3", "bench-p4", "bench-gpu", "bench-shape")),
     Stage("cluster (Slurm)", (), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
     Stage("dev", (), ("help", "test", "test-fast", "test-seeds", "lint", "browser-deps")),

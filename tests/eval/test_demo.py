@@ -361,3 +361,16 @@ def test_the_report_splits_every_metric_by_language(tmp_path):
     assert table["en"]["ci95"]["think_coverage"][1] <= 1.0
     md = language_rows({"red_team": {"sft": table}}, ["sft"])
     assert ["red_team", "zh", "6", "think_coverage"] == md[[r[:2] for r in md].index(["red_team", "zh"])][:4]
+
+
+@pytest.mark.parametrize("target, argv", [("demo-seeds", ["demo", "--seeds", "1,2,3"]),
+                                          ("demo-real-seeds", ["demo", "--base", "real", "--seeds", "1,2,3"])])
+def test_the_seed_targets_run_the_demo_per_seed(target, argv):
+    """`make demo-seeds` and `make demo-real-seeds` are `medqa demo --seeds` on the tiny and the real base."""
+    import shlex
+
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    command = next(line for line in proc.stdout.splitlines() if " -m medqa demo " in line)
+    assert shlex.split(command.split(" -m medqa ", 1)[1]) == argv
