@@ -355,7 +355,7 @@ demo: setup ## tiny base -> data -> SFT -> PPO -> eval -> report, CPU only, no d
 
 # `make demo-real`: the same stages on SmolLM2-135M-Instruct (`make real-base`, fetched once) with the sizes of the
 # real preset (medqa/demo.py REAL, recipes/{sft,ppo}/demo-real/) into outputs/demo-real; docs/demo.md.
-demo-real: setup ## the demo on SmolLM2-135M-Instruct: real base -> SFT (LoRA) -> PPO -> eval -> report per language (~45 min on 2 cores)
+demo-real: setup ## the demo on SmolLM2-135M-Instruct: real base -> SFT (LoRA) -> PPO -> eval -> report per language (~12 min on 2 idle cores)
 	$(MEDQA) demo --base real --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
