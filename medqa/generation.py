@@ -176,9 +176,20 @@ class Generation:
     latency_ms: float  # wall time of the batch this item was generated in, shared by the batch
 
 
-def load_model(model: str, adapter: str | None = None, **kwargs: Any):
-    """(model, tokenizer) ready for generation: `medqa.modeling.load_for_inference`, imported on first use so that
-    the commands that only read generation settings stay light."""
+ENGINES = ("hf", "vllm")
+
+
+def load_model(model: str, adapter: str | None = None, *, engine: str = "hf", server_url: str | None = None,
+               **kwargs: Any):
+    """(model, tokenizer) ready for generation: engine hf is `medqa.modeling.load_for_inference` (imported on first use
+    so that the commands that only read generation settings stay light); engine vllm the same model on a vLLM server
+    (`medqa.engine.served.load_served`; `server_url` None: the URL `make vllm-serve` wrote)."""
+    if engine == "vllm":
+        from medqa.engine.served import load_served
+
+        return load_served(model, adapter, url=server_url)
+    if engine != "hf":
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     from medqa.modeling import load_for_inference
 
     return load_for_inference(model, adapter, **kwargs)
@@ -286,6 +297,12 @@ def generate_batch(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[
         return []
     if row_seeds is not None and len(row_seeds) != len(prompts):
         raise ValueError(f"{len(row_seeds)} row seeds for {len(prompts)} prompts")
+    if getattr(model, "served", False):  # a model on a vLLM server (`medqa.engine.served.ServedModel`)
+        ids = [tokenizer(p, add_special_tokens=False).input_ids if isinstance(p, str) else list(p) for p in prompts]
+        stop = _stop_ids(model, tokenizer)
+        start = time.perf_counter()
+        new = model.complete_ids(ids, settings, stop, row_seeds)
+        return _generations(tokenizer, new, stop, (time.perf_counter() - start) * 1000.0)
     if all(isinstance(p, str) for p in prompts):
         enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left",
                         add_special_tokens=False)
@@ -304,12 +321,16 @@ def generate_batch(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(**enc, **kwargs, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
-    latency_ms = (time.perf_counter() - start) * 1000.0
-    new = out[:, enc["input_ids"].shape[1]:].tolist()
+    return _generations(tokenizer, out[:, enc["input_ids"].shape[1]:].tolist(), stop,
+                        (time.perf_counter() - start) * 1000.0)
+
+
+def _generations(tokenizer, new: list[list[int]], stop: list[int], latency_ms: float) -> list[Generation]:
+    """Each row's continuation up to its first stop token (the rest is padding), decoded."""
     results = []
     for ids in new:
         n = len(ids)
-        for i, t in enumerate(ids):  # the first stop token ends the sequence; the rest is padding
+        for i, t in enumerate(ids):
             if t in stop:
                 n = i
                 break

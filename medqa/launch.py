@@ -152,8 +152,10 @@ def _start() -> None:
 
 
 def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
-    """Parse the recipe and flags, then train: 2 with one line for a bad input, output or checkpoint, 3 when the
-    teacher stopped answering (`medqa.rewards.TeacherStopRule`)."""
+    """Parse the recipe and flags, then train: 2 with one line for a bad input, output or checkpoint, 3 when a service
+    the run samples or scores with stopped answering (the teacher, `medqa.rewards.TeacherStopRule`, or the vLLM
+    rollout server, `medqa.engine.EngineUnavailable`); the run resumes from its last checkpoint."""
+    from medqa.engine import EngineUnavailable
     from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
 
     _start()
@@ -165,7 +167,7 @@ def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
         load_main()(*args)
     except _bad_input_errors() as e:
         return _fail(stage, e)
-    except TeacherUnavailable as e:
+    except (TeacherUnavailable, EngineUnavailable) as e:
         return _fail(stage, e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
     except (OSError, RuntimeError) as e:
         out = _output_dir(args)

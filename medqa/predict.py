@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.eval.decoding import add_decoding_args, decoding_settings
+from medqa.engine import EngineUnavailable
+from medqa.eval.decoding import add_decoding_args, add_engine_args, decoding_settings
 from medqa.generation import GenerationSettings, row_seed
 from medqa.io import (
     InputError,
@@ -238,13 +239,16 @@ def run_predict(
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    engine: str = "hf",
+    server_url: str | None = None,
 ) -> dict:
     """Generate predictions for every item (and sample) not yet in `output_path`; returns a small summary.
 
     `settings` is the decoding (default greedy, `GenerationSettings()`); a sampled one needs its seed, from which
     each of the `num_samples` answers per item gets its own (`row_seed`).
     An existing `output_path` is continued only when medqa predict wrote it (its folder's manifest says so), else
-    refused (OutputError) unless `overwrite`; rank 0 holds its lock for the run."""
+    refused (OutputError) unless `overwrite`; rank 0 holds its lock for the run. `engine` vllm generates on a vLLM
+    server (`server_url`, default the URL `make vllm-serve` wrote); its rows record `engine` in their decoding."""
     output = Path(output_path)
     if same_file(input_path, output):
         raise InputError(output, None, None, "--output is the --input file; write predictions elsewhere")
@@ -281,17 +285,20 @@ def run_predict(
     rank0_decides(claim, rank == 0)
     try:
         return _predict(output, items, rank, world, state, adapter=adapter, batch_size=batch_size, model=model,
-                        settings=settings, num_samples=num_samples, device=device, progress=progress)
+                        settings=settings, num_samples=num_samples, device=device, progress=progress, engine=engine,
+                        server_url=server_url)
     finally:
         lock.release()
 
 
 def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, model: str, adapter: str | None,
              batch_size: int, settings: GenerationSettings, num_samples: int, device: str | None,
-             progress: bool) -> dict:
+             progress: bool, engine: str = "hf", server_url: str | None = None) -> dict:
     from medqa.generation import chat_input_ids, generate_batch, load_model
 
     decoding = settings.record()  # written into every row, and part of its key
+    if engine != "hf":
+        decoding["engine"] = engine  # another engine's samples are other draws: labelled, and keyed apart
     identity = model_identity(model, adapter, decoding)
     keys = {(it.id, j): item_key(it, identity, j) for it in items for j in range(num_samples)}
     done = _done_rows([output, *_shard_paths(output)])
@@ -301,7 +308,7 @@ def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, m
     sink = output if world == 1 else output.with_name(f"{output.name}.rank{rank}.partial")
     generated = 0
     if mine:
-        lm, tokenizer = load_model(model, adapter, device=device)
+        lm, tokenizer = load_model(model, adapter, device=device, engine=engine, server_url=server_url)
         prompts = {it.id: chat_input_ids(tokenizer, it.messages, settings.enable_thinking) for it, _ in mine}
         lengths = {i: len(p) for i, p in prompts.items()}
         # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
@@ -342,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="only the first N input rows")
     add_decoding_args(p)
+    add_engine_args(p)
     p.add_argument("--system", help="system prompt for rows that do not carry one")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available; per rank under accelerate)")
     p.add_argument("--no-progress", action="store_true")
@@ -355,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.input, args.output, adapter=args.adapter, batch_size=args.batch_size,
             limit=args.limit, system=args.system, device=args.device, progress=not args.no_progress,
             overwrite=args.overwrite, settings=decoding_settings(args), num_samples=args.num_samples,
+            engine=args.engine, server_url=args.vllm_url,
         )
-    except (InputError, OutputError, OSError, ValueError) as e:
+    except (InputError, OutputError, OSError, ValueError, EngineUnavailable) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

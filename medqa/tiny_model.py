@@ -103,8 +103,9 @@ def build_tokenizer(texts: list[str], vocab_size: int = 4096):
 
 
 def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, corpus: Path = DEFAULT_CORPUS,
-                     overwrite: bool = False) -> Path:
-    """Build, save and return the directory of a tiny Qwen3ForCausalLM + tokenizer."""
+                     overwrite: bool = False, head_dim: int = TINY["head_dim"]) -> Path:
+    """Build, save and return the directory of a tiny Qwen3ForCausalLM + tokenizer. `head_dim` 64 gives a shape
+    vLLM's CPU attention accepts on AVX2 machines (it refuses 16; the vLLM engine's tests use 64)."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -114,7 +115,7 @@ def build_tiny_model(out: str | Path, seed: int = 42, vocab_size: int = 4096, co
     vocab = (len(tokenizer) + 63) // 64 * 64
     torch.manual_seed(seed)
     config = Qwen3Config(
-        **TINY, vocab_size=vocab,
+        **{**TINY, "head_dim": head_dim}, vocab_size=vocab,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     model = Qwen3ForCausalLM(config)
@@ -132,13 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size before special tokens")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of sample JSON/JSONL to train the tokenizer on")
+    p.add_argument("--head-dim", type=int, default=TINY["head_dim"],
+                   help="attention head size (64: a shape vLLM's CPU backend accepts on AVX2, for `make vllm-serve`)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it holds files medqa did not write (never an input, the project or home)")
     args = p.parse_args(argv)
     try:
         preflight_output_dir(args.out, [args.corpus], overwrite=args.overwrite, kind="tiny-model")
         out = build_tiny_model(args.out, seed=args.seed, vocab_size=args.vocab_size, corpus=args.corpus,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, head_dim=args.head_dim)
     except OutputError as e:
         print(f"medqa tiny-model: error: {e}", file=sys.stderr)
         return 2

@@ -280,6 +280,45 @@ def _bound(row: dict) -> str:
                                       row["at_most"] is not None and f"<= {row['at_most']}"]))
 
 
+# ---------------------------------------------------------------- the vLLM environment
+# Tests marked `vllm` need .venv-vllm (`make vllm-setup`: ~3.5 GB, minutes). When a run collects any and the
+# environment is missing, its install starts in the background as collection ends, and those tests run last, so the
+# install overlaps the rest of the suite; `vllm_env` waits for it.
+_VLLM_SETUP: dict = {}
+
+
+def _vllm_env_ready() -> bool:
+    return subprocess.run(["make", "-s", "-q", "vllm-setup"], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)  # stable: the vLLM tests last
+
+
+def pytest_collection_finish(session):
+    if any(item.get_closest_marker("vllm") for item in session.items) and not _vllm_env_ready():
+        log = ROOT / "logs" / "vllm-setup.log"
+        log.parent.mkdir(exist_ok=True)
+        fh = open(log, "ab")  # noqa: SIM115 (the install's output, closed when it has finished)
+        _VLLM_SETUP["proc"] = subprocess.Popen(["make", "-s", "vllm-setup"], cwd=ROOT, stdout=fh,
+                                               stderr=subprocess.STDOUT)
+        _VLLM_SETUP["log"], _VLLM_SETUP["fh"] = log, fh
+
+
+@pytest.fixture(scope="session")
+def vllm_env() -> Path:
+    """The vLLM environment, installed (or waited for) when missing."""
+    proc = _VLLM_SETUP.get("proc")
+    if proc is None and not _vllm_env_ready():
+        proc = subprocess.Popen(["make", "-s", "vllm-setup"], cwd=ROOT)
+    if proc is not None:
+        status = proc.wait(timeout=3600)
+        if _VLLM_SETUP.get("fh"):
+            _VLLM_SETUP["fh"].close()
+        assert status == 0, f"make vllm-setup failed (status {status}); see {_VLLM_SETUP.get('log', 'its output')}"
+    return ROOT / ".venv-vllm"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """A test's measured bounds are asserted after its body, all together, so every quantity is recorded."""

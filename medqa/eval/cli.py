@@ -7,7 +7,8 @@ import json
 import sys
 
 import medqa.eval.metrics as registry
-from medqa.eval.decoding import add_decoding_args, decoding_settings
+from medqa.engine import EngineUnavailable
+from medqa.eval.decoding import add_decoding_args, add_engine_args, decoding_settings
 from medqa.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
@@ -76,7 +77,7 @@ def _run_set(args, name: str, path, out, rank0: bool) -> None:
     print(f">> eval run: {name} ({path})", flush=True)
     run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
                 limit=args.limit, device=args.device, progress=not args.no_progress, overwrite=args.overwrite,
-                settings=args.settings, num_samples=args.num_samples)
+                settings=args.settings, num_samples=args.num_samples, engine=args.engine, server_url=args.vllm_url)
     if rank0:
         m = score_file(out / "predictions.jsonl", out, seed=args.bootstrap_seed, overwrite=args.overwrite)
         per = f", {m['num_samples']} samples per item" if m.get("num_samples", 1) > 1 else ""
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--limit", type=int)
     r.add_argument("--batch-size", type=int, default=8)
     add_decoding_args(r)
+    add_engine_args(r)
     r.add_argument("--device")
     r.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the confidence intervals' bootstrap")
     r.add_argument("--no-progress", action="store_true")
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             if r.get("warning"):
                 print(f"medqa eval compare: warning: {r['warning']}", file=sys.stderr)
             print(f"wrote {args.out}/report.md and {args.out}/report.html")
-    except (InputError, TeacherSetupError, CacheError, OSError, ValueError) as e:
+    except (InputError, TeacherSetupError, CacheError, OSError, ValueError, EngineUnavailable) as e:
         print(f"medqa eval {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from medqa.generation import RL_KINDS, ROLLOUT_DECODING_FILE, GenerationSettings, rollout_decoding
+from medqa.generation import ENGINES, RL_KINDS, ROLLOUT_DECODING_FILE, GenerationSettings, rollout_decoding
 
 
 def decoding_from(path: str | Path) -> dict[str, Any]:
@@ -35,6 +35,15 @@ def decoding_from(path: str | Path) -> dict[str, Any]:
                                        "chat_template_kwargs": {"enable_thinking": decoding.get("enable_thinking")}})
     except (KeyError, TypeError) as e:
         raise ValueError(f"{file}: {e}: missing or malformed") from None
+
+
+def add_engine_args(p) -> None:
+    """Where answers are generated: `--engine` and `--vllm-url` (predict and eval run)."""
+    p.add_argument("--engine", choices=ENGINES, default="hf",
+                   help="hf: transformers in this process; vllm: a vLLM server holding the base model (make vllm-serve "
+                        "MODEL=base); an adapter is loaded into it. Rows record the engine (default: %(default)s)")
+    p.add_argument("--vllm-url", default=None,
+                   help="the vLLM server (default: the URL make vllm-serve wrote to outputs/vllm-server/url)")
 
 
 def add_decoding_args(p, max_new_tokens: int = 512, *, samples: bool = True) -> None:

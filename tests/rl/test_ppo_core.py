@@ -233,3 +233,23 @@ def test_repetition_penalty_by_hand():
     torch.testing.assert_close(core.logprobs_from_logits(logits, torch.tensor([[0, 2, 1]]), off), plain)
     with pytest.raises(ValueError, match="context ids"):
         core.Sampling(temperature=0.5, repetition_penalty=2.0)
+
+
+def test_truncated_importance_weights_by_hand():
+    """Rollouts sampled by a vLLM server: w = min(exp(old − behaviour), cap) per token; padding ignored."""
+    old = t([[-1.0, -2.0, -3.0]])
+    behaviour = t([[-1.5, -0.5, 0.0]])
+    mask = t([[1, 1, 0]])
+    weights, stats = core.truncated_is_weights(old, behaviour, mask, cap=1.5)
+    assert weights[0, 0].item() == pytest.approx(1.5)  # e^0.5 = 1.6487 > cap
+    assert weights[0, 1].item() == pytest.approx(math.exp(-1.5), rel=1e-5)
+    assert stats["logp_diff_mean"].item() == pytest.approx((0.5 + 1.5) / 2)
+    assert stats["is_ratio_max"].item() == pytest.approx(math.exp(0.5), rel=1e-5)
+    assert stats["is_clipped_share"].item() == pytest.approx(0.5)
+    # The policy loss weighs each token's clipped-surrogate term: at ratio 1, −A·w averaged over the tokens.
+    logprobs = t([[-1.0, -2.0, -3.0]])
+    adv = t([[2.0, 4.0, 8.0]])
+    loss, _ = core.policy_loss(logprobs, old, adv, mask, 0.2, weights)
+    assert loss.item() == pytest.approx(-(2.0 * 1.5 + 4.0 * math.exp(-1.5)) / 2, rel=1e-5)
+    unweighted, _ = core.policy_loss(logprobs, old, adv, mask, 0.2)
+    assert unweighted.item() == pytest.approx(-(2.0 + 4.0) / 2)

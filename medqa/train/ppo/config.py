@@ -102,6 +102,18 @@ class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
                 "repetition_penalty, applied before the temperature); the log-probs use the same, so rollouts stay "
                 "on-policy. 1: off"})
     enable_thinking: bool = True
+    # where the rollouts are sampled
+    rollout_engine: Literal["hf", "vllm"] = field(default="hf", metadata={
+        "help": "hf: transformers' generate in the trainer; vllm: a vLLM server (make vllm-serve MODEL=the base) "
+                "samples with the policy's adapter, saved and loaded every step (LoRA/QLoRA only; docs/gpu.md)"})
+    vllm_server_base_url: str | None = field(default=None, metadata={
+        "help": "the vLLM server; none: the URL make vllm-serve wrote to outputs/vllm-server/url"})
+    vllm_server_timeout: float = field(default=600.0, metadata={
+        "help": "seconds one request to the vLLM server may take; then the run stops, resumably"})
+    vllm_importance_sampling_correction: bool = field(default=True, metadata={
+        "help": "weight each token's policy loss by min(π_old/π_vllm, cap): truncated importance sampling for the "
+                "trainer/server mismatch (the mismatch is logged either way)"})
+    vllm_importance_sampling_cap: float = field(default=3.0, metadata={"help": "the cap of those weights"})
     missing_eos_penalty: float = field(default=-1.0, metadata={"help": "added to the score of an answer with no EOS"})
     missing_think_penalty: float = field(default=-0.5, metadata={"help": "added when </think> is never closed"})
     # reward
@@ -160,6 +172,8 @@ class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
             raise ValueError(f"report_to must be tensorboard or none; got {self.report_to!r}")
         if self.kl_target <= 0 or self.kl_horizon <= 0 or self.init_kl_coef < 0:
             raise ValueError("kl_target > 0, kl_horizon > 0 and init_kl_coef >= 0 are required")
+        if self.vllm_server_timeout <= 0 or self.vllm_importance_sampling_cap < 1:
+            raise ValueError("vllm_server_timeout > 0 and vllm_importance_sampling_cap >= 1 are required")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError("target_kl must be > 0 (or none to disable the early stop)")
 

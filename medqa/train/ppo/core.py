@@ -285,8 +285,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                cliprange: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate objective (negated, to minimise): mean over tokens of max(−A·ρ, −A·clip(ρ, 1±ε)).
+                cliprange: float = 0.2, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate objective (negated, to minimise): mean over tokens of max(−A·ρ, −A·clip(ρ, 1±ε)), each token's
+    term times its `weights` when given (the truncated importance weights of `truncated_is_weights`).
 
     Also returns the clip fraction and the approximate KL between the old and the new policy,
     ½·mean((log ρ)²), used to stop the epoch loop early."""
@@ -294,12 +295,31 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    loss = masked_mean(per_token if weights is None else per_token * weights, mask)
     with torch.no_grad():
         stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask),
                  "approx_kl": masked_mean(0.5 * log_ratio.pow(2), mask),
                  "ratio": masked_mean(ratio, mask)}
     return loss, stats
+
+
+def truncated_is_weights(old_logprobs: torch.Tensor, behaviour_logprobs: torch.Tensor, mask: torch.Tensor,
+                         cap: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Truncated importance sampling for rollouts sampled by another engine (a vLLM server): per token
+    w = min(π_old / π_behaviour, cap) = min(exp(old − behaviour), cap), where π_old is the trainer's own forward of
+    the policy that sampled and π_behaviour the engine's log-prob of the same token. The two differ only by numerics
+    (kernels, precision) or by a nucleus the trainer does not apply; the weight corrects the policy gradient for it and
+    the cap bounds its variance (TRL's `vllm_importance_sampling_cap`, verl's `rollout_is_threshold`).
+
+    Stats (masked tokens only): mean |Δ log p|, the largest ratio, and the share of tokens whose ratio was capped."""
+    log_ratio = (old_logprobs - behaviour_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    weights = torch.clamp(ratio, max=cap).detach()
+    stats = {"logp_diff_mean": masked_mean(log_ratio.abs(), mask),
+             "is_ratio_max": torch.where(mask.bool(), ratio, torch.zeros_like(ratio)).max(),
+             "is_clipped_share": masked_mean((ratio > cap).float(), mask)}
+    return weights, stats
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,

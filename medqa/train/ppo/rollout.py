@@ -65,33 +65,63 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-@torch.no_grad()
-def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: int, max_new_tokens: int,
-             temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int],
-             repetition_penalty: float = 1.0) -> RolloutBatch:
-    """Sample one response per chat prompt (the model's chat template, `medqa.chat`), in one left-padded batch, stopping
-    at `stop_ids` (`medqa.chat.stop_ids`). The prompts are
-    tokenised by `chat_input_ids` (special-token text in a question stays text), cut to `max_prompt_length` on the
-    tokenizer's truncation side (the prompts file is checked against it when it is read)."""
+def query_ids(tokenizer, prompts: list[list[dict]], enable_thinking: bool, max_prompt_length: int) -> list[list[int]]:
+    """Each chat prompt as the model's input ids (the model's chat template, `medqa.chat`; `chat_input_ids` keeps
+    special-token text in a question as text), cut to `max_prompt_length` on the tokenizer's truncation side (the
+    prompts file is checked against it when it is read)."""
     rows = [chat_input_ids(tokenizer, messages, enable_thinking) for messages in prompts]
     if getattr(tokenizer, "truncation_side", "right") == "left":
-        rows = [ids[-max_prompt_length:] for ids in rows]
-    else:
-        rows = [ids[:max_prompt_length] for ids in rows]
-    device = next(model.parameters()).device
-    enc = left_pad(tokenizer, rows, device)
-    query_ids, query_mask = enc["input_ids"], enc["attention_mask"]
-    out = model.generate(input_ids=query_ids, attention_mask=query_mask, do_sample=True, temperature=temperature,
-                         top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
-                         max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, use_cache=True)
-    response = out[:, query_ids.shape[1]:]
+        return [ids[-max_prompt_length:] for ids in rows]
+    return [ids[:max_prompt_length] for ids in rows]
+
+
+def _batch(tokenizer, query: dict, response: torch.Tensor, stop_ids: list[int]) -> RolloutBatch:
+    """The batch of left-padded queries and their responses, masked after each response's first stop id."""
     if response.shape[1] == 0:  # every row stopped at once is impossible with max_new_tokens >= 1, but be safe
-        response = torch.full((len(rows), 1), stop_ids[0], device=device)
+        response = torch.full((query["input_ids"].shape[0], 1), stop_ids[0], device=query["input_ids"].device)
     mask, has_eos = core.response_mask(response, stop_ids)
     response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_token_id))
     decoded = [tokenizer.decode(ids[: int(m.sum())], skip_special_tokens=True).strip()
                for ids, m in zip(response.tolist(), mask, strict=True)]
-    return RolloutBatch(query_ids, query_mask, response, mask, has_eos, decoded)
+    return RolloutBatch(query["input_ids"], query["attention_mask"], response, mask, has_eos, decoded)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: int, max_new_tokens: int,
+             temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int],
+             repetition_penalty: float = 1.0) -> RolloutBatch:
+    """Sample one response per chat prompt with the trainer's model (`rollout_engine: hf`), in one left-padded batch,
+    stopping at `stop_ids` (`medqa.chat.stop_ids`)."""
+    device = next(model.parameters()).device
+    query = left_pad(tokenizer, query_ids(tokenizer, prompts, enable_thinking, max_prompt_length), device)
+    out = model.generate(input_ids=query["input_ids"], attention_mask=query["attention_mask"], do_sample=True,
+                         temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                         max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                         use_cache=True)
+    return _batch(tokenizer, query, out[:, query["input_ids"].shape[1]:], stop_ids)
+
+
+def generate_on_server(client, model_name: str, tokenizer, prompts: list[list[dict]], *, seeds: list[int],
+                       max_prompt_length: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int,
+                       enable_thinking: bool, stop_ids: list[int], repetition_penalty: float = 1.0,
+                       device: torch.device | str = "cpu") -> tuple[RolloutBatch, torch.Tensor]:
+    """The same rollouts sampled by a vLLM server (`rollout_engine: vllm`, `medqa.engine`) from adapter `model_name`:
+    the prompts go as token ids, one seed per row, and the server's token ids come back with each token's log-prob
+    under the sampling distribution — returned beside the batch as the behaviour log-probs (B, T; 0 after the end)."""
+    from medqa.engine import Sampling
+
+    rows = query_ids(tokenizer, prompts, enable_thinking, max_prompt_length)
+    sampling = Sampling(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                        repetition_penalty=repetition_penalty, stop_token_ids=tuple(stop_ids))
+    completions = [c[0] for c in client.complete(model_name, rows, sampling, seeds=seeds)]
+    width = max(1, *(len(c.token_ids) for c in completions))
+    response = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    behaviour = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, c in enumerate(completions):
+        response[i, : len(c.token_ids)] = torch.tensor(c.token_ids, dtype=torch.long)
+        behaviour[i, : len(c.logprobs)] = torch.tensor(c.logprobs, dtype=torch.float32)
+    batch = _batch(tokenizer, left_pad(tokenizer, rows, device), response.to(device), stop_ids)
+    return batch, behaviour.to(device) * batch.response_mask
 
 
 def sampling(batch: RolloutBatch, rows: slice | torch.Tensor, temperature: float, repetition_penalty: float = 1.0

@@ -44,6 +44,7 @@ from medqa.checkpoints import (
     trim_logs,
 )
 from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
+from medqa.engine import EngineUnavailable
 from medqa.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
 from medqa.preemption import any_rank, rank0_decides, stop_file_from_env
 from medqa.rewards import TeacherStopRule
@@ -52,6 +53,7 @@ from medqa.train.ppo import core, rollout
 from medqa.train.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs, run_settings
 from medqa.train.ppo.kl import AdaptiveKLController, FixedKLController
 from medqa.train.ppo.scoring import RewardFn, Scorer, build_distributed_teacher
+from medqa.train.ppo.server_rollouts import ServerPolicy
 from medqa.train.ppo.value_head import VALUE_HEAD_FILE, PolicyWithValueHead
 
 logger = logging.getLogger("medqa.train.ppo")
@@ -181,6 +183,14 @@ class PPOTrainer:
             else:
                 self.reference = reference.to(acc.device)
         self.unwrapped: PolicyWithValueHead = acc.unwrap_model(self.model)
+        self.server: ServerPolicy | None = None
+        if cfg.rollout_engine == "vllm":
+            if model_args.mode == "full":
+                raise ValueError("rollout_engine vllm syncs the policy's LoRA adapter to the server every step; full-"
+                                 "parameter PPO would need every weight reloaded: use rollout_engine hf, or mode lora")
+            self.server = ServerPolicy(cfg.vllm_server_base_url, cfg.vllm_server_timeout, self.out)
+            self.server.prefix = rank0_decides(lambda: self.server.connect(model_args.model_name_or_path),
+                                               acc.is_main_process)
 
         self.prompts = load_rl_prompts(cfg.prompts_file, cfg.max_prompts, max_prompt_length=cfg.max_prompt_length,
                                        count_tokens=prompt_token_counter(tokenizer, cfg.enable_thinking))
@@ -231,13 +241,22 @@ class PPOTrainer:
         rows = [self.prompts[i] for i in self.order.indices(self.step, self.rank) for _ in range(cfg.samples_per_prompt)]
         questions, metas = [r["question"] for r in rows], [r["meta"] for r in rows]
 
-        # 1. rollouts, with the ZeRO-3 shards gathered once for the whole generate call
+        # 1. rollouts: in the trainer, with the ZeRO-3 shards gathered once for the whole generate call, or on the
+        # vLLM server from this step's adapter
         self.model.eval()
-        with timer("generate"), unwrap_model_for_generation(self.model, acc) as unwrapped:
-            batch = rollout.generate(
-                unwrapped, self.tokenizer, [r["prompt"] for r in rows], max_prompt_length=cfg.max_prompt_length,
-                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                enable_thinking=cfg.enable_thinking, stop_ids=self.stop_ids, repetition_penalty=cfg.repetition_penalty)
+        decoding = dict(max_prompt_length=cfg.max_prompt_length, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                        enable_thinking=cfg.enable_thinking, stop_ids=self.stop_ids,
+                        repetition_penalty=cfg.repetition_penalty)
+        behaviour = None
+        if self.server is not None:
+            with timer("sync"):
+                name = self._publish_adapter()
+            with timer("generate"):
+                batch, behaviour = self._server_rollouts(name, [r["prompt"] for r in rows], decoding)
+        else:
+            with timer("generate"), unwrap_model_for_generation(self.model, acc) as unwrapped:
+                batch = rollout.generate(unwrapped, self.tokenizer, [r["prompt"] for r in rows], **decoding)
 
         # 2. teacher in flight while the policy, value and reference forwards run
         handle = self.scorer.submit(questions, batch.texts)
@@ -267,11 +286,19 @@ class PPOTrainer:
         if cfg.whiten_advantages:
             advantages = core.masked_whiten(advantages, mask, all_reduce=self.all_reduce)
 
-        # 4. PPO epochs
+        # 4. PPO epochs (rollouts from the server: each token's loss weighted by its truncated importance ratio)
+        is_weights, mismatch = None, {}
+        if behaviour is not None:
+            weights, stats = core.truncated_is_weights(old_logprobs, behaviour, mask, cfg.vllm_importance_sampling_cap)
+            if cfg.vllm_importance_sampling_correction:
+                is_weights = weights
+            mismatch = {"rollout/logp_diff_mean": self.global_mean([float(stats["logp_diff_mean"])]),
+                        "rollout/is_ratio_max": self.global_max(float(stats["is_ratio_max"])),
+                        "rollout/is_clipped_share": self.global_mean([float(stats["is_clipped_share"])])}
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         with timer("update"):
-            update = self._update(batch, old_logprobs, old_values, advantages, returns, mask)
+            update = self._update(batch, old_logprobs, old_values, advantages, returns, mask, is_weights)
 
         # 5. KL controller on the global per-sequence KL, then the metrics
         kl_per_seq = kl.sum(1).tolist()
@@ -295,6 +322,7 @@ class PPOTrainer:
                if k not in ("total",)},
             **scored.metrics,
             **update,
+            **mismatch,
             "explained_variance": core.explained_variance(old_values, returns, mask, self.all_reduce),
             "lr": self.lr_at(self.step),
             **{f"time/{k}_s": round(self.global_mean([v]), 4) for k, v in timer.seconds.items()},
@@ -304,6 +332,44 @@ class PPOTrainer:
         metrics["prompt_ids"] = [r["id"] for r in rows]  # this rank's; identical order on a resumed run
         self._samples = (questions, batch.texts, scored.parts)
         return metrics
+
+    def _publish_adapter(self) -> str:
+        """Save this step's adapter and load it into the server (main process); every rank gets its name, or every
+        rank raises EngineUnavailable (no rank is left waiting in a collective)."""
+        state = self.accelerator.get_state_dict(self.model)  # gathers ZeRO-3 shards (collective)
+        error = None
+        if self.accelerator.is_main_process:
+            try:
+                self.server.publish(self.step, lambda folder: self._save_policy(folder, state))
+            except EngineUnavailable as e:
+                error = e
+        self._agree(error, "loading the adapter into the vLLM server failed on the main process")
+        return self.server.version_name(self.step)
+
+    def _server_rollouts(self, name: str, prompts: list[list[dict]], decoding: dict):
+        seeds = [(self.cfg.seed * 1_000_003 + self.step * 10_007 + self.rank * 1_009 + i) for i in range(len(prompts))]
+        result, error = None, None
+        try:
+            result = rollout.generate_on_server(self.server.client, name, self.tokenizer, prompts, seeds=seeds,
+                                                device=self.accelerator.device, **decoding)
+        except EngineUnavailable as e:
+            error = e
+        self._agree(error, "another process's rollout request to the vLLM server failed")
+        return result
+
+    def _agree(self, error: Exception | None, other: str) -> None:
+        """Raise on every rank when any rank failed: its own error where it failed, `other` elsewhere."""
+        if any_rank(error is not None):
+            raise error if error is not None else EngineUnavailable(other)
+
+    def global_max(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.accelerator.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.item()
 
     def _forward(self, batch: rollout.RolloutBatch, rows, with_entropy: bool = False):
         return rollout.forward(self.model, batch, rows, self.cfg.temperature, with_entropy=with_entropy,
@@ -340,7 +406,7 @@ class PPOTrainer:
         return core.logprobs_from_logits(logits[:, :-1], batch.response_ids[rows],
                                          rollout.sampling(batch, rows, self.cfg.temperature, self.cfg.repetition_penalty))
 
-    def _update(self, batch, old_logprobs, old_values, advantages, returns, mask) -> dict[str, float]:
+    def _update(self, batch, old_logprobs, old_values, advantages, returns, mask, is_weights=None) -> dict[str, float]:
         cfg, acc = self.cfg, self.accelerator
         self.model.train()
         stats: dict[str, list[float]] = defaultdict(list)
@@ -351,7 +417,8 @@ class PPOTrainer:
             for mb in torch.randperm(len(batch), generator=gen).split(cfg.mini_batch_size):
                 logprobs, values, entropy = self._forward(batch, mb, with_entropy=True)
                 m = mask[mb]
-                pg_loss, pg_stats = core.policy_loss(logprobs, old_logprobs[mb], advantages[mb], m, cfg.cliprange)
+                pg_loss, pg_stats = core.policy_loss(logprobs, old_logprobs[mb], advantages[mb], m, cfg.cliprange,
+                                                     None if is_weights is None else is_weights[mb])
                 vf_loss, vf_stats = core.value_loss(values, old_values[mb], returns[mb], m, cfg.cliprange_value)
                 mean_entropy = core.masked_mean(entropy, m)
                 loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * mean_entropy
@@ -499,7 +566,14 @@ class PPOTrainer:
         stop_file, stopped_at = stop_file_from_env(), None  # MEDQA_STOP_FILE: medqa/preemption.py
         try:
             while self.step < cfg.total_steps:
-                metrics = self.ppo_step()
+                try:
+                    metrics = self.ppo_step()
+                except EngineUnavailable:
+                    # Every rank raised it before this step changed anything (`_agree`): the checkpoint is this step's
+                    # start, so the rerun resumes exactly here.
+                    if cfg.save_steps and self.step > 0 and not (self.out / f"checkpoint-{self.step}").is_dir():
+                        self.save_checkpoint()
+                    raise
                 self.step += 1
                 self._log(metrics)
                 history.append({k: metrics[k] for k in ("step", "reward", "kl")})
@@ -555,6 +629,12 @@ class PPOTrainer:
         dist.all_gather_object(out, digest)
         return out
 
+    def _save_policy(self, folder: Path, state: dict) -> None:
+        """The policy (its trainable adapter, or the full model) from a gathered state dict, into `folder`."""
+        policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
+        save_kwargs = {"selected_adapters": ["default"]} if hasattr(self.unwrapped.policy, "peft_config") else {}
+        self.unwrapped.policy.save_pretrained(folder, state_dict=policy_state, **save_kwargs)
+
     def save_final(self) -> None:
         """The policy as `make eval` / `medqa predict --model OUT` load it (adapter or full model) + tokenizer +
         value head; files are written to a temp folder and moved in, so OUT never holds a half-written model."""
@@ -563,9 +643,7 @@ class PPOTrainer:
         if acc.is_main_process:
             tmp = self.out / ".final.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
-            save_kwargs = {"selected_adapters": ["default"]} if hasattr(self.unwrapped.policy, "peft_config") else {}
-            self.unwrapped.policy.save_pretrained(tmp, state_dict=policy_state, **save_kwargs)
+            self._save_policy(tmp, state)
             self.tokenizer.save_pretrained(tmp)
             torch.save({k.removeprefix("v_head."): v for k, v in state.items() if k.startswith("v_head.")},
                        tmp / VALUE_HEAD_FILE)

@@ -1,0 +1,82 @@
+"""The vLLM client's failures without a vLLM server: each is one line naming the server, never a hang."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from medqa.engine import EngineUnavailable, Sampling, VLLMClient, resolve_url
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_server_is_one_line():
+    client = VLLMClient(f"http://127.0.0.1:{_closed_port()}", timeout=5)
+    with pytest.raises(EngineUnavailable, match="unreachable") as err:
+        client.complete("base", [[1, 2]], Sampling(max_tokens=2))
+    assert "\n" not in str(err.value) and "make vllm-serve" in str(err.value)
+
+
+def test_a_server_that_never_answers_times_out():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections, never answers
+    try:
+        client = VLLMClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=1.0)
+        start = time.monotonic()
+        with pytest.raises(EngineUnavailable, match="no answer to POST /v1/completions within 1 s"):
+            client.complete("base", [[1, 2]], Sampling(max_tokens=2))
+        assert time.monotonic() - start < 30
+    finally:
+        listener.close()
+
+
+def test_an_error_answer_names_the_status_and_the_reason():
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = b'{"error": {"message": "The model `x` does not exist."}}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(EngineUnavailable, match="answered 404: .*does not exist"):
+            VLLMClient(f"http://127.0.0.1:{server.server_port}").load_adapter("x", "/nowhere")
+    finally:
+        server.shutdown()
+
+
+def test_the_url_comes_from_the_flag_or_the_file_make_vllm_serve_writes(tmp_path):
+    assert resolve_url("http://h:1/", tmp_path / "none") == "http://h:1"
+    with pytest.raises(EngineUnavailable, match="make vllm-serve"):
+        resolve_url(None, tmp_path / "none")
+    (tmp_path / "url").write_text("http://127.0.0.1:8000\n")
+    assert resolve_url(None, tmp_path / "url") == "http://127.0.0.1:8000"
+    (tmp_path / "bad").write_text("not a url")
+    with pytest.raises(EngineUnavailable, match="not a server URL"):
+        resolve_url(None, tmp_path / "bad")
+
+
+def test_full_parameter_ppo_refuses_the_vllm_engine(tmp_path, tiny_model_dir, ppo_prompts):
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
+
+    cfg = PPOConfig(output_dir=str(tmp_path / "out"), prompts_file=str(ppo_prompts), reward="rules",
+                    report_to="none", rollout_engine="vllm", vllm_server_base_url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="full-parameter PPO would need every weight reloaded"):
+        PPOTrainer(PPOModelArguments(model_name_or_path=str(tiny_model_dir), mode="full"), cfg)
