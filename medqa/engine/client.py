@@ -46,11 +46,13 @@ class Sampling:
     top_k: int = 0
     repetition_penalty: float = 1.0
     stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False  # generate max_tokens whatever comes (benchmarks)
 
     def body(self) -> dict[str, Any]:
         return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
                 "top_k": self.top_k if self.top_k > 0 else 0, "repetition_penalty": self.repetition_penalty,
-                "stop_token_ids": list(self.stop_token_ids), "skip_special_tokens": False, "ignore_eos": False}
+                "stop_token_ids": list(self.stop_token_ids), "skip_special_tokens": False,
+                "ignore_eos": self.ignore_eos}
 
 
 @dataclass(frozen=True)

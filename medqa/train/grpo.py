@@ -122,6 +122,10 @@ class MedqaGRPOConfig(RewardArguments, GRPOConfig, RunFolderArguments):
             raise ValueError(f"num_generations must be >= 2 (GRPO compares completions of one prompt), got {self.num_generations}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0 (GRPO samples), got {self.temperature}")
+        if self.use_vllm:
+            raise ValueError("use_vllm: GRPO samples with transformers here. TRL's vLLM modes need vLLM (and, for its "
+                             "server, TRL) importable beside this project's transformers, which every vLLM release "
+                             "pins lower; vLLM rollouts are PPO's: --rollout_engine vllm (docs/gpu.md)")
         if self.max_completion_length is None or self.max_completion_length < 4:
             raise ValueError(f"max_completion_length must be >= 4 tokens, got {self.max_completion_length}")
         self.check_reward()

@@ -54,8 +54,8 @@ def test_only_reruns_some_and_keeps_the_rest(fake_registry, tmp_path):
     assert again["p3"] == first["p3"] and again["p1"]["status"] == "measured"
 
 
-def test_the_registry_names_p1_to_p4_and_every_module_exposes_run():
-    assert [b.key for b in BENCHMARKS] == ["p1", "p2", "p3", "p4"]
+def test_the_registry_names_p1_to_p4_and_p9_and_every_module_exposes_run():
+    assert [b.key for b in BENCHMARKS] == ["p1", "p2", "p3", "p4", "p9"]
     for b in BENCHMARKS:
         assert callable(__import__(bench.module_name(b), fromlist=["run"]).run), b.key
 

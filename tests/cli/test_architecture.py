@@ -89,7 +89,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("medqa", "medqa.argtypes", "medqa.io", "medqa.think", "medqa.pii", "medqa.preemption",
               "medqa.throughput", "medqa.stages", "medqa.checkpoints", "medqa.recipes")),
     ("domain", ("medqa.safety", "medqa.data", "medqa.teacher", "medqa.rewards", "medqa.chat", "medqa.modeling",
-                "medqa.generation", "medqa.tiny_model", "medqa.real_model")),
+                "medqa.generation", "medqa.engine", "medqa.tiny_model", "medqa.real_model")),
     # Generating with a model and judging its answers: they read a run's outputs (its weights, its
     # rollout_decoding.json, its reward.json), never its trainer's code.
     ("use", ("medqa.eval", "medqa.predict", "medqa.serve", "medqa.merge", "medqa.safety_eval")),

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,11 @@ def test_full_parameter_ppo_refuses_the_vllm_engine(tmp_path, tiny_model_dir, pp
                     report_to="none", rollout_engine="vllm", vllm_server_base_url="http://127.0.0.1:9")
     with pytest.raises(ValueError, match="full-parameter PPO would need every weight reloaded"):
         PPOTrainer(PPOModelArguments(model_name_or_path=str(tiny_model_dir), mode="full"), cfg)
+
+
+def test_grpo_refuses_use_vllm_and_names_what_does(tiny_model_dir):
+    from medqa.train.grpo import parse_args
+
+    with pytest.raises(ValueError, match="vLLM rollouts are PPO's: --rollout_engine vllm"):
+        parse_args(["--config", str(Path(__file__).resolve().parents[2] / "recipes/grpo/cpu/lora.yaml"), "--model_name_or_path", str(tiny_model_dir),
+                    "--use_vllm", "true"])

@@ -365,3 +365,13 @@ def test_the_client_reports_a_dead_server_without_hanging(vllm_server):
     proxy.stop()
     with pytest.raises(EngineUnavailable, match="unreachable"):
         client.complete("base", [[1, 2, 3]], Sampling(4))
+
+
+def test_p9_measures_both_engines_on_the_same_prompts(vllm_server, served_model_dir):
+    """`make bench`'s P9 on the session's server: both engines generate exactly prompts × tokens, and the ratio is
+    their tokens/s (a number on this CPU, not a claim: the target is a GPU's)."""
+    from medqa.bench.p9_rollout_engine import measure
+
+    result = measure(str(served_model_dir), vllm_server.url, n_prompts=4, max_new_tokens=8)
+    assert result["server_tokens"] == result["hf_tokens"] == 32
+    assert result["ratio"] > 0 and result["server_tokens_per_s"] > 0 and result["hf_tokens_per_s"] > 0

@@ -267,3 +267,38 @@ def test_api_key_never_appears_in_a_job_log(cluster):
     assert len(logs) >= 5, f"expected this session's job logs, found {logs}"
     for path in logs:
         assert SECRET not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.vllm
+def test_a_vllm_server_job_serves_a_trainer_elsewhere(cluster, vllm_env, tmp_path, ppo_prompts):
+    """slurm/vllm.sh: the server runs as its own job, bound to the node's address, and writes its URL where a trainer
+    on another node reads it; PPO samples from it (the adapter synced every step); cancelling the job removes the URL."""
+    from medqa.tiny_model import build_tiny_model
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
+
+    model = build_tiny_model(tmp_path / "tiny64", seed=0, head_dim=64)
+    url_file = tmp_path / "vllm-url"
+    job = submit(cluster, "vllm", wait=False, MODEL=str(model),
+                 VLLM_ARGS=f"--url-file {url_file} --dtype float32 --max-model-len 1024")
+    try:
+        deadline = time.monotonic() + 900
+        while not url_file.is_file() and time.monotonic() < deadline and not completions(cluster, job):
+            time.sleep(2)
+        log = ROOT / "logs" / f"medqa-vllm-{job}.out"
+        assert url_file.is_file(), log.read_text()[-3000:] if log.exists() else "no job log"
+        url = url_file.read_text().strip()
+        assert re.fullmatch(r"http://[\w.-]+:\d+", url) and "127.0.0.1" not in url
+        cfg = PPOConfig(output_dir=str(tmp_path / "ppo"), prompts_file=str(ppo_prompts), total_steps=2, batch_size=2,
+                        mini_batch_size=2, forward_batch_size=2, ppo_epochs=1, max_new_tokens=4, save_steps=0,
+                        report_to="none", progress_bar=False, cpu_threads=1, reward="rules", rollout_engine="vllm",
+                        vllm_server_base_url=url)
+        PPOTrainer(PPOModelArguments(model_name_or_path=str(model), lora_r=8, lora_alpha=16), cfg).train(resume=False)
+        rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [1, 2] and all(r["rollout/logp_diff_mean"] < 1e-3 for r in rows)
+    finally:
+        subprocess.run(["scancel", job], env=cluster, capture_output=True)
+    deadline = time.monotonic() + 120
+    while url_file.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not url_file.exists(), "the URL of a stopped server was left behind"
