@@ -6,4 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec timeout "${BENCH_GPU_TIMEOUT:-1200}" "${PY:-.venv/bin/python}" -m medqa.bench.gpu_sft "$@"
+PY=${PY:-.venv/bin/python}
+status=0
+timeout "${BENCH_GPU_TIMEOUT:-1200}" "$PY" -m medqa.bench.gpu_sft "$@" || status=$?
+# P9 (docs/gpu.md, "vLLM rollouts"): a vLLM server vs generate on the same Qwen3-1.7B-shaped model, where
+# .venv-vllm exists (`make vllm-setup`); into bench_results/bench.json beside the other benchmarks.
+if [[ " $* " != *" --smoke "* ]] && [ -x .venv-vllm/bin/python ] && [ -f outputs/bench-gpu/model/config.json ]; then
+  MEDQA_P9_MODEL=outputs/bench-gpu/model timeout 900 "$PY" -m medqa bench --only p9 || status=$?
+fi
+exit $status

@@ -239,6 +239,40 @@ def ppo_trainer(sft: Path, prompts: Path, out: Path, **overrides):
     return PPOTrainer(*parse_args(ppo_argv(sft, prompts, out, **opts)))
 
 
+def verifiable_ppo(model_dir: Path, tmp_path: Path, seed: int, measure, name: str, **overrides) -> dict:
+    """PPO on a verifiable reward — the share of CJK characters in a 2-token answer of a random-init tiny model,
+    sampled at temperature 0.5 — for 24 steps; measures (as `name/…`) the first step's reward, the mean of the last
+    four and its gain over the first, and the largest KL. `overrides` are PPOConfig fields (the rollout engine).
+    Returns the run's summary."""
+    import re
+
+    from medqa.io import write_jsonl
+    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
+    from medqa.train.ppo.trainer import PPOTrainer
+
+    def cjk_share(questions, answers, metas):
+        return [len(re.findall(r"[\u4e00-\u9fff]", a)) / max(len(a.replace(" ", "")), 1) for a in answers]
+
+    model_args = PPOModelArguments(model_name_or_path=str(model_dir), mode="lora", lora_r=8, lora_alpha=16)
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"问题{i}：头痛{i}天怎么办？"}]}
+                          for i in range(32)])
+    options = dict(output_dir=str(tmp_path / "out"), prompts_file=str(prompts), total_steps=24, batch_size=16,
+                   mini_batch_size=8, forward_batch_size=16, ppo_epochs=4, learning_rate=5e-3, max_new_tokens=2,
+                   max_prompt_length=64, temperature=0.5, missing_eos_penalty=0.0, missing_think_penalty=0.0,
+                   init_kl_coef=0.05, target_kl=None, save_steps=100, report_to="none", progress_bar=False,
+                   cpu_threads=1, reward="rules", seed=seed)
+    summary = PPOTrainer(model_args, PPOConfig(**{**options, **overrides}), reward_fn=cjk_share).train(resume=False)
+    rewards = [row["reward"] for row in summary["curve"]]
+    kls = [row["kl"] for row in summary["curve"]]
+    print("reward per step", [round(r, 3) for r in rewards], "kl", [round(k, 2) for k in kls])
+    initial, last = measure(f"{name}/reward_initial", rewards[0]), sum(rewards[-4:]) / 4
+    measure(f"{name}/reward_last4_minus_initial", last - initial, at_least=0.1)
+    measure(f"{name}/reward_last4", last, at_least=0.6)
+    measure(f"{name}/max_kl", max(kls), at_most=30.0)
+    return summary
+
+
 # ---------------------------------------------------------------- learning tests: seeds and measured quantities
 # A learning test asserts an effect with a margin that holds under every seed tried, on any machine. Its seed is
 # MEDQA_TEST_SEED (default 42); `make test-seeds` reruns the learning tests under several seeds and tabulates

@@ -196,28 +196,10 @@ def test_ppo_learns_a_verifiable_reward_on_the_vllm_engine(vllm_server, served_m
     """tests/rl/test_ppo.py's verifiable reward (share of CJK characters in a 2-token answer at temperature 0.5), with
     the rollouts sampled by the server: PPO raises the mean of the last four of 24 steps well above the first step's
     while KL stays bounded. Measured, seeds 1-3: first step 0.34-0.39, last four 0.78-1.0 (HF engine: 0.96-1.0)."""
-    from medqa.train.ppo.config import PPOModelArguments
-    from medqa.train.ppo.trainer import PPOTrainer
+    from conftest import verifiable_ppo
 
-    def cjk_share(questions, answers, metas):
-        return [len(re.findall(r"[\u4e00-\u9fff]", a)) / max(len(a.replace(" ", "")), 1) for a in answers]
-
-    prompts = tmp_path / "prompts.jsonl"
-    write_jsonl(prompts, [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"问题{i}：头痛{i}天怎么办？"}]}
-                          for i in range(32)])
-    cfg = _ppo_config(tmp_path / "out", prompts, vllm_server.url, total_steps=24, batch_size=16, mini_batch_size=8,
-                      forward_batch_size=16, ppo_epochs=4, learning_rate=5e-3, max_new_tokens=2, temperature=0.5,
-                      missing_eos_penalty=0.0, missing_think_penalty=0.0, init_kl_coef=0.05, save_steps=100,
-                      seed=learning_seed)
-    model_args = PPOModelArguments(model_name_or_path=str(served_model_dir), mode="lora", lora_r=8, lora_alpha=16)
-    summary = PPOTrainer(model_args, cfg, reward_fn=cjk_share).train(resume=False)
-    rewards = [row["reward"] for row in summary["curve"]]
-    kls = [row["kl"] for row in summary["curve"]]
-    print("reward per step", [round(r, 3) for r in rewards], "kl", [round(k, 2) for k in kls])
-    initial, last = measure("ppo_vllm/reward_initial", rewards[0]), sum(rewards[-4:]) / 4
-    measure("ppo_vllm/reward_last4_minus_initial", last - initial, at_least=0.1)
-    measure("ppo_vllm/reward_last4", last, at_least=0.6)
-    measure("ppo_vllm/max_kl", max(kls), at_most=30.0)
+    verifiable_ppo(served_model_dir, tmp_path, learning_seed, measure, "ppo_vllm", rollout_engine="vllm",
+                   vllm_server_base_url=vllm_server.url)
     diffs = [r["rollout/logp_diff_mean"] for r in read_jsonl(tmp_path / "out" / "metrics.jsonl")]
     measure("ppo_vllm/max_logp_diff_mean", max(diffs), at_most=1e-3)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, THINK_PAIRS, ppo_argv
+from conftest import ROOT, THINK_PAIRS, ppo_argv, verifiable_ppo
 from medqa.io import read_jsonl, write_jsonl
 
 SECRET = "sk-medqa-test-DO-NOT-LEAK-7f3a9c"
@@ -54,29 +54,7 @@ def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tmp_path, tiny_model_dir
     0.5: ≈ 0.3 for the initial policy (0.18–0.59 at step 1 over 20 seeds; its rollouts come before the first
     update). PPO raises the mean of the last four of 24 steps well above it while KL to the reference stays
     bounded. Bounds: below the worst of 20 seeds with a margin (README, Tests: `make test-seeds`)."""
-    from medqa.train.ppo.config import PPOConfig, PPOModelArguments
-    from medqa.train.ppo.trainer import PPOTrainer
-
-    def cjk_share(questions, answers, metas):
-        return [len(re.findall(r"[\u4e00-\u9fff]", a)) / max(len(a.replace(" ", "")), 1) for a in answers]
-
-    model_args = PPOModelArguments(model_name_or_path=str(tiny_model_dir), mode="lora", lora_r=8, lora_alpha=16)
-    prompts = tmp_path / "prompts.jsonl"
-    write_jsonl(prompts, [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"问题{i}：头痛{i}天怎么办？"}]}
-                          for i in range(32)])
-    cfg = PPOConfig(output_dir=str(tmp_path / "out"), prompts_file=str(prompts), total_steps=24, batch_size=16,
-                    mini_batch_size=8, forward_batch_size=16, ppo_epochs=4, learning_rate=5e-3, max_new_tokens=2,
-                    max_prompt_length=64, temperature=0.5, missing_eos_penalty=0.0, missing_think_penalty=0.0,
-                    init_kl_coef=0.05, target_kl=None, save_steps=100, report_to="none", progress_bar=False,
-                    cpu_threads=1, reward="rules", seed=learning_seed)
-    summary = PPOTrainer(model_args, cfg, reward_fn=cjk_share).train(resume=False)
-    rewards = [row["reward"] for row in summary["curve"]]
-    kls = [row["kl"] for row in summary["curve"]]
-    print("reward per step", [round(r, 3) for r in rewards], "kl", [round(k, 2) for k in kls])
-    initial, last = measure("ppo/reward_initial", rewards[0]), sum(rewards[-4:]) / 4
-    measure("ppo/reward_last4_minus_initial", last - initial, at_least=0.1)
-    measure("ppo/reward_last4", last, at_least=0.6)
-    measure("ppo/max_kl", max(kls), at_most=30.0)
+    verifiable_ppo(tiny_model_dir, tmp_path, learning_seed, measure, "ppo")
     assert (tmp_path / "out" / "adapter_config.json").is_file() and (tmp_path / "out" / "reward_kl.png").is_file()
 
 
