@@ -72,15 +72,17 @@ def measure(model: str, url: str, n_prompts: int = N_PROMPTS, max_new_tokens: in
 
 
 def run(out_dir) -> dict:
-    from medqa.engine.server import VLLM_VENV, VLLMServer
+    from medqa.engine.server import VLLMServer, vllm_python
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _model(out_dir)
     if os.environ.get("MEDQA_P9_URL"):
         return measure(model, os.environ["MEDQA_P9_URL"])
-    if not (VLLM_VENV / "bin" / "python").is_file():
-        raise BenchmarkSkipped(f"{VLLM_VENV} not found: `make vllm-setup` builds it (~3.5 GB)")
+    try:
+        vllm_python()
+    except FileNotFoundError as e:
+        raise BenchmarkSkipped(f"{e} (~3.5 GB)") from None
     import torch
 
     dtype = "auto" if torch.cuda.is_available() else "float32"  # fp32 on CPU, as `generate` runs there

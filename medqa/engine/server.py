@@ -35,11 +35,13 @@ from medqa.io import atomic_write
 VLLM_VENV = Path(".venv-vllm")
 
 
-def vllm_python(venv: Path = VLLM_VENV) -> Path:
-    """The interpreter of the vLLM environment; a one-line error when `make vllm-setup` has not built it."""
+def vllm_python(venv: Path | None = None) -> Path:
+    """The interpreter of the vLLM environment (default `.venv-vllm`); a one-line error unless `make vllm-setup` has
+    finished building it (its stamp, `.installed-<package>`, is written last)."""
+    venv = VLLM_VENV if venv is None else venv
     python = venv / "bin" / "python"
-    if not python.is_file():
-        raise FileNotFoundError(f"{python} not found: build the vLLM environment with `make vllm-setup`")
+    if not python.is_file() or not any(venv.glob(".installed-*")):
+        raise FileNotFoundError(f"no complete vLLM environment at {venv}: build it with `make vllm-setup`")
     return python
 
 
@@ -75,7 +77,7 @@ class VLLMServer:
     """A vLLM server process: started, health-checked, stopped. `with VLLMServer(...) as server: server.url`."""
 
     def __init__(self, model: str, *, host: str = "127.0.0.1", port: int = 0, log: Path | None = None,
-                 venv: Path = VLLM_VENV, startup_timeout: float = 600.0, **options):
+                 venv: Path | None = None, startup_timeout: float = 600.0, **options):
         self.model = served_base(model)
         self.host, self.port = host, port or free_port(host if host != "0.0.0.0" else "127.0.0.1")
         self.log, self.venv, self.startup_timeout, self.options = log, venv, startup_timeout, options
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--log", type=Path, default=None, help="server log file (default: this terminal)")
     p.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the server to be ready")
-    p.add_argument("--venv", type=Path, default=VLLM_VENV, help="the vLLM environment (make vllm-setup)")
+    p.add_argument("--venv", type=Path, default=None, help="the vLLM environment (default .venv-vllm; make vllm-setup)")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after --: passed to vLLM as they are")
     args = p.parse_args(argv)
     extra = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args

@@ -45,6 +45,31 @@ def test_one_run_writes_every_benchmark_with_its_status(fake_registry, tmp_path,
     assert "| failed | ≤ 0.05 | — |" in rows[1] and "| failed |" in rows[2]
 
 
+def test_a_benchmark_whose_requirement_is_missing_is_skipped_not_failed(fake_registry, tmp_path, monkeypatch):
+    """P9 without .venv-vllm: listed as skipped with the reason, no number, and `make bench` still succeeds."""
+    (tmp_path / "fakebench" / "needs.py").write_text(
+        "from medqa.bench import BenchmarkSkipped\n\ndef run(out_dir):\n    raise BenchmarkSkipped('no .venv-vllm')\n")
+    monkeypatch.setattr(bench, "BENCHMARKS", (*fake_registry, Benchmark("p9", "Needs", "fakebench.needs", "a ÷ b",
+                                                                        "ratio", 5.0, False)))
+    out = tmp_path / "results"
+    assert bench.main(["--out", str(out), "--only", "p1", "p9"]) == 0
+    p9 = json.loads((out / "bench.json").read_text())["benchmarks"]["p9"]
+    assert p9["status"] == "skipped" and p9["error"] == "no .venv-vllm" and "value" not in p9
+    assert "| skipped | ≥ 5 | — | no .venv-vllm |" in (out / "bench.md").read_text()
+
+
+def test_p9_is_skipped_without_a_complete_vllm_environment(tmp_path, monkeypatch):
+    import medqa.engine.server as server
+    from medqa.bench.p9_rollout_engine import run
+
+    monkeypatch.setattr(server, "VLLM_VENV", tmp_path / "half-installed")
+    (tmp_path / "half-installed" / "bin").mkdir(parents=True)
+    (tmp_path / "half-installed" / "bin" / "python").write_text("")  # a venv whose install has not finished
+    monkeypatch.setenv("MEDQA_P9_MODEL", str(tmp_path / "model"))
+    with pytest.raises(bench.BenchmarkSkipped, match="make vllm-setup"):
+        run(tmp_path / "out")
+
+
 def test_only_reruns_some_and_keeps_the_rest(fake_registry, tmp_path):
     out = tmp_path / "results"
     bench.main(["--out", str(out)])
