@@ -2,6 +2,7 @@
 listed as failed and never given a number; P2 runs for real on the tiny model."""
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -20,6 +21,10 @@ def fake_registry(tmp_path, monkeypatch):
             return {"ratio": 6.5, "batched": 130.0, "single": 20.0}
     """))
     (pkg / "broken.py").write_text("def run(out_dir):\n    raise RuntimeError('judge did not start')\n")
+    (pkg / "needs.py").write_text(
+        "from medqa.bench import BenchmarkSkipped\n\ndef run(out_dir):\n    raise BenchmarkSkipped('no .venv-vllm')\n")
+    for name in [m for m in sys.modules if m == "fakebench" or m.startswith("fakebench.")]:
+        monkeypatch.delitem(sys.modules, name)  # an earlier test's copy, in its own tmp_path
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = (
         Benchmark("p1", "Fast thing", "fakebench.fast", "batched ÷ single", "ratio", 5.0, False, "{batched} vs {single}"),
@@ -47,8 +52,6 @@ def test_one_run_writes_every_benchmark_with_its_status(fake_registry, tmp_path,
 
 def test_a_benchmark_whose_requirement_is_missing_is_skipped_not_failed(fake_registry, tmp_path, monkeypatch):
     """P9 without .venv-vllm: listed as skipped with the reason, no number, and `make bench` still succeeds."""
-    (tmp_path / "fakebench" / "needs.py").write_text(
-        "from medqa.bench import BenchmarkSkipped\n\ndef run(out_dir):\n    raise BenchmarkSkipped('no .venv-vllm')\n")
     monkeypatch.setattr(bench, "BENCHMARKS", (*fake_registry, Benchmark("p9", "Needs", "fakebench.needs", "a ÷ b",
                                                                         "ratio", 5.0, False)))
     out = tmp_path / "results"

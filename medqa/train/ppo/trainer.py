@@ -630,9 +630,13 @@ class PPOTrainer:
         return out
 
     def _save_policy(self, folder: Path, state: dict) -> None:
-        """The policy (its trainable adapter, or the full model) from a gathered state dict, into `folder`."""
+        """The policy (its trainable adapter, or the full model) from a gathered state dict, into `folder`. An
+        adapter never carries the base's embedding layers: PEFT's "auto" adds them when it cannot see their shape
+        (ZeRO-3 shards), PPO never trains them, and a vLLM server refuses them ("lm_head.weight is unsupported LoRA
+        weight")."""
         policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
-        save_kwargs = {"selected_adapters": ["default"]} if hasattr(self.unwrapped.policy, "peft_config") else {}
+        save_kwargs = ({"selected_adapters": ["default"], "save_embedding_layers": False}
+                       if hasattr(self.unwrapped.policy, "peft_config") else {})
         self.unwrapped.policy.save_pretrained(folder, state_dict=policy_state, **save_kwargs)
 
     def save_final(self) -> None:
