@@ -235,10 +235,11 @@ def load_tokenizer(base: str, adapter: str | None = None, *, revision: str | Non
 def attach_adapter(model, adapter: str, *, trainable: bool = False, merge: bool = False, tokenizer: Any = None,
                    adapter_name: str = "default"):
     """`model` with the PEFT adapter at `adapter` on top: trained further (`trainable`), frozen, or merged into the
-    weights (`merge`). The embedding grows first when `tokenizer` has more tokens than the model."""
+    weights (`merge`). The embedding grows first when `tokenizer` has more tokens than the model (its
+    `num_embeddings`: under ZeRO-3 the weight itself is an empty shard, whose size would read as 0)."""
     from peft import PeftModel
 
-    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, is_trainable=trainable)
     return model.merge_and_unload() if merge else model

@@ -633,8 +633,7 @@ class PPOTrainer:
         """The policy (its trainable adapter, or the full model) from a gathered state dict, into `folder`. An
         adapter never carries the base's embedding layers: PPO never trains them, a vLLM server refuses them
         ("lm_head.weight is unsupported LoRA weight"), and PEFT's "auto" adds them whenever the vocabulary looks
-        resized — as it does under ZeRO-3, where `medqa.modeling.attach_adapter` reads the sharded embedding's
-        size as 0 and resizes the vocabulary to the tokenizer's (issue #34's closing note)."""
+        resized."""
         policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
         save_kwargs = ({"selected_adapters": ["default"], "save_embedding_layers": False}
                        if hasattr(self.unwrapped.policy, "peft_config") else {})
