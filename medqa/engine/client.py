@@ -75,7 +75,9 @@ def resolve_url(url: str | None, url_file: Path = DEFAULT_URL_FILE) -> str:
         raise EngineUnavailable(f"no vLLM server URL: set vllm_server_base_url, or start one with `make vllm-serve "
                                 f"MODEL=…` (it writes {url_file})") from None
     if not text.startswith(("http://", "https://")):
-        raise EngineUnavailable(f"{url_file}: not a server URL: {text[:80]!r}")
+        # Not echoed: a file at this path may hold anything, a password included.
+        raise EngineUnavailable(f"{url_file}: not a server URL (expected one line http://HOST:PORT, as `medqa "
+                                "vllm-serve` writes it)")
     return text.rstrip("/")
 
 

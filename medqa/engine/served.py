@@ -10,7 +10,6 @@ cached one.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,10 @@ from medqa.engine.client import Sampling, VLLMClient, resolve_url
 
 def served_base(model: str) -> str:
     """The base model to serve for `model`: a local folder as its absolute path, an adapter folder's base (the one its
-    adapter_config.json names), or a hub id as it is."""
-    config = Path(model) / "adapter_config.json"
-    if config.is_file():
-        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if not base:
-            raise ValueError(f"{config}: no base_model_name_or_path")
-        model = base
+    adapter_config.json names, read by `medqa.modeling.resolve_model_paths`), or a hub id as it is."""
+    from medqa.modeling import resolve_model_paths
+
+    model, _ = resolve_model_paths(model)
     return str(Path(model).resolve()) if Path(model).is_dir() else model
 
 

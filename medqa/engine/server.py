@@ -11,13 +11,15 @@ with what the project's callers rely on:
 * bound to 127.0.0.1 unless `--host` says otherwise (Slurm: the rollout node's address, for trainers on other nodes).
 
 It is health-checked before its URL is written (atomically) to `--url-file` (outputs/vllm-server/url), where PPO,
-eval and predict read it by default; the server stops with this command (Ctrl-C, SIGTERM) and the URL file is removed.
+eval and predict read it by default; the server stops with this command (Ctrl-C, SIGTERM, and on Linux also when the
+process that started it dies, even by SIGKILL) and the URL file is removed.
 A model folder holding a LoRA adapter serves the adapter's base model (the adapter is loaded by its users).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from medqa.engine.client import DEFAULT_URL_FILE, EngineUnavailable, VLLMClient
 from medqa.engine.served import served_base
-from medqa.io import atomic_write
+from medqa.io import OutputError, atomic_write, check_output_file, record_output_file
 
 VLLM_VENV = Path(".venv-vllm")
 
@@ -73,8 +75,30 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_with_parent(sig: int = signal.SIGTERM):
+    """A `preexec_fn` for a child that must not outlive the process starting it: on Linux the kernel sends the child
+    `sig` when that process (strictly, the thread that started the child) ends, however it ends; SIGTERM lets vLLM
+    stop its own engine processes. Elsewhere (no prctl) it does nothing. Runs between fork and exec: no allocation
+    beyond what ctypes needs, no locks."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        except (AttributeError, OSError):
+            return
+        if os.getppid() != parent:  # the starter died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 class VLLMServer:
-    """A vLLM server process: started, health-checked, stopped. `with VLLMServer(...) as server: server.url`."""
+    """A vLLM server process: started, health-checked, stopped. `with VLLMServer(...) as server: server.url`.
+    Start it from the thread that outlives it (the main thread): the server stops when that thread ends."""
 
     def __init__(self, model: str, *, host: str = "127.0.0.1", port: int = 0, log: Path | None = None,
                  venv: Path | None = None, startup_timeout: float = 600.0, **options):
@@ -91,8 +115,10 @@ class VLLMServer:
     def start(self) -> VLLMServer:
         cmd = server_command(vllm_python(self.venv), self.model, host=self.host, port=self.port, **self.options)
         out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (None: this terminal)
+        # Its own session (a Ctrl-C meant for the trainer does not reach it), stopped by `stop`, and by the kernel
+        # when this process dies without calling it (SIGKILL): a leftover server would hold the cores and memory.
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=server_env(),
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=stop_with_parent())
         client = VLLMClient(f"http://127.0.0.1:{self.port}" if self.host in ("0.0.0.0", "127.0.0.1") else self.url,
                             timeout=10.0, connect_timeout=2.0)
         deadline = time.monotonic() + self.startup_timeout
@@ -129,8 +155,10 @@ class VLLMServer:
 
 @contextmanager
 def url_file(path: Path, url: str) -> Iterator[None]:
-    """Write the URL (atomically) while the server runs; remove it after, unless another server replaced it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the URL (atomically) while the server runs; remove it after, unless another server replaced it. The file
+    is recorded as `vllm-serve`'s in its folder's manifest, so a later server may replace it and nothing else is
+    (`check_output_file`, before the server starts)."""
+    record_output_file(path, "vllm-serve")
     with atomic_write(path) as fh:
         fh.write(url + "\n")
     try:
@@ -149,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: other nodes may connect)")
     p.add_argument("--port", type=int, default=0, help="0: a free port")
     p.add_argument("--url-file", type=Path, default=DEFAULT_URL_FILE, help="where the server's URL is written")
+    p.add_argument("--overwrite", action="store_true", help="replace a --url-file that medqa vllm-serve did not write")
     p.add_argument("--max-lora-rank", type=int, default=64, help="largest adapter rank it will load")
     p.add_argument("--dtype", default="auto", help="weights' dtype (auto: the model's; float32 on CPU tests)")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
@@ -159,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     extra = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args
     try:
+        check_output_file(args.url_file, "vllm-serve", overwrite=args.overwrite)
         server = VLLMServer(args.model, host=args.host, port=args.port, log=args.log, venv=args.venv,
                             startup_timeout=args.startup_timeout, max_lora_rank=args.max_lora_rank, dtype=args.dtype,
                             max_model_len=args.max_model_len, extra=extra)
         server.start()
-    except (FileNotFoundError, ValueError, EngineUnavailable) as e:
+    except (FileNotFoundError, ValueError, OutputError, EngineUnavailable) as e:
         print(f"medqa vllm-serve: error: {e}", file=sys.stderr)
         return 2
     stop = {"now": False}

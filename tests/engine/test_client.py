@@ -68,9 +68,56 @@ def test_the_url_comes_from_the_flag_or_the_file_make_vllm_serve_writes(tmp_path
         resolve_url(None, tmp_path / "none")
     (tmp_path / "url").write_text("http://127.0.0.1:8000\n")
     assert resolve_url(None, tmp_path / "url") == "http://127.0.0.1:8000"
-    (tmp_path / "bad").write_text("not a url")
-    with pytest.raises(EngineUnavailable, match="not a server URL"):
+    (tmp_path / "bad").write_text("user=admin password=hunter2")
+    with pytest.raises(EngineUnavailable, match="not a server URL") as err:
         resolve_url(None, tmp_path / "bad")
+    assert "hunter2" not in str(err.value)  # whatever the file holds is not echoed
+
+
+def test_vllm_serve_never_replaces_a_url_file_it_did_not_write(tmp_path, capsys):
+    from medqa.engine.server import main
+
+    mine = tmp_path / "url"
+    mine.write_text("my notes\n")
+    assert main(["--model", str(tmp_path), "--url-file", str(mine)]) == 2
+    assert "was not written by medqa vllm-serve" in capsys.readouterr().err
+    assert mine.read_text() == "my notes\n"
+
+
+def test_a_server_process_stops_when_the_process_that_started_it_is_killed(tmp_path):
+    """`VLLMServer` starts the server with `stop_with_parent()`: SIGKILL the starter (no cleanup runs) and the child
+    gets SIGTERM from the kernel, so no server is left holding the cores."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    starter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "from medqa.engine.server import stop_with_parent\n"
+         "child = subprocess.Popen(['sleep', '120'], start_new_session=True, preexec_fn=stop_with_parent())\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+    child = int(starter.stdout.readline())
+    try:
+        os.kill(child, 0)  # running
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the child {child} outlived its killed starter")
+    finally:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_full_parameter_ppo_refuses_the_vllm_engine(tmp_path, tiny_model_dir, ppo_prompts):
