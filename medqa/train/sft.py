@@ -183,6 +183,9 @@ def train_token_rows(model, ids: list[int]) -> None:
     import torch
 
     weight = model.get_input_embeddings().weight
+    if hasattr(weight, "ds_numel"):  # a ZeRO-3 shard: the hook would see a slice of the rows, not the rows by id
+        raise ValueError("lora_trainable_tokens: not supported under ZeRO-3 (the embedding is sharded across ranks); "
+                         "train with ZeRO-2 or DDP (ACCEL=zero2 | ddp)")
     mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype)
     mask[ids] = 1.0
     weight.requires_grad_(True)
@@ -196,7 +199,7 @@ class ThinkCoverageCallback:
     best checkpoint. Every rank answers the same prompts with the same weights, so the ranks agree."""
 
     def __init__(self, prompts: list[list[dict]], tokenizer, max_new_tokens: int, repetition_penalty: float,
-                 batch_size: int = 16):
+                 batch_size: int = 32):
         from medqa.generation import GenerationSettings
 
         self.prompts, self.tokenizer, self.batch_size = prompts, tokenizer, batch_size

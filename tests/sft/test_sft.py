@@ -382,3 +382,29 @@ def test_think_coverage_as_best_metric_needs_dev_items(tiny_model_dir, sft_data_
     with pytest.raises(ValueError, match="think_eval_items"):
         build_trainer(*parse_args(cpu_argv("full", tiny_model_dir, sft_data_dir, tmp_path,
                                            metric_for_best_model="think_coverage")))
+
+
+def test_trainable_token_rows_are_refused_on_a_zero3_shard():
+    """Under ZeRO-3 the embedding weight is a shard (DeepSpeed marks it with `ds_numel`): a mask over its rows by
+    token id would index a slice, so the option is refused in one line instead of training the wrong rows."""
+    import torch
+
+    from medqa.train.sft import train_token_rows
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(8, 4)
+
+        def get_input_embeddings(self):
+            return self.embed
+
+        def save_pretrained(self, path, save_embedding_layers=False):
+            return save_embedding_layers
+
+    plain, sharded = Model(), Model()
+    train_token_rows(plain, [1, 2])
+    assert plain.embed.weight.requires_grad and plain.save_pretrained("x") is True
+    sharded.embed.weight.ds_numel = 32
+    with pytest.raises(ValueError, match="not supported under ZeRO-3.*ACCEL=zero2"):
+        train_token_rows(sharded, [1, 2])
