@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medqa.io import OutputError, atomic_dir, check_output_dir, read_jsonl  # noqa: E402
+from medqa.runs.io import OutputError, atomic_dir, check_output_dir, read_jsonl  # noqa: E402
 
 KIND = "test-seeds"  # the command recorded in the output folder's manifest
 

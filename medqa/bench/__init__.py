@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from medqa.io import atomic_write
+from medqa.runs.io import atomic_write
 
 
 class BenchmarkSkipped(RuntimeError):

@@ -1,6 +1,6 @@
 """Real-shape benchmark on CPU (`make bench-shape`): every training stage once at Qwen3-1.7B's shape.
 
-No GPU and no download: the model is random-init with Qwen3-1.7B's config (medqa.tiny_model.QWEN3_1_7B: 28
+No GPU and no download: the model is random-init with Qwen3-1.7B's config (medqa.models.tiny.QWEN3_1_7B: 28
 layers, hidden 2048, the full 151,936-token vocabulary, bf16), seeded, built once into `--model-dir` and reused
 while its key (config, seed, dtype) matches; the tokenizer is the tiny one, whose ids all fit. Then:
 
@@ -96,7 +96,7 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
     returns (inputs, parameter count, built now)."""
     from transformers import AutoTokenizer
 
-    from medqa.io import atomic_write, check_output_dir, write_manifest
+    from medqa.runs.io import atomic_write, check_output_dir, write_manifest
 
     vocab = len(AutoTokenizer.from_pretrained(tokenizer))
     key = model_key(model_config(tiny, vocab), seed=0)
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from medqa.io import atomic_write, ensure_out_folder
+    from medqa.runs.io import atomic_write, ensure_out_folder
 
     for path in (args.out, args.out.with_suffix(".md")):  # replaced only when an earlier bench-shape wrote them
         if path.exists() and not is_report(path):

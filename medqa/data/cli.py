@@ -7,7 +7,7 @@ import sys
 
 from medqa.data.formats import FORMATS
 from medqa.data.rl_prompts import DEFAULT_PROMPTS
-from medqa.io import InputError, OutputError
+from medqa.runs.io import InputError, OutputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  skipped {n:>5}  {reason}")
         else:
             from medqa.data.rl_prompts import make_rl_prompts
-            from medqa.io import write_jsonl
+            from medqa.runs.io import write_jsonl
 
             prompts, report = make_rl_prompts(args.data, tuple(args.splits), lambda: _triage_teacher(args))
             n = write_jsonl(args.out, prompts)

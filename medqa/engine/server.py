@@ -32,7 +32,7 @@ from pathlib import Path
 
 from medqa.engine.client import DEFAULT_URL_FILE, EngineUnavailable, VLLMClient
 from medqa.engine.served import served_base
-from medqa.io import OutputError, atomic_write, check_output_file, record_output_file
+from medqa.runs.io import OutputError, atomic_write, check_output_file, record_output_file
 
 VLLM_VENV = Path(".venv-vllm")
 

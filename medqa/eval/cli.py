@@ -9,7 +9,7 @@ import sys
 import medqa.eval.metrics as registry
 from medqa.engine import EngineUnavailable
 from medqa.eval.decoding import add_decoding_args, add_engine_args, decoding_settings
-from medqa.io import InputError
+from medqa.runs.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 
@@ -51,9 +51,9 @@ def _run_sets(args) -> int:
             raise ValueError(f"--set {spec!r}: expected NAME=FILE")
         sets.append((name, Path(path)))
     args.settings = decoding_settings(args)  # contradictory decoding flags fail before any work
+    from medqa.apps.predict import KIND as PREDICT
     from medqa.eval.score import check_score_outputs
-    from medqa.io import OutputLock, check_output_file
-    from medqa.predict import KIND as PREDICT
+    from medqa.runs.io import OutputLock, check_output_file
 
     present = [(name, path) for name, path in sets if path.is_file()]
     for name, _ in present:  # every output checked before any work
@@ -71,8 +71,8 @@ def _run_sets(args) -> int:
 
 
 def _run_set(args, name: str, path, out, rank0: bool) -> None:
+    from medqa.apps.predict import run_predict
     from medqa.eval.score import score_file
-    from medqa.predict import run_predict
 
     print(f">> eval run: {name} ({path})", flush=True)
     run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,

@@ -26,7 +26,7 @@ REWARD_FILE = "reward.json"  # written by PPO and GRPO into their output folder:
 def write_run_reward(out_dir: str | Path, reward: str, weights: RewardArguments) -> dict[str, Any]:
     """Record in an RL output folder the reward it optimises: `combined` (the mix `weights`) or `rules` (the rule
     total alone, recorded as `RewardArguments.rules_only()`), so evaluation scores it with the same mix."""
-    from medqa.io import atomic_write
+    from medqa.runs.io import atomic_write
 
     record = {"reward": reward, **asdict(weights.weights if reward == "combined" else RewardArguments.rules_only())}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ class RewardArguments:
     """The mix `w_rules·R_rules + w_teacher·R_teacher` (medqa.rewards.total_rewards), declared once: PPO's and GRPO's
     options inherit it, every caller of `total_rewards` passes it (`.weights`), a run records it in its output
     folder (`reward.json`, `write_run_reward`) and evaluation reads it back (`run_reward_weights`). A new weight is
-    a field here, its term in `mix` and its name in `medqa.checkpoints.SHAPING` (a test asks for it)."""
+    a field here, its term in `mix` and its name in `medqa.runs.checkpoints.SHAPING` (a test asks for it)."""
 
     w_rules: float = field(default=W_RULES, metadata={"help": "weight of the rule reward"})
     w_teacher: float = field(default=W_TEACHER, metadata={"help": "weight of the teacher's overall/10"})

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
+from medqa.runs.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
 from medqa.teacher.setup import (
     DEFAULT_CACHE,
     TeacherSetupError,

@@ -93,7 +93,7 @@ class _HFJudge:
     """A local causal LM as the judge (GPU users without API access). Generation runs in a worker thread."""
 
     def __init__(self, path: str):
-        from medqa.modeling import load_for_inference
+        from medqa.models.loading import load_for_inference
 
         self.model, self.tok = load_for_inference(path)
         self.lock = threading.Lock()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS
-from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
+from medqa.runs.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
 from medqa.train.grpo import CombinedReward, parse_args, rules
 
 RECIPES = sorted(p for p in (ROOT / "recipes" / "grpo").rglob("*.yaml") if p.name != "profile.yaml")
@@ -36,7 +36,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def prompts_file(tmp_path_factory) -> Path:
     """RL prompt rows (`make rl-prompts` shape) for the questions the think model answers."""
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     path = tmp_path_factory.mktemp("rl") / "prompts.jsonl"
     risk = ["critical", "low", "low", "medium"]
@@ -202,7 +202,7 @@ def test_grpo_against_the_offline_judge_survives_failures_and_sigkill(sft_lora_o
     after a checkpoint and resumed; the outputs are complete and the policy loads for prediction."""
     import torch
 
-    from medqa.generation import GenerationSettings, generate, load_model
+    from medqa.models.generation import GenerationSettings, generate, load_model
     from medqa.teacher.server import RunningServer, ServerOptions
 
     out = tmp_path / "grpo"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS, ppo_argv, verifiable_ppo
-from medqa.io import read_jsonl, write_jsonl
+from medqa.runs.io import read_jsonl, write_jsonl
 
 SECRET = "sk-medqa-test-DO-NOT-LEAK-7f3a9c"
 
@@ -125,7 +125,7 @@ def test_ppo_two_processes_offline_judge(tmp_path, accel, ppo_sft_adapter, ppo_p
     assert json.loads((out / "reward.json").read_text()) == {"reward": "combined", "w_rules": 0.5, "w_teacher": 0.5}
     _assert_no_secret(out)
     if accel == "cpu":  # the output loads like an SFT adapter
-        from medqa.generation import GenerationSettings, generate, load_model
+        from medqa.models.generation import GenerationSettings, generate, load_model
 
         model, tok = load_model(str(out), device="cpu")
         assert generate(model, tok, ["感冒咳嗽一周了怎么办"], GenerationSettings(max_new_tokens=8))[0].gen_tokens >= 0
@@ -310,7 +310,7 @@ def test_penalised_rollouts_log_probs_are_those_transformers_sampled_from(tiny_t
         TemperatureLogitsWarper,
     )
 
-    from medqa.chat import stop_ids
+    from medqa.models.chat import stop_ids
     from medqa.train.ppo import rollout
     from medqa.train.ppo.value_head import PolicyWithValueHead
 

@@ -1,13 +1,13 @@
 """Checks before a training or eval job launches anything: the files it needs exist and fit together.
 
-    python -m medqa.preflight sft  --profile cpu --recipe R --accel A [-- --model_name_or_path M --data_dir D …]
-    python -m medqa.preflight ppo  --profile cpu --recipe R --accel A [-- overrides]
-    python -m medqa.preflight eval --model M [--adapter A] --file SET.jsonl …
+    python -m medqa.commands.preflight sft  --profile cpu --recipe R --accel A [-- --model_name_or_path M --data_dir D …]
+    python -m medqa.commands.preflight ppo  --profile cpu --recipe R --accel A [-- overrides]
+    python -m medqa.commands.preflight eval --model M [--adapter A] --file SET.jsonl …
 
 Used by the Slurm templates (slurm/*.sh, through `make slurm-preflight`) so that a job with a missing recipe,
 accelerate config, model or data, or a PROFILE/ACCEL mismatch, fails in seconds with one readable line per problem
 instead of after its launch. Prints `KEY=VALUE` lines (shell-quoted) for the template on success; errors go to
-stderr, exit code 2. Reads recipes with `medqa.recipes.load_recipe` only (yaml; no torch/trl import).
+stderr, exit code 2. Reads recipes with `medqa.runs.recipes.load_recipe` only (yaml; no torch/trl import).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from medqa.recipes import load_recipe
+from medqa.runs.recipes import load_recipe
 
 # Options that are not inputs, although their names end like paths.
 _NOT_INPUTS = {"output_dir", "logging_dir", "teacher_cache", "hub_model_id"}
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="python -m medqa.preflight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m medqa.commands.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=["sft", "ppo", "eval"])
     parser.add_argument("--profile", default="gpu")
     parser.add_argument("--recipe")

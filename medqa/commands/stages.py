@@ -1,7 +1,7 @@
 """The pipeline's stages in order, each with its `medqa` commands and make targets: the one map behind
 `medqa --help` and `make help` (both grouped by stage) and the table in docs/architecture.md.
 
-Stdlib only: `make help` runs `python -m medqa.stages make-help Makefile` with the system Python, before `make setup`.
+Stdlib only: `make help` runs `python -m medqa.commands.stages make-help Makefile` with the system Python, before `make setup`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def format_groups(groups: list[tuple[str, list[tuple[str, str]]]], width: int) -
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "make-help" or len(argv) < 2:
-        print("usage: python -m medqa.stages make-help MAKEFILE…", file=sys.stderr)
+        print("usage: python -m medqa.commands.stages make-help MAKEFILE…", file=sys.stderr)
         return 2
     print(format_groups(grouped(make_targets(argv[1:]), "targets"), 17))
     return 0

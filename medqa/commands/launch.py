@@ -48,7 +48,7 @@ def launch_config_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# The file where a rank under `medqa.launch launch` appends its one-line error, for the launcher to print it last.
+# The file where a rank under `medqa.commands.launch launch` appends its one-line error, for the launcher to print it last.
 RANK_ERRORS_ENV = "MEDQA_RANK_ERRORS"
 
 
@@ -109,7 +109,7 @@ def _free_bytes(out: Path) -> int:
 def _disk_full_message(stage: str, out: Path) -> str:
     """Where the run stands after a full disk: the checkpoint OUT keeps (a torn newer one, this run's own, is
     removed to give the space back), and how to go on."""
-    from medqa.checkpoints import CHECKPOINT_RE, HF_STATE, checkpoints
+    from medqa.runs.checkpoints import CHECKPOINT_RE, HF_STATE, checkpoints
 
     marker = HF_STATE
     if stage == "ppo":
@@ -117,7 +117,7 @@ def _disk_full_message(stage: str, out: Path) -> str:
     complete = checkpoints(out, marker) if out.is_dir() else []
     kept = complete[-1] if complete else None
     torn = []
-    from medqa.io import read_manifest
+    from medqa.runs.io import read_manifest
 
     # only in a folder this stage claimed (its manifest): never a checkpoint-N folder medqa did not write
     if os.environ.get("RANK", "0") == "0" and out.is_dir() and read_manifest(out).get("kind") == stage:
@@ -136,9 +136,9 @@ def _disk_full_message(stage: str, out: Path) -> str:
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
     """The errors a stage reports in one line with status 2: a bad input, an output it may not write, a checkpoint
     it may not resume, a rank-0 decision the other ranks received."""
-    from medqa.checkpoints import ResumeError
-    from medqa.io import InputError, OutputError
-    from medqa.preemption import RankZeroError
+    from medqa.runs.checkpoints import ResumeError
+    from medqa.runs.io import InputError, OutputError
+    from medqa.runs.preemption import RankZeroError
     from medqa.teacher.setup import TeacherSetupError
 
     return (InputError, FileNotFoundError, OutputError, ResumeError, RankZeroError, TeacherSetupError)
@@ -146,7 +146,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 def _start() -> None:
     """Under a launcher, a rank exits when its launcher dies (killing make or accelerate stops training)."""
-    from medqa.preemption import exit_with_launcher
+    from medqa.runs.preemption import exit_with_launcher
 
     exit_with_launcher()
 
