@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from medqa.errors import ExitCode
+
 # command -> (entry, one-line help). Keep in sync with `make help` (tests check both).
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("medqa.models.tiny", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile)"),
@@ -55,19 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(_usage())
-        return 0
+        return ExitCode.OK
     if argv[0] in {"-V", "--version"}:
         from medqa import __version__
 
         print(__version__)
-        return 0
+        return ExitCode.OK
     name, rest = argv[0], argv[1:]
     for (command, flag), target in FLAG_ALIASES.items():
         if name == command and flag in rest:
             name, rest = target, [a for a in rest if a != flag]
     if name not in COMMANDS:
         print(f"medqa: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     return int(entry_point(name)(rest) or 0)
 
 

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from medqa.errors import ExitCode
 from medqa.runs.io import OutputError, atomic_dir, preflight_output_dir
 
 
@@ -53,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype, overwrite=args.overwrite)
     except (FileNotFoundError, OutputError) as e:
         print(f"python -m medqa.apps.merge: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     print(f"merged model saved to {out}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

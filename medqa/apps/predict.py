@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medqa.engine import EngineUnavailable
+from medqa.errors import ExitCode
 from medqa.eval.decoding import add_decoding_args, add_engine_args, decoding_settings
 from medqa.models.generation import GenerationSettings, row_seed
 from medqa.runs.io import (
@@ -367,12 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (InputError, OutputError, OSError, ValueError, EngineUnavailable) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     if int(os.environ.get("RANK", "0")) == 0:
         who = f"rank 0 of {summary['processes']}: " if summary["processes"] > 1 else ""
         print(f"predict: {who}{summary['generated']} generated, {summary['skipped']} already done, "
               f"{summary['rows']} rows in {summary['output']}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

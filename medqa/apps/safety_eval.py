@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from medqa import safety
+from medqa.errors import ExitCode
 from medqa.runs.io import InputError, iter_jsonl
 
 DEFAULT_SET = Path("tests/data/safety_eval.jsonl")
@@ -293,13 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         table = render_table(preds) if args.data else full_report(preds)
     except (InputError, OSError) as e:
         print(f"python -m medqa.apps.safety_eval: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     if args.write_doc:
         print(f"{DOC_PATH}: {'updated' if update_doc(table) else 'already up to date'}")
     elif args.check_doc:
         if doc_table() != table.strip():
             print(f"{DOC_PATH} is out of date: run `python -m medqa.apps.safety_eval --write-doc`", file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
         print(f"{DOC_PATH} matches the labelled set")
     else:
         print(table)
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             if p["split"] == "tune" and p["label"] != p["pred"]:
                 kind = "FN" if p["label"] else "FP"
                 print(f"{kind} {p['check']:<20} {p['id']} [{p['category']}] {p['text']}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

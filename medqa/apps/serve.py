@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medqa.errors import ExitCode
 from medqa.eval.decoding import add_decoding_args, decoding_settings
 from medqa.models.generation import GenerationSettings
 from medqa.runs.argtypes import at_least
@@ -348,12 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         model, tokenizer = load_model(args.model, args.adapter, device=args.device)
     except (OSError, ValueError) as e:
         print(f"medqa serve: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     app = build_app(model, tokenizer, settings=settings, max_input_chars=args.max_input_chars,
                     context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system,
                     max_history_chars=args.max_history_chars)
     launch(app, host=args.host, port=args.port, share=args.share, auth=auth)
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from medqa.errors import ExitCode
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_STEPS, SMOKE_MAX_LENGTH, GPU_MAX_LENGTH = 2, 256, 2048
 SFT_ADAPTER_RECIPE = "recipes/sft/lora.yaml"  # the shape of the adapter the LoRA/QLoRA PPO runs start from
@@ -254,14 +256,14 @@ def main(argv: list[str] | None = None) -> int:
                        (args.prompts if "prompts" in needs else None, "make rl-prompts")):
         if need is not None and not need.is_file():
             print(f"bench-gpu: {need} not found: run `{hint}` (`make bench-gpu` does)", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
 
     import torch
 
     if not args.smoke and not torch.cuda.is_available():
         print("bench-gpu: no CUDA device here; this benchmark needs a GPU (`make bench-gpu SMOKE=1` runs its CPU "
               "smoke version)", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     from transformers import AutoConfig
     from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(results, fh, indent=2)
     print(json.dumps(results, indent=2))
     print(f"results in {out}")
-    return 1 if any("error" in r for r in results["runs"].values()) else 0
+    return ExitCode.FAILED if any("error" in r for r in results["runs"].values()) else ExitCode.OK
 
 
 if __name__ == "__main__":

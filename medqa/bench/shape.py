@@ -40,6 +40,7 @@ from medqa.bench.gpu_sft import (
     model_config,
     run_mode,
 )
+from medqa.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_LEN = 512  # SFT rows
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                        (args.prompts, "make rl-prompts")):
         if not need.is_file():
             print(f"bench-shape: {need} not found: run `{hint}` (`make bench-shape` does)", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
     import platform
 
     import torch
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.out, args.out.with_suffix(".md")):  # replaced only when an earlier bench-shape wrote them
         if path.exists() and not is_report(path):
             print(f"bench-shape: {path} exists and is not a bench-shape report; choose another --out", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
 
     suffix = "-tiny" if args.tiny else ""
     model_dir = (args.model_dir or ROOT / "models" / f"qwen3-1.7b-shape{suffix}").resolve()
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             save()
     print(markdown(results))
     print(f">> results in {args.out} and {args.out.with_suffix('.md')}")
-    return 1 if any("error" in r for r in results["stages"].values()) else 0
+    return ExitCode.FAILED if any("error" in r for r in results["stages"].values()) else ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from medqa.errors import ExitCode
 from medqa.runs.recipes import load_recipe
 
 # Options that are not inputs, although their names end like paths.
@@ -162,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"preflight: {problem}", file=sys.stderr)
     if problems:
-        return 2
+        return ExitCode.BAD_INPUT
     for key, value in resolved.items():
         print(f"MEDQA_{key.upper()}={shlex.quote(str(value if value is not None else ''))}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from medqa.errors import ExitCode
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -74,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "make-help" or len(argv) < 2:
         print("usage: python -m medqa.commands.stages make-help MAKEFILE…", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     print(format_groups(grouped(make_targets(argv[1:]), "targets"), 17))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medqa.errors import ExitCode
 from medqa.runs.io import (
     MANIFEST,
     atomic_write,
@@ -646,22 +647,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({s: plan(preset(kind, out=seed_paths(s, REAL_SEEDS_ROOT if kind == "real" else
                                                                       SEEDS_ROOT)[0], seed=s, **options))
                                   for s in seeds}, indent=2))
-                return 0
+                return ExitCode.OK
             run_demo_seeds(seeds, kind=kind, **options)
-            return 0
+            return ExitCode.OK
         cfg = preset(kind, out=args.out, base=base, seed=args.seed, **options)
         if args.dry_run:
             print(json.dumps(plan(cfg), indent=2))
-            return 0
+            return ExitCode.OK
         run_demo(cfg)
     except ValueError as e:
         print(f"medqa demo: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except RuntimeError as e:
         print(f"medqa demo: {e}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     except StopRequested as e:
         print(f"medqa demo: {e}; the running stage's files are listed, so the next run starts that stage afresh",
               file=sys.stderr)
-        return 143
-    return 0
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medqa.errors import ExitCode
 from medqa.eval.stats import wilson
 from medqa.runs.argtypes import at_least
 from medqa.runs.io import (
@@ -478,14 +479,14 @@ def main(argv: list[str] | None = None) -> int:
         refuse_credentials_on_command_line(argv, names=("--base-url",), env_var=BASE_URL_ENV)
     except ValueError as e:
         print(f"medqa {KIND}: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     args = build_parser().parse_args(argv)
     try:
         run(args)
     except (InputError, OutputError, BenchError, FileNotFoundError, ValueError) as e:
         print(f"medqa {KIND}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

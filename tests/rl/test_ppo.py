@@ -238,7 +238,7 @@ def test_a_dead_teacher_stops_the_ppo_entry_point_with_exit_3(tmp_path, ppo_sft_
     import subprocess
     import sys
 
-    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT
+    from medqa.errors import ExitCode
     from medqa.teacher.judge import OFFLINE_MODEL
     from medqa.teacher.server import RunningServer, ServerOptions
 
@@ -249,7 +249,7 @@ def test_a_dead_teacher_stops_the_ppo_entry_point_with_exit_3(tmp_path, ppo_sft_
             teacher_max_retries=0, teacher_fail_patience=1, max_new_tokens=8, report_to="none", cpu_threads=1)]
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                               text=True)
-    assert proc.returncode == TEACHER_UNAVAILABLE_EXIT == 3, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.STOPPED == 3, proc.stderr[-3000:]
     assert "ppo: stopped: the teacher failed for 100% of the items in 1 steps in a row" in proc.stderr
     assert not (out / "adapter_model.safetensors").exists()
 
