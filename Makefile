@@ -130,7 +130,7 @@ sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | z
 	$(call run_sft,full,$(SFT_ACCEL_full))
 
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
-	$(PY) -m medqa.apps.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
+	$(MEDQA) merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
 
 bench-gpu: setup tiny-model data rl-prompts ## GPU: SFT tokens/s + MFU, PPO step split, peak memory per mode, Qwen3-1.7B-shaped (SMOKE=1: CPU, tiny)
 	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
@@ -216,10 +216,10 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 .PHONY: safety-eval safety-doc
 
 safety-eval: setup ## precision/recall table of the safety checks on the labelled sets (tests/data/safety_eval.jsonl, safety_blind_r2.jsonl) + PII recall/false scrubs (+ tune-split misses)
-	$(PY) -m medqa.apps.safety_eval --misses
+	$(MEDQA) safety-eval --misses
 
 safety-doc: setup ## regenerate the measured table in docs/safety.md from the labelled sets
-	$(PY) -m medqa.apps.safety_eval --write-doc
+	$(MEDQA) safety-eval --write-doc
 
 # ---------------------------------------------------------------- RL teacher (PPO and GRPO)
 # BASE_URL reaches the commands as the environment variable MEDQA_TEACHER_BASE_URL (read by medqa/teacher/setup.py),
@@ -355,10 +355,10 @@ slurm-eval: ## print the sbatch command of slurm/eval.sh (MODEL=, ADAPTER=, LIMI
 
 slurm-preflight: ## check a job's inputs before launch: STAGE=sft|ppo|eval with the usual variables (run by slurm/*.sh)
 ifeq ($(STAGE),eval)
-	@$(PY) -m medqa.commands.preflight eval --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER)) \
+	@$(MEDQA) preflight eval --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER)) \
 	  $(foreach s,$(EVAL_SETS),--file data/processed/$(s).jsonl) --file $(EVAL_EXAM)
 else
-	@$(PY) -m medqa.commands.preflight $(STAGE) --profile $(PROFILE) --recipe $(slurm_recipe) \
+	@$(MEDQA) preflight $(STAGE) --profile $(PROFILE) --recipe $(slurm_recipe) \
 	  --accel $(slurm_accel) -- $(slurm_flags)
 endif
 

@@ -30,8 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("medqa.eval.cli", "predict + score a model (run), score predictions (score), compare two runs (compare)"),
     "bench-medical": ("medqa.eval.bench_medical", "MedQA, MedMCQA, PubMedQA, MMLU / CMMLU / C-Eval medical through lm-evaluation-harness"),
     "serve": ("medqa.apps.serve", "Gradio chat demo"),
+    "safety-eval": ("medqa.apps.safety_eval", "precision/recall of the safety checks and PII scrubbing on the labelled sets (--write-doc: docs/safety.md)"),
     "demo": ("medqa.demo.pipeline", "tiny base -> data -> SFT -> PPO -> eval of base/SFT/RL -> one report (CPU, minutes)"),
     "bench": ("medqa.bench", "run the performance benchmarks"),
+    "preflight": ("medqa.commands.preflight", "check a Slurm job's recipe, launcher, model and data before launch: sft | ppo | eval"),
 }
 # Older spellings that keep working: `medqa tiny-model --pretrain …` is `medqa pretrain …`.
 FLAG_ALIASES: dict[tuple[str, str], str] = {("tiny-model", "--pretrain"): "pretrain"}

@@ -3,7 +3,7 @@
 QLoRA adapters are merged onto the full-precision base (bf16 or fp32), never onto the 4-bit one: the adapter
 config names the base model and we load it without any quantisation.
 
-    python -m medqa.apps.merge --adapter outputs/sft-lora --out outputs/sft-lora-merged [--dtype auto]
+    medqa merge --adapter outputs/sft-lora --out outputs/sft-lora-merged [--dtype auto]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m medqa.apps.merge", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="medqa merge", description=__doc__.splitlines()[0])
     p.add_argument("--adapter", required=True, help="folder with adapter_config.json (an SFT output dir)")
     p.add_argument("--out", required=True, help="where to write the merged model + tokenizer")
     p.add_argument("--base", default=None, help="base model (default: the one named in adapter_config.json)")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype, overwrite=args.overwrite)
     except (FileNotFoundError, OutputError) as e:
-        print(f"python -m medqa.apps.merge: error: {e}", file=sys.stderr)
+        print(f"medqa merge: error: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     print(f"merged model saved to {out}")
     return ExitCode.OK

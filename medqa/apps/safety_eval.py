@@ -10,7 +10,7 @@ people ask, independently of the patterns' own examples (medqa/safety/data/*.yam
 `category` names the topic (a red-flag category or the look-alike it could be confused with), so hard negatives
 sit in the same category as the emergencies they resemble. Rows are split deterministically into `tune` and
 `holdout` by a hash of their id (`split_of`), so a pattern author can look at the misses of one part and keep
-the other for an honest held-out number (`python -m medqa.apps.safety_eval --misses` lists tune misses only).
+the other for an honest held-out number (`medqa safety-eval --misses` lists tune misses only).
 An optional `batch` names rows added later ("fresh-1"…): each batch was written after the patterns of its time
 and measured blind before any pattern was fitted to it (docs/safety.md keeps those first numbers).
 
@@ -282,7 +282,7 @@ def doc_table(path: str | os.PathLike = DOC_PATH) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medqa.apps.safety_eval", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="medqa safety-eval", description=__doc__.split("\n")[0])
     ap.add_argument("--data", action="append", help="labelled JSONL, repeatable (default: "
                     + ", ".join(str(p) for p in DEFAULT_SETS) + ")")
     ap.add_argument("--misses", action="store_true", help="list the misses of the tune split (never the holdout)")
@@ -293,13 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         preds = predictions(load_sets(args.data or DEFAULT_SETS))
         table = render_table(preds) if args.data else full_report(preds)
     except (InputError, OSError) as e:
-        print(f"python -m medqa.apps.safety_eval: error: {e}", file=sys.stderr)
+        print(f"medqa safety-eval: error: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     if args.write_doc:
         print(f"{DOC_PATH}: {'updated' if update_doc(table) else 'already up to date'}")
     elif args.check_doc:
         if doc_table() != table.strip():
-            print(f"{DOC_PATH} is out of date: run `python -m medqa.apps.safety_eval --write-doc`", file=sys.stderr)
+            print(f"{DOC_PATH} is out of date: run `medqa safety-eval --write-doc` (make safety-doc)", file=sys.stderr)
             return ExitCode.FAILED
         print(f"{DOC_PATH} matches the labelled set")
     else:

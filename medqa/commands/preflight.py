@@ -1,8 +1,8 @@
 """Checks before a training or eval job launches anything: the files it needs exist and fit together.
 
-    python -m medqa.commands.preflight sft  --profile cpu --recipe R --accel A [-- --model_name_or_path M --data_dir D …]
-    python -m medqa.commands.preflight ppo  --profile cpu --recipe R --accel A [-- overrides]
-    python -m medqa.commands.preflight eval --model M [--adapter A] --file SET.jsonl …
+    medqa preflight sft  --profile cpu --recipe R --accel A [-- --model_name_or_path M --data_dir D …]
+    medqa preflight ppo  --profile cpu --recipe R --accel A [-- overrides]
+    medqa preflight eval --model M [--adapter A] --file SET.jsonl …
 
 Used by the Slurm templates (slurm/*.sh, through `make slurm-preflight`) so that a job with a missing recipe,
 accelerate config, model or data, or a PROFILE/ACCEL mismatch, fails in seconds with one readable line per problem
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="python -m medqa.commands.preflight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="medqa preflight", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=["sft", "ppo", "eval"])
     parser.add_argument("--profile", default="gpu")
     parser.add_argument("--recipe")

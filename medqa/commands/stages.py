@@ -27,11 +27,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("SFT", ("sft", "merge", "launch-config"), ("sft-lora", "sft-qlora", "sft-full", "merge")),
     Stage("RL: rewards, teacher, PPO, GRPO", ("rewards", "teacher", "ppo", "vllm-serve", "grpo"),
           ("teacher-rules-doc", "teacher-serve", "teacher-check", "ppo", "ppo-full", "vllm-setup", "vllm-serve", "grpo")),
-    Stage("eval and use", ("predict", "eval", "bench-medical", "serve", "demo"),
+    Stage("eval and use", ("predict", "eval", "bench-medical", "serve", "safety-eval", "demo"),
           ("eval", "bench-medical", "predict", "compare", "serve", "safety-eval", "safety-doc", "demo", "demo-real",
            "demo-seeds", "demo-real-seeds")),
     Stage("bench", ("bench",), ("bench", "bench-p1", "bench-p2", "bench-p3", "bench-p4", "bench-p9", "bench-gpu", "bench-shape")),
-    Stage("cluster (Slurm)", (), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
+    Stage("cluster (Slurm)", ("preflight",), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
     Stage("dev", (), ("help", "test", "test-fast", "test-seeds", "lint", "browser-deps")),
 )
 
