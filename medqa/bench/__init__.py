@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from medqa.io import atomic_write
+from medqa.errors import ExitCode
+from medqa.runs.io import atomic_write
 
 
 class BenchmarkSkipped(RuntimeError):
@@ -152,4 +153,4 @@ def main(argv: list[str] | None = None) -> int:
     failed = [k for k, e in report["benchmarks"].items() if e["status"] == "failed" and k in (args.only or benches)]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    return ExitCode.FAILED if failed else ExitCode.OK

@@ -1,21 +1,21 @@
 """GPU training benchmark (`make bench-gpu`): short SFT and PPO runs of a Qwen3-1.7B-shaped model per mode -> JSON.
 
 Needs no download and no network: the model is random-init with Qwen3-1.7B's real config
-(medqa.tiny_model.QWEN3_1_7B, full 151,936-token vocabulary) and the tiny tokenizer, which is enough for
+(medqa.models.tiny.QWEN3_1_7B, full 151,936-token vocabulary) and the tiny tokenizer, which is enough for
 throughput and memory; the LoRA/QLoRA PPO runs start from an untrained adapter of `make sft-lora`'s shape on it,
 and their teacher is the offline judge in-process on a loopback port. Each mode runs in its own `accelerate
 launch` process (peak memory is per process) with the mode's GPU recipe and a few steps. Reported per mode
 (docs/gpu.md explains each number):
 
 - SFT: tokens/s per GPU after the warm-up window, from the end of the first step to the end of the last
-  (medqa/throughput.py), so one-time start-up costs are not averaged in; MFU: TRL's convention (6·N FLOPs per
+  (medqa/runs/throughput.py), so one-time start-up costs are not averaged in; MFU: TRL's convention (6·N FLOPs per
   token + attention, `compute_flops_per_token`) against the device's dense bf16 peak (`get_peak_flops`), also for
   LoRA, whose real work is about 2/3 of that; gradient-checkpointing recomputation is not counted;
 - PPO: the step split, mean seconds per step after the first (warm-up) step in generation, the no-grad
   policy/value/reference forwards, the teacher wait, scoring and the policy update, and rollout tokens/s;
 - peak memory: `torch.cuda.max_memory_allocated` of the training process (excludes the CUDA context).
 
-`--smoke` runs the same code path on CPU: a tiny Qwen3-shaped model (medqa.tiny_model.TINY with the tokenizer's
+`--smoke` runs the same code path on CPU: a tiny Qwen3-shaped model (medqa.models.tiny.TINY with the tokenizer's
 vocabulary), 2 steps per mode, 256-token SFT sequences, small PPO batches with 8 new tokens, the CPU accelerate
 configs. Peak memory and MFU are CUDA-only and reported as null there; its timings only show that the
 measurement works.
@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+
+from medqa.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_STEPS, SMOKE_MAX_LENGTH, GPU_MAX_LENGTH = 2, 256, 2048
@@ -132,7 +134,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
 
 def model_config(smoke: bool, vocab_size: int) -> dict:
     """Qwen3-1.7B's shapes, or for the smoke run the tiny model's with the tokenizer's vocabulary."""
-    from medqa.tiny_model import QWEN3_1_7B, TINY
+    from medqa.models.tiny import QWEN3_1_7B, TINY
 
     return {**TINY, "vocab_size": vocab_size} if smoke else dict(QWEN3_1_7B)
 
@@ -156,7 +158,7 @@ def build_model(tokenizer_dir: Path, out: Path, smoke: bool = False, adapter: Pa
     if adapter is not None:
         from peft import LoraConfig, get_peft_model
 
-        from medqa.recipes import load_recipe
+        from medqa.runs.recipes import load_recipe
 
         recipe = load_recipe(ROOT / SFT_ADAPTER_RECIPE)
         targets = recipe["lora_target_modules"]
@@ -176,7 +178,7 @@ def build_data(source: Path, out: Path, tokens_wanted: int, tokenizer_dir: Path)
 
     from transformers import AutoTokenizer
 
-    from medqa.io import read_jsonl, write_jsonl
+    from medqa.runs.io import read_jsonl, write_jsonl
 
     rows = [{"messages": r["messages"]} for r in read_jsonl(source / "train.jsonl")]
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -202,7 +204,7 @@ def launch_command(mode: Mode, inputs: Inputs, out: Path, steps: int, cpu: bool,
 
 
 def run_mode(mode: Mode, inputs: Inputs, out: Path, steps: int, cpu: bool, extra: tuple[str, ...] = ()) -> dict:
-    from medqa.checkpoints import discard_run
+    from medqa.runs.checkpoints import discard_run
 
     discard_run(out)  # the previous measurement's run, not kept beside the new one
     started = time.perf_counter()
@@ -254,18 +256,18 @@ def main(argv: list[str] | None = None) -> int:
                        (args.prompts if "prompts" in needs else None, "make rl-prompts")):
         if need is not None and not need.is_file():
             print(f"bench-gpu: {need} not found: run `{hint}` (`make bench-gpu` does)", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
 
     import torch
 
     if not args.smoke and not torch.cuda.is_available():
         print("bench-gpu: no CUDA device here; this benchmark needs a GPU (`make bench-gpu SMOKE=1` runs its CPU "
               "smoke version)", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     from transformers import AutoConfig
     from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
-    from medqa.io import atomic_write
+    from medqa.runs.io import atomic_write
 
     max_length = SMOKE_MAX_LENGTH if args.smoke else GPU_MAX_LENGTH
     inputs = Inputs(model=work / "model", adapter=work / "sft-adapter" if "adapter" in needs else None,
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(results, fh, indent=2)
     print(json.dumps(results, indent=2))
     print(f"results in {out}")
-    return 1 if any("error" in r for r in results["runs"].values()) else 0
+    return ExitCode.FAILED if any("error" in r for r in results["runs"].values()) else ExitCode.OK
 
 
 if __name__ == "__main__":

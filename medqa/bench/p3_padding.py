@@ -75,7 +75,7 @@ def run(out_dir: Path) -> dict:
     del packed, unpacked
 
     # Throughput: a short SFT-LoRA run of the tiny model on CPU with the same recipe.
-    from medqa.checkpoints import discard_run
+    from medqa.runs.checkpoints import discard_run
 
     discard_run(run_dir)  # the previous measurement's run, not kept beside the new one
     summary = main(*parse_args([*argv, "--max_steps", "20", "--eval_strategy", "no", "--save_strategy", "no",

@@ -17,7 +17,7 @@ N_PROMPTS, BATCH_SIZE, MAX_NEW_TOKENS, GOAL, ROUNDS = 32, 32, 48, 5.0, 3
 
 def _questions() -> list[str]:
     """The first prompts of the prepared test split when present, else a fixed bilingual list."""
-    from medqa.predict import read_items
+    from medqa.apps.predict import read_items
 
     test = ROOT / "data" / "processed" / "test.jsonl"
     qs = [it.question for it in read_items(test, limit=N_PROMPTS)] if test.is_file() else []
@@ -29,8 +29,14 @@ def _questions() -> list[str]:
 def run(out_dir) -> dict:
     import torch
 
-    from medqa.generation import GenerationSettings, chat_input_ids, chat_messages, generate_batch, load_model
-    from medqa.tiny_model import build_tiny_model
+    from medqa.models.generation import (
+        GenerationSettings,
+        chat_input_ids,
+        chat_messages,
+        generate_batch,
+        load_model,
+    )
+    from medqa.models.tiny import build_tiny_model
 
     tiny = ROOT / "models" / "tiny-qwen3"
     with tempfile.TemporaryDirectory() as tmp:

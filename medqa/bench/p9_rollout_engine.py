@@ -26,7 +26,7 @@ N_PROMPTS, MAX_NEW_TOKENS, GOAL = 16, 64, 5.0
 def _model(out_dir: Path) -> str:
     if os.environ.get("MEDQA_P9_MODEL"):
         return os.environ["MEDQA_P9_MODEL"]
-    from medqa.tiny_model import build_tiny_model
+    from medqa.models.tiny import build_tiny_model
 
     folder = out_dir / "p9-model"
     if not (folder / "config.json").is_file():
@@ -39,7 +39,7 @@ def measure(model: str, url: str, n_prompts: int = N_PROMPTS, max_new_tokens: in
     import torch
 
     from medqa.engine import Sampling, VLLMClient
-    from medqa.generation import chat_input_ids, chat_messages, left_pad, load_model
+    from medqa.models.generation import chat_input_ids, chat_messages, left_pad, load_model
 
     lm, tokenizer = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
     questions = [PROMPTS[i % len(PROMPTS)] + ("" if i < len(PROMPTS) else f"（{i}）") for i in range(n_prompts)]

@@ -1,6 +1,6 @@
 """Real-shape benchmark on CPU (`make bench-shape`): every training stage once at Qwen3-1.7B's shape.
 
-No GPU and no download: the model is random-init with Qwen3-1.7B's config (medqa.tiny_model.QWEN3_1_7B: 28
+No GPU and no download: the model is random-init with Qwen3-1.7B's config (medqa.models.tiny.QWEN3_1_7B: 28
 layers, hidden 2048, the full 151,936-token vocabulary, bf16), seeded, built once into `--model-dir` and reused
 while its key (config, seed, dtype) matches; the tokenizer is the tiny one, whose ids all fit. Then:
 
@@ -40,6 +40,7 @@ from medqa.bench.gpu_sft import (
     model_config,
     run_mode,
 )
+from medqa.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_LEN = 512  # SFT rows
@@ -96,7 +97,7 @@ def ensure_model(tokenizer: Path, model_dir: Path, tiny: bool) -> tuple[Inputs, 
     returns (inputs, parameter count, built now)."""
     from transformers import AutoTokenizer
 
-    from medqa.io import atomic_write, check_output_dir, write_manifest
+    from medqa.runs.io import atomic_write, check_output_dir, write_manifest
 
     vocab = len(AutoTokenizer.from_pretrained(tokenizer))
     key = model_key(model_config(tiny, vocab), seed=0)
@@ -252,17 +253,17 @@ def main(argv: list[str] | None = None) -> int:
                        (args.prompts, "make rl-prompts")):
         if not need.is_file():
             print(f"bench-shape: {need} not found: run `{hint}` (`make bench-shape` does)", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
     import platform
 
     import torch
 
-    from medqa.io import atomic_write, ensure_out_folder
+    from medqa.runs.io import atomic_write, ensure_out_folder
 
     for path in (args.out, args.out.with_suffix(".md")):  # replaced only when an earlier bench-shape wrote them
         if path.exists() and not is_report(path):
             print(f"bench-shape: {path} exists and is not a bench-shape report; choose another --out", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
 
     suffix = "-tiny" if args.tiny else ""
     model_dir = (args.model_dir or ROOT / "models" / f"qwen3-1.7b-shape{suffix}").resolve()
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             save()
     print(markdown(results))
     print(f">> results in {args.out} and {args.out.with_suffix('.md')}")
-    return 1 if any("error" in r for r in results["stages"].values()) else 0
+    return ExitCode.FAILED if any("error" in r for r in results["stages"].values()) else ExitCode.OK
 
 
 if __name__ == "__main__":

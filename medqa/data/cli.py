@@ -7,7 +7,8 @@ import sys
 
 from medqa.data.formats import FORMATS
 from medqa.data.rl_prompts import DEFAULT_PROMPTS
-from medqa.io import InputError, OutputError
+from medqa.errors import ExitCode
+from medqa.runs.io import InputError, OutputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  skipped {n:>5}  {reason}")
         else:
             from medqa.data.rl_prompts import make_rl_prompts
-            from medqa.io import write_jsonl
+            from medqa.runs.io import write_jsonl
 
             prompts, report = make_rl_prompts(args.data, tuple(args.splits), lambda: _triage_teacher(args))
             n = write_jsonl(args.out, prompts)
@@ -87,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {n} RL prompts to {args.out}")
     except (InputError, OutputError, TeacherSetupError, CacheError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except OSError as err:
         print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK

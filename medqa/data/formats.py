@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.io import InputError, iter_jsonl
+from medqa.runs.io import InputError, iter_jsonl
 
 FORMATS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # format -> required fields and their types
@@ -147,7 +147,7 @@ def _iter_hub(spec: str) -> Iterator[tuple[str, dict]]:
 def _skipped_in_folder(p: Path, top: Path, exclude: Path | None) -> bool:
     """A file inside an input folder that is not input: under the output folder, a hidden folder (temp folders
     of an output being written) or any folder medqa wrote (it holds a manifest)."""
-    from medqa.io import MANIFEST
+    from medqa.runs.io import MANIFEST
 
     if exclude is not None and (p == exclude or exclude in p.parents):
         return True

@@ -13,10 +13,10 @@ from medqa.data.formats import RawRow, validate_fields
 from medqa.data.meta import complete_meta, infer_language
 from medqa.data.schema import DEFAULT_INSTRUCTION, RISK_LEVELS, to_messages
 from medqa.data.triage import dataset_critical, triage_label
-from medqa.io import InputError
-from medqa.pii import scrub_with_counts
+from medqa.runs.io import InputError
 from medqa.safety import red_flags
-from medqa.think import THINK_CLOSE, THINK_OPEN, join_think, split_think
+from medqa.text.pii import scrub_with_counts
+from medqa.text.think import THINK_CLOSE, THINK_OPEN, join_think, split_think
 
 MIN_THINK_CHARS = 20
 _TERMINAL = tuple("。！？.!?)）」”\"'…~～") + ("**",)

@@ -18,7 +18,7 @@ from medqa.data.formats import list_files, read_source
 from medqa.data.normalize import normalize, question_key
 from medqa.data.splits import GOLD_CRITERIA, gold_set, red_team_set, stratified_split
 from medqa.data.triage import TriageReport, record_triage, triage_counts
-from medqa.io import InputError, atomic_dir, write_jsonl
+from medqa.runs.io import InputError, atomic_dir, write_jsonl
 
 
 @dataclass
@@ -188,7 +188,7 @@ def prepare(inputs: list[str], out: str | Path, *, fmt: str = "auto", on_error: 
     triage of each unique question joins the lexicon and the dataset in `meta.triage` (`medqa.data.triage`);
     without one the label records that it was not asked.
     `on_triage` receives the run's `TriageReport` (with the requests and cache hits, which stats.json leaves out)."""
-    from medqa.io import preflight_output_dir
+    from medqa.runs.io import preflight_output_dir
 
     preflight_output_dir(out, [i for i in inputs if Path(i).exists()], overwrite=overwrite, kind="data")
     records, shipped_red_team, report = load_records(inputs, fmt, on_error, exclude=out)

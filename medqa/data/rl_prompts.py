@@ -8,8 +8,8 @@ from pathlib import Path
 
 from medqa.data.splits import is_gold
 from medqa.data.triage import TriageReport, record_triage
-from medqa.io import InputError, iter_jsonl, read_jsonl, write_jsonl
-from medqa.think import split_think
+from medqa.runs.io import InputError, iter_jsonl, read_jsonl, write_jsonl
+from medqa.text.think import split_think
 
 DEFAULT_PROMPTS = "data/rl/training_prompts.jsonl"  # `make rl-prompts` writes it, PPO and GRPO read it
 
@@ -69,7 +69,7 @@ def build_rl_prompts(data_dir: str | Path, out: str | Path, splits: tuple[str, .
 
 def prompt_token_counter(tokenizer, enable_thinking: bool = True) -> Callable[[list[dict]], int]:
     """Tokens of a chat prompt as the policy is given it (the chat template's generation prompt)."""
-    from medqa.generation import chat_input_ids
+    from medqa.models.generation import chat_input_ids
 
     def count(messages: list[dict]) -> int:
         return len(chat_input_ids(tokenizer, messages, enable_thinking))

@@ -6,7 +6,7 @@ import random
 from collections import defaultdict
 
 from medqa.data.schema import text_size
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 # Systematic sampling over the stratum-ordered list: 8 of every 10 to train, then one each to dev and test.
 _PATTERN = ("train",) * 4 + ("dev",) + ("train",) * 4 + ("test",)

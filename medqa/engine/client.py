@@ -31,7 +31,7 @@ DEFAULT_URL_FILE = Path("outputs/vllm-server/url")
 
 
 class EngineUnavailable(RuntimeError):
-    """The rollout server cannot be reached, failed a request, or timed out. RL runs stop resumably on it (exit code 3,
+    """The rollout server cannot be reached, failed a request, or timed out. RL runs stop resumably on it (`medqa.errors.ExitCode.STOPPED`,
     like a teacher that stopped answering)."""
 
 

@@ -1,4 +1,4 @@
-"""A model on a vLLM server, used where a transformers model would be: `medqa.generation.generate_batch` generates
+"""A model on a vLLM server, used where a transformers model would be: `medqa.models.generation.generate_batch` generates
 from a `ServedModel` with the same settings, stop tokens and text decoding, so predict and eval run take
 `--engine vllm` with nothing else changed.
 
@@ -20,8 +20,8 @@ from medqa.engine.client import Sampling, VLLMClient, resolve_url
 
 def served_base(model: str) -> str:
     """The base model to serve for `model`: a local folder as its absolute path, an adapter folder's base (the one its
-    adapter_config.json names, read by `medqa.modeling.resolve_model_paths`), or a hub id as it is."""
-    from medqa.modeling import resolve_model_paths
+    adapter_config.json names, read by `medqa.models.loading.resolve_model_paths`), or a hub id as it is."""
+    from medqa.models.loading import resolve_model_paths
 
     model, _ = resolve_model_paths(model)
     return str(Path(model).resolve()) if Path(model).is_dir() else model
@@ -56,7 +56,7 @@ class ServedModel:
 
     def complete_ids(self, prompts: list[list[int]], settings, stop: list[int],
                      row_seeds: list[int] | None = None) -> list[list[int]]:
-        """One continuation per prompt under `settings` (a `medqa.generation.GenerationSettings`): greedy unless it
+        """One continuation per prompt under `settings` (a `medqa.models.generation.GenerationSettings`): greedy unless it
         samples; sampled rows seeded by `row_seeds`, else by the settings' seed plus the row's index."""
         if settings.do_sample:
             sampling = Sampling(settings.max_new_tokens, settings.temperature, settings.top_p, settings.top_k,
@@ -70,12 +70,12 @@ class ServedModel:
 
 
 def load_served(model: str, adapter: str | None = None, *, url: str | None = None, timeout: float = 600.0):
-    """(ServedModel, tokenizer) for `model` (+ `adapter`), as `medqa.modeling.load_for_inference` resolves them; the
+    """(ServedModel, tokenizer) for `model` (+ `adapter`), as `medqa.models.loading.load_for_inference` resolves them; the
     adapter is loaded into the server, whose base must be the model's."""
     from transformers import AutoConfig, GenerationConfig
 
-    from medqa.io import content_fingerprint
-    from medqa.modeling import load_tokenizer, resolve_model_paths
+    from medqa.models.loading import load_tokenizer, resolve_model_paths
+    from medqa.runs.io import content_fingerprint
 
     base, adapter = resolve_model_paths(model, adapter)
     tokenizer = load_tokenizer(base, adapter)

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from medqa.engine.client import DEFAULT_URL_FILE, EngineUnavailable, VLLMClient
 from medqa.engine.served import served_base
-from medqa.io import OutputError, atomic_write, check_output_file, record_output_file
+from medqa.errors import ExitCode
+from medqa.runs.io import OutputError, atomic_write, check_output_file, record_output_file
 
 VLLM_VENV = Path(".venv-vllm")
 
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
     except (FileNotFoundError, ValueError, OutputError, EngineUnavailable) as e:
         print(f"medqa vllm-serve: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     stop = {"now": False}
 
     def _stop(*_):
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             if server.proc.poll() is not None and not stop["now"]:
                 print(f"medqa vllm-serve: error: the server exited with status {server.proc.returncode}",
                       file=sys.stderr)
-                return 1
+                return ExitCode.FAILED
     finally:
         server.stop()
-    return 0
+    return ExitCode.OK

@@ -3,7 +3,7 @@
 `generative_config` derives, from a task's own (log-likelihood) config, its `generate_until` variant: the same
 dataset, prompt (`doc_to_text`), choices and target; the model writes its answer greedily, up to `max_gen_toks`
 tokens, under the chat template; `ChoiceGenerationTask.score` (the task's `process_results`) reads the answer after
-the `<think>…</think>` block (`medqa.think.split_think`) and extracts the choice from it (`answer_choice`).
+the `<think>…</think>` block (`medqa.text.think.split_think`) and extracts the choice from it (`answer_choice`).
 Metrics: `acc` (mean; an answer with no choice is wrong) and `unparsable` (a count). The harness's default filter
 (`none`: take the first answer) is kept, so the groups aggregate `acc,none` as they do for log-likelihood.
 Imported only for this scoring: it imports the harness.
@@ -16,7 +16,7 @@ from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 # A stated answer: "Answer: C", "The answer is (B)", "the correct answer is **yes**", "答案：B", "答案是 C".
 _STATED = r"(?i:answer|答案)[^A-Za-z0-9\n]{0,3}(?:(?i:is)|是|为)?[^A-Za-z0-9\n]{0,4}"

@@ -4,7 +4,7 @@ medical) through lm-evaluation-harness, on a base model, an adapter, a merged mo
 * Tasks are the harness's own (`medqa_4options`, `cmmlu_anatomy`, …) or this project's groups, shipped as task YAMLs
   in `medqa/eval/bench_tasks/` (`medqa_en`, `medqa_zh`, `medqa_all`); `--include-path DIR` adds a folder of task
   YAMLs (the tests' fixtures). A task with `dataset_path: json` reads `dataset_kwargs.data_files` relative to its
-  YAML's folder; every such file is read with `medqa.io.iter_jsonl` first, so a bad row is `FILE:LINE: reason`.
+  YAML's folder; every such file is read with `medqa.runs.io.iter_jsonl` first, so a bad row is `FILE:LINE: reason`.
 * Multiple choice is scored one of two ways (`--scoring`), the prompt rendered with the model's chat template
   (`apply_chat_template`), Qwen3 thinking on or off (`enable_thinking` of the template): `loglik` (default), the
   harness's `multiple_choice` output type, the log-likelihood of each option after the prompt; `generate`, the
@@ -32,9 +32,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medqa.argtypes import at_least
+from medqa.errors import ExitCode
 from medqa.eval.stats import wilson
-from medqa.io import (
+from medqa.runs.argtypes import at_least
+from medqa.runs.io import (
     InputError,
     OutputError,
     OutputLock,
@@ -195,7 +196,7 @@ def model_identity(args) -> dict[str, Any]:
     URL as `public_url` shows it, never the key)."""
     if args.backend == "api":
         return {"backend": "api", "base_url": public_url(args.base_url), "model": args.api_model or args.model}
-    from medqa.modeling import check_model_path, resolve_model_paths
+    from medqa.models.loading import check_model_path, resolve_model_paths
 
     base, adapter = resolve_model_paths(args.model, args.adapter)
     check_model_path(base)
@@ -222,7 +223,7 @@ def build_lm(args, ident: dict):
                                   "chat_template_args": {"enable_thinking": args.thinking == "on"}}
     if adapter:
         model_args["peft"] = adapter
-    from medqa.modeling import pick_device
+    from medqa.models.loading import pick_device
 
     extra = {"batch_size": args.batch_size, "device": str(pick_device(args.device))}
     return get_model("hf").create_from_arg_obj(model_args, extra)
@@ -478,14 +479,14 @@ def main(argv: list[str] | None = None) -> int:
         refuse_credentials_on_command_line(argv, names=("--base-url",), env_var=BASE_URL_ENV)
     except ValueError as e:
         print(f"medqa {KIND}: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     args = build_parser().parse_args(argv)
     try:
         run(args)
     except (InputError, OutputError, BenchError, FileNotFoundError, ValueError) as e:
         print(f"medqa {KIND}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

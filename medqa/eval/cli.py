@@ -8,8 +8,9 @@ import sys
 
 import medqa.eval.metrics as registry
 from medqa.engine import EngineUnavailable
+from medqa.errors import ExitCode
 from medqa.eval.decoding import add_decoding_args, add_engine_args, decoding_settings
-from medqa.io import InputError
+from medqa.runs.io import InputError
 from medqa.teacher.cache import CacheError
 from medqa.teacher.setup import TeacherSetupError, add_teacher_args
 
@@ -51,9 +52,9 @@ def _run_sets(args) -> int:
             raise ValueError(f"--set {spec!r}: expected NAME=FILE")
         sets.append((name, Path(path)))
     args.settings = decoding_settings(args)  # contradictory decoding flags fail before any work
+    from medqa.apps.predict import KIND as PREDICT
     from medqa.eval.score import check_score_outputs
-    from medqa.io import OutputLock, check_output_file
-    from medqa.predict import KIND as PREDICT
+    from medqa.runs.io import OutputLock, check_output_file
 
     present = [(name, path) for name, path in sets if path.is_file()]
     for name, _ in present:  # every output checked before any work
@@ -67,12 +68,12 @@ def _run_sets(args) -> int:
                 print(f"eval run: {name}: {path} does not exist, skipped")
                 continue
             _run_set(args, name, path, Path(args.out) / name, rank0)
-    return 0
+    return ExitCode.OK
 
 
 def _run_set(args, name: str, path, out, rank0: bool) -> None:
+    from medqa.apps.predict import run_predict
     from medqa.eval.score import score_file
-    from medqa.predict import run_predict
 
     print(f">> eval run: {name} ({path})", flush=True)
     run_predict(args.model, path, out / "predictions.jsonl", adapter=args.adapter, batch_size=args.batch_size,
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"medqa eval score: {judged['failed']} of {judged['failed'] + judged['judged']} teacher "
                       f"judgements failed ({'; '.join(judged['errors'])}); their reward uses the mean teacher term "
                       "of the judged items", file=sys.stderr)
-                return 1
+                return ExitCode.FAILED
         elif args.cmd == "run":
             return _run_sets(args)
         elif args.cmd == "auto-compare":
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             pairs = find_auto_comparisons(args.root)
             if not pairs:
                 print(f"eval: no SFT + RL (or PPO + GRPO) pair of runs under {args.root}; nothing to compare")
-                return 0
+                return ExitCode.OK
             for run_a, run_b in pairs:
                 out = f"{args.root}/compare-{run_a.name}-vs-{run_b.name}"
                 print(f"eval: comparing {run_a} (A) with {run_b} (B)")
@@ -167,5 +168,5 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}/report.md and {args.out}/report.html")
     except (InputError, TeacherSetupError, CacheError, OSError, ValueError, EngineUnavailable) as e:
         print(f"medqa eval {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK

@@ -20,7 +20,7 @@ from typing import Any
 
 import medqa.eval.metrics as registry
 from medqa.eval.stats import paired_bootstrap_diff
-from medqa.io import (
+from medqa.runs.io import (
     InputError,
     atomic_write,
     check_output_dir,

@@ -1,7 +1,7 @@
 """The decoding of an evaluation: the flags of the commands that generate for evaluation (predict, eval run), turned
-into one `medqa.generation.GenerationSettings` here and nowhere else (`decoding_settings`), and `decoding_from`, which
+into one `medqa.models.generation.GenerationSettings` here and nowhere else (`decoding_settings`), and `decoding_from`, which
 reads the exact rollout decoding of a PPO or GRPO run from its output folder (`rollout_decoding.json`, written by the
-trainers through `medqa.generation.write_rollout_decoding`).
+trainers through `medqa.models.generation.write_rollout_decoding`).
 
 Each decoding flag's dest is the name of the settings field it sets, and None when not given (`--no-think` and
 `--do-sample` set `enable_thinking` and `do_sample`; `--seed` seeds the samples), so a new decoding option is a field of
@@ -14,7 +14,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from medqa.generation import ENGINES, RL_KINDS, ROLLOUT_DECODING_FILE, GenerationSettings, rollout_decoding
+from medqa.models.generation import (
+    ENGINES,
+    RL_KINDS,
+    ROLLOUT_DECODING_FILE,
+    GenerationSettings,
+    rollout_decoding,
+)
 
 
 def decoding_from(path: str | Path) -> dict[str, Any]:
@@ -49,11 +55,11 @@ def add_engine_args(p) -> None:
 def add_decoding_args(p, max_new_tokens: int = 512, *, samples: bool = True) -> None:
     """The decoding flags of the commands that generate (predict, eval run, serve); `samples=False` leaves out
     `--num-samples` (serve gives one answer)."""
-    from medqa.argtypes import at_least
+    from medqa.runs.argtypes import at_least
 
     p.add_argument("--max-new-tokens", type=at_least(int, 1), default=None,
                    help=f"default {max_new_tokens}")
-    p.add_argument("--no-think", action="store_true", help="thinking off: an empty think block (the template's enable_thinking=False, or prefilled; medqa/chat.py)")
+    p.add_argument("--no-think", action="store_true", help="thinking off: an empty think block (the template's enable_thinking=False, or prefilled; medqa/models/chat.py)")
     p.add_argument("--do-sample", "--sample", dest="sample", action="store_true",
                    help="sample instead of greedy (default T=0.6, top-p 0.95, top-k 20)")
     p.add_argument("--temperature", type=at_least(float, 0.0, inclusive=False), default=None, help="with --do-sample")

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from medqa import safety
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 # ------------------------------------------------------------------------------------------------ think
 

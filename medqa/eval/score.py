@@ -26,7 +26,7 @@ from typing import Any
 
 import medqa.eval.metrics as registry
 from medqa.eval.stats import bootstrap_mean, wilson
-from medqa.io import (
+from medqa.runs.io import (
     InputError,
     atomic_write,
     check_output_file,
@@ -129,7 +129,7 @@ def _summaries(items: list[dict], seed: int) -> dict[str, dict[str, Any]]:
 def score_items(preds: list[Pred]) -> list[dict]:
     """Run every metric module over the predictions and merge their per-item outputs into item rows."""
     from medqa.eval.items import answer_length
-    from medqa.think import split_think
+    from medqa.text.think import split_think
 
     items: list[dict] = []
     for p in preds:

@@ -3,7 +3,7 @@
 `rule_reward` runs the rule registry (`medqa.rewards.rules.RULES`); `total_rewards` mixes it with the teacher's
 judgements for a batch and owns the rule for a failed judgement (the batch's mean teacher term); PPO, GRPO,
 `medqa eval score --teacher` and the demo all call it. `TeacherStopRule` is the one rule for stopping an RL run
-whose teacher keeps failing (`TeacherUnavailable`, exit code `TEACHER_UNAVAILABLE_EXIT`).
+whose teacher keeps failing (`TeacherUnavailable`; the run exits with `medqa.errors.ExitCode.STOPPED`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from medqa.rewards.rules import MAX_TOTAL, MIN_TOTAL, RULES, Rule, RuleResult, t
 TEACHER_SCALE = 10.0  # teacher overall scores are on 0–10; the reward uses overall / 10 in [0, 1]
 W_RULES, W_TEACHER = 0.6, 0.4  # the default mix
 NEUTRAL_TEACHER = 0.5  # the teacher term of a failed judgement when nothing in its batch was judged
-TEACHER_UNAVAILABLE_EXIT = 3  # exit code of an RL run stopped by TeacherStopRule
 REWARD_FILE = "reward.json"  # written by PPO and GRPO into their output folder: the reward the run optimised
 
 
 def write_run_reward(out_dir: str | Path, reward: str, weights: RewardArguments) -> dict[str, Any]:
     """Record in an RL output folder the reward it optimises: `combined` (the mix `weights`) or `rules` (the rule
     total alone, recorded as `RewardArguments.rules_only()`), so evaluation scores it with the same mix."""
-    from medqa.io import atomic_write
+    from medqa.runs.io import atomic_write
 
     record = {"reward": reward, **asdict(weights.weights if reward == "combined" else RewardArguments.rules_only())}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -163,7 +162,7 @@ class RewardArguments:
     """The mix `w_rules·R_rules + w_teacher·R_teacher` (medqa.rewards.total_rewards), declared once: PPO's and GRPO's
     options inherit it, every caller of `total_rewards` passes it (`.weights`), a run records it in its output
     folder (`reward.json`, `write_run_reward`) and evaluation reads it back (`run_reward_weights`). A new weight is
-    a field here, its term in `mix` and its name in `medqa.checkpoints.SHAPING` (a test asks for it)."""
+    a field here, its term in `mix` and its name in `medqa.runs.checkpoints.SHAPING` (a test asks for it)."""
 
     w_rules: float = field(default=W_RULES, metadata={"help": "weight of the rule reward"})
     w_teacher: float = field(default=W_TEACHER, metadata={"help": "weight of the teacher's overall/10"})
@@ -194,7 +193,7 @@ class RewardArguments:
 
 class TeacherUnavailable(RuntimeError):
     """The teacher failed for too many items for too long (`TeacherStopRule`); RL entry points exit with
-    `TEACHER_UNAVAILABLE_EXIT`."""
+    `medqa.errors.ExitCode.STOPPED` (3)."""
 
 
 @dataclass
@@ -228,5 +227,5 @@ class TeacherStopRule:
 
 
 __all__ = ["MAX_TOTAL", "MIN_TOTAL", "NEUTRAL_TEACHER", "RULES", "RewardBreakdown", "Rule", "RuleResult",
-           "TEACHER_SCALE", "TEACHER_UNAVAILABLE_EXIT", "TeacherStopRule", "TeacherUnavailable", "W_RULES", "W_TEACHER",
+           "TEACHER_SCALE", "TeacherStopRule", "TeacherUnavailable", "W_RULES", "W_TEACHER",
            "imputed_teacher_term", "rule_reward", "teacher_term", "text_units", "total_rewards"]

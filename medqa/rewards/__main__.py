@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medqa.errors import ExitCode
 from medqa.rewards import doc
 
 
@@ -21,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check:
         if not doc.check(args.path):
             print(f"{args.path} is out of date: run `python -m medqa.rewards --write`", file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
         print(f"{args.path} matches the rule registry")
     else:
         sys.stdout.write(doc.render())
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

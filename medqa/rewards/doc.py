@@ -51,7 +51,7 @@ def worked_example() -> str:
 
 
 def write(path: str | Path = DOC_PATH) -> Path:
-    from medqa.io import atomic_write
+    from medqa.runs.io import atomic_write
 
     path = Path(path)
     with atomic_write(path) as fh:

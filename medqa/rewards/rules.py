@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from medqa import safety
-from medqa.think import split_think, text_units
+from medqa.text.think import split_think, text_units
 
 Meta = Mapping[str, Any] | None
 

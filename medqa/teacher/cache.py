@@ -498,6 +498,6 @@ class JudgementCache:
 
     def export_jsonl(self, path: str | Path, model: str | None = None) -> int:
         """Write every judgement (optionally of one teacher model) as `teacher_judgements.jsonl` rows."""
-        from medqa.io import write_jsonl
+        from medqa.runs.io import write_jsonl
 
         return write_jsonl(path, (j.export_row() for j in self if model is None or j.model == model))

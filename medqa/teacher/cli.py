@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from medqa.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
+from medqa.errors import ExitCode
+from medqa.runs.io import InputError, append_jsonl, iter_jsonl, same_file, write_jsonl
 from medqa.teacher.setup import (
     DEFAULT_CACHE,
     TeacherSetupError,
@@ -68,7 +69,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if same_file(args.input, args.output):
         print(f"medqa teacher score: --output {args.output} is the --input file; write the judgements elsewhere",
               file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     rows = []
     for line, row in iter_jsonl(args.input):
         if args.limit is not None and len(rows) >= args.limit:
@@ -76,7 +77,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         rows.append((row, *_pair(row, args.input, line)))
     if not rows:
         print(f"medqa teacher score: {args.input}: no rows to judge", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
 
     with build_teacher(args) as teacher:
         cfg = teacher.config
@@ -124,7 +125,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                    "served_by": served, "offline_judge": any(r["teacher"].get("offline") for r in final if "teacher" in r),
                    "usage": usage.summary(cfg)}
         print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
-        return 1 if failed else 0
+        return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -154,7 +155,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if r.ok:
             print(f"    critique: {r.critique}")
     print(json.dumps(usage.summary(cfg), ensure_ascii=False))
-    return 0 if all(r.ok for r in results) else 1
+    return ExitCode.OK if all(r.ok for r in results) else ExitCode.FAILED
 
 
 TRIAGE_SETS = ("tests/data/safety_eval.jsonl", "tests/data/safety_blind_r2.jsonl", "tests/data/safety_blind_r3.jsonl")
@@ -219,7 +220,7 @@ def cmd_triage_eval(args: argparse.Namespace) -> int:
     print("\n".join(triage_table(table)))
     print(json.dumps({"teacher": who, "served_by": served, "offline_judge": offline, "usage": usage.summary(cfg)},
                      ensure_ascii=False), file=sys.stderr)
-    return 0 if all(r.ok for r in results) else 1
+    return ExitCode.OK if all(r.ok for r in results) else ExitCode.FAILED
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -233,11 +234,11 @@ def cmd_export_cache(args: argparse.Namespace) -> int:
 
     if not Path(args.cache).is_file():
         print(f"medqa teacher export-cache: {args.cache}: no such cache", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     with JudgementCache(args.cache) as cache:
         n = cache.export_jsonl(args.output, model=args.model)
     print(f"wrote {n} judgements to {args.output}")
-    return 0
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,13 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args) or 0)
     except (InputError, TeacherSetupError, CacheError) as e:
         print(f"medqa teacher {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except FileNotFoundError as e:
         print(f"medqa teacher {args.cmd}: error: {e.filename}: no such file", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except OSError as e:
         print(f"medqa teacher {args.cmd}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
 
 
 if __name__ == "__main__":

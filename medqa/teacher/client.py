@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from medqa.pii import scrub
 from medqa.teacher.cache import (
     CachedJudgement,
     CachedRow,
@@ -54,6 +53,7 @@ from medqa.teacher.triage import (
     triage_reask_messages,
     validate_triage,
 )
+from medqa.text.pii import scrub
 
 log = logging.getLogger("medqa.teacher")
 

@@ -7,7 +7,7 @@ no API access (tests, CI, the CPU demo) and is labelled as such by its model nam
 from __future__ import annotations
 
 from medqa import safety
-from medqa.think import split_think, text_units
+from medqa.text.think import split_think, text_units
 
 OFFLINE_MODEL = "medqa-offline-judge-v1"
 

@@ -33,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from medqa.errors import ExitCode
 from medqa.teacher.judge import OFFLINE_MODEL, heuristic_judgement, heuristic_triage
 from medqa.teacher.protocol import OFFLINE_BANNER, OFFLINE_FINGERPRINT, OFFLINE_HEADER
 from medqa.teacher.rubric import parse_user_prompt
@@ -93,7 +94,7 @@ class _HFJudge:
     """A local causal LM as the judge (GPU users without API access). Generation runs in a worker thread."""
 
     def __init__(self, path: str):
-        from medqa.modeling import load_for_inference
+        from medqa.models.loading import load_for_inference
 
         self.model, self.tok = load_for_inference(path)
         self.lock = threading.Lock()
@@ -394,7 +395,7 @@ def serve(opts: ServerOptions) -> int:
     print(f"offline judge on http://{opts.host}:{opts.port}/v1/chat/completions (model {opts.model_name})", flush=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     web.run_app(JudgeServer(opts).app(), host=opts.host, port=opts.port, print=None, access_log=None)
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from medqa.argtypes import at_least
+from medqa.runs.argtypes import at_least
 from medqa.teacher.protocol import (  # noqa: F401
     BASE_URL_ENV,
     KEY_ENV_VARS,

@@ -43,12 +43,12 @@ from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer, ScriptArguments
 
-from medqa.checkpoints import MODEL_INPUT, RunFolderArguments, shaping_settings
 from medqa.data.rl_prompts import PromptArguments
-from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
-from medqa.preemption import StopFileCallback, stop_file_from_env
-from medqa.recipes import apply_hardware_precision, parse_recipe_args
+from medqa.models.loading import ModelArguments, disable_bnb_cpu_repack
 from medqa.rewards import RewardArguments, TeacherStopRule
+from medqa.runs.checkpoints import MODEL_INPUT, RunFolderArguments, shaping_settings
+from medqa.runs.preemption import StopFileCallback, stop_file_from_env
+from medqa.runs.recipes import apply_hardware_precision, parse_recipe_args
 from medqa.teacher.setup import TeacherArgs
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class GRPOModelArguments(ModelArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        from medqa.modeling import is_adapter_dir, looks_local
+        from medqa.models.loading import is_adapter_dir, looks_local
 
         path = Path(self.model_name_or_path)
         if looks_local(path) and not path.is_dir():
@@ -177,7 +177,7 @@ def completion_text(completion: Any) -> str:
     content = str(message.get("content") or "")
     reasoning = message.get("reasoning_content") or message.get("thinking")
     if reasoning:
-        from medqa.think import join_think
+        from medqa.text.think import join_think
 
         return join_think(str(reasoning), content)
     return content
@@ -332,7 +332,7 @@ class MedqaGRPOTrainer(GRPOTrainer):
         super().log(logs, start_time)  # fills `logs` with TRL's reward metrics, then clears them
         if not (training and self.accelerator.is_main_process and "reward" in logs):
             return
-        from medqa.io import append_jsonl
+        from medqa.runs.io import append_jsonl
 
         row: dict[str, Any] = {"step": step, "reward": logs.get("reward"), "reward_std": logs.get("reward_std")}
         row["rewards"] = {k.split("/")[1]: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}
@@ -346,12 +346,12 @@ class MedqaGRPOTrainer(GRPOTrainer):
             append_jsonl(out / SAMPLES_FILE, [{"step": step, **s} for s in samples])
 
     def _tokenize_prompts(self, prompts: list):
-        """Chat prompts through `medqa.generation.chat_input_ids`, so special-token text in a question is tokenised
+        """Chat prompts through `medqa.models.generation.chat_input_ids`, so special-token text in a question is tokenised
         as text (TRL's `apply_chat_template(tokenize=True)` would parse it as special). Prompts with tools,
         environments or images, or plain-text prompts, stay TRL's."""
         from trl.data_utils import is_conversational
 
-        from medqa.generation import chat_input_ids
+        from medqa.models.generation import chat_input_ids
 
         if (self.tools or self.environment_factories is not None or self._is_vlm
                 or not is_conversational({"prompt": prompts[0]})):
@@ -379,26 +379,26 @@ class MedqaGRPOTrainer(GRPOTrainer):
 
 def load_tokenizer(model_args: GRPOModelArguments):
     """The SFT output's tokenizer (the adapter's own, with its chat template, else the base model's)."""
-    from medqa import modeling
+    from medqa.models import loading
 
-    base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
+    base, adapter = loading.resolve_model_paths(model_args.model_name_or_path)
     base = model_args.base_model or base
-    return modeling.load_tokenizer(base, adapter, revision=model_args.model_revision, pad_with_eos=False)
+    return loading.load_tokenizer(base, adapter, revision=model_args.model_revision, pad_with_eos=False)
 
 
 def load_policy(model_args: GRPOModelArguments, training_args: MedqaGRPOConfig, tokenizer=None):
     """(model, tokenizer, peft_config) from the SFT output; see the module docstring for the three cases."""
-    from medqa import modeling
+    from medqa.models import loading
 
-    base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
+    base, adapter = loading.resolve_model_paths(model_args.model_name_or_path)
     base = model_args.base_model or base
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_args)
-    dtype = modeling.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16))
-    model = modeling.load_model(model_args, path=base, dtype=dtype, device=training_args.device,
+    dtype = loading.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16))
+    model = loading.load_model(model_args, path=base, dtype=dtype, device=training_args.device,
                                 trust_remote_code=training_args.trust_remote_code)
     peft_config = None
     if adapter:
-        model = modeling.attach_adapter(model, adapter, trainable=True, tokenizer=tokenizer)
+        model = loading.attach_adapter(model, adapter, trainable=True, tokenizer=tokenizer)
     else:
         peft_config = model_args.lora_config()
     return model, tokenizer, peft_config
@@ -453,16 +453,16 @@ def build_trainer(script_args: GRPOScriptArguments, training_args: MedqaGRPOConf
 
 def run_settings(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
                  teacher_args: TeacherArgs | None = None) -> dict[str, Any]:
-    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/checkpoints.py, SHAPING)."""
+    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/runs/checkpoints.py, SHAPING)."""
     return shaping_settings(script_args, training_args, model_args, teacher_args or TeacherArgs())
 
 
 def main(script_args: GRPOScriptArguments, training_args: MedqaGRPOConfig, model_args: GRPOModelArguments,
          teacher_args: TeacherArgs) -> dict:
     """Train, save the policy + tokenizer + model card, write grpo_summary.json; returns the summary. OUT is locked
-    and claimed first (medqa/checkpoints.py): never the SFT output, never another command's folder or run."""
-    from medqa.checkpoints import TrainerRun
-    from medqa.modeling import resolve_model_paths
+    and claimed first (medqa/runs/checkpoints.py): never the SFT output, never another command's folder or run."""
+    from medqa.models.loading import resolve_model_paths
+    from medqa.runs.checkpoints import TrainerRun
 
     base, adapter = resolve_model_paths(model_args.model_name_or_path)
     run = TrainerRun("grpo", training_args, run_settings(script_args, training_args, model_args, teacher_args),
@@ -482,19 +482,19 @@ def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_a
            model_args: GRPOModelArguments, teacher_args: TeacherArgs) -> dict:
     from accelerate.utils import gather_object
 
-    from medqa.throughput import peak_memory_gib, peak_rss_gib
+    from medqa.runs.throughput import peak_memory_gib, peak_rss_gib
 
     trainer = build_trainer(script_args, training_args, model_args, teacher_args)
     trainer.add_callback(run.callback())
     is_main = trainer.accelerator.is_main_process
-    stop_file = stop_file_from_env()  # MEDQA_STOP_FILE: checkpoint and stop (medqa/preemption.py)
+    stop_file = stop_file_from_env()  # MEDQA_STOP_FILE: checkpoint and stop (medqa/runs/preemption.py)
     stopper = StopFileCallback(stop_file) if stop_file else None
     if stopper:
         trainer.add_callback(stopper)
     if resume:
         logger.warning("resuming from %s", resume)
     if is_main:
-        from medqa.generation import write_rollout_decoding
+        from medqa.models.generation import write_rollout_decoding
         from medqa.rewards import write_run_reward
 
         write_rollout_decoding(training_args.output_dir, "grpo", vars(training_args))  # for `--decoding-from OUT`
@@ -538,7 +538,7 @@ def _train(run, resume: str | None, script_args: GRPOScriptArguments, training_a
     if is_main:
         trainer.create_model_card(model_name=Path(training_args.output_dir).name,
                                   dataset_name=str(script_args.prompts_file), tags=["medqa", "grpo", model_args.mode])
-        from medqa.io import atomic_write
+        from medqa.runs.io import atomic_write
 
         with atomic_write(Path(training_args.output_dir) / SUMMARY_FILE) as fh:
             json.dump(summary, fh, indent=2, ensure_ascii=False)

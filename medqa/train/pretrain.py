@@ -21,8 +21,9 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from medqa.io import InputError, atomic_dir, iter_jsonl
-from medqa.think import split_think
+from medqa.errors import ExitCode
+from medqa.runs.io import InputError, atomic_dir, iter_jsonl
+from medqa.text.think import split_think
 
 KEY_FILE = "pretrain.json"
 
@@ -57,7 +58,7 @@ class PretrainConfig:
 
     def qwen3_shape(self) -> dict:
         """Qwen3-1.7B's ratios (MLP 3x hidden, heads x head_dim = hidden, KV heads = heads / 2) at this size."""
-        from medqa.tiny_model import TINY
+        from medqa.models.tiny import TINY
 
         return {**TINY, "hidden_size": self.hidden_size, "intermediate_size": 3 * self.hidden_size,
                 "num_hidden_layers": self.num_hidden_layers, "num_attention_heads": self.num_attention_heads,
@@ -97,16 +98,16 @@ def pretrain_key(cfg: PretrainConfig, train_file: str | Path) -> str:
     documents and the model (not the CLI around it)."""
     import inspect
 
-    from medqa import tiny_model
+    from medqa.models import tiny
 
     h = hashlib.sha256()
     h.update(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}, sort_keys=True).encode())
     h.update(Path(train_file).read_bytes())
     for fn in (documents, token_stream, lr_at, build_tiny_base, PretrainConfig.qwen3_shape,
-               tiny_model.build_tokenizer, tiny_model.corpus_texts, tiny_model.qwen3_chat_template):
+               tiny.build_tokenizer, tiny.corpus_texts, tiny.qwen3_chat_template):
         h.update(inspect.getsource(fn).encode())
-    h.update(repr(sorted(tiny_model.TINY.items())).encode())
-    for text in tiny_model.corpus_texts():
+    h.update(repr(sorted(tiny.TINY.items())).encode())
+    for text in tiny.corpus_texts():
         h.update(text.encode("utf-8"))
     return h.hexdigest()[:16]
 
@@ -150,7 +151,7 @@ def build_tiny_base(out: str | Path, train_file: str | Path, cfg: PretrainConfig
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from medqa.tiny_model import build_tokenizer, corpus_texts
+    from medqa.models.tiny import build_tokenizer, corpus_texts
 
     started = time.perf_counter()
     torch.set_num_threads(cfg.threads)
@@ -233,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"tiny base saved to {args.out}: {info['parameters']:,} parameters, loss {info['loss_first']:.2f} -> "
               f"{info['loss_last']:.2f} (uniform {info['uniform_loss']:.2f}) over {cfg.steps} steps in {info['wall_s']} s")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,4 +243,4 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except (OSError, ValueError) as e:
         print(f"medqa pretrain: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning (LoRA, QLoRA or full) of a chat model (Qwen3, ChatML: medqa/chat.py) on the `<think>` data
+"""Supervised fine-tuning (LoRA, QLoRA or full) of a chat model (Qwen3, ChatML: medqa/models/chat.py) on the `<think>` data
 from `make data`.
 
 One recipe YAML (`recipes/sft/…`) fills three dataclasses that extend TRL's; command-line flags override it:
@@ -22,10 +22,10 @@ from typing import Any
 
 from trl import ScriptArguments, SFTConfig
 
-from medqa.checkpoints import MODEL_INPUT, RunFolderArguments, checkpoint_step, shaping_settings
-from medqa.modeling import ModelArguments, disable_bnb_cpu_repack
-from medqa.preemption import StopFileCallback, stop_file_from_env
-from medqa.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
+from medqa.models.loading import ModelArguments, disable_bnb_cpu_repack
+from medqa.runs.checkpoints import MODEL_INPUT, RunFolderArguments, checkpoint_step, shaping_settings
+from medqa.runs.preemption import StopFileCallback, stop_file_from_env
+from medqa.runs.recipes import apply_hardware_precision, load_recipe, parse_recipe_args  # noqa: F401  (load_recipe re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SFTScriptArguments(ScriptArguments):
             raise ValueError("think_eval_items needs an eval_file (its first rows are answered)")
 
 
-# The SFT stage's model arguments are the project's one `ModelArguments` (medqa/modeling.py).
+# The SFT stage's model arguments are the project's one `ModelArguments` (medqa/models/loading.py).
 SFTModelArguments = ModelArguments
 
 
@@ -110,7 +110,7 @@ def load_split(path: Path, limit: int | None):
     """Rows of `make data` output -> a Dataset with only the `messages` column, checked row by row."""
     from datasets import Dataset
 
-    from medqa.io import InputError, iter_jsonl
+    from medqa.runs.io import InputError, iter_jsonl
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `make data` first, or set data_dir / train_file / eval_file")
@@ -133,11 +133,11 @@ def load_split(path: Path, limit: int | None):
 
 def load_model(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
     """The base model to fine-tune (4-bit for qlora), in the training precision when dtype is auto."""
-    from medqa import modeling
+    from medqa.models import loading
 
-    return modeling.load_model(
+    return loading.load_model(
         model_args,
-        dtype=modeling.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16)),
+        dtype=loading.torch_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16)),
         device=training_args.device,
         trust_remote_code=training_args.trust_remote_code,
     )
@@ -145,7 +145,7 @@ def load_model(model_args: SFTModelArguments, training_args: MedqaSFTConfig):
 
 def run_settings(script_args: SFTScriptArguments, training_args: MedqaSFTConfig,
                  model_args: SFTModelArguments) -> dict[str, Any]:
-    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/checkpoints.py, SHAPING)."""
+    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/runs/checkpoints.py, SHAPING)."""
     return shaping_settings(script_args, training_args, model_args)
 
 
@@ -200,7 +200,7 @@ class ThinkCoverageCallback:
 
     def __init__(self, prompts: list[list[dict]], tokenizer, max_new_tokens: int, repetition_penalty: float,
                  batch_size: int = 32):
-        from medqa.generation import GenerationSettings
+        from medqa.models.generation import GenerationSettings
 
         self.prompts, self.tokenizer, self.batch_size = prompts, tokenizer, batch_size
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
@@ -210,7 +210,7 @@ class ThinkCoverageCallback:
         import torch
 
         from medqa.eval.items import think_flags
-        from medqa.generation import chat_input_ids, generate_batch
+        from medqa.models.generation import chat_input_ids, generate_batch
 
         texts = [chat_input_ids(self.tokenizer, m, self.settings.enable_thinking) for m in self.prompts]
         was_training, use_cache = model.training, model.config.use_cache
@@ -250,8 +250,8 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
     from transformers import set_seed
     from trl import SFTTrainer
 
-    from medqa.chat import training_template
-    from medqa.modeling import load_tokenizer
+    from medqa.models.chat import training_template
+    from medqa.models.loading import load_tokenizer
 
     set_seed(training_args.seed)
     data_dir = Path(script_args.data_dir)
@@ -263,7 +263,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
         raise ValueError("eval_file is none: also set eval_strategy no and load_best_model_at_end false")
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision, pad_with_eos=False)
-    template = training_template(tokenizer)  # a ChatML template without generation markers: medqa's (medqa/chat.py)
+    template = training_template(tokenizer)  # a ChatML template without generation markers: medqa's (medqa/models/chat.py)
     if template is not None:
         tokenizer.chat_template = template
     model = load_model(model_args, training_args)
@@ -293,8 +293,8 @@ def build_trainer(script_args: SFTScriptArguments, training_args: MedqaSFTConfig
 
 def main(script_args: SFTScriptArguments, training_args: MedqaSFTConfig, model_args: SFTModelArguments) -> dict:
     """Train, save the best model (adapter or full weights) + tokenizer + model card; returns a summary dict. OUT is
-    locked and claimed first (medqa/checkpoints.py): never the base model or the data, never another run."""
-    from medqa.checkpoints import TrainerRun
+    locked and claimed first (medqa/runs/checkpoints.py): never the base model or the data, never another run."""
+    from medqa.runs.checkpoints import TrainerRun
 
     run = TrainerRun("sft", training_args, run_settings(script_args, training_args, model_args),
                      inputs=[model_args.model_name_or_path, script_args.data_dir], data=run_data(script_args, model_args))
@@ -321,7 +321,7 @@ def _train(run, resume: str | None, script_args: SFTScriptArguments, training_ar
 
     if resume:
         logger.warning("resuming from %s", resume)
-    from medqa.throughput import ThroughputMeter, peak_memory_gib, peak_rss_gib
+    from medqa.runs.throughput import ThroughputMeter, peak_memory_gib, peak_rss_gib
 
     meter = ThroughputMeter()
     trainer.add_callback(meter)

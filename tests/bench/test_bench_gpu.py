@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from medqa.bench import gpu_sft
 from medqa.bench.gpu_sft import MODES
-from medqa.throughput import rate_after_warmup, split_after_warmup
+from medqa.runs.throughput import rate_after_warmup, split_after_warmup
 
 
 @pytest.fixture(scope="module")

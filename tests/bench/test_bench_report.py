@@ -91,7 +91,7 @@ def test_the_registry_names_p1_to_p4_and_p9_and_every_module_exposes_run():
 def test_p2_measures_the_teacher_wait_share_of_ppo_steps(tiny_model_dir, tmp_path, monkeypatch):
     """P2 through the registry, shortened (2 steps per run, the first not counted): a measured share in [0, 1] and its detail."""
     from medqa.bench import p2_ppo_teacher
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, [{"id": f"p{i}", "prompt": [{"role": "user", "content": q}], "question": q, "reference": "",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from medqa.bench import shape
-from medqa.tiny_model import QWEN3_1_7B
+from medqa.models.tiny import QWEN3_1_7B
 from medqa.train.ppo.core import CHUNK_POSITIONS
 
 

@@ -74,8 +74,19 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_cycles():
     graph = import_graph()
-    assert {"medqa.teacher.protocol", "medqa.modeling", "medqa.train.pretrain"} <= graph.keys()
+    assert {"medqa.teacher.protocol", "medqa.models.loading", "medqa.train.pretrain"} <= graph.keys()
     assert cycles(graph) == []
+
+
+# Floors as folders: at the top of the package only these files; every other module lives in a package.
+TOP_LEVEL_FILES = {"__init__.py", "__main__.py", "cli.py", "errors.py"}
+
+
+def test_the_top_level_holds_only_packages():
+    files = {p.name for p in PACKAGE.iterdir() if p.is_file() and p.suffix == ".py"}
+    assert files == TOP_LEVEL_FILES, sorted(files - TOP_LEVEL_FILES)
+    for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        assert (folder / "__init__.py").is_file(), f"{folder.name}/ is not a package"
 
 
 def test_the_cycle_check_finds_a_circle():
@@ -86,16 +97,14 @@ def test_the_cycle_check_finds_a_circle():
 # or the ones below it, never from a floor above. A package's modules share its floor; every medqa module must be on
 # one (the package root, `medqa/__init__.py`, is on the ground floor itself, not a default for the rest).
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("medqa", "medqa.argtypes", "medqa.io", "medqa.think", "medqa.pii", "medqa.preemption",
-              "medqa.throughput", "medqa.stages", "medqa.checkpoints", "medqa.recipes")),
-    ("domain", ("medqa.safety", "medqa.data", "medqa.teacher", "medqa.rewards", "medqa.chat", "medqa.modeling",
-                "medqa.generation", "medqa.engine", "medqa.tiny_model", "medqa.real_model")),
+    # Run folders and their inputs (medqa/runs/), the text every stage shares (medqa/text/), the exit codes.
+    ("base", ("medqa", "medqa.errors", "medqa.runs", "medqa.text")),
+    ("domain", ("medqa.safety", "medqa.data", "medqa.teacher", "medqa.rewards", "medqa.models", "medqa.engine")),
     # Generating with a model and judging its answers: they read a run's outputs (its weights, its
     # rollout_decoding.json, its reward.json), never its trainer's code.
-    ("use", ("medqa.eval", "medqa.predict", "medqa.serve", "medqa.merge", "medqa.safety_eval")),
+    ("use", ("medqa.eval", "medqa.apps")),
     ("train", ("medqa.train",)),  # the stages: none imports another (test_no_training_stage_imports_another)
-    ("orchestrate", ("medqa.launch", "medqa.preflight", "medqa.bench", "medqa.demo", "medqa.demo_report",
-                     "medqa.cli", "medqa.__main__")),
+    ("orchestrate", ("medqa.commands", "medqa.bench", "medqa.demo", "medqa.cli", "medqa.__main__")),
 ]
 FLOOR = {name: level for level, (_, names) in enumerate(FLOORS) for name in names}
 
@@ -132,11 +141,11 @@ def test_no_import_points_up_a_floor():
 
 
 def test_the_floor_check_finds_an_upward_import():
-    planted = {"medqa.io": {"medqa.think"}, "medqa.eval.decoding": {"medqa.generation", "medqa.train.ppo.config"},
-               "medqa.train.ppo.config": {"medqa.recipes"}, "medqa.demo": {"medqa.train.pretrain", "medqa.eval"}}
+    planted = {"medqa.runs.io": {"medqa.text.think"}, "medqa.eval.decoding": {"medqa.models.generation", "medqa.train.ppo.config"},
+               "medqa.train.ppo.config": {"medqa.runs.recipes"}, "medqa.demo.pipeline": {"medqa.train.pretrain", "medqa.eval"}}
     assert upward_imports(planted) == [("medqa.eval.decoding", "medqa.train.ppo.config")]
-    assert upward_imports({"medqa.generation": {"medqa.serve"}, "medqa.serve": {"medqa.generation"}}) == [
-        ("medqa.generation", "medqa.serve")]
+    assert upward_imports({"medqa.models.generation": {"medqa.apps.serve"}, "medqa.apps.serve": {"medqa.models.generation"}}) == [
+        ("medqa.models.generation", "medqa.apps.serve")]
 
 
 def test_only_the_orchestrators_import_a_trainer():
@@ -161,20 +170,20 @@ def test_no_training_stage_imports_another():
     graph = import_graph()
     assert {"medqa.train.sft", "medqa.train.grpo", "medqa.train.pretrain", "medqa.train.ppo.trainer"} <= graph.keys()
     assert sibling_stage_imports(graph) == []
-    assert sibling_stage_imports({"medqa.train.grpo": {"medqa.train.sft", "medqa.modeling"},
+    assert sibling_stage_imports({"medqa.train.grpo": {"medqa.train.sft", "medqa.models.loading"},
                                   "medqa.train.ppo.trainer": {"medqa.train.ppo.core"}}) == [
         ("medqa.train.grpo", "medqa.train.sft")]
 
 
-USERS = ("medqa/train/sft.py", "medqa/train/grpo.py", "medqa/train/ppo/trainer.py", "medqa/generation.py", "medqa/merge.py",
+USERS = ("medqa/train/sft.py", "medqa/train/grpo.py", "medqa/train/ppo/trainer.py", "medqa/models/generation.py", "medqa/apps/merge.py",
          "medqa/teacher/server.py")
 
 
 def test_stages_load_models_through_the_modelling_layer():
     graph = import_graph()
-    for user in ("medqa.train.sft", "medqa.train.grpo", "medqa.train.ppo.trainer", "medqa.generation", "medqa.merge",
+    for user in ("medqa.train.sft", "medqa.train.grpo", "medqa.train.ppo.trainer", "medqa.models.generation", "medqa.apps.merge",
                  "medqa.teacher.server"):
-        assert "medqa.modeling" in graph[user], user
+        assert "medqa.models.loading" in graph[user], user
     for path in [*USERS]:
         text = (ROOT / path).read_text(encoding="utf-8")
         assert "AutoModelForCausalLM.from_pretrained(" not in text, f"{path} loads a model itself"
@@ -183,7 +192,7 @@ def test_stages_load_models_through_the_modelling_layer():
 
 
 def test_one_model_arguments_class_for_every_stage():
-    from medqa.modeling import ModelArguments
+    from medqa.models.loading import ModelArguments
     from medqa.train.grpo import GRPOModelArguments
     from medqa.train.ppo.config import PPOModelArguments
     from medqa.train.sft import SFTModelArguments
@@ -201,7 +210,7 @@ def test_one_model_arguments_class_for_every_stage():
 def test_auto_dtype_follows_training_precision_else_the_device():
     import torch
 
-    from medqa.modeling import torch_dtype
+    from medqa.models.loading import torch_dtype
 
     assert torch_dtype("auto", bf16=True) is torch.bfloat16
     assert torch_dtype("auto", bf16=False, fp16=True) is torch.float16
@@ -222,7 +231,7 @@ def test_auto_dtype_follows_training_precision_else_the_device():
     ("cpu", "my/launcher.yaml", "zero2", "my/launcher.yaml"),
 ])
 def test_accelerate_config_choice(profile, accel, default, expected):
-    from medqa.launch import accelerate_config
+    from medqa.commands.launch import accelerate_config
 
     assert accelerate_config(profile, accel, default) == expected
 
@@ -262,7 +271,7 @@ def test_docs_name_only_make_targets_that_exist():
 
 
 def test_architecture_page_maps_every_stage():
-    from medqa.stages import STAGES
+    from medqa.commands.stages import STAGES
 
     page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     for stage in STAGES:

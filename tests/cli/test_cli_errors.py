@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medqa.io import InputError, iter_jsonl
+from medqa.runs.io import InputError, iter_jsonl
 from medqa.teacher.server import RunningServer, ServerOptions
 from tests.teacher_helpers import pairs, stats
 
@@ -71,9 +71,9 @@ def test_utf8_bom_is_accepted(tmp_path, capsys):
 
 
 def test_an_overlong_line_is_refused_with_its_location(tmp_path, monkeypatch):
-    import medqa.io
+    import medqa.runs.io
 
-    monkeypatch.setattr(medqa.io, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(medqa.runs.io, "MAX_LINE_BYTES", 1000)
     path = tmp_path / "big.jsonl"
     path.write_text('{"question": "ok", "answer": "ok"}\n' + json.dumps({"question": "x" * 5000}) + "\n",
                     encoding="utf-8")
@@ -82,8 +82,8 @@ def test_an_overlong_line_is_refused_with_its_location(tmp_path, monkeypatch):
 
 
 def test_empty_predictions_are_an_input_error(tmp_path, capsys):
+    from medqa.apps.predict import main as predict_main
     from medqa.eval.cli import main as eval_main
-    from medqa.predict import main as predict_main
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n", encoding="utf-8")

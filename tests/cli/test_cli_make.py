@@ -26,14 +26,14 @@ def test_every_command_module_exists_and_has_main():
 
 
 def test_medqa_help_and_make_help_group_by_pipeline_stage():
-    from medqa.stages import STAGES
+    from medqa.commands.stages import STAGES
 
     makefile = (ROOT / "Makefile").read_text()
     targets = {m.group(1) for m in re.finditer(r"^([a-zA-Z][\w-]*):(?!=)", makefile, re.M)}
     staged_targets = [t for s in STAGES for t in s.targets]
     staged_commands = [c for s in STAGES for c in s.commands]
-    assert sorted(staged_targets) == sorted(targets), "every make target in exactly one stage of medqa/stages.py"
-    assert sorted(staged_commands) == sorted(COMMANDS), "every command in exactly one stage of medqa/stages.py"
+    assert sorted(staged_targets) == sorted(targets), "every make target in exactly one stage of medqa/commands/stages.py"
+    assert sorted(staged_commands) == sorted(COMMANDS), "every command in exactly one stage of medqa/commands/stages.py"
     make_out, cli_out = _make("help").stdout, run_cli("--help").stdout
     for out, field in ((make_out, "targets"), (cli_out, "commands")):
         positions = [out.index(f"{s.name}:\n") for s in STAGES if getattr(s, field)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from medqa.io import InputError, write_jsonl
+from medqa.runs.io import InputError, write_jsonl
 
 # ---------------------------------------------------------------- recipe values against the field types
 
@@ -93,7 +93,7 @@ def test_recipe_values_the_parser_accepts_still_pass(tmp_path):
 
 
 def test_every_shipped_recipe_passes_the_type_check():
-    from medqa.recipes import _load_recipe, check_recipe_types
+    from medqa.runs.recipes import _load_recipe, check_recipe_types
 
     stages = {"ppo": ("medqa.train.ppo.config", ("PPOModelArguments", "PPOConfig", "TeacherArgs")),
               "grpo": ("medqa.train.grpo", ("GRPOScriptArguments", "MedqaGRPOConfig", "GRPOModelArguments", "TeacherArgs")),
@@ -246,7 +246,7 @@ def test_the_slurm_log_shows_base_url_without_credentials():
 
 
 def test_demo_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
-    from medqa.demo import main
+    from medqa.demo.pipeline import main
 
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
@@ -257,8 +257,8 @@ def test_demo_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_stage_folder_keeps_files_its_manifest_does_not_list(tmp_path):
-    from medqa.demo import demo_stage, fresh_stage_dir
-    from medqa.io import MANIFEST
+    from medqa.demo.pipeline import demo_stage, fresh_stage_dir
+    from medqa.runs.io import MANIFEST
 
     stage = tmp_path / "demo" / "ppo"
     with demo_stage(stage):
@@ -296,8 +296,8 @@ def _gone(pid: int) -> bool:
 def test_a_demo_stopped_by_sigterm_stops_its_stage_commands_and_lists_their_files(tmp_path):
     """SIGTERM to the demo (not to its children) ends the stage command and what it started (here a child of `sh`,
     as `accelerate launch` is of make), then lists the stage's files, so the next run can start the stage afresh."""
-    from medqa.demo import fresh_stage_dir
-    from medqa.io import MANIFEST
+    from medqa.demo.pipeline import fresh_stage_dir
+    from medqa.runs.io import MANIFEST
 
     stage, pid_file = tmp_path / "demo" / "ppo", tmp_path / "worker.pid"
     worker = ("import os, pathlib, sys, time; pathlib.Path(sys.argv[1], 'checkpoint-3').mkdir(); "
@@ -305,7 +305,7 @@ def test_a_demo_stopped_by_sigterm_stops_its_stage_commands_and_lists_their_file
     script = f"""
 import sys
 from pathlib import Path
-from medqa import demo
+from medqa.demo import pipeline as demo
 demo.install_sigterm_stop()
 try:
     with demo.demo_stage(Path({str(stage)!r})):
@@ -332,8 +332,8 @@ except demo.StopRequested:
 
 
 def test_serve_refuses_a_huge_history_fast_without_reading_it():
-    from medqa.generation import GenerationSettings
-    from medqa.serve import chat_handler
+    from medqa.apps.serve import chat_handler
+    from medqa.models.generation import GenerationSettings
 
     respond = chat_handler(None, None, settings=GenerationSettings(max_new_tokens=8))  # the default cap; never reaches the model
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": "胸痛" * 50_000} for i in range(40)]

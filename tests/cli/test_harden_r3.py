@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SAMPLE_INPUTS, run_cli
-from medqa.io import MANIFEST, OutputLock, OutputLocked, lock_path
+from medqa.runs.io import MANIFEST, OutputLock, OutputLocked, lock_path
 
 
 def _prepare(*args: str) -> subprocess.CompletedProcess:
@@ -39,7 +39,7 @@ def test_prepare_never_replaces_a_users_file_that_has_the_name_of_one_of_its_out
 
 
 def test_merge_never_replaces_a_model_folder_it_did_not_write(tmp_path, sft_lora_output):
-    from medqa.merge import main as merge_main
+    from medqa.apps.merge import main as merge_main
 
     model = tmp_path / "my-model"
     model.mkdir()
@@ -63,7 +63,7 @@ def test_a_link_to_a_locked_output_takes_the_same_lock(tmp_path):
     assert lock_path(link) == lock_path(target)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from medqa.io import OutputLock
+        from medqa.runs.io import OutputLock
         lock = OutputLock({str(target)!r}, "sft").acquire()
         print("held", flush=True)
         time.sleep(60)
@@ -99,7 +99,7 @@ def test_prepare_into_a_link_writes_the_folder_it_names_and_keeps_the_link(tmp_p
 _CONTENDER = """
 import os, sys, time
 from pathlib import Path
-from medqa.io import OutputLock, OutputLocked
+from medqa.runs.io import OutputLock, OutputLocked
 out, holders, start, rounds = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 held = broken = 0
 for k in range(rounds):  # round k: a stale lock is laid at start + 0.25 k, everyone grabs at start + 0.25 k + 0.1
@@ -219,7 +219,7 @@ def test_a_rank_error_under_make_is_its_one_line_last_without_the_launchers_trac
 _FILL_BEFORE_STEP_2 = """
 import os, sys
 from transformers import Trainer
-from medqa.launch import sft
+from medqa.commands.launch import sft
 
 save = Trainer._save_checkpoint
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from medqa.io import InputError, append_jsonl, atomic_write, iter_jsonl, read_jsonl, write_jsonl
+from medqa.runs.io import InputError, append_jsonl, atomic_write, iter_jsonl, read_jsonl, write_jsonl
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -61,7 +61,7 @@ def test_append_after_torn_write_keeps_rows_apart(tmp_path):
 
 
 def test_atomic_dir_swaps_whole_folders(tmp_path):
-    from medqa.io import MANIFEST, atomic_dir
+    from medqa.runs.io import MANIFEST, atomic_dir
 
     out = tmp_path / "model"
     with atomic_dir(out) as tmp:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from medqa.io import MANIFEST, OutputError, atomic_dir, check_output_dir
+from medqa.runs.io import MANIFEST, OutputError, atomic_dir, check_output_dir
 
 SFT = ROOT / "data" / "sample" / "sft.jsonl"
 
@@ -110,8 +110,8 @@ def test_a_folder_without_manifest_is_refused_even_when_it_holds_only_names_medq
 
 
 def test_tiny_model_and_merge_refuse_a_foreign_folder(tmp_path, capsys):
-    from medqa.merge import main as merge_main
-    from medqa.tiny_model import main as tiny_main
+    from medqa.apps.merge import main as merge_main
+    from medqa.models.tiny import main as tiny_main
 
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS
-from medqa.io import read_jsonl
+from medqa.runs.io import read_jsonl
 
 
 def _rows(path: Path, questions: list[str]) -> None:  # rows without ids: `line-N`
@@ -19,7 +19,7 @@ def _rows(path: Path, questions: list[str]) -> None:  # rows without ids: `line-
 
 
 def test_predict_resume_follows_content_not_line_numbers(tmp_path, tiny_think_model_dir, capsys):
-    from medqa.predict import main
+    from medqa.apps.predict import main
 
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     qs = [q for q, _ in THINK_PAIRS[:3]]
@@ -53,8 +53,8 @@ def test_a_model_retrained_into_the_same_folder_does_not_reuse_answers(tmp_path,
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medqa.io import content_fingerprint
-    from medqa.predict import main
+    from medqa.apps.predict import main
+    from medqa.runs.io import content_fingerprint
 
     model = tmp_path / "sft"
     shutil.copytree(tiny_model_dir, model)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS
-from medqa.checkpoints import RUN_RECORD, ResumeError
-from medqa.io import read_jsonl, write_jsonl
+from medqa.runs.checkpoints import RUN_RECORD, ResumeError
+from medqa.runs.io import read_jsonl, write_jsonl
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -41,7 +41,7 @@ def _stage_configs():
 
 
 def test_every_option_of_every_stage_is_classified_as_shaping_or_safe():
-    from medqa.checkpoints import SAFE, SHAPING
+    from medqa.runs.checkpoints import SAFE, SHAPING
 
     assert not SAFE & SHAPING
     every = set()
@@ -51,8 +51,8 @@ def test_every_option_of_every_stage_is_classified_as_shaping_or_safe():
             every |= names
             unclassified = sorted(names - SAFE - SHAPING)
             assert not unclassified, (f"{stage}: {cls.__name__} has options neither in SHAPING nor in SAFE "
-                                      f"(medqa/checkpoints.py): {unclassified}")
-    assert not (SAFE | SHAPING) - every, "medqa/checkpoints.py classifies options no stage has"
+                                      f"(medqa/runs/checkpoints.py): {unclassified}")
+    assert not (SAFE | SHAPING) - every, "medqa/runs/checkpoints.py classifies options no stage has"
     # What a run record must never hold: secrets.
     assert {"hub_token", "teacher_base_url"} <= SAFE
     # The three the issue found resumed silently shape the run; extending a run is allowed.
@@ -61,7 +61,7 @@ def test_every_option_of_every_stage_is_classified_as_shaping_or_safe():
 
 
 def _identity(stage: str, parsed: tuple):
-    from medqa.checkpoints import RunIdentity
+    from medqa.runs.checkpoints import RunIdentity
     from medqa.train import grpo, sft
     from medqa.train.ppo import config as ppo
 
@@ -90,7 +90,7 @@ class _Other:
 def test_the_run_key_is_every_shaping_option_and_no_safe_one(stage, tiny_model_dir, tmp_path, monkeypatch):
     """Walks every option of the stage: changing a shaping one changes the run key, a safe one does not; the key
     is the same for a run and its own resume spelled differently (relative paths, resume and logging flags)."""
-    from medqa.checkpoints import SAFE
+    from medqa.runs.checkpoints import SAFE
 
     parsed = _parse(stage, tiny_model_dir)
     key = _identity(stage, parsed).key
@@ -211,7 +211,7 @@ def test_sft_resumes_when_only_safe_options_change(tiny_model_dir, sft_data, tmp
 
 
 def test_rerunning_a_finished_sft_is_a_noop_and_a_longer_run_resumes(tiny_model_dir, sft_data, tmp_path, capsys):
-    from medqa.launch import sft
+    from medqa.commands.launch import sft
 
     out = tmp_path / "out"
     _sft(tiny_model_dir, sft_data, out)
@@ -295,7 +295,7 @@ def test_grpo_finished_run_is_a_noop_and_other_prompts_or_settings_are_refused(p
                                                                                tmp_path, capsys):
     import torch
 
-    from medqa.launch import grpo
+    from medqa.commands.launch import grpo
 
     _, prompts = ppo_inputs
     out = tmp_path / "grpo"

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from medqa.engine import EngineUnavailable, Sampling, VLLMClient
-from medqa.io import read_jsonl, write_jsonl
+from medqa.runs.io import read_jsonl, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ QUESTIONS = ["头痛三天怎么办？", "Crushing chest pain and sweating, what
 
 @pytest.fixture(scope="session")
 def served_model_dir(tmp_path_factory) -> Path:
-    from medqa.tiny_model import build_tiny_model
+    from medqa.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny64") / "tiny-qwen3-hd64", seed=0, head_dim=64)
 
@@ -67,7 +67,7 @@ def vllm_server(vllm_env, served_model_dir, tmp_path_factory):
 
 
 def _prompts(tokenizer) -> list[list[int]]:
-    from medqa.generation import chat_input_ids
+    from medqa.models.generation import chat_input_ids
 
     return [chat_input_ids(tokenizer, [{"role": "user", "content": q}], True) for q in QUESTIONS]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from medqa.io import MANIFEST, iter_jsonl
+from medqa.runs.io import MANIFEST, iter_jsonl
 
 FIXTURES = ROOT / "tests" / "fixtures" / "bench_medical"
 FIXTURE_TASKS = {  # task -> its data file

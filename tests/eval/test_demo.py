@@ -20,7 +20,7 @@ DEFAULT_SEED = 42
 if LEARNING_SEED == DEFAULT_SEED:
     DEMO, BASE, DEMO_VARS = ROOT / "outputs" / "demo", ROOT / "models" / "tiny-base", []
 else:  # the folders of `medqa demo --seeds`, so `make demo-seeds` reuses these runs and vice versa
-    from medqa.demo import seed_paths
+    from medqa.demo.pipeline import seed_paths
 
     DEMO, BASE = (ROOT / p for p in seed_paths(LEARNING_SEED))
     DEMO_VARS = [f"DEMO_ARGS=--seed {LEARNING_SEED} --out {DEMO.relative_to(ROOT)} --base {BASE.relative_to(ROOT)}"]
@@ -121,8 +121,8 @@ def test_rl_is_judged_on_the_decoding_ppo_sampled_with(demo_out, measure):
     import dataclasses
 
     from medqa.eval.decoding import decoding_from
-    from medqa.generation import rollout_decoding
-    from medqa.recipes import load_recipe
+    from medqa.models.generation import rollout_decoding
+    from medqa.runs.recipes import load_recipe
     from medqa.train.ppo.config import PPOConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(PPOConfig) if f.default is not dataclasses.MISSING}
@@ -193,7 +193,7 @@ def test_pretrained_base_is_cached_by_its_recipe(tmp_path):
 
 
 def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
-    from medqa.demo import demo_stage, fresh_stage_dir
+    from medqa.demo.pipeline import demo_stage, fresh_stage_dir
 
     stage = tmp_path / "out" / "sft"
     with demo_stage(stage):  # missing: created and marked; what the stage writes is listed
@@ -209,7 +209,7 @@ def test_a_stage_folder_is_replaced_only_when_the_demo_wrote_it(tmp_path):
 
 
 def test_the_seeds_table_spans_every_summary_number_and_counts_targets(tmp_path):
-    from medqa.demo import seeds_markdown, seeds_table
+    from medqa.demo.pipeline import seeds_markdown, seeds_table
 
     def summary(think, low):
         return {"sft_think_coverage_gold": think, "decoding": {"greedy": True, "max_new_tokens": 256},
@@ -228,7 +228,7 @@ def test_the_seeds_table_spans_every_summary_number_and_counts_targets(tmp_path)
 def test_reward_terms_are_averaged_per_item_and_paired():
     """The report's per-term view: each rule's score per answer, averaged over an item's answers, SFT vs RL paired
     by item; here RL refers the chest-pain questions to emergency care in every answer and SFT in none."""
-    from medqa.demo_report import term_deltas
+    from medqa.demo.report import term_deltas
     from medqa.rewards import rule_reward
 
     q, meta = "胸口剧痛，出冷汗，怎么办？", {"risk_level": "critical"}
@@ -251,7 +251,7 @@ def test_reward_terms_are_averaged_per_item_and_paired():
 def test_stage_keys_follow_what_produced_each_stage(tmp_path):
     """A stage is skipped only under the key it was made with: a changed SFT override reruns SFT and everything
     that reads the SFT model (PPO, their evaluations), a changed PPO override only PPO and what reads it."""
-    from medqa.demo import DemoConfig, stage_keys
+    from medqa.demo.pipeline import DemoConfig, stage_keys
 
     (tmp_path / "train.jsonl").write_text(json.dumps({"messages": []}) + "\n", encoding="utf-8")
     recipes = dict(sft_recipe=str(ROOT / "recipes/sft/demo/full.yaml"), ppo_recipe=str(ROOT / "recipes/ppo/demo/lora.yaml"))
@@ -289,8 +289,8 @@ def test_demo_real_resolves_the_real_base_its_recipes_and_sizes():
     """`make demo-real` is `medqa demo --base real`: the same stages as `make demo` with the converted SmolLM2 base
     (its stage `real-base` instead of the tiny pretraining), the demo-real recipes and the real preset's sizes;
     `make demo` keeps the tiny base, its recipes and sizes."""
-    from medqa.demo import REAL
-    from medqa.recipes import load_recipe
+    from medqa.demo.pipeline import REAL
+    from medqa.runs.recipes import load_recipe
 
     real = _plan("demo-real")
     assert (real["kind"], real["base"], real["out"]) == ("real", "models/smollm2-135m-instruct", "outputs/demo-real")
@@ -317,8 +317,8 @@ def test_the_tiny_demo_keys_are_those_of_before_the_real_preset(tmp_path):
     they were, so a finished `make demo` is not rerun; the real preset's keys are its own."""
     import hashlib
 
-    from medqa.demo import DemoConfig, preset, stage_keys
-    from medqa.recipes import load_recipe
+    from medqa.demo.pipeline import DemoConfig, preset, stage_keys
+    from medqa.runs.recipes import load_recipe
     from medqa.train.pretrain import PretrainConfig, pretrain_key
 
     (tmp_path / "train.jsonl").write_text(json.dumps({"messages": []}) + "\n", encoding="utf-8")
@@ -339,9 +339,9 @@ def test_the_tiny_demo_keys_are_those_of_before_the_real_preset(tmp_path):
 
 def test_the_report_splits_every_metric_by_language(tmp_path):
     """`set_metrics`: a scored set's numbers over all items (metrics.json's) and per language, with intervals."""
-    from medqa.demo_report import language_rows, set_metrics
+    from medqa.demo.report import language_rows, set_metrics
     from medqa.eval.score import score_file
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     rows = []
     for i in range(6):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medqa.io import InputError, read_jsonl
+from medqa.runs.io import InputError, read_jsonl
 
 OPTS = {"A": "血常规", "B": "动态血压监测", "C": "头颅CT"}
 ROWS_A = [

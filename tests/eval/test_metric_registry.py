@@ -66,7 +66,7 @@ def test_one_entry_adds_a_metric_to_every_report(tmp_path, monkeypatch, capsys):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, out)
 
-    monkeypatch.setattr("medqa.predict.run_predict", fake_predict)
+    monkeypatch.setattr("medqa.apps.predict.run_predict", fake_predict)
     assert main(["run", "--model", "none", "--set", f"gold={tmp_path / 'b.jsonl'}",
                  "--out", str(tmp_path / "run")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("gold:"))

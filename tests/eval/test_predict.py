@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 
 from conftest import THINK_PAIRS
-from medqa.io import InputError, read_jsonl
+from medqa.runs.io import InputError, read_jsonl
 
 EXTRA_QUESTIONS = ["头疼怎么办？", "I feel dizzy when I stand up quickly, what could it be?"]
 
 
 @pytest.fixture(scope="module")
 def think_model(tiny_think_model_dir):
-    from medqa.generation import load_model
+    from medqa.models.generation import load_model
 
     return load_model(str(tiny_think_model_dir), device="cpu")
 
 
 def test_batched_equals_one_by_one_greedy(think_model):
-    from medqa.generation import GenerationSettings, generate
+    from medqa.models.generation import GenerationSettings, generate
 
     model, tok = think_model
     questions = [q for q, _ in THINK_PAIRS] + EXTRA_QUESTIONS  # different lengths -> real left padding
@@ -36,7 +36,7 @@ def test_batched_equals_one_by_one_greedy(think_model):
 
 
 def test_no_think_prompt_and_sampling_are_honoured(think_model):
-    from medqa.generation import GenerationSettings, build_prompt, chat_messages, generate
+    from medqa.models.generation import GenerationSettings, build_prompt, chat_messages, generate
 
     model, tok = think_model
     p = build_prompt(tok, chat_messages("hi"), enable_thinking=False)
@@ -63,7 +63,7 @@ def _write_input(path: Path) -> list[str]:
 
 
 def test_predict_rows_and_resume(tmp_path, tiny_think_model_dir):
-    from medqa.predict import main
+    from medqa.apps.predict import main
 
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(inp)
@@ -102,7 +102,7 @@ def test_predict_rows_and_resume(tmp_path, tiny_think_model_dir):
     ({"id": "x", "instruction": 3}, "instruction: expected a string"),
 ])
 def test_bad_input_is_located(tmp_path, row, where):
-    from medqa.predict import read_items
+    from medqa.apps.predict import read_items
 
     p = tmp_path / "bad.jsonl"
     p.write_text(json.dumps({"id": "ok", "question": "fine"}) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
@@ -111,7 +111,7 @@ def test_bad_input_is_located(tmp_path, row, where):
 
 
 def test_chat_rows_keep_their_system_prompt(tmp_path):
-    from medqa.predict import read_items
+    from medqa.apps.predict import read_items
 
     p = tmp_path / "chat.jsonl"
     p.write_text(json.dumps({"id": "c", "messages": [{"role": "system", "content": "你是医生。"},
@@ -129,7 +129,7 @@ def test_chat_rows_keep_their_system_prompt(tmp_path):
 
 
 def test_duplicate_ids_rejected(tmp_path):
-    from medqa.predict import read_items
+    from medqa.apps.predict import read_items
 
     p = tmp_path / "dup.jsonl"
     p.write_text('{"id": 1, "question": "a"}\n{"id": "1", "question": "b"}\n', encoding="utf-8")
@@ -143,8 +143,8 @@ def test_adapter_dir_is_detected_and_applied(tmp_path, tiny_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medqa.generation import GenerationSettings, generate, load_model
-    from medqa.modeling import resolve_model_paths
+    from medqa.models.generation import GenerationSettings, generate, load_model
+    from medqa.models.loading import resolve_model_paths
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
@@ -193,8 +193,8 @@ def test_eval_run_predicts_and_scores_each_set(tmp_path, tiny_think_model_dir, c
 def test_repetition_penalty_breaks_greedy_loops_and_keys_the_resume(tmp_path, tiny_model_dir, capsys):
     """The random-init tiny model loops under greedy decoding; `--repetition-penalty` makes it use more distinct
     tokens, is part of what keys a resumed row, and refuses values <= 0."""
-    from medqa.generation import GenerationSettings, generate, load_model
-    from medqa.predict import main
+    from medqa.apps.predict import main
+    from medqa.models.generation import GenerationSettings, generate, load_model
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     questions = [q for q, _ in THINK_PAIRS]

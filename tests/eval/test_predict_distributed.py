@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import ROOT, THINK_PAIRS
-from medqa.io import read_jsonl
+from medqa.runs.io import read_jsonl
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ same_network: true
 
 
 def test_two_process_predict_matches_single_process(tmp_path, tiny_think_model_dir):
-    from medqa.predict import main
+    from medqa.apps.predict import main
 
     inp = tmp_path / "in.jsonl"
     qs = [q for q, _ in THINK_PAIRS] + ["头疼怎么办？", "I feel dizzy"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS
-from medqa.io import read_jsonl
+from medqa.runs.io import read_jsonl
 
 
 def _questions(path: Path, n: int = 4) -> Path:
@@ -21,7 +21,7 @@ def _questions(path: Path, n: int = 4) -> Path:
 
 
 def test_sampled_predict_is_seeded_per_answer_and_resumes_by_sample(tmp_path, tiny_think_model_dir, capsys):
-    from medqa.predict import main
+    from medqa.apps.predict import main
 
     inp = _questions(tmp_path / "in.jsonl")
     base = ["--model", str(tiny_think_model_dir), "--input", str(inp), "--max-new-tokens", "24", "--device", "cpu",
@@ -50,7 +50,7 @@ def test_sampled_predict_is_seeded_per_answer_and_resumes_by_sample(tmp_path, ti
 
 
 def test_sampling_flags_are_checked(tmp_path, tiny_think_model_dir, capsys):
-    from medqa.predict import main
+    from medqa.apps.predict import main
 
     inp = _questions(tmp_path / "in.jsonl")
     base = ["--model", str(tiny_think_model_dir), "--input", str(inp), "--output", str(tmp_path / "o.jsonl")]
@@ -100,7 +100,7 @@ def test_k_samples_are_averaged_per_item_and_compared_by_item(tmp_path):
 
 def test_a_repeated_id_needs_distinct_samples(tmp_path):
     from medqa.eval.score import read_predictions
-    from medqa.io import InputError
+    from medqa.runs.io import InputError
 
     path = tmp_path / "p.jsonl"
     rows = [_pred("x", 0, "a", 0.0), _pred("x", 0, "b", 0.0)]
@@ -111,7 +111,7 @@ def test_a_repeated_id_needs_distinct_samples(tmp_path):
 
 def test_rollout_decoding_of_each_trainer():
     """What PPO and GRPO record from their configs (a config as a dict; unset top-p/top-k/penalty: off)."""
-    from medqa.generation import rollout_decoding
+    from medqa.models.generation import rollout_decoding
 
     assert rollout_decoding("ppo", {"temperature": 0.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256,
                                     "repetition_penalty": 1.3}) == {
@@ -128,7 +128,7 @@ def test_rollout_decoding_of_each_trainer():
 def test_decoding_from_a_run_folder_only(tmp_path, tiny_think_model_dir, capsys):
     from medqa.eval.cli import main
     from medqa.eval.decoding import decoding_from
-    from medqa.generation import write_rollout_decoding
+    from medqa.models.generation import write_rollout_decoding
 
     # A recipe is not a run: the decoding a run sampled with is what it recorded, not what its recipe says today.
     recipe = ROOT / "recipes" / "ppo" / "demo" / "lora.yaml"
@@ -167,7 +167,7 @@ def test_the_flags_become_one_settings_value_recorded_as_before():
     import argparse
 
     from medqa.eval.decoding import add_decoding_args, decoding_settings
-    from medqa.generation import GenerationSettings
+    from medqa.models.generation import GenerationSettings
 
     p = argparse.ArgumentParser()
     add_decoding_args(p)

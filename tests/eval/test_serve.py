@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import THINK_PAIRS
-from medqa.generation import GenerationSettings
-from medqa.serve import StreamView, emergency_banner, render_messages, stream_view
+from medqa.apps.serve import StreamView, emergency_banner, render_messages, stream_view
+from medqa.models.generation import GenerationSettings
 
 
 @pytest.mark.parametrize("text, view", [
@@ -44,7 +44,7 @@ def test_emergency_banner(question, banner):
 
 
 def test_stream_generate_grows(tiny_think_model_dir):
-    from medqa.generation import load_model, stream_generate
+    from medqa.models.generation import load_model, stream_generate
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
     q, expected = THINK_PAIRS[0]
@@ -55,8 +55,8 @@ def test_stream_generate_grows(tiny_think_model_dir):
 
 
 def test_chat_handler_streams_banner_and_refuses_long_input(tiny_think_model_dir):
-    from medqa.generation import load_model
-    from medqa.serve import chat_handler
+    from medqa.apps.serve import chat_handler
+    from medqa.models.generation import load_model
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
     respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=64), max_input_chars=50)
@@ -85,7 +85,7 @@ class _Recorder:
     """Wraps a tokenizer-bearing model call: records every prompt the handler sends to generation."""
 
     def __init__(self, monkeypatch):
-        import medqa.generation as generation
+        import medqa.models.generation as generation
 
         self.prompts: list[str] = []  # decoded
         self.ids: list[list[int]] = []
@@ -102,13 +102,13 @@ class _Recorder:
 
 @pytest.fixture(scope="module")
 def tiny_chat(tiny_think_model_dir):
-    from medqa.generation import load_model
+    from medqa.models.generation import load_model
 
     return load_model(str(tiny_think_model_dir), device="cpu")
 
 
 def test_gradio_message_parts_keep_earlier_turns_and_ignore_files(tiny_chat, monkeypatch):
-    from medqa.serve import chat_handler, message_text
+    from medqa.apps.serve import chat_handler, message_text
 
     assert message_text([{"type": "text", "text": "我怀孕30周了"}, {"type": "file", "file": {"path": "/x.png"}}]) == "我怀孕30周了"
     assert message_text({"path": "/tmp/a.pdf", "mime_type": "application/pdf"}) is None
@@ -128,7 +128,7 @@ def test_gradio_message_parts_keep_earlier_turns_and_ignore_files(tiny_chat, mon
 
 
 def test_history_is_budgeted_oldest_first_and_the_system_prompt_kept(tiny_chat, monkeypatch):
-    from medqa.serve import chat_handler
+    from medqa.apps.serve import chat_handler
 
     model, tok = tiny_chat
     rec = _Recorder(monkeypatch)
@@ -148,7 +148,7 @@ def test_history_is_budgeted_oldest_first_and_the_system_prompt_kept(tiny_chat, 
 
 
 def test_banner_for_red_flags_in_any_user_turn(tiny_chat):
-    from medqa.serve import chat_handler
+    from medqa.apps.serve import chat_handler
 
     model, tok = tiny_chat
     respond = chat_handler(model, tok, settings=GenerationSettings(max_new_tokens=4))
@@ -162,7 +162,7 @@ def test_generation_stops_on_disconnect_and_on_the_time_limit(tiny_chat):
     import threading
     import time
 
-    from medqa.serve import chat_handler
+    from medqa.apps.serve import chat_handler
 
     model, tok = tiny_chat
     calls = []
@@ -189,7 +189,7 @@ def test_generation_stops_on_disconnect_and_on_the_time_limit(tiny_chat):
 
 
 def test_auth_is_read_from_a_file_or_the_environment_never_argv(tmp_path, capsys):
-    from medqa.serve import main, read_auth
+    from medqa.apps.serve import main, read_auth
 
     f = tmp_path / "auth"
     f.write_text("alice:s3cret\n", encoding="utf-8")
@@ -206,12 +206,12 @@ def test_auth_is_read_from_a_file_or_the_environment_never_argv(tmp_path, capsys
 def test_serve_takes_the_decoding_flags_of_predict_and_a_runs_rollout_decoding(tmp_path, monkeypatch, capsys):
     """`medqa serve` answers with the decoding it is given — the same flags as predict and eval, or a PPO/GRPO run's
     own rollout decoding (`--decoding-from`); the page's think checkbox starts where that decoding says."""
-    import medqa.generation
-    import medqa.serve as serve
-    from medqa.generation import write_rollout_decoding
+    import medqa.apps.serve as serve
+    import medqa.models.generation
+    from medqa.models.generation import write_rollout_decoding
 
     seen = {}
-    monkeypatch.setattr(medqa.generation, "load_model", lambda *a, **k: ("model", "tokenizer"))
+    monkeypatch.setattr(medqa.models.generation, "load_model", lambda *a, **k: ("model", "tokenizer"))
     monkeypatch.setattr(serve, "build_app", lambda model, tok, **kw: seen.setdefault("settings", kw["settings"]))
     monkeypatch.setattr(serve, "launch", lambda *a, **k: None)
 

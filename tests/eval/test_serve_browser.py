@@ -36,8 +36,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_think_model_dir):
-    from medqa.generation import GenerationSettings, load_model
-    from medqa.serve import build_app, launch
+    from medqa.apps.serve import build_app, launch
+    from medqa.models.generation import GenerationSettings, load_model
 
     model, tok = load_model(str(tiny_think_model_dir), device="cpu")
     # The tiny model writes a whole answer in a few ms, faster than the page repaints, so a loaded machine can

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from medqa.data import prepare
-from medqa.io import InputError, read_jsonl
+from medqa.runs.io import InputError, read_jsonl
 
 
 def _rows(repo_root, n=30):

@@ -9,8 +9,8 @@ from medqa.data import build_rl_prompts, prepare
 from medqa.data.formats import RawRow, detect_format, read_source
 from medqa.data.normalize import normalize
 from medqa.data.schema import RISK_LEVELS, SPECIALTIES
-from medqa.io import InputError, read_jsonl
-from medqa.think import split_think
+from medqa.runs.io import InputError, read_jsonl
+from medqa.text.think import split_think
 
 FORMATS = SAMPLE / "formats"
 BAD = Path(__file__).parents[1] / "fixtures" / "bad_inputs"

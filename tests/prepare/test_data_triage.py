@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 from medqa import safety
 from medqa.data import build_rl_prompts, prepare
-from medqa.io import read_jsonl
+from medqa.runs.io import read_jsonl
 from medqa.teacher.setup import TeacherArgs, build_teacher
 from tests.teacher_helpers import ScriptedTriage
 

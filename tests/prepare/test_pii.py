@@ -1,6 +1,6 @@
 import pytest
 
-from medqa.pii import has_pii, scrub, scrub_with_counts
+from medqa.text.pii import has_pii, scrub, scrub_with_counts
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_round_two_clinical_text_is_left_alone(text):
 
 def _full_tokens(text, near):
     """Reference: jieba over the whole text (what the scrubber did before it chose blocks)."""
-    from medqa import pii
+    from medqa.text import pii
 
     out, pos = [], 0
     for pair in pii._posseg().cut(text):
@@ -172,7 +172,7 @@ def _full_tokens(text, near):
 def test_round_two_blind_set_meets_the_targets():
     """tests/data/pii_blind_r2.jsonl (written before the round-2 changes; 12/41 identifiers were removed then):
     recall >= 0.98 and at most 1 % of its clinical texts changed."""
-    from medqa.safety_eval import pii_measure
+    from medqa.apps.safety_eval import pii_measure
 
     m = pii_measure(_DATA / "pii_blind_r2.jsonl")
     assert m["identifiers"] >= 40 and m["clinical"] >= 30
@@ -184,7 +184,7 @@ def test_segmenting_only_candidate_blocks_finds_the_same_identifiers(monkeypatch
     """jieba runs only on blocks that can hold a name; that must not change a single finding."""
     import json
 
-    from medqa import pii
+    from medqa.text import pii
 
     texts = [r["text"] for r in _labelled()] + _clinical()
     texts += [json.loads(x)["text"] for x in (_DATA / "pii_blind_r2.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -195,7 +195,7 @@ def test_segmenting_only_candidate_blocks_finds_the_same_identifiers(monkeypatch
 
 
 def test_text_without_a_possible_name_is_not_segmented(monkeypatch):
-    from medqa import pii
+    from medqa.text import pii
 
     def boom():
         raise AssertionError("jieba ran on text that cannot hold a name")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from medqa import pii
-from medqa.pii import find_identifiers, scrub, scrub_with_counts
-from medqa.safety_eval import pii_measure
+from medqa.apps.safety_eval import pii_measure
+from medqa.text import pii
+from medqa.text.pii import find_identifiers, scrub, scrub_with_counts
 
 _DATA = Path(__file__).parents[1] / "data"
 _SETS = ("pii_labelled.jsonl", "pii_blind_r2.jsonl", "pii_blind_r3.jsonl", "pii_clinical.jsonl", "pii_clinical_r3.jsonl")

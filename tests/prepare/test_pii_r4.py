@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medqa import pii
-from medqa.pii import find_identifiers, scrub
+from medqa.text import pii
+from medqa.text.pii import find_identifiers, scrub
 
 _DATA = Path(__file__).parents[1] / "data"
 

@@ -3,7 +3,7 @@ tests/data/pii_blind_r4.jsonl) and the clinical look-alikes they must leave alon
 
 import pytest
 
-from medqa.pii import scrub
+from medqa.text.pii import scrub
 
 
 @pytest.mark.parametrize("text, leaked", [

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from medqa.tiny_model import QWEN3_1_7B, TINY, build_tiny_model, qwen3_chat_template
+from medqa.models.tiny import QWEN3_1_7B, TINY, build_tiny_model, qwen3_chat_template
 
 CONVERSATION = [
     {"role": "system", "content": "你是一名专业、谨慎的医生助手。"},

@@ -1,4 +1,4 @@
-"""Chat families (medqa/chat.py): Qwen3 and ChatML chats render with the right system prompt, thinking switch and
+"""Chat families (medqa/models/chat.py): Qwen3 and ChatML chats render with the right system prompt, thinking switch and
 stop ids, the assistant-only loss has a generation-marked template, and the `<think>` format survives each
 tokenizer so the rule reward and the eval read it. Tokenizers only: the tiny Qwen3's (fast) and the real base's
 (SmolLM2, marked real)."""
@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from medqa.chat import (
+from medqa.data.schema import DEFAULT_INSTRUCTION
+from medqa.models.chat import (
     THINK_OFF,
     chat_family,
     chatml_template,
@@ -18,8 +19,7 @@ from medqa.chat import (
     stop_ids,
     training_template,
 )
-from medqa.data.schema import DEFAULT_INSTRUCTION
-from medqa.think import join_think, split_think
+from medqa.text.think import join_think, split_think
 
 # SmolLM2-135M-Instruct's own template, as its GGUF ships it (real_base.json keeps it as source_chat_template).
 SMOLLM2_TEMPLATE = (
@@ -37,7 +37,7 @@ THINK_ANSWERS = [join_think("A cough for three weeks after a cold is often post-
 @pytest.fixture(scope="module")
 def qwen3_tok():
     """The tiny Qwen3 tokenizer: Qwen3's special tokens and chat template (TRL's qwen3.jinja, Qwen3-1.7B's)."""
-    from medqa.tiny_model import build_tokenizer, corpus_texts
+    from medqa.models.tiny import build_tokenizer, corpus_texts
 
     return build_tokenizer(corpus_texts())
 
@@ -49,7 +49,7 @@ def _user(text: str) -> list[dict]:
 def test_the_family_is_read_from_the_template():
     from importlib import resources
 
-    from medqa.tiny_model import qwen3_chat_template
+    from medqa.models.tiny import qwen3_chat_template
 
     qwen3_training = (resources.files("trl") / "chat_templates" / "qwen3_training.jinja").read_text(encoding="utf-8")
     llama3 = "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>{{ m.content }}<|eot_id|>{% endfor %}"
@@ -90,7 +90,7 @@ def test_chatml_gets_the_project_system_prompt_and_thinking_off_prefills_the_emp
 
 def test_model_inputs_render_through_the_family(qwen3_tok):
     """chat_input_ids (predict, eval, serve, PPO, GRPO) gives the ids of render_prompt's text."""
-    from medqa.generation import build_prompt, chat_input_ids
+    from medqa.models.generation import build_prompt, chat_input_ids
 
     smol = copy.deepcopy(qwen3_tok)
     smol.chat_template = SMOLLM2_TEMPLATE
@@ -143,7 +143,7 @@ def _check_think_round_trip(tok, answer: str) -> None:
 
 @pytest.fixture(scope="module")
 def smollm2_tok(real_base_dir):
-    from medqa.modeling import load_tokenizer
+    from medqa.models.loading import load_tokenizer
 
     return load_tokenizer(str(real_base_dir))
 

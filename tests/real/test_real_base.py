@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from medqa import real_model
+from medqa.models import real as real_model
 
 pytestmark = pytest.mark.real
 
@@ -40,8 +40,8 @@ def _one_line_error(err: str) -> str:
 
 @pytest.mark.slow
 def test_the_folder_is_a_float32_safetensors_model_with_medqas_chatml_template(real_base_dir):
-    from medqa.chat import chatml_template
-    from medqa.io import read_manifest
+    from medqa.models.chat import chatml_template
+    from medqa.runs.io import read_manifest
 
     info = json.loads((real_base_dir / real_model.KEY_FILE).read_text(encoding="utf-8"))
     assert info["source"]["sha256"] == real_model.SMOLLM2.sha256 and info["key"] == real_model.base_key(
@@ -116,8 +116,14 @@ def test_the_project_loader_loads_it_and_it_answers_in_english_stopping_at_im_en
     the token budget, and the prompt carries the project's system prompt, not SmolLM2's."""
     import torch
 
-    from medqa.chat import stop_ids
-    from medqa.generation import GenerationSettings, chat_input_ids, chat_messages, generate_batch, load_model
+    from medqa.models.chat import stop_ids
+    from medqa.models.generation import (
+        GenerationSettings,
+        chat_input_ids,
+        chat_messages,
+        generate_batch,
+        load_model,
+    )
 
     model, tok = load_model(str(real_base_dir))
     torch.set_num_threads(2)

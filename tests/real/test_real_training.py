@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_sft_row, ppo_trainer
-from medqa.io import read_jsonl, write_jsonl
+from medqa.runs.io import read_jsonl, write_jsonl
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -75,8 +75,8 @@ def real_sft_adapter(real_base_dir, real_sft_data, tmp_path_factory) -> tuple[Pa
 def test_one_sft_step_saves_an_adapter_that_reloads_and_answers(real_sft_adapter, real_base_dir):
     import torch
 
-    from medqa.chat import chatml_template
-    from medqa.generation import GenerationSettings, generate, load_model
+    from medqa.models.chat import chatml_template
+    from medqa.models.generation import GenerationSettings, generate, load_model
 
     out, summary = real_sft_adapter
     assert summary["global_step"] == 1 and math.isfinite(summary["train_loss_first"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS
-from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
+from medqa.runs.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
 from medqa.train.grpo import CombinedReward, parse_args, rules
 
 RECIPES = sorted(p for p in (ROOT / "recipes" / "grpo").rglob("*.yaml") if p.name != "profile.yaml")
@@ -36,7 +36,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def prompts_file(tmp_path_factory) -> Path:
     """RL prompt rows (`make rl-prompts` shape) for the questions the think model answers."""
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     path = tmp_path_factory.mktemp("rl") / "prompts.jsonl"
     risk = ["critical", "low", "low", "medium"]
@@ -202,7 +202,7 @@ def test_grpo_against_the_offline_judge_survives_failures_and_sigkill(sft_lora_o
     after a checkpoint and resumed; the outputs are complete and the policy loads for prediction."""
     import torch
 
-    from medqa.generation import GenerationSettings, generate, load_model
+    from medqa.models.generation import GenerationSettings, generate, load_model
     from medqa.teacher.server import RunningServer, ServerOptions
 
     out = tmp_path / "grpo"
@@ -276,7 +276,7 @@ def test_stop_file_checkpoints_and_stops_then_the_next_run_resumes(sft_lora_outp
 def test_a_dead_teacher_stops_grpo_with_the_same_rule_and_exit_code_as_ppo(tiny_model_dir, prompts_file, tmp_path):
     """Every judgement fails: `medqa.rewards.TeacherStopRule` (the teacher arguments' threshold and patience, as in
     PPO) stops the run at the first generation step, without a final model, with exit code 3."""
-    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT
+    from medqa.errors import ExitCode
     from medqa.teacher.server import RunningServer, ServerOptions
 
     out = tmp_path / "grpo-dead"
@@ -285,7 +285,7 @@ def test_a_dead_teacher_stops_grpo_with_the_same_rule_and_exit_code_as_ppo(tiny_
             tiny_model_dir, prompts_file, out, max_steps=3, save_strategy="no", max_completion_length=8,
             teacher_base_url=dead.url, teacher_max_retries=0, teacher_fail_patience=1)]
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
-    assert proc.returncode == TEACHER_UNAVAILABLE_EXIT == 3, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.STOPPED == 3, proc.stderr[-3000:]
     assert "grpo: stopped: the teacher failed for 100% of the items in 1 steps in a row" in proc.stderr
     assert not (out / "grpo_summary.json").exists() and not (out / "adapter_model.safetensors").exists()
 

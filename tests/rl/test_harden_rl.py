@@ -17,8 +17,8 @@ import pytest
 import test_ppo
 
 from conftest import ROOT, THINK_PAIRS, ppo_argv, ppo_trainer
-from medqa.checkpoints import RUN_RECORD, ResumeError
-from medqa.io import MANIFEST, OutputError, OutputLocked, lock_path, read_jsonl, write_jsonl
+from medqa.runs.checkpoints import RUN_RECORD, ResumeError
+from medqa.runs.io import MANIFEST, OutputError, OutputLocked, lock_path, read_jsonl, write_jsonl
 
 ppo_sft_adapter = test_ppo.ppo_sft_adapter  # the PPO tests' fixture
 
@@ -107,8 +107,8 @@ def test_entry_point_refuses_another_world_size_in_one_line(tmp_path, ppo_sft_ad
 
 
 def test_predict_and_eval_run_refuse_files_they_did_not_write(tmp_path, tiny_think_model_dir, capsys):
+    from medqa.apps.predict import main as predict_main
     from medqa.eval.cli import main as eval_main
-    from medqa.predict import main as predict_main
 
     inp = tmp_path / "in.jsonl"
     write_jsonl(inp, [{"question": q} for q, _ in THINK_PAIRS[:2]])
@@ -211,7 +211,7 @@ def test_a_second_run_into_the_same_output_is_refused_and_a_stale_lock_taken_ove
                                                                                    ppo_prompts):
     out = tmp_path / "out"
     trainer = ppo_trainer(ppo_sft_adapter, ppo_prompts, out)
-    other = subprocess.Popen([sys.executable, "-c", "import sys, time; from medqa.io import OutputLock; "
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time; from medqa.runs.io import OutputLock; "
                               f"OutputLock({str(out)!r}, 'ppo').acquire(); print('held', flush=True); time.sleep(120)"],
                              stdout=subprocess.PIPE, text=True)
     try:
@@ -229,7 +229,7 @@ def test_a_second_run_into_the_same_output_is_refused_and_a_stale_lock_taken_ove
 
 _CHILD = """
 import os, sys, time
-from medqa.preemption import exit_with_launcher
+from medqa.runs.preemption import exit_with_launcher
 assert exit_with_launcher(poll_s=0.1)
 open(sys.argv[1], "w").write(str(os.getpid()))
 time.sleep(120)

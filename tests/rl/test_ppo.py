@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, THINK_PAIRS, ppo_argv, verifiable_ppo
-from medqa.io import read_jsonl, write_jsonl
+from medqa.runs.io import read_jsonl, write_jsonl
 
 SECRET = "sk-medqa-test-DO-NOT-LEAK-7f3a9c"
 
@@ -125,7 +125,7 @@ def test_ppo_two_processes_offline_judge(tmp_path, accel, ppo_sft_adapter, ppo_p
     assert json.loads((out / "reward.json").read_text()) == {"reward": "combined", "w_rules": 0.5, "w_teacher": 0.5}
     _assert_no_secret(out)
     if accel == "cpu":  # the output loads like an SFT adapter
-        from medqa.generation import GenerationSettings, generate, load_model
+        from medqa.models.generation import GenerationSettings, generate, load_model
 
         model, tok = load_model(str(out), device="cpu")
         assert generate(model, tok, ["感冒咳嗽一周了怎么办"], GenerationSettings(max_new_tokens=8))[0].gen_tokens >= 0
@@ -238,7 +238,7 @@ def test_a_dead_teacher_stops_the_ppo_entry_point_with_exit_3(tmp_path, ppo_sft_
     import subprocess
     import sys
 
-    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT
+    from medqa.errors import ExitCode
     from medqa.teacher.judge import OFFLINE_MODEL
     from medqa.teacher.server import RunningServer, ServerOptions
 
@@ -249,7 +249,7 @@ def test_a_dead_teacher_stops_the_ppo_entry_point_with_exit_3(tmp_path, ppo_sft_
             teacher_max_retries=0, teacher_fail_patience=1, max_new_tokens=8, report_to="none", cpu_threads=1)]
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                               text=True)
-    assert proc.returncode == TEACHER_UNAVAILABLE_EXIT == 3, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.STOPPED == 3, proc.stderr[-3000:]
     assert "ppo: stopped: the teacher failed for 100% of the items in 1 steps in a row" in proc.stderr
     assert not (out / "adapter_model.safetensors").exists()
 
@@ -310,7 +310,7 @@ def test_penalised_rollouts_log_probs_are_those_transformers_sampled_from(tiny_t
         TemperatureLogitsWarper,
     )
 
-    from medqa.chat import stop_ids
+    from medqa.models.chat import stop_ids
     from medqa.train.ppo import rollout
     from medqa.train.ppo.value_head import PolicyWithValueHead
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from teacher_helpers import THINK, ScriptedJudge
 
-from medqa.think import join_think
+from medqa.text.think import join_think
 
 JUDGED = ("感冒三天了怎么办？", join_think(THINK, "可能是病毒感染，建议多休息、多喝水；如果症状加重请及时就医。"))
 FAILED = ("胸口剧痛还出冷汗，怎么办？", join_think("胸痛。", "多喝热水，休息一下。"))  # rules total −1.9
@@ -89,14 +89,14 @@ def _rows():
 
 
 def _rewards(items_path) -> list[float]:
-    from medqa.io import read_jsonl
+    from medqa.runs.io import read_jsonl
 
     return [it["reward"] for it in read_jsonl(items_path)]
 
 
 def _eval_score(url: str, tmp_path, run_dir) -> list[float]:
     from medqa.eval.cli import main
-    from medqa.io import write_jsonl
+    from medqa.runs.io import write_jsonl
 
     write_jsonl(tmp_path / "preds.jsonl", _rows())
     code = main(["score", "--predictions", str(tmp_path / "preds.jsonl"), "--out", str(tmp_path / "scored"),
@@ -107,8 +107,8 @@ def _eval_score(url: str, tmp_path, run_dir) -> list[float]:
 
 
 def _demo(url: str, tmp_path, run_dir) -> list[float]:
-    from medqa.demo_report import add_rewards
-    from medqa.io import write_jsonl
+    from medqa.demo.report import add_rewards
+    from medqa.runs.io import write_jsonl
 
     set_dir = tmp_path / "demo" / "red_team"
     set_dir.mkdir(parents=True)

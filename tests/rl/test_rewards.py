@@ -18,7 +18,7 @@ from medqa.rewards import (
     total_rewards,
 )
 from medqa.rewards import doc as rules_doc
-from medqa.think import join_think
+from medqa.text.think import join_think
 
 THINK_ZH = "用户描述了症状，需要考虑常见原因、严重程度以及是否存在危险信号，再给出合适的建议和就医指导。"
 THINK_EN = ("The user describes symptoms; I should weigh common causes, severity and any red flags, "

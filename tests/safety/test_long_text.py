@@ -12,7 +12,7 @@ from conftest import ROOT
 # Long runs of word characters (Latin, digits, CJK) and of short words: what makes an unanchored `\w+` or
 # `[A-Za-z0-9…]+` quadratic.
 SCRIPT = """
-from medqa.pii import scrub
+from medqa.text.pii import scrub
 from medqa.safety import has_emergency_referral, red_flags, risky_prescription
 text = "x" * 40000 + "头" * 40000 + "x1" * 20000 + "a " * 20000 + "after my " * 4000
 assert red_flags(text) == [] and not has_emergency_referral(text) and not risky_prescription(text)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from medqa import safety as S
+from medqa.apps.serve import emergency_banner
 from medqa.eval.items import think_flags
 from medqa.eval.metrics import load_metric
 from medqa.rewards import rule_reward
-from medqa.serve import emergency_banner
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 # Emergencies the old lexicon missed, quoted in the report that asked for broader red-flag detection.
 MISSED_BEFORE = [

@@ -1,11 +1,11 @@
-"""`medqa.preemption`: a stop file makes training checkpoint and stop at the next step end (single process here;
+"""`medqa.runs.preemption`: a stop file makes training checkpoint and stop at the next step end (single process here;
 tests/slurm/test_slurm.py covers 2 processes under a real time-limit signal)."""
 
 from __future__ import annotations
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from medqa.preemption import STOP_FILE_ENV, StopFileCallback, any_rank, stop_file_from_env
+from medqa.runs.preemption import STOP_FILE_ENV, StopFileCallback, any_rank, stop_file_from_env
 
 
 def test_no_stop_file_leaves_training_alone(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LEARNING_SEED, ROOT
-from medqa.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
+from medqa.runs.checkpoints import HF_STATE, checkpoint_step, newest_checkpoint
 from medqa.train.sft import load_recipe, parse_args
 
 RECIPES = sorted((ROOT / "recipes" / "sft").rglob("*.yaml"))
@@ -119,7 +119,7 @@ def test_entry_point_reports_bad_recipes_in_one_line(tmp_path):
 
 
 def test_bad_data_rows_are_located(tmp_path):
-    from medqa.io import InputError
+    from medqa.runs.io import InputError
     from medqa.train.sft import load_split
 
     (tmp_path / "train.jsonl").write_text(
@@ -226,8 +226,8 @@ def test_lora_adapter_reloads_generates_think_and_merges_exactly(runs, sft_data_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medqa.io import read_jsonl
-    from medqa.merge import merge_adapter
+    from medqa.apps.merge import merge_adapter
+    from medqa.runs.io import read_jsonl
 
     out, _ = runs("lora")
     tok = AutoTokenizer.from_pretrained(out)
@@ -256,7 +256,7 @@ def test_qlora_adapter_merges_onto_the_full_precision_base(runs, tmp_path):
 
     out, _ = runs("qlora")
     base_path = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
-    from medqa.merge import merge_adapter
+    from medqa.apps.merge import merge_adapter
 
     merged = AutoModelForCausalLM.from_pretrained(merge_adapter(out, tmp_path / "m", dtype="float32")).eval()
     assert getattr(merged.config, "quantization_config", None) is None

@@ -1,4 +1,4 @@
-"""`medqa.preflight`: what a Slurm job checks before it launches anything (also `make slurm-preflight`)."""
+"""`medqa.commands.preflight`: what a Slurm job checks before it launches anything (also `make slurm-preflight`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from medqa.preflight import check_eval, check_training, main, model_problem, overrides
+from medqa.commands.preflight import check_eval, check_training, main, model_problem, overrides
 
 CPU_LORA = "recipes/sft/cpu/lora.yaml"
 CPU = "accelerate_configs/cpu.yaml"

@@ -273,7 +273,7 @@ def test_api_key_never_appears_in_a_job_log(cluster):
 def test_a_vllm_server_job_serves_a_trainer_elsewhere(cluster, vllm_env, tmp_path, ppo_prompts):
     """slurm/vllm.sh: the server runs as its own job, bound to the node's address, and writes its URL where a trainer
     on another node reads it; PPO samples from it (the adapter synced every step); cancelling the job removes the URL."""
-    from medqa.tiny_model import build_tiny_model
+    from medqa.models.tiny import build_tiny_model
     from medqa.train.ppo.config import PPOConfig, PPOModelArguments
     from medqa.train.ppo.trainer import PPOTrainer
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from medqa.io import write_jsonl
+from medqa.runs.io import write_jsonl
 from medqa.teacher.cache import CachedJudgement, JudgementCache
 from medqa.teacher.rubric import SYSTEM_PROMPT, RubricError, validate
 

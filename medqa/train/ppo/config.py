@@ -1,4 +1,4 @@
-"""PPO options as dataclasses (filled by a recipe YAML + command-line flags through `medqa.recipes`).
+"""PPO options as dataclasses (filled by a recipe YAML + command-line flags through `medqa.runs.recipes`).
 
 Three groups: the policy (`PPOModelArguments`), the algorithm and run (`PPOConfig`) and the teacher
 (`medqa.teacher.setup.TeacherArgs`, the one teacher flag set). Defaults are the original project's values (lr 1.41e-5, batch 4, mini-batch 1, target_kl
@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from medqa.checkpoints import RunFolderArguments, shaping_settings
 from medqa.data.rl_prompts import PromptArguments
-from medqa.modeling import ModelArguments
+from medqa.models.loading import ModelArguments
 from medqa.rewards import RewardArguments
+from medqa.runs.checkpoints import RunFolderArguments, shaping_settings
 from medqa.teacher.setup import TeacherArgs
 
 Reward = Literal["combined", "rules"]
@@ -30,7 +30,7 @@ REWARDS, BASELINES = get_args(Reward), get_args(Baseline)
 @dataclass
 class PPOModelArguments(ModelArguments):
     """The policy: an SFT output (LoRA/QLoRA adapter, trained further, or a full/merged model). The project's
-    `ModelArguments` (medqa/modeling.py) with PPO's defaults and its KL anchor."""
+    `ModelArguments` (medqa/models/loading.py) with PPO's defaults and its KL anchor."""
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "SFT output to start from: an adapter folder or a full/merged model folder"})
@@ -179,14 +179,14 @@ class PPOConfig(PromptArguments, RewardArguments, RunFolderArguments):
 
 
 def run_settings(model_args: PPOModelArguments, cfg: PPOConfig, teacher_args: TeacherArgs | None = None) -> dict:
-    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/checkpoints.py, SHAPING)."""
+    """The settings a resumed run must share with its checkpoint: every shaping option (medqa/runs/checkpoints.py, SHAPING)."""
     return shaping_settings(model_args, cfg, teacher_args or TeacherArgs())
 
 
 def parse_args(argv: list[str]) -> tuple[PPOModelArguments, PPOConfig, TeacherArgs]:
     """`--config RECIPE` plus overrides -> the three dataclasses (unknown options are errors; a teacher URL with
     user:password on the command line is refused: MEDQA_TEACHER_BASE_URL)."""
-    from medqa.recipes import parse_recipe_args
+    from medqa.runs.recipes import parse_recipe_args
     from medqa.teacher.setup import refuse_credentials_on_command_line
 
     refuse_credentials_on_command_line(argv)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medqa.generation import chat_input_ids, left_pad
+from medqa.models.generation import chat_input_ids, left_pad
 from medqa.train.ppo import core
 
 
@@ -66,7 +66,7 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def query_ids(tokenizer, prompts: list[list[dict]], enable_thinking: bool, max_prompt_length: int) -> list[list[int]]:
-    """Each chat prompt as the model's input ids (the model's chat template, `medqa.chat`; `chat_input_ids` keeps
+    """Each chat prompt as the model's input ids (the model's chat template, `medqa.models.chat`; `chat_input_ids` keeps
     special-token text in a question as text), cut to `max_prompt_length` on the tokenizer's truncation side (the
     prompts file is checked against it when it is read)."""
     rows = [chat_input_ids(tokenizer, messages, enable_thinking) for messages in prompts]
@@ -91,7 +91,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_prompt_length: 
              temperature: float, top_p: float, top_k: int, enable_thinking: bool, stop_ids: list[int],
              repetition_penalty: float = 1.0) -> RolloutBatch:
     """Sample one response per chat prompt with the trainer's model (`rollout_engine: hf`), in one left-padded batch,
-    stopping at `stop_ids` (`medqa.chat.stop_ids`)."""
+    stopping at `stop_ids` (`medqa.models.chat.stop_ids`)."""
     device = next(model.parameters()).device
     query = left_pad(tokenizer, query_ids(tokenizer, prompts, enable_thinking, max_prompt_length), device)
     out = model.generate(input_ids=query["input_ids"], attention_mask=query["attention_mask"], do_sample=True,

@@ -27,7 +27,7 @@ from medqa.rewards import (
     rule_reward,
     total_rewards,
 )
-from medqa.think import THINK_CLOSE
+from medqa.text.think import THINK_CLOSE
 
 RewardFn = Callable[[list[str], list[str], list[dict]], list[float]]  # (questions, answers, metas) -> scores
 

@@ -15,7 +15,7 @@ One step, on every rank in lockstep (ZeRO-3 parameter gathers are collectives):
 
 Each step's phases are timed (`time/<phase>_s` in metrics.jsonl, means over ranks); ppo_summary.json adds their
 mean per step after the first (warm-up) step, the rollout tokens generated per second and process, and the peak
-GPU memory of rank 0 (`medqa/throughput.py`; `make bench-gpu` reports them per mode).
+GPU memory of rank 0 (`medqa/runs/throughput.py`; `make bench-gpu` reports them per mode).
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ from typing import Any
 
 import torch
 
-from medqa.chat import stop_ids
-from medqa.checkpoints import (
+from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
+from medqa.engine import EngineUnavailable
+from medqa.models.chat import stop_ids
+from medqa.rewards import TeacherStopRule
+from medqa.runs.checkpoints import (
     CHECKPOINT_RE,
     MODEL_INPUT,
     RunIdentity,
@@ -43,12 +46,9 @@ from medqa.checkpoints import (
     prepare_run_dir,
     trim_logs,
 )
-from medqa.data.rl_prompts import load_rl_prompts, prompt_token_counter
-from medqa.engine import EngineUnavailable
-from medqa.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
-from medqa.preemption import any_rank, rank0_decides, stop_file_from_env
-from medqa.rewards import TeacherStopRule
-from medqa.throughput import peak_memory_gib, peak_rss_gib, split_after_warmup
+from medqa.runs.io import OutputLock, append_jsonl, atomic_write, iter_jsonl
+from medqa.runs.preemption import any_rank, rank0_decides, stop_file_from_env
+from medqa.runs.throughput import peak_memory_gib, peak_rss_gib, split_after_warmup
 from medqa.train.ppo import core, rollout
 from medqa.train.ppo.config import PPOConfig, PPOModelArguments, TeacherArgs, run_settings
 from medqa.train.ppo.kl import AdaptiveKLController, FixedKLController
@@ -95,27 +95,27 @@ def load_policy(model_args: PPOModelArguments, device):
     the same network with the adapter disabled (`reference=base`, or a new adapter on a full SFT model)."""
     from peft import get_peft_model
 
-    from medqa import modeling
+    from medqa.models import loading
 
-    base, adapter = modeling.resolve_model_paths(model_args.model_name_or_path)
-    modeling.check_model_path(base, "model (the SFT output's base)")
-    tokenizer = modeling.load_tokenizer(base, adapter)
-    dtype = modeling.torch_dtype(model_args.dtype, device=device)
+    base, adapter = loading.resolve_model_paths(model_args.model_name_or_path)
+    loading.check_model_path(base, "model (the SFT output's base)")
+    tokenizer = loading.load_tokenizer(base, adapter)
+    dtype = loading.torch_dtype(model_args.dtype, device=device)
 
     def load_base():
-        return modeling.load_model(model_args, path=base, dtype=dtype, device=device)
+        return loading.load_model(model_args, path=base, dtype=dtype, device=device)
 
     model = load_base()
     if model_args.mode == "full":
         if adapter:
-            model = modeling.attach_adapter(model, adapter, merge=True, tokenizer=tokenizer)
+            model = loading.attach_adapter(model, adapter, merge=True, tokenizer=tokenizer)
         reference = load_base()
         if adapter:
-            reference = modeling.attach_adapter(reference, adapter, merge=True, tokenizer=tokenizer)
+            reference = loading.attach_adapter(reference, adapter, merge=True, tokenizer=tokenizer)
         reference.requires_grad_(False).eval()
         return tokenizer, model, reference
     if adapter:
-        model = modeling.attach_adapter(model, adapter, trainable=True, tokenizer=tokenizer)
+        model = loading.attach_adapter(model, adapter, trainable=True, tokenizer=tokenizer)
         if model_args.reference == "sft":  # a frozen copy of the SFT adapter, switched on for the reference pass
             model.load_adapter(adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
             model.set_adapter("default")
@@ -486,7 +486,7 @@ class PPOTrainer:
                 if isinstance(v, (int, float)) and k != "step":
                     self.writer.add_scalar(k, v, metrics["step"])
         if metrics["step"] % self.cfg.sample_steps == 0 or metrics["step"] == 1:
-            from medqa.think import split_think
+            from medqa.text.think import split_think
 
             questions, texts, parts = self._samples
             rows = [{"step": metrics["step"], "question": q, "think": split_think(t).think,
@@ -495,10 +495,10 @@ class PPOTrainer:
             append_jsonl(self.out / "samples.jsonl", rows, fsync=False)
 
     def _claim_output(self, resume: bool) -> tuple[str | None, int | None]:
-        """Rank 0: lock OUT for this run, claim it (medqa/checkpoints.py: never the SFT model or a folder of
+        """Rank 0: lock OUT for this run, claim it (medqa/runs/checkpoints.py: never the SFT model or a folder of
         another command; an earlier run not resumed is moved aside), trim the logs to the resumed step. Returns
         (the checkpoint to resume or None, the last step of this run already finished in OUT or None)."""
-        from medqa.modeling import resolve_model_paths
+        from medqa.models.loading import resolve_model_paths
 
         self.lock = OutputLock(self.out, "ppo").acquire()
         try:
@@ -510,7 +510,7 @@ class PPOTrainer:
             if run.finished is not None:
                 return None, run.finished
             trim_logs(self.out, run.step)
-            from medqa.generation import write_rollout_decoding
+            from medqa.models.generation import write_rollout_decoding
             from medqa.rewards import write_run_reward
 
             write_rollout_decoding(self.out, "ppo", vars(self.cfg))  # `--decoding-from OUT` evaluates the same way
@@ -563,7 +563,7 @@ class PPOTrainer:
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, desc="ppo", dynamic_ncols=True)
         started, history, timings = time.perf_counter(), [], []
-        stop_file, stopped_at = stop_file_from_env(), None  # MEDQA_STOP_FILE: medqa/preemption.py
+        stop_file, stopped_at = stop_file_from_env(), None  # MEDQA_STOP_FILE: medqa/runs/preemption.py
         try:
             while self.step < cfg.total_steps:
                 try:

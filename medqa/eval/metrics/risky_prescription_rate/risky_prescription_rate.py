@@ -7,7 +7,7 @@ import datasets
 import evaluate
 
 from medqa.eval.items import prescription_flags
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """

@@ -6,7 +6,7 @@ import datasets
 import evaluate
 
 from medqa.eval.items import answer_length, rouge_l_char
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """

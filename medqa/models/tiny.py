@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from medqa.io import OutputError, atomic_dir, preflight_output_dir
+from medqa.errors import ExitCode
+from medqa.runs.io import OutputError, atomic_dir, preflight_output_dir
 
 # Qwen3-1.7B: hidden 2048, intermediate 6144 (3x), 28 layers, 16 heads x head_dim 128, 8 KV heads (heads/2),
 # tied embeddings, vocab 151936, rope_theta 1e6.
@@ -38,7 +39,7 @@ THINK_TOKENS = ["<think>", "</think>"]  # added but NOT special, as in Qwen3 (th
 QWEN_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "sample"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
 def qwen3_chat_template() -> str:
@@ -144,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                                overwrite=args.overwrite, head_dim=args.head_dim)
     except OutputError as e:
         print(f"medqa tiny-model: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except (OSError, ValueError) as e:
         print(f"medqa tiny-model: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     print(f"tiny Qwen3 saved to {out}")
-    return 0
+    return ExitCode.OK

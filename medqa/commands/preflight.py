@@ -1,13 +1,13 @@
 """Checks before a training or eval job launches anything: the files it needs exist and fit together.
 
-    python -m medqa.preflight sft  --profile cpu --recipe R --accel A [-- --model_name_or_path M --data_dir D …]
-    python -m medqa.preflight ppo  --profile cpu --recipe R --accel A [-- overrides]
-    python -m medqa.preflight eval --model M [--adapter A] --file SET.jsonl …
+    medqa preflight sft  --profile cpu --recipe R --accel A [-- --model_name_or_path M --data_dir D …]
+    medqa preflight ppo  --profile cpu --recipe R --accel A [-- overrides]
+    medqa preflight eval --model M [--adapter A] --file SET.jsonl …
 
 Used by the Slurm templates (slurm/*.sh, through `make slurm-preflight`) so that a job with a missing recipe,
 accelerate config, model or data, or a PROFILE/ACCEL mismatch, fails in seconds with one readable line per problem
 instead of after its launch. Prints `KEY=VALUE` lines (shell-quoted) for the template on success; errors go to
-stderr, exit code 2. Reads recipes with `medqa.recipes.load_recipe` only (yaml; no torch/trl import).
+stderr, exit code 2. Reads recipes with `medqa.runs.recipes.load_recipe` only (yaml; no torch/trl import).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from medqa.recipes import load_recipe
+from medqa.errors import ExitCode
+from medqa.runs.recipes import load_recipe
 
 # Options that are not inputs, although their names end like paths.
 _NOT_INPUTS = {"output_dir", "logging_dir", "teacher_cache", "hub_model_id"}
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="python -m medqa.preflight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="medqa preflight", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=["sft", "ppo", "eval"])
     parser.add_argument("--profile", default="gpu")
     parser.add_argument("--recipe")
@@ -162,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"preflight: {problem}", file=sys.stderr)
     if problems:
-        return 2
+        return ExitCode.BAD_INPUT
     for key, value in resolved.items():
         print(f"MEDQA_{key.upper()}={shlex.quote(str(value if value is not None else ''))}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The pipeline's stages in order, each with its `medqa` commands and make targets: the one map behind
 `medqa --help` and `make help` (both grouped by stage) and the table in docs/architecture.md.
 
-Stdlib only: `make help` runs `python -m medqa.stages make-help Makefile` with the system Python, before `make setup`.
+Stdlib only: `make help` runs `python -m medqa.commands.stages make-help Makefile` with the system Python, before `make setup`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from medqa.errors import ExitCode
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("SFT", ("sft", "merge", "launch-config"), ("sft-lora", "sft-qlora", "sft-full", "merge")),
     Stage("RL: rewards, teacher, PPO, GRPO", ("rewards", "teacher", "ppo", "vllm-serve", "grpo"),
           ("teacher-rules-doc", "teacher-serve", "teacher-check", "ppo", "ppo-full", "vllm-setup", "vllm-serve", "grpo")),
-    Stage("eval and use", ("predict", "eval", "bench-medical", "serve", "demo"),
+    Stage("eval and use", ("predict", "eval", "bench-medical", "serve", "safety-eval", "demo"),
           ("eval", "bench-medical", "predict", "compare", "serve", "safety-eval", "safety-doc", "demo", "demo-real",
            "demo-seeds", "demo-real-seeds")),
     Stage("bench", ("bench",), ("bench", "bench-p1", "bench-p2", "bench-p3", "bench-p4", "bench-p9", "bench-gpu", "bench-shape")),
-    Stage("cluster (Slurm)", (), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
+    Stage("cluster (Slurm)", ("preflight",), ("slurm-sft", "slurm-ppo", "slurm-eval", "slurm-preflight", "slurm-local", "test-slurm")),
     Stage("dev", (), ("help", "test", "test-fast", "test-seeds", "lint", "browser-deps")),
 )
 
@@ -73,10 +75,10 @@ def format_groups(groups: list[tuple[str, list[tuple[str, str]]]], width: int) -
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "make-help" or len(argv) < 2:
-        print("usage: python -m medqa.stages make-help MAKEFILE…", file=sys.stderr)
-        return 2
+        print("usage: python -m medqa.commands.stages make-help MAKEFILE…", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     print(format_groups(grouped(make_targets(argv[1:]), "targets"), 17))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -34,7 +34,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medqa.io import MANIFEST, atomic_write, check_output_dir, manifest_files, read_manifest, write_manifest
+from medqa.errors import ExitCode
+from medqa.runs.io import (
+    MANIFEST,
+    atomic_write,
+    check_output_dir,
+    manifest_files,
+    read_manifest,
+    write_manifest,
+)
 
 EVAL_SETS = ("gold_set", "red_team")
 MODELS = ("base", "sft", "rl")
@@ -267,7 +275,7 @@ def stage_real_base(cfg: DemoConfig) -> None:
 
 def sft_mode(cfg: DemoConfig) -> str:
     """The SFT recipe's mode (full, lora, qlora): the `make sft-MODE` target the stage runs."""
-    from medqa.recipes import load_recipe
+    from medqa.runs.recipes import load_recipe
 
     return str(load_recipe(cfg.sft_recipe).get("mode") or "lora")
 
@@ -276,7 +284,7 @@ def write_sft_rows(cfg: DemoConfig) -> None:
     """`cfg.sft_data`: the first `sft_rows[lang]` training rows of each language, in the split's order, and the dev
     split as it is."""
     from medqa.data.meta import infer_language
-    from medqa.io import read_jsonl, write_jsonl
+    from medqa.runs.io import read_jsonl, write_jsonl
 
     left, rows = dict(cfg.sft_rows), []
     for row in read_jsonl(cfg.data / "train.jsonl"):
@@ -317,7 +325,7 @@ def stage_eval(cfg: DemoConfig, name: str) -> None:
     if cfg.limit:
         cmd += ["--limit", str(cfg.limit)]
     _run(cmd)
-    from medqa.demo_report import add_rewards
+    from medqa.demo.report import add_rewards
 
     for s in cfg.judged_sets:
         add_rewards(out / s, seed=cfg.seed, reward_from=cfg.rl_dir)
@@ -332,13 +340,13 @@ def stage_eval_sampled(cfg: DemoConfig, name: str) -> None:
     if cfg.limit:
         cmd += ["--limit", str(cfg.limit)]
     _run(cmd)
-    from medqa.demo_report import add_rewards
+    from medqa.demo.report import add_rewards
 
     add_rewards(out / "red_team", seed=cfg.seed, reward_from=cfg.rl_dir)
 
 
 def stage_report(cfg: DemoConfig) -> None:
-    from medqa.demo_report import write_demo_report
+    from medqa.demo.report import write_demo_report
 
     write_demo_report(cfg)
 
@@ -352,7 +360,7 @@ def _done_tiny_base(cfg):
 
 
 def _done_real_base(cfg):
-    from medqa.real_model import SMOLLM2, base_key, is_current
+    from medqa.models.real import SMOLLM2, base_key, is_current
 
     return is_current(cfg.base, base_key(SMOLLM2))
 
@@ -395,14 +403,14 @@ def stage_keys(cfg: DemoConfig) -> dict[str, str]:
     seed, the decoding) and of the keys of the stages it reads. A stage is skipped only when its output is complete
     *and* was made under its current key, so a changed recipe, override, seed or upstream model reruns it and
     every stage after it. Needs the data stage's training split (the base's key reads it)."""
-    from medqa.recipes import load_recipe
+    from medqa.runs.recipes import load_recipe
     from medqa.train.pretrain import PretrainConfig, pretrain_key
 
     def h(*parts) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     if cfg.kind == "real":
-        from medqa.real_model import SMOLLM2, base_key
+        from medqa.models.real import SMOLLM2, base_key
 
         base = h("real-base", str(cfg.base), base_key(SMOLLM2))
     else:
@@ -443,7 +451,7 @@ STAGES = stages(DemoConfig())  # the tiny demo's
 
 def plan(cfg: DemoConfig) -> dict:
     """What `medqa demo --dry-run` prints: the resolved base, recipes, sizes and stages, nothing run."""
-    from medqa.recipes import load_recipe
+    from medqa.runs.recipes import load_recipe
 
     sft, ppo = load_recipe(cfg.sft_recipe), load_recipe(cfg.ppo_recipe)
     return {"kind": cfg.kind, "base": str(cfg.base), "out": str(cfg.out), "seed": cfg.seed,
@@ -639,22 +647,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({s: plan(preset(kind, out=seed_paths(s, REAL_SEEDS_ROOT if kind == "real" else
                                                                       SEEDS_ROOT)[0], seed=s, **options))
                                   for s in seeds}, indent=2))
-                return 0
+                return ExitCode.OK
             run_demo_seeds(seeds, kind=kind, **options)
-            return 0
+            return ExitCode.OK
         cfg = preset(kind, out=args.out, base=base, seed=args.seed, **options)
         if args.dry_run:
             print(json.dumps(plan(cfg), indent=2))
-            return 0
+            return ExitCode.OK
         run_demo(cfg)
     except ValueError as e:
         print(f"medqa demo: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except RuntimeError as e:
         print(f"medqa demo: {e}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     except StopRequested as e:
         print(f"medqa demo: {e}; the running stage's files are listed, so the next run starts that stage afresh",
               file=sys.stderr)
-        return 143
-    return 0
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK

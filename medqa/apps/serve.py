@@ -10,7 +10,7 @@ prompt would exceed the token budget, and the history is capped in messages and 
 a conversation over `--max-history-chars` in all is refused before it is read. Generation stops when the client
 disconnects or after `--max-seconds`. The operator's `--system` prompt is the only system turn and always comes
 first: a system message in the client's history is dropped (`conversation_messages`). Everything the user typed is
-tokenised as text (`medqa.generation.chat_input_ids`), so typed special tokens cannot forge a turn.
+tokenised as text (`medqa.models.generation.chat_input_ids`), so typed special tokens cannot forge a turn.
 Listens on 127.0.0.1 unless `--host` says otherwise; `--share` (a public Gradio link) is opt-in, and a login is read
 from `MEDQA_SERVE_AUTH` or `--auth-file` (never from the command line, where `ps` would show it).
 """
@@ -28,10 +28,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medqa.argtypes import at_least
+from medqa.errors import ExitCode
 from medqa.eval.decoding import add_decoding_args, decoding_settings
-from medqa.generation import GenerationSettings
-from medqa.think import THINK_CLOSE, THINK_OPEN
+from medqa.models.generation import GenerationSettings
+from medqa.runs.argtypes import at_least
+from medqa.text.think import THINK_CLOSE, THINK_OPEN
 
 DISCLAIMER = (
     "**医疗免责声明 / Medical disclaimer**：本演示由AI模型生成，仅供参考，不能替代执业医生的诊断和治疗；"
@@ -147,7 +148,7 @@ def conversation_messages(tokenizer, history: Sequence, question: str, *, system
 def fit_to_budget(tokenizer, chat: list[dict[str, str]], budget: int, enable_thinking: bool = True
                   ) -> list[dict[str, str]]:
     """Drop the oldest turns (never the system prompt or the last user turn) until the prompt fits `budget`."""
-    from medqa.generation import chat_input_ids
+    from medqa.models.generation import chat_input_ids
 
     system = [m for m in chat[:1] if m["role"] == "system"]
     turns = chat[len(system):]
@@ -206,7 +207,7 @@ def chat_handler(model, tokenizer, *, settings: GenerationSettings | None = None
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from medqa.generation import stream_generate
+    from medqa.models.generation import stream_generate
 
     settings = GenerationSettings() if settings is None else settings
     budget = max(256, context_tokens - settings.max_new_tokens)
@@ -342,18 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1") and not auth:
         print(f"warning: listening on {args.host} without --auth: anyone on the network can use the model",
               file=sys.stderr)
-    from medqa.generation import load_model
+    from medqa.models.generation import load_model
 
     try:
         model, tokenizer = load_model(args.model, args.adapter, device=args.device)
     except (OSError, ValueError) as e:
         print(f"medqa serve: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     app = build_app(model, tokenizer, settings=settings, max_input_chars=args.max_input_chars,
                     context_tokens=args.context_tokens, max_seconds=args.max_seconds, system=args.system,
                     max_history_chars=args.max_history_chars)
     launch(app, host=args.host, port=args.port, share=args.share, auth=auth)
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medqa.engine import EngineUnavailable
+from medqa.errors import ExitCode
 from medqa.eval.decoding import add_decoding_args, add_engine_args, decoding_settings
-from medqa.generation import GenerationSettings, row_seed
-from medqa.io import (
+from medqa.models.generation import GenerationSettings, row_seed
+from medqa.runs.io import (
     InputError,
     OutputError,
     OutputLock,
@@ -46,7 +47,7 @@ from medqa.io import (
     same_file,
     write_jsonl,
 )
-from medqa.think import split_think
+from medqa.text.think import split_think
 
 KIND = "predict"  # the command recorded in the output folder's manifest
 OPTION_LETTERS = "ABCDEFGH"
@@ -163,7 +164,7 @@ def item_key(item: Item, identity: dict, sample: int = 0) -> str:
 def model_identity(model: str, adapter: str | None, settings: dict) -> dict:
     """The model (and adapter) by place *and* content (`content_fingerprint`), and the generation settings: a model
     retrained into the same folder does not reuse the answers of the one before."""
-    from medqa.io import content_fingerprint
+    from medqa.runs.io import content_fingerprint
 
     def where(p: str | None) -> str | None:
         return str(Path(p).resolve()) if p and Path(p).exists() else p
@@ -272,7 +273,7 @@ def run_predict(
         raise ValueError(f"num_samples must be >= 1, and > 1 only with sampling; got {num_samples}")
     if settings.do_sample and settings.seed is None:
         raise ValueError("sampled predictions need a seed (GenerationSettings.seed): each answer is seeded by it")
-    from medqa.preemption import rank0_decides
+    from medqa.runs.preemption import rank0_decides
 
     lock = OutputLock(output, KIND)
 
@@ -294,7 +295,7 @@ def run_predict(
 def _predict(output: Path, items: list[Item], rank: int, world: int, state, *, model: str, adapter: str | None,
              batch_size: int, settings: GenerationSettings, num_samples: int, device: str | None,
              progress: bool, engine: str = "hf", server_url: str | None = None) -> dict:
-    from medqa.generation import chat_input_ids, generate_batch, load_model
+    from medqa.models.generation import chat_input_ids, generate_batch, load_model
 
     decoding = settings.record()  # written into every row, and part of its key
     if engine != "hf":
@@ -367,12 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (InputError, OutputError, OSError, ValueError, EngineUnavailable) as e:
         print(f"medqa predict: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     if int(os.environ.get("RANK", "0")) == 0:
         who = f"rank 0 of {summary['processes']}: " if summary["processes"] > 1 else ""
         print(f"predict: {who}{summary['generated']} generated, {summary['skipped']} already done, "
               f"{summary['rows']} rows in {summary['output']}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

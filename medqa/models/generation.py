@@ -1,11 +1,11 @@
 """Generation shared by `medqa predict`, the evaluation and the Gradio demo.
 
-Models load through `medqa.modeling.load_for_inference` (`load_model` below): a base model directory (or hub id), a
+Models load through `medqa.models.loading.load_for_inference` (`load_model` below): a base model directory (or hub id), a
 PEFT adapter directory (given as `--adapter` on top of `--model`, or alone as `--model`), or a merged model.
 
 Generation is batched with *left* padding (decoder-only models continue from the last prompt token), renders
-chats through `medqa.chat.render_prompt` (the model family's system prompt and thinking switch: Qwen3's
-`enable_thinking`, or a prefilled empty think block), stops at `medqa.chat.stop_ids` (EOS and `<|im_end|>`), and
+chats through `medqa.models.chat.render_prompt` (the model family's system prompt and thinking switch: Qwen3's
+`enable_thinking`, or a prefilled empty think block), stops at `medqa.models.chat.stop_ids` (EOS and `<|im_end|>`), and
 is greedy unless sampling is asked for. Greedy batched generation gives the same tokens as one-by-one generation
 (tests check this).
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-# The SFT data carries its own system message; None: the model family's rule (medqa/chat.py, with_system).
+# The SFT data carries its own system message; None: the model family's rule (medqa/models/chat.py, with_system).
 DEFAULT_SYSTEM_PROMPT = None
 
 
@@ -159,7 +159,7 @@ def rollout_decoding(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_rollout_decoding(out_dir: str | Path, kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    from medqa.io import atomic_write
+    from medqa.runs.io import atomic_write
 
     decoding = rollout_decoding(kind, options)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ ENGINES = ("hf", "vllm")
 
 def load_model(model: str, adapter: str | None = None, *, engine: str = "hf", server_url: str | None = None,
                **kwargs: Any):
-    """(model, tokenizer) ready for generation: engine hf is `medqa.modeling.load_for_inference` (imported on first use
+    """(model, tokenizer) ready for generation: engine hf is `medqa.models.loading.load_for_inference` (imported on first use
     so that the commands that only read generation settings stay light); engine vllm the same model on a vLLM server
     (`medqa.engine.served.load_served`; `server_url` None: the URL `make vllm-serve` wrote)."""
     if engine == "vllm":
@@ -190,7 +190,7 @@ def load_model(model: str, adapter: str | None = None, *, engine: str = "hf", se
         return load_served(model, adapter, url=server_url)
     if engine != "hf":
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    from medqa.modeling import load_for_inference
+    from medqa.models.loading import load_for_inference
 
     return load_for_inference(model, adapter, **kwargs)
 
@@ -202,11 +202,11 @@ def chat_messages(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> 
 
 def build_prompt(tokenizer, messages: Sequence[dict[str, str]], enable_thinking: bool = True) -> str:
     """Render a chat (ending with the user turn) into the generation prompt, as text (for display and logs):
-    `medqa.chat.render_prompt`.
+    `medqa.models.chat.render_prompt`.
 
     Tokenising this text would parse special-token text typed inside a message as special tokens: the model's input
     comes from `chat_input_ids`."""
-    from medqa.chat import render_prompt
+    from medqa.models.chat import render_prompt
 
     return render_prompt(tokenizer, messages, enable_thinking)
 
@@ -231,7 +231,7 @@ def chat_input_ids(tokenizer, messages: Sequence[Mapping[str, Any]], enable_thin
     characters. A tokenizer splits its added tokens out before it tokenises the text between them, so a chat
     without special-token text gets the same ids as tokenising `build_prompt`'s text (tests check this on the
     sample data)."""
-    from medqa.chat import render_prompt, template_of
+    from medqa.models.chat import render_prompt, template_of
 
     template_of(tokenizer, chat_template)  # ValueError without a chat template, before any work
     specials = _special_tokens(tokenizer)
@@ -279,7 +279,7 @@ def left_pad(tokenizer, rows: Sequence[Sequence[int]], device=None) -> dict[str,
 
 
 def _stop_ids(model, tokenizer) -> list[int]:
-    from medqa.chat import stop_ids
+    from medqa.models.chat import stop_ids
 
     return stop_ids(tokenizer, model.config, model.generation_config)
 

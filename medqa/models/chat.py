@@ -1,7 +1,7 @@
 """Chat-model families: what differs between Qwen3 and other chat models, decided in one place.
 
 Every chat the project renders for a model (predict, eval, serve, PPO rollouts, GRPO prompts, SFT's think-coverage
-answers) goes through `render_prompt` (via `medqa.generation.chat_input_ids`), and every stop-token set through
+answers) goes through `render_prompt` (via `medqa.models.generation.chat_input_ids`), and every stop-token set through
 `stop_ids`. The family is read from the chat template (`chat_family`):
 
 * **qwen3** — Qwen3's template (and TRL's training copy of it): it reads `enable_thinking` itself, renders no
@@ -16,7 +16,7 @@ answers) goes through `render_prompt` (via `medqa.generation.chat_input_ids`), a
 * **other** — any other template: rendered as is, with the same system prompt and thinking rules as chatml; SFT's
   assistant-only loss then needs a template TRL knows or one with generation markers.
 
-The `<think>…</think>` chain is plain text for every family (medqa/think.py parses it), so SFT targets carry it
+The `<think>…</think>` chain is plain text for every family (medqa/text/think.py parses it), so SFT targets carry it
 and the model learns to write it whether or not the tokenizer has think tokens. docs/models.md lists the covered
 families and how to add one.
 """
@@ -65,9 +65,9 @@ def template_of(tokenizer, chat_template: str | None = None) -> str:
 
 
 def chatml_template() -> str:
-    """medqa's ChatML chat template (medqa/chat_templates/chatml.jinja): ChatML turns, no built-in system prompt,
+    """medqa's ChatML chat template (medqa/models/chat_templates/chatml.jinja): ChatML turns, no built-in system prompt,
     `{% generation %}` around each assistant turn and its `<|im_end|>`, and Qwen3's `enable_thinking` switch."""
-    return (resources.files("medqa") / "chat_templates" / "chatml.jinja").read_text(encoding="utf-8")
+    return (resources.files("medqa.models") / "chat_templates" / "chatml.jinja").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- the system prompt

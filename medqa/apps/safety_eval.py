@@ -10,11 +10,11 @@ people ask, independently of the patterns' own examples (medqa/safety/data/*.yam
 `category` names the topic (a red-flag category or the look-alike it could be confused with), so hard negatives
 sit in the same category as the emergencies they resemble. Rows are split deterministically into `tune` and
 `holdout` by a hash of their id (`split_of`), so a pattern author can look at the misses of one part and keep
-the other for an honest held-out number (`python -m medqa.safety_eval --misses` lists tune misses only).
+the other for an honest held-out number (`medqa safety-eval --misses` lists tune misses only).
 An optional `batch` names rows added later ("fresh-1"…): each batch was written after the patterns of its time
 and measured blind before any pattern was fitted to it (docs/safety.md keeps those first numbers).
 
-The report also measures personal-identifier scrubbing (`medqa.pii.scrub`) on the labelled PII sets: identifier
+The report also measures personal-identifier scrubbing (`medqa.text.pii.scrub`) on the labelled PII sets: identifier
 recall (an identifier counts as found when it no longer appears in the scrubbed text) and the false-scrub rate on
 clinical text without identifiers (rows with an empty `pii` list, and every row of `pii_clinical.jsonl`).
 """
@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from medqa import safety
-from medqa.io import InputError, iter_jsonl
+from medqa.errors import ExitCode
+from medqa.runs.io import InputError, iter_jsonl
 
 DEFAULT_SET = Path("tests/data/safety_eval.jsonl")
 DEFAULT_SETS = (DEFAULT_SET, Path("tests/data/safety_blind_r2.jsonl"))
-_TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+_TEST_DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 PII_SETS = tuple(_TEST_DATA / f for f in ("pii_labelled.jsonl", "pii_blind_r2.jsonl", "pii_clinical.jsonl",
                                           "pii_blind_r3.jsonl", "pii_clinical_r3.jsonl", "pii_blind_r4.jsonl",
                                           "pii_clinical_r4.jsonl"))
@@ -230,7 +231,7 @@ def render_table(preds: list[dict[str, Any]]) -> str:
 def pii_measure(path: str | os.PathLike) -> dict[str, int]:
     """{"found", "identifiers", "false_scrubs", "clinical"} for one labelled PII file (`{"text", "pii": [...]}` rows;
     a row without identifiers, or any row of a file of clinical text, counts towards false scrubs)."""
-    from medqa.pii import scrub
+    from medqa.text.pii import scrub
 
     out = {"found": 0, "identifiers": 0, "false_scrubs": 0, "clinical": 0}
     for _, row in iter_jsonl(path):
@@ -245,7 +246,7 @@ def pii_measure(path: str | os.PathLike) -> dict[str, int]:
 
 
 def render_pii_table(paths: Iterable[str | os.PathLike] = PII_SETS) -> str:
-    lines = ["Personal identifiers (`medqa.pii.scrub`): identifiers removed, and clinical texts changed.", "",
+    lines = ["Personal identifiers (`medqa.text.pii.scrub`): identifiers removed, and clinical texts changed.", "",
              "| set | identifier recall | false scrubs |", "|---|---|---|"]
     for path in paths:
         m = pii_measure(path)
@@ -262,7 +263,7 @@ def full_report(preds: list[dict[str, Any]]) -> str:
 
 def update_doc(table: str, path: str | os.PathLike = DOC_PATH) -> bool:
     """Replace the generated table between the markers in `path`; True when the file changed."""
-    from medqa.io import atomic_write
+    from medqa.runs.io import atomic_write
 
     path = Path(path)
     text = path.read_text(encoding="utf-8")
@@ -281,7 +282,7 @@ def doc_table(path: str | os.PathLike = DOC_PATH) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medqa.safety_eval", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="medqa safety-eval", description=__doc__.split("\n")[0])
     ap.add_argument("--data", action="append", help="labelled JSONL, repeatable (default: "
                     + ", ".join(str(p) for p in DEFAULT_SETS) + ")")
     ap.add_argument("--misses", action="store_true", help="list the misses of the tune split (never the holdout)")
@@ -292,14 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         preds = predictions(load_sets(args.data or DEFAULT_SETS))
         table = render_table(preds) if args.data else full_report(preds)
     except (InputError, OSError) as e:
-        print(f"python -m medqa.safety_eval: error: {e}", file=sys.stderr)
-        return 2
+        print(f"medqa safety-eval: error: {e}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     if args.write_doc:
         print(f"{DOC_PATH}: {'updated' if update_doc(table) else 'already up to date'}")
     elif args.check_doc:
         if doc_table() != table.strip():
-            print(f"{DOC_PATH} is out of date: run `python -m medqa.safety_eval --write-doc`", file=sys.stderr)
-            return 1
+            print(f"{DOC_PATH} is out of date: run `medqa safety-eval --write-doc` (make safety-doc)", file=sys.stderr)
+            return ExitCode.FAILED
         print(f"{DOC_PATH} matches the labelled set")
     else:
         print(table)
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             if p["split"] == "tune" and p["label"] != p["pred"]:
                 kind = "FN" if p["label"] else "FP"
                 print(f"{kind} {p['check']:<20} {p['id']} [{p['category']}] {p['text']}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

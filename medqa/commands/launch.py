@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from medqa.errors import ExitCode, signal_exit_code
+
 ACCEL_DIR = "accelerate_configs"
 CPU_PROFILE = "cpu"
 
@@ -45,14 +47,14 @@ def launch_config_main(argv: list[str] | None = None) -> int:
     p.add_argument("--default", required=True, help="the mode's launcher on GPUs (single_gpu, zero2, zero3, …)")
     args = p.parse_args(argv)
     print(accelerate_config(args.profile, args.accel, args.default))
-    return 0
+    return ExitCode.OK
 
 
-# The file where a rank under `medqa.launch launch` appends its one-line error, for the launcher to print it last.
+# The file where a rank under `medqa.commands.launch launch` appends its one-line error, for the launcher to print it last.
 RANK_ERRORS_ENV = "MEDQA_RANK_ERRORS"
 
 
-def _fail(stage: str, error: BaseException | str, status: int = 2, prefix: str = "") -> int:
+def _fail(stage: str, error: BaseException | str, status: int = ExitCode.BAD_INPUT, prefix: str = "") -> int:
     line = f"{stage}: {prefix}{error}"
     print(line, file=sys.stderr)
     errors = os.environ.get(RANK_ERRORS_ENV)
@@ -109,7 +111,7 @@ def _free_bytes(out: Path) -> int:
 def _disk_full_message(stage: str, out: Path) -> str:
     """Where the run stands after a full disk: the checkpoint OUT keeps (a torn newer one, this run's own, is
     removed to give the space back), and how to go on."""
-    from medqa.checkpoints import CHECKPOINT_RE, HF_STATE, checkpoints
+    from medqa.runs.checkpoints import CHECKPOINT_RE, HF_STATE, checkpoints
 
     marker = HF_STATE
     if stage == "ppo":
@@ -117,7 +119,7 @@ def _disk_full_message(stage: str, out: Path) -> str:
     complete = checkpoints(out, marker) if out.is_dir() else []
     kept = complete[-1] if complete else None
     torn = []
-    from medqa.io import read_manifest
+    from medqa.runs.io import read_manifest
 
     # only in a folder this stage claimed (its manifest): never a checkpoint-N folder medqa did not write
     if os.environ.get("RANK", "0") == "0" and out.is_dir() and read_manifest(out).get("kind") == stage:
@@ -136,9 +138,9 @@ def _disk_full_message(stage: str, out: Path) -> str:
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
     """The errors a stage reports in one line with status 2: a bad input, an output it may not write, a checkpoint
     it may not resume, a rank-0 decision the other ranks received."""
-    from medqa.checkpoints import ResumeError
-    from medqa.io import InputError, OutputError
-    from medqa.preemption import RankZeroError
+    from medqa.runs.checkpoints import ResumeError
+    from medqa.runs.io import InputError, OutputError
+    from medqa.runs.preemption import RankZeroError
     from medqa.teacher.setup import TeacherSetupError
 
     return (InputError, FileNotFoundError, OutputError, ResumeError, RankZeroError, TeacherSetupError)
@@ -146,17 +148,18 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 def _start() -> None:
     """Under a launcher, a rank exits when its launcher dies (killing make or accelerate stops training)."""
-    from medqa.preemption import exit_with_launcher
+    from medqa.runs.preemption import exit_with_launcher
 
     exit_with_launcher()
 
 
 def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
-    """Parse the recipe and flags, then train: 2 with one line for a bad input, output or checkpoint, 3 when a service
-    the run samples or scores with stopped answering (the teacher, `medqa.rewards.TeacherStopRule`, or the vLLM
-    rollout server, `medqa.engine.EngineUnavailable`); the run resumes from its last checkpoint."""
+    """Parse the recipe and flags, then train: `ExitCode.BAD_INPUT` (2) with one line for a bad input, output or
+    checkpoint, `ExitCode.STOPPED` (3) when a service the run samples or scores with stopped answering (the teacher,
+    `medqa.rewards.TeacherStopRule`, or the vLLM rollout server, `medqa.engine.EngineUnavailable`); the run resumes
+    from its last checkpoint."""
     from medqa.engine import EngineUnavailable
-    from medqa.rewards import TEACHER_UNAVAILABLE_EXIT, TeacherUnavailable
+    from medqa.rewards import TeacherUnavailable
 
     _start()
     try:
@@ -168,13 +171,13 @@ def _run_stage(stage: str, parse_args, load_main, argv: list[str]) -> int:
     except _bad_input_errors() as e:
         return _fail(stage, e)
     except (TeacherUnavailable, EngineUnavailable) as e:
-        return _fail(stage, e, status=TEACHER_UNAVAILABLE_EXIT, prefix="stopped: ")
+        return _fail(stage, e, status=ExitCode.STOPPED, prefix="stopped: ")
     except (OSError, RuntimeError) as e:
         out = _output_dir(args)
         if out is None or not _disk_full(e, out):
             raise
         return _fail(stage, _disk_full_message(stage, out))
-    return 0
+    return ExitCode.OK
 
 
 def sft(argv: list[str]) -> int:
@@ -211,8 +214,8 @@ def ppo(argv: list[str]) -> int:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(ExitCode.OK)
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- the launcher, with the ranks' errors last
@@ -220,8 +223,8 @@ def ppo(argv: list[str]) -> int:
 
 def accelerate_launch(argv: list[str]) -> int:
     """`accelerate launch ARGV` in this process (what `$(ACCELERATE) launch` runs in the Makefile), with a rank's
-    failure reported as the rank's own one-line error, printed last, and the rank's exit status (2: a bad input or
-    output, 3: the teacher stopped answering) instead of torch's ChildFailedError traceback and status 1."""
+    failure reported as the rank's own one-line error, printed last, and the rank's exit status (`ExitCode`: 2 a bad
+    input or output, 3 the teacher or the vLLM server stopped answering; 128 + N for a rank killed by signal N) instead of torch's ChildFailedError traceback and status 1."""
     import subprocess
     import tempfile
 
@@ -231,15 +234,15 @@ def accelerate_launch(argv: list[str]) -> int:
     fd, errors = tempfile.mkstemp(prefix="medqa-rank-errors-", suffix=".txt")
     os.close(fd)
     os.environ[RANK_ERRORS_ENV] = errors  # the ranks inherit it
-    status = 0
+    status = ExitCode.OK
     try:
         launch_command(launch_command_parser().parse_args(argv))
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
-        status = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+        status = failure.exitcode if failure.exitcode > 0 else signal_exit_code(-failure.exitcode)
         failed = f"rank {rank} exited with status {failure.exitcode}"
     except subprocess.CalledProcessError as e:
-        status = e.returncode if e.returncode > 0 else 128 - e.returncode
+        status = e.returncode if e.returncode > 0 else signal_exit_code(-e.returncode)
         failed = f"the process exited with status {e.returncode}"
     finally:
         with open(errors, encoding="utf-8", errors="replace") as fh:

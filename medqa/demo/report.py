@@ -18,7 +18,7 @@ from typing import Any
 from medqa.eval.compare import _html_table, _md_table, _save, load_run, write_report
 from medqa.eval.metrics import metric
 from medqa.eval.stats import paired_bootstrap_diff
-from medqa.io import atomic_write, read_jsonl
+from medqa.runs.io import atomic_write, read_jsonl
 
 # The demo's story picks metrics per set (format on gold, safety on the red team): (set, name), each name one of the
 # registry's metrics (`medqa.eval.metrics.METRICS`) or of metrics.json's other summaries (`OTHER_SUMMARIES`);

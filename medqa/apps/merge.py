@@ -3,7 +3,7 @@
 QLoRA adapters are merged onto the full-precision base (bf16 or fp32), never onto the 4-bit one: the adapter
 config names the base model and we load it without any quantisation.
 
-    python -m medqa.merge --adapter outputs/sft-lora --out outputs/sft-lora-merged [--dtype auto]
+    medqa merge --adapter outputs/sft-lora --out outputs/sft-lora-merged [--dtype auto]
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from medqa.io import OutputError, atomic_dir, preflight_output_dir
+from medqa.errors import ExitCode
+from medqa.runs.io import OutputError, atomic_dir, preflight_output_dir
 
 
 def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto",
@@ -27,12 +28,12 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     preflight_output_dir(out, inputs, overwrite=overwrite, kind="merge")  # before loading anything
     import torch
 
-    from medqa import modeling
+    from medqa.models import loading
 
-    tokenizer = modeling.load_tokenizer(base, str(adapter), pad_with_eos=False)
+    tokenizer = loading.load_tokenizer(base, str(adapter), pad_with_eos=False)
     # No quantisation: the adapter goes onto the full-precision base; dtype auto keeps the checkpoint's dtype.
-    model = modeling.load_causal_lm(base, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
-    model = modeling.attach_adapter(model, str(adapter), merge=True, tokenizer=tokenizer)
+    model = loading.load_causal_lm(base, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
+    model = loading.attach_adapter(model, str(adapter), merge=True, tokenizer=tokenizer)
     with atomic_dir(out, inputs=inputs, overwrite=overwrite, kind="merge") as tmp:  # a killed merge leaves no half-written model
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -40,7 +41,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m medqa.merge", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="medqa merge", description=__doc__.splitlines()[0])
     p.add_argument("--adapter", required=True, help="folder with adapter_config.json (an SFT output dir)")
     p.add_argument("--out", required=True, help="where to write the merged model + tokenizer")
     p.add_argument("--base", default=None, help="base model (default: the one named in adapter_config.json)")
@@ -52,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype, overwrite=args.overwrite)
     except (FileNotFoundError, OutputError) as e:
-        print(f"python -m medqa.merge: error: {e}", file=sys.stderr)
-        return 2
+        print(f"medqa merge: error: {e}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     print(f"merged model saved to {out}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

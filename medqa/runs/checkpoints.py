@@ -1,7 +1,7 @@
 """Run folders of the training stages (SFT, GRPO, PPO): claiming the folder, finding the checkpoint to resume,
 refusing another run's checkpoint, moving an old run aside, and trimming the logs to the resumed step.
 
-A run folder is claimed by its manifest (`medqa.io.MANIFEST`, `kind` = the stage). Every checkpoint holds
+A run folder is claimed by its manifest (`medqa.runs.io.MANIFEST`, `kind` = the stage). Every checkpoint holds
 `RUN_RECORD`: the stage, the run key (a hash of the settings that shape the run — SHAPING below says which
 those are — and of the content of the data files it reads) with those settings and data hashes, and the number of
 processes. A checkpoint is resumed only when all of them match this run; a mismatch is a one-line `ResumeError`
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medqa.io import (
+from medqa.runs.io import (
     MANIFEST,
     OutputError,
     atomic_write,
@@ -261,7 +261,7 @@ MODEL_CHANGED = ("the model it starts from changed since it was written (retrain
 
 
 def data_fingerprints(paths: Mapping[str, str | os.PathLike | None]) -> dict[str, str | None]:
-    """name -> a hash of the data file's name and content (`medqa.io.content_fingerprint`; None for no file)."""
+    """name -> a hash of the data file's name and content (`medqa.runs.io.content_fingerprint`; None for no file)."""
     return {name: content_fingerprint(path) if path else None for name, path in sorted(paths.items())}
 
 
@@ -539,8 +539,8 @@ class TrainerRun:
     def start(self) -> str | None:
         """The checkpoint to resume (str) or None; raises OutputError / ResumeError (one line) on every rank.
         When OUT already holds this run finished, `finished` is its last step (and the lock is released)."""
-        from medqa.io import OutputLock
-        from medqa.preemption import rank0_decides
+        from medqa.runs.io import OutputLock
+        from medqa.runs.preemption import rank0_decides
 
         mode, requested = resume_mode(self.args.resume_from_checkpoint, getattr(self.args, "auto_resume", True))
 

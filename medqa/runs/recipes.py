@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from medqa.argtypes import check_field_value, field_types
-from medqa.io import InputError
+from medqa.runs.argtypes import check_field_value, field_types
+from medqa.runs.io import InputError
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class OutputError(ValueError):
 # Every folder medqa writes holds this manifest: who wrote it and the entries it wrote. A folder is replaced
 # only when everything in it is either listed there or about to be rewritten, or it is empty.
 MANIFEST = ".medqa-output.json"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
