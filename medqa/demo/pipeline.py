@@ -618,6 +618,19 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _sft_rows(text: str) -> dict[str, int]:
+    """`en=72,zh=16` -> {"en": 72, "zh": 16}: SFT rows per language."""
+    rows = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        lang, _, count = part.partition("=")
+        if lang not in ("en", "zh") or not count.isdigit() or int(count) < 1 or lang in rows:
+            raise ValueError(f"--sft-rows: expected en=N,zh=M with N, M >= 1, got {text!r}")
+        rows[lang] = int(count)
+    if not rows:
+        raise ValueError(f"--sft-rows: expected en=N,zh=M, got {text!r}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="medqa demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", help="output folder (default: outputs/demo; outputs/demo-real with --base real)")
@@ -630,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       "with --base real)")
     p.add_argument("--samples", type=int, help="answers per red-team item under PPO's rollout decoding (default 4)")
     p.add_argument("--sft-args", default="", help="SFT recipe overrides, e.g. '--max_steps 10'")
+    p.add_argument("--sft-rows", help="SFT on the first N rows of each language of the training split, e.g. "
+                                      "en=72,zh=16 (default: all rows; en=40,zh=8 with --base real)")
     p.add_argument("--ppo-args", default="", help="PPO recipe overrides, e.g. '--total_steps 4'")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--dry-run", action="store_true", help="print the resolved base, recipes, sizes and stages as "
@@ -641,9 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     install_sigterm_stop()
     kind, base = (args.base, None) if args.base in BASES else ("tiny", args.base)
-    options = dict(limit=args.limit, max_new_tokens=args.max_new_tokens, samples=args.samples,
-                   sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force)
     try:
+        options = dict(limit=args.limit, max_new_tokens=args.max_new_tokens, samples=args.samples,
+                       sft_rows=_sft_rows(args.sft_rows) if args.sft_rows else None,
+                       sft_args=args.sft_args, ppo_args=args.ppo_args, force=args.force)
         if args.seeds:
             seeds = _seed_list(args.seeds)
             if args.dry_run:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -374,3 +375,25 @@ def test_the_seed_targets_run_the_demo_per_seed(target, argv):
     assert proc.returncode == 0, proc.stderr
     command = next(line for line in proc.stdout.splitlines() if " -m medqa demo " in line)
     assert shlex.split(command.split(" -m medqa ", 1)[1]) == argv
+
+
+def test_sft_rows_per_language_come_from_the_command_line():
+    """`--sft-rows en=N,zh=M` picks the SFT subset of either demo (the real preset's default is en=40,zh=8), and
+    enters the SFT stage's key; a malformed value is one line and exit 2."""
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "medqa", "demo", *args, "--dry-run"], cwd=ROOT, env=_env(),
+                              capture_output=True, text=True, timeout=120)
+
+    proc = run("--base", "real", "--sft-rows", "en=72,zh=16")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["sft"]["rows"] == {"en": 72, "zh": 16}
+    for bad in ("fr=3", "en=0", "en=2,en=3", "en"):
+        proc = run("--sft-rows", bad)
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, (bad, proc.stderr)
+        assert "--sft-rows: expected en=N,zh=M" in proc.stderr
+    from medqa.demo.pipeline import DemoConfig, stage_keys
+
+    base = DemoConfig(out=Path("o"), sft_rows={"en": 2, "zh": 1})
+    assert stage_keys(base)["sft"] != stage_keys(DemoConfig(out=Path("o"), sft_rows={"en": 3, "zh": 1}))["sft"]
