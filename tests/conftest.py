@@ -334,9 +334,26 @@ def pytest_collection_finish(session):
         log = ROOT / "logs" / "vllm-setup.log"
         log.parent.mkdir(exist_ok=True)
         fh = open(log, "ab")  # noqa: SIM115 (the install's output, closed when it has finished)
+        # Its own process group, so that `pytest_sessionfinish` can stop make and pip together.
         _VLLM_SETUP["proc"] = subprocess.Popen(["make", "-s", "vllm-setup"], cwd=ROOT, stdout=fh,
-                                               stderr=subprocess.STDOUT)
+                                               stderr=subprocess.STDOUT, start_new_session=True)
         _VLLM_SETUP["log"], _VLLM_SETUP["fh"] = log, fh
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A background install still running when the run ends (interrupted, or stopped by -x before the vLLM tests)
+    stops with it instead of holding the cores; its stamp is written last, so the next run finishes it."""
+    proc = _VLLM_SETUP.get("proc")
+    if proc is not None and proc.poll() is None:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        print(f"\n>> stopped the unfinished `make vllm-setup` (log: {_VLLM_SETUP['log']}); the next run finishes it")
 
 
 @pytest.fixture(scope="session")
