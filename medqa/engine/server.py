@@ -82,15 +82,18 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def stop_with_parent(sig: int = signal.SIGTERM):
     """A `preexec_fn` for a child that must not outlive the process starting it: on Linux the kernel sends the child
     `sig` when that process (strictly, the thread that started the child) ends, however it ends; SIGTERM lets vLLM
-    stop its own engine processes. Elsewhere (no prctl) it does nothing. Runs between fork and exec: no allocation
-    beyond what ctypes needs, no locks."""
+    stop its own engine processes. Elsewhere (no prctl) it does nothing. libc's `prctl` is looked up here, in the
+    parent: between fork and exec the child only calls it (no dlopen, whose lock another thread may have held)."""
     parent = os.getpid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):
+        prctl = None
 
     def preexec() -> None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        except (AttributeError, OSError):
+        if prctl is None:
             return
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() != parent:  # the starter died before prctl took effect
             os.kill(os.getpid(), sig)
 
