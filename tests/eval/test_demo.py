@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -377,7 +376,7 @@ def test_the_seed_targets_run_the_demo_per_seed(target, argv):
     assert shlex.split(command.split(" -m medqa ", 1)[1]) == argv
 
 
-def test_sft_rows_per_language_come_from_the_command_line():
+def test_sft_rows_per_language_come_from_the_command_line(tmp_path):
     """`--sft-rows en=N,zh=M` picks the SFT subset of either demo (the real preset's default is en=40,zh=8), and
     enters the SFT stage's key; a malformed value is one line and exit 2."""
     import sys
@@ -395,5 +394,10 @@ def test_sft_rows_per_language_come_from_the_command_line():
         assert "--sft-rows: expected en=N,zh=M" in proc.stderr
     from medqa.demo.pipeline import DemoConfig, stage_keys
 
-    base = DemoConfig(out=Path("o"), sft_rows={"en": 2, "zh": 1})
-    assert stage_keys(base)["sft"] != stage_keys(DemoConfig(out=Path("o"), sft_rows={"en": 3, "zh": 1}))["sft"]
+    (tmp_path / "train.jsonl").write_text(json.dumps({"messages": []}) + "\n", encoding="utf-8")
+    recipes = dict(sft_recipe=str(ROOT / "recipes/sft/demo/full.yaml"), ppo_recipe=str(ROOT / "recipes/ppo/demo/lora.yaml"))
+
+    def sft_key(rows):
+        return stage_keys(DemoConfig(out=tmp_path / "demo", data=tmp_path, sft_rows=rows, **recipes))["sft"]
+
+    assert sft_key({"en": 2, "zh": 1}) != sft_key({"en": 3, "zh": 1})
